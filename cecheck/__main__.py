@@ -1,0 +1,5 @@
+"""``python -m cecheck``."""
+
+from cecheck.cli import main
+
+main()

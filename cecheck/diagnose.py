@@ -1,0 +1,206 @@
+"""Flags (what is wrong with a row) and causes (the floating-point mechanism), for one chunk.
+
+Flags, by severity (most serious first):
+
+0. input problems: ``nonfinite_input``, ``label_out_of_range``, ``invalid_label``
+1. ``stable_nan:<dtype>``, ``stable_inf:<dtype>``
+2. ``naive_nan:<dtype>``, ``naive_inf:<dtype>``
+3. ``diverged:<path>_<dtype>``: both finite and ``|L - L64| > atol + rtol * |L64|``, L64 being
+   the same path in float64 (checked only when float64 is among the dtypes)
+4. ``inaccurate:<path>_<dtype>``: a finite value keeps fewer than half of its dtype's
+   significant bits against the reference (an accuracy note). Not raised where the
+   reference is below the dtype's smallest normal number: no value of that dtype could
+   hold it to that accuracy.
+
+``ignored`` (an ``ignore_index`` label) is counted but is not a problem.
+
+Causes are read off the intermediate values each path really computed (the evidence in
+:class:`~cecheck.losses.PathResult`), and only from a path and dtype that is flagged on that
+row: ``exp_overflow``, ``prob_underflow``, ``sigmoid_saturated``, ``zero_times_inf``,
+``nonfinite_input``; ``cancellation`` when a flagged finite value lost its accuracy while no
+other event happened on the way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from cecheck.losses import PathResult
+from cecheck.precision import Precision
+
+Array = npt.NDArray
+
+INPUT_FLAGS = ("nonfinite_input", "label_out_of_range", "invalid_label")
+CAUSES = (
+    "nonfinite_input",
+    "exp_overflow",
+    "prob_underflow",
+    "sigmoid_saturated",
+    "zero_times_inf",
+    "cancellation",
+)
+EVIDENCE = ("exp_overflow", "prob_underflow", "sigmoid_saturated", "zero_times_inf")
+NOT_FLAGGED = 9  # the severity of a row with no problem
+SEVERITY_NAMES = ("input", "stable", "naive", "diverged", "inaccurate")
+SOFT_SUM_TOLERANCE = 1e-3
+
+
+def flag_names(dtypes: tuple[str, ...]) -> tuple[str, ...]:
+    """Every flag a run over ``dtypes`` can raise, in severity order."""
+    others = [d for d in dtypes if d != "float64"] if "float64" in dtypes else []
+    return (
+        *INPUT_FLAGS,
+        *(f"stable_{kind}:{d}" for d in dtypes for kind in ("nan", "inf")),
+        *(f"naive_{kind}:{d}" for d in dtypes for kind in ("nan", "inf")),
+        *(f"diverged:{path}_{d}" for path in ("stable", "naive") for d in others),
+        *(f"inaccurate:{path}_{d}" for path in ("stable", "naive") for d in dtypes),
+        "ignored",
+    )
+
+
+def severity_of(flag: str) -> int:
+    """0 (input) .. 4 (inaccurate); NOT_FLAGGED for ``ignored``."""
+    if flag in INPUT_FLAGS:
+        return 0
+    if flag == "ignored":
+        return NOT_FLAGGED
+    head = flag.split(":")[0]
+    return {"stable_nan": 1, "stable_inf": 1, "naive_nan": 2, "naive_inf": 2}.get(
+        head, {"diverged": 3, "inaccurate": 4}.get(head, NOT_FLAGGED)
+    )
+
+
+def bits_correct(value: Array, reference: Array, bits: int) -> Array:
+    """Significant bits of ``value`` that agree with ``reference``: ``-log2(relative error)``.
+
+    Clipped to [0, bits]; NaN where either is not finite. A reference of exactly 0 gives
+    full bits for an exact 0 and none otherwise.
+    """
+    rel = relative_error(value, reference)
+    with np.errstate(divide="ignore"):
+        return np.clip(-np.log2(rel), 0, bits)
+
+
+def relative_error(value: Array, reference: Array) -> Array:
+    """``|value - reference| / |reference|``: NaN where either is not finite."""
+    value = np.asarray(value, dtype=np.float64)
+    ok = np.isfinite(value) & np.isfinite(reference)
+    diff = np.abs(np.where(ok, value, 0) - np.where(ok, reference, 0))
+    den = np.abs(np.where(ok, reference, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(den > 0, diff / den, np.where(diff > 0, np.inf, 0.0))
+    return np.where(ok, rel, np.nan)
+
+
+@dataclass
+class Diagnosis:
+    """Per-row flags and causes for a chunk, as boolean matrices over named columns."""
+
+    flag_names: tuple[str, ...]
+    flags: Array  # (n, len(flag_names)) bool
+    causes: Array  # (n, len(CAUSES)) bool
+    severity: Array  # (n,) int: the most serious flag, NOT_FLAGGED if none
+    error: Array  # (n,) float: the largest relative error of a flagged value (inf: non-finite)
+
+    def flag_lists(self, rows: Array | None = None) -> list[list[str]]:
+        return _names(self.flags if rows is None else self.flags[rows], self.flag_names)
+
+    def cause_lists(self, rows: Array | None = None) -> list[list[str]]:
+        return _names(self.causes if rows is None else self.causes[rows], CAUSES)
+
+
+def _names(matrix: Array, names: tuple[str, ...]) -> list[list[str]]:
+    out: list[list[str]] = [[] for _ in range(matrix.shape[0])]
+    for i, j in zip(*np.nonzero(matrix)):
+        out[i].append(names[j])
+    return out
+
+
+def label_problems(
+    label_form: str, labels: Array, n_classes: int, ignore_index: int
+) -> dict[str, Array]:
+    """Row masks ``ignored``, ``label_out_of_range`` and ``invalid_label`` from the labels alone."""
+    n = labels.shape[0]
+    none = np.zeros(n, dtype=bool)
+    if label_form == "index":
+        ignored = labels == ignore_index
+        out = ~ignored & ((labels < 0) | (labels >= n_classes))
+        return {"ignored": ignored, "label_out_of_range": out, "invalid_label": none}
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(labels) | (labels < 0)
+        if label_form in ("onehot", "soft"):
+            bad = bad.any(axis=1) | ~(np.abs(labels.sum(axis=1) - 1) <= SOFT_SUM_TOLERANCE)
+        else:
+            bad = bad | (labels > 1)
+            bad = bad.any(axis=1) if bad.ndim == 2 else bad
+    return {"ignored": none, "label_out_of_range": none, "invalid_label": bad}
+
+
+def diagnose(
+    nonfinite_input: Array,
+    label_masks: dict[str, Array],
+    results: dict[tuple[str, str], PathResult],
+    reference: Array,
+    precisions: dict[str, Precision],
+    rtol: float,
+    atol: float,
+) -> Diagnosis:
+    """Flags and causes of a chunk from the inputs' masks and every path's results.
+
+    ``results`` maps (path, dtype) to that path's :class:`PathResult`; ``precisions`` maps
+    each dtype name to its :class:`Precision`.
+    """
+    dtypes = tuple(dict.fromkeys(d for _, d in results))
+    names = flag_names(dtypes)
+    n = reference.shape[0]
+    col = {name: i for i, name in enumerate(names)}
+    flags = np.zeros((n, len(names)), dtype=bool)
+    causes = np.zeros((n, len(CAUSES)), dtype=bool)
+    error = np.zeros(n)
+    flags[:, col["nonfinite_input"]] = nonfinite_input
+    for key in ("label_out_of_range", "invalid_label", "ignored"):
+        flags[:, col[key]] = label_masks[key]
+    causes[:, CAUSES.index("nonfinite_input")] = nonfinite_input
+    scored = ~(label_masks["ignored"] | label_masks["label_out_of_range"])
+
+    for (path, dtype), result in results.items():
+        loss = np.asarray(result.loss, dtype=np.float64)
+        finite = np.isfinite(loss)
+        nan = np.isnan(loss) & scored
+        inf = np.isinf(loss) & scored
+        flagged = nan | inf
+        flags[:, col[f"{path}_nan:{dtype}"]] = nan
+        flags[:, col[f"{path}_inf:{dtype}"]] = inf
+        rel = relative_error(loss, reference)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = precisions[dtype]
+            representable = np.abs(reference) >= p.tiny
+            inaccurate = scored & finite & representable & (-np.log2(rel) < p.bits / 2)
+        flags[:, col[f"inaccurate:{path}_{dtype}"]] = inaccurate
+        flagged |= inaccurate
+        lossy = inaccurate.copy()
+        if dtype != "float64" and (path, "float64") in results:
+            l64 = np.asarray(results[(path, "float64")].loss, dtype=np.float64)
+            both = scored & finite & np.isfinite(l64)
+            with np.errstate(invalid="ignore"):
+                diverged = both & (np.abs(loss - l64) > atol + rtol * np.abs(l64))
+            flags[:, col[f"diverged:{path}_{dtype}"]] = diverged
+            flagged |= diverged
+            lossy |= diverged
+        error = np.fmax(error, np.where(flagged, np.where(finite, rel, np.inf), 0))
+
+        seen = np.zeros(n, dtype=bool)
+        for cause in EVIDENCE:
+            evidence = getattr(result, cause)
+            if evidence is not None:
+                hit = evidence & flagged & scored
+                causes[:, CAUSES.index(cause)] |= hit
+                seen |= hit
+        causes[:, CAUSES.index("cancellation")] |= lossy & ~seen & ~nonfinite_input
+
+    sev = np.array([severity_of(f) for f in names])
+    severity = np.where(flags, sev, NOT_FLAGGED).min(axis=1) if n else np.zeros(0, dtype=int)
+    return Diagnosis(names, flags, causes, severity, np.nan_to_num(error, nan=np.inf))

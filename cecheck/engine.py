@@ -1,0 +1,372 @@
+"""Walk the rows in bounded chunks, compute every path in every dtype, diagnose, summarise.
+
+Memory is bounded by the chunk size: the engine keeps running totals per path and dtype,
+counts per flag and cause, and the ``top`` worst flagged rows, never all rows. Per-row
+results are available as a stream of DataFrames, one per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from cecheck import inputs, losses
+from cecheck import precision as prec
+from cecheck.diagnose import (
+    CAUSES,
+    NOT_FLAGGED,
+    Diagnosis,
+    diagnose,
+    label_problems,
+    relative_error,
+)
+from cecheck.losses import PathResult
+from cecheck.report import PATH_ORDER, PathSummary, Report, RowRecord
+
+Array = npt.NDArray
+
+# Elements of one chunk: ~2 MB of float64 per temporary, so a chunk's work stays in cache.
+CHUNK_ELEMENTS = 1 << 18
+
+# (naive, stable, reference) for each task and label form: the losses.py function of each path.
+_PATHS: dict[str, tuple[Callable[..., PathResult], Callable[..., PathResult], Callable]] = {
+    "index": (losses.naive_multiclass, losses.stable_multiclass, losses.reference_multiclass),
+    "soft": (losses.naive_soft, losses.stable_soft, losses.reference_soft),
+    "binary": (losses.naive_binary, losses.stable_binary, losses.reference_binary),
+    "multilabel": (losses.naive_multilabel, losses.stable_multilabel, losses.reference_multilabel),
+}
+
+
+def _kind(task: str, label_form: str) -> str:
+    if task == "multiclass":
+        return "index" if label_form == "index" else "soft"
+    return task
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to compute and how strictly to judge it."""
+
+    dtypes: tuple[str, ...] = ("float32", "float64")
+    ignore_index: int = -100
+    rtol: float = 1e-4
+    atol: float = 1e-6
+    top: int = 20
+
+    def __post_init__(self) -> None:
+        if not self.dtypes:
+            raise ValueError("dtypes is empty: name at least one of " + ", ".join(prec.DTYPES))
+        for d in self.dtypes:
+            prec.get(d)
+        order = {d: i for i, d in enumerate(prec.DTYPES)}
+        object.__setattr__(self, "dtypes", tuple(sorted(set(self.dtypes), key=order.__getitem__)))
+        if self.rtol < 0 or self.atol < 0:
+            raise ValueError("rtol and atol must be >= 0")
+        if self.top < 0:
+            raise ValueError("top must be >= 0")
+
+    @property
+    def columns(self) -> list[str]:
+        """The per-row loss columns: ``<path>_<dtype>`` then ``reference``."""
+        return [f"{p}_{d}" for p in PATH_ORDER for d in self.dtypes] + ["reference"]
+
+
+@dataclass
+class ChunkResult:
+    """Everything computed for one chunk of rows."""
+
+    start: int
+    logits: Array
+    labels: Array
+    values: dict[str, Array]  # column name -> float64 losses
+    diagnosis: Diagnosis
+
+
+def evaluate(
+    logits: Array, labels: Array, task: str, label_form: str, n_classes: int, s: Settings,
+    start: int = 0,
+) -> ChunkResult:
+    """Compute every path and dtype for one chunk and diagnose it."""
+    naive, stable, reference = _PATHS[_kind(task, label_form)]
+    masks = label_problems(label_form, labels, n_classes, s.ignore_index)
+    if label_form == "index":
+        usable = ~(masks["ignored"] | masks["label_out_of_range"])
+        target = np.where(usable, labels, 0)
+    else:
+        usable = np.ones(labels.shape[0], dtype=bool)
+        target = labels
+    nonfinite = ~np.isfinite(logits)
+    nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite
+
+    results: dict[tuple[str, str], PathResult] = {}
+    for d in s.dtypes:
+        p = prec.get(d)
+        results[("naive", d)] = naive(logits, target, p)
+        results[("stable", d)] = stable(logits, target, p)
+    ref = reference(logits, target)
+    values = {f"{path}_{d}": _mask(r.loss, masks) for (path, d), r in results.items()}
+    values["reference"] = _mask(ref, masks)
+    precisions = {d: prec.get(d) for d in s.dtypes}
+    diag = diagnose(nonfinite, masks, results, ref, precisions, s.rtol, s.atol)
+    return ChunkResult(start, logits, labels, values, diag)
+
+
+def _mask(loss: Array, masks: dict[str, Array]) -> Array:
+    """float64 losses with ignored rows at 0 (as PyTorch) and out-of-range rows at NaN."""
+    out = np.asarray(loss, dtype=np.float64)
+    out = np.where(masks["ignored"], 0.0, out)
+    return np.where(masks["label_out_of_range"], np.nan, out)
+
+
+def chunk_rows(n_classes: int) -> int:
+    """Rows per chunk for ``n_classes`` logits a row."""
+    return max(1, CHUNK_ELEMENTS // max(1, n_classes))
+
+
+def iter_chunks(
+    source: inputs.Source, s: Settings, progress: Callable[[int], None] | None = None
+) -> Iterator[ChunkResult]:
+    """Evaluate ``source`` chunk by chunk, in row order."""
+    start = 0
+    for logits, labels in source.chunks(chunk_rows(source.n_classes)):
+        yield evaluate(
+            logits, labels, source.task, source.label_form, source.n_classes, s, start
+        )
+        start += labels.shape[0]
+        if progress is not None:
+            progress(start)
+
+
+def run(
+    source: inputs.Source,
+    s: Settings,
+    *,
+    on_chunk: Callable[[ChunkResult], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """One pass over ``source``: the Report (totals and top rows); ``on_chunk`` sees each chunk."""
+    totals = _Totals(s)
+    for chunk in iter_chunks(source, s, progress):
+        totals.add(chunk, source)
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return totals.report(source, lambda: frames(source, s))
+
+
+def frames(source: inputs.Source, s: Settings) -> Iterator[pd.DataFrame]:
+    """Per-row results as DataFrames, one per chunk (see :func:`chunk_frame`)."""
+    for chunk in iter_chunks(source, s):
+        yield chunk_frame(chunk, source, s)
+
+
+def chunk_frame(chunk: ChunkResult, source: inputs.Source, s: Settings) -> pd.DataFrame:
+    """One line per row: row, [index], label, every loss column, flags, causes."""
+    n = chunk.labels.shape[0]
+    rows = np.arange(chunk.start, chunk.start + n)
+    data: dict[str, object] = {"row": rows}
+    if len(source.lead_shape) > 1:
+        data["index"] = [_index_text(i, source.lead_shape) for i in rows]
+    data["label"] = _labels(chunk.labels, source.label_form)
+    data.update({c: chunk.values[c] for c in s.columns})
+    data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
+    data["causes"] = [";".join(c) for c in chunk.diagnosis.cause_lists()]
+    return pd.DataFrame(data)
+
+
+def _index_text(row: int, lead_shape: tuple[int, ...]) -> str:
+    return ",".join(str(int(i)) for i in np.unravel_index(row, lead_shape))
+
+
+def _labels(labels: Array, label_form: str) -> list[object]:
+    """A scalar per row: the class index, the binary target, or for (N, C) labels a summary."""
+    if labels.ndim == 1:
+        return [int(v) if label_form == "index" else float(v) for v in labels]
+    if label_form == "onehot":
+        return [int(v) for v in labels.argmax(axis=1)]
+    if label_form == "soft":
+        return [f"soft, max at {int(v)}" for v in labels.argmax(axis=1)]
+    return [_positives(row) for row in labels]
+
+
+def _positives(row: Array) -> str:
+    on = np.flatnonzero(row > 0.5)
+    if len(on) <= 4:
+        return "{" + ",".join(str(int(i)) for i in on) + "}"
+    return f"{len(on)} classes"
+
+
+@dataclass
+class _Totals:
+    """Running totals over chunks: per-path summaries, flag and cause counts, top-K rows."""
+
+    s: Settings
+    rows: int = 0
+    scored: int = 0
+    n: dict[str, Array] = field(default_factory=dict)
+    flag_counts: Array | None = None
+    cause_counts: Array = field(default_factory=lambda: np.zeros(len(CAUSES), dtype=np.int64))
+    flagged_rows: int = 0
+    flag_names: tuple[str, ...] = ()
+    top: list[RowRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # per column: rows, finite, nan, inf, sum of finite losses, worst relative error
+        self.n = {c: np.array([0, 0, 0, 0, 0.0, -1.0]) for c in self.s.columns}
+
+    def add(self, chunk: ChunkResult, source: inputs.Source) -> None:
+        diag = chunk.diagnosis
+        ignored = diag.flags[:, diag.flag_names.index("ignored")]
+        unscored = ignored | diag.flags[:, diag.flag_names.index("label_out_of_range")]
+        scored = ~unscored
+        ref = chunk.values["reference"]
+        for c in self.s.columns:
+            v = chunk.values[c][scored]
+            finite = np.isfinite(v)
+            t = self.n[c]
+            t[0] += v.size
+            t[1] += finite.sum()
+            t[2] += np.isnan(v).sum()
+            t[3] += np.isinf(v).sum()
+            t[4] += v[finite].sum()
+            if c != "reference" and v.size:
+                rel = relative_error(v, ref[scored])
+                if np.isfinite(rel).any():
+                    t[5] = max(t[5], float(np.nanmax(np.where(np.isfinite(rel), rel, np.nan))))
+        self.rows += chunk.labels.shape[0]
+        self.scored += int(scored.sum())
+        counts = diag.flags.sum(axis=0)
+        self.flag_counts = counts if self.flag_counts is None else self.flag_counts + counts
+        self.flag_names = diag.flag_names
+        self.cause_counts += diag.causes.sum(axis=0)
+        is_flagged = diag.severity < NOT_FLAGGED
+        self.flagged_rows += int(is_flagged.sum())
+        self._keep_top(chunk, source, np.flatnonzero(is_flagged))
+
+    def _keep_top(self, chunk: ChunkResult, source: inputs.Source, candidates: Array) -> None:
+        k = self.s.top
+        if k == 0 or candidates.size == 0:
+            return
+        diag = chunk.diagnosis
+        order = np.lexsort((candidates, -diag.error[candidates], diag.severity[candidates]))
+        best = candidates[order[:k]]
+        flag_lists = diag.flag_lists(best)
+        cause_lists = diag.cause_lists(best)
+        labels = _labels(chunk.labels[best], source.label_form)
+        for j, i in enumerate(best):
+            row = chunk.start + int(i)
+            z = chunk.logits[i]
+            self.top.append(
+                RowRecord(
+                    row=row,
+                    index=tuple(int(v) for v in np.unravel_index(row, source.lead_shape)),
+                    label=labels[j],
+                    max_logit=float(np.max(z)) if np.ndim(z) else float(z),
+                    values={c: float(chunk.values[c][i]) for c in self.s.columns},
+                    flags=flag_lists[j],
+                    causes=cause_lists[j],
+                    severity=int(diag.severity[i]),
+                    error=float(diag.error[i]),
+                )
+            )
+        self.top.sort(key=lambda r: (r.severity, -r.error, r.row))
+        del self.top[k:]
+
+    def report(self, source: inputs.Source, frames: Callable[[], Iterator[pd.DataFrame]]) -> Report:
+        summary = []
+        for c in self.s.columns:
+            rows, finite, nan, inf, total, worst = self.n[c]
+            path, _, dtype = c.partition("_")
+            bits = prec.get(dtype).bits if dtype else 53
+            summary.append(
+                PathSummary(
+                    path=path,
+                    dtype=dtype or "float64",
+                    rows=int(rows),
+                    finite=int(finite),
+                    nan=int(nan),
+                    inf=int(inf),
+                    mean=total / finite if finite else float("nan"),
+                    worst_rel_error=None if worst < 0 else float(worst),
+                    bits_correct=None if worst < 0 else _bits(worst, bits),
+                )
+            )
+        counts = {}
+        if self.flag_counts is not None:
+            counts = {f: int(n) for f, n in zip(self.flag_names, self.flag_counts) if n}
+        return Report(
+            source=source,
+            settings=self.s,
+            rows=self.rows,
+            scored_rows=self.scored,
+            summary=summary,
+            counts=counts,
+            cause_counts={c: int(n) for c, n in zip(CAUSES, self.cause_counts) if n},
+            flagged_rows=self.flagged_rows,
+            top=list(self.top),
+            frames=frames,
+        )
+
+
+def _bits(rel: float, bits: int) -> float:
+    if rel == 0:
+        return float(bits)
+    if not np.isfinite(rel):
+        return 0.0
+    return float(min(bits, max(0.0, -np.log2(rel))))
+
+
+def compare(
+    logits: object,
+    labels: object = None,
+    *,
+    task: str = "auto",
+    dtypes: Sequence[str] = ("float32", "float64"),
+    ignore_index: int = -100,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+    top: int = 20,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Every row's cross-entropy along the naive, stable and reference paths, diagnosed.
+
+    Parameters
+    ----------
+    logits, labels
+        numpy arrays (or array-likes), or an :class:`~cecheck.inputs.Source` as ``logits``
+        with ``labels`` omitted (from :func:`cecheck.inputs.open_inputs`).
+    task
+        ``auto`` (inferred from the shapes and labels), ``binary``, ``multiclass`` or
+        ``multilabel``.
+    dtypes
+        The precisions the naive and stable paths are emulated in.
+    ignore_index
+        Index labels equal to it are skipped, as in PyTorch.
+    rtol, atol
+        ``diverged``: ``|L - L64| > atol + rtol * |L64|``.
+    top
+        How many flagged rows the Report keeps, worst first.
+
+    Returns
+    -------
+    Report
+        Totals per path and dtype, counts per flag, and the ``top`` worst flagged rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = compare(np.array([[1000.0, 2000.0, 2500.0]]), np.array([1]))
+    >>> r.top[0].values["naive_float32"], r.top[0].values["stable_float32"]
+    (nan, 500.0)
+    >>> r.top[0].causes
+    ['exp_overflow']
+    """
+    settings = Settings(tuple(dtypes), ignore_index, rtol, atol, top)
+    if isinstance(logits, inputs.Source):
+        source = logits
+    else:
+        source = inputs.from_arrays(logits, labels, task=task)
+    return run(source, settings, progress=progress)

@@ -1,0 +1,9 @@
+"""The one exception a person sees: a file-level problem, said in one sentence."""
+
+
+class InputError(Exception):
+    """A file-level problem with the inputs (missing, corrupt, pickled, mismatched shapes).
+
+    The message is one sentence that names the file and says what to do; the CLI prints it
+    on stderr and exits with code 2.
+    """

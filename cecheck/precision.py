@@ -1,0 +1,77 @@
+"""The precisions a path can be emulated in, and how each is emulated.
+
+float32 and float64 are numpy's own arithmetic: every ufunc call rounds its result to the
+dtype, and sums over classes use numpy's pairwise summation in that dtype.
+
+float16 and bfloat16 are emulated: values are held in float32 arrays, and the result of
+every elementary operation (subtract, exp, log, log1p, divide, multiply, ...) is rounded to
+the narrow format (round to nearest even, overflow to inf, gradual underflow) before the
+next operation uses it. An operation computed in float32 and rounded once to an 11- or
+8-bit significand is the correctly rounded result except in rare double-rounding cases.
+Sums over classes accumulate in float32 and are rounded once, which is what numpy does for
+float16 and what PyTorch does for both on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+import numpy.typing as npt
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A floating-point format a path is computed in."""
+
+    name: str
+    storage: np.dtype  # the format itself
+    work: np.dtype  # the numpy dtype arithmetic is carried out in
+    bits: int  # significand bits, the implicit one included
+
+    @property
+    def emulated(self) -> bool:
+        return self.storage != self.work
+
+    def round(self, x: npt.NDArray) -> npt.NDArray:
+        """Round ``x`` (held in ``work``) to this format; a no-op for float32/float64."""
+        if self.emulated:
+            return x.astype(self.storage).astype(self.work)
+        return x
+
+    def cast(self, x: npt.ArrayLike) -> npt.NDArray:
+        """The input values as this format would store them, held in ``work``."""
+        return self.round(np.asarray(x, dtype=self.work))
+
+    @property
+    def max_exp_arg(self) -> float:
+        """The largest x whose exp(x) is finite in this format."""
+        return float(np.log(np.float64(ml_dtypes.finfo(self.storage).max)))
+
+    @property
+    def max(self) -> float:
+        return float(ml_dtypes.finfo(self.storage).max)
+
+    @property
+    def tiny(self) -> float:
+        """The smallest positive normal number of this format."""
+        return float(ml_dtypes.finfo(self.storage).smallest_normal)
+
+
+PRECISIONS = {
+    "float16": Precision("float16", np.dtype(np.float16), np.dtype(np.float32), 11),
+    "bfloat16": Precision("bfloat16", np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32), 8),
+    "float32": Precision("float32", np.dtype(np.float32), np.dtype(np.float32), 24),
+    "float64": Precision("float64", np.dtype(np.float64), np.dtype(np.float64), 53),
+}
+
+
+def get(name: str) -> Precision:
+    """The Precision called ``name``; ValueError listing the choices otherwise."""
+    try:
+        return PRECISIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}: choose from {', '.join(DTYPES)}") from None

@@ -1,0 +1,205 @@
+"""The Report: plain data about one comparison, and its JSON and CSV forms.
+
+The rich rendering lives in :mod:`cecheck.tables`; the exit-code policy lives here, on the
+Report, so the library and the CLI agree on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+import pandas as pd
+
+from cecheck import __version__
+from cecheck.diagnose import INPUT_FLAGS, SEVERITY_NAMES
+
+if TYPE_CHECKING:
+    from cecheck.engine import Settings
+    from cecheck.inputs import Source
+
+SCHEMA_VERSION = 1
+PATH_ORDER = ("naive", "stable")
+FAIL_ON = ("input", "naive", "stable", "diverged", "inaccurate", "any")
+
+
+@dataclass(frozen=True)
+class PathSummary:
+    """Totals of one path in one dtype over the scored rows (not ignored, label in range)."""
+
+    path: str  # naive, stable or reference
+    dtype: str
+    rows: int
+    finite: int
+    nan: int
+    inf: int
+    mean: float  # of the finite losses
+    worst_rel_error: float | None  # against the reference; None for the reference itself
+    bits_correct: float | None  # -log2(worst_rel_error), clipped to the dtype's bits
+
+    @property
+    def column(self) -> str:
+        return "reference" if self.path == "reference" else f"{self.path}_{self.dtype}"
+
+
+@dataclass(frozen=True)
+class RowRecord:
+    """One flagged row as the report shows it."""
+
+    row: int  # flat row number
+    index: tuple[int, ...]  # the row's index over the leading axes of N-d logits
+    label: object
+    max_logit: float
+    values: dict[str, float]  # loss column -> value; "reference" included
+    flags: list[str]
+    causes: list[str]
+    severity: int  # 0 input .. 4 inaccurate
+    error: float  # largest relative error of a flagged value (inf for non-finite)
+
+
+@dataclass
+class Report:
+    """What a comparison found. Plain data: render with :mod:`cecheck.tables` or :meth:`to_dict`."""
+
+    source: Source
+    settings: Settings
+    rows: int
+    scored_rows: int
+    summary: list[PathSummary]
+    counts: dict[str, int]  # flag -> rows, flags that occurred only
+    cause_counts: dict[str, int]
+    flagged_rows: int  # rows with at least one problem flag (``ignored`` is not one)
+    top: list[RowRecord]  # the worst flagged rows, most serious first
+    frames: Callable[[], Iterator[pd.DataFrame]] = field(repr=False)
+
+    def iter_frames(self) -> Iterator[pd.DataFrame]:
+        """Every row's results, one DataFrame per chunk, recomputed from the source.
+
+        Memory stays bounded by the chunk size, so this suits inputs of any size.
+        """
+        return self.frames()
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every row's results in one DataFrame (columns ``row``, [``index``], ``label``,
+        ``<path>_<dtype>``..., ``reference``, ``flags``, ``causes``)."""
+        return pd.concat(list(self.frames()), ignore_index=True)
+
+    def failed(self, fail_on: Iterable[str]) -> list[str]:
+        """The ``fail_on`` conditions this report meets, in the order of :data:`FAIL_ON`."""
+        wanted = set(fail_on)
+        unknown = wanted - set(FAIL_ON)
+        if unknown:
+            raise ValueError(f"unknown fail-on condition(s): {', '.join(sorted(unknown))}")
+        if "any" in wanted:
+            wanted |= set(FAIL_ON)
+        met = {condition_of(flag) for flag in self.counts} - {None}
+        return [c for c in FAIL_ON if c in wanted and c in met]
+
+    def return_code(self, fail_on: Iterable[str] = ()) -> int:
+        """The exit code: 0 ran (rows may be flagged); 1 a ``fail_on`` condition was met.
+
+        (2, a usage or input error, never reaches a Report: the CLI returns it.)
+        """
+        return 1 if self.failed(fail_on) else 0
+
+    def to_dict(self, fail_on: Iterable[str] = ()) -> dict[str, Any]:
+        """Strict-JSON-ready data: non-finite floats as "nan", "inf", "-inf"."""
+        src, s = self.source, self.settings
+        failed = self.failed(fail_on)
+        data = {
+            "schema_version": SCHEMA_VERSION,
+            "cecheck_version": __version__,
+            "inputs": {
+                "logits": src.logits_name,
+                "labels": src.labels_name,
+                "logits_shape": list(src.logits_shape),
+                "labels_shape": list(src.labels_shape),
+                "logits_dtype": src.logits_dtype,
+                "label_form": src.label_form,
+                "classes": src.n_classes,
+                "warnings": list(src.warnings),
+            },
+            "task": src.task,
+            "rows": {
+                "total": self.rows,
+                "scored": self.scored_rows,
+                "ignored": self.counts.get("ignored", 0),
+                "flagged": self.flagged_rows,
+            },
+            "dtypes": list(s.dtypes),
+            "tolerance": {"rtol": s.rtol, "atol": s.atol, "ignore_index": s.ignore_index},
+            "summary": [
+                {
+                    "path": p.path,
+                    "dtype": p.dtype,
+                    "rows": p.rows,
+                    "finite": p.finite,
+                    "nan": p.nan,
+                    "inf": p.inf,
+                    "mean": p.mean,
+                    "worst_rel_error": p.worst_rel_error,
+                    "bits_correct": p.bits_correct,
+                }
+                for p in self.summary
+            ],
+            "counts": dict(self.counts),
+            "causes": dict(self.cause_counts),
+            "flagged": [
+                {
+                    "row": r.row,
+                    "index": list(r.index),
+                    "label": r.label,
+                    "max_logit": r.max_logit,
+                    "losses": {c: v for c, v in r.values.items() if c != "reference"},
+                    "reference": r.values["reference"],
+                    "flags": r.flags,
+                    "causes": r.causes,
+                    "severity": SEVERITY_NAMES[r.severity],
+                }
+                for r in self.top
+            ],
+            "failed": failed,
+            "exit_code": 1 if failed else 0,
+        }
+        return _strict(data)
+
+    def write_json(self, out: TextIO, fail_on: Iterable[str] = ()) -> None:
+        """Strict JSON (no NaN or Infinity tokens), floats at full precision."""
+        json.dump(self.to_dict(fail_on), out, indent=2, allow_nan=False)
+        out.write("\n")
+
+
+def condition_of(flag: str) -> str | None:
+    """The ``--fail-on`` condition a flag belongs to (None for ``ignored``)."""
+    if flag in INPUT_FLAGS:
+        return "input"
+    head = flag.split(":")[0]
+    if head in ("naive_nan", "naive_inf"):
+        return "naive"
+    if head in ("stable_nan", "stable_inf"):
+        return "stable"
+    return head if head in ("diverged", "inaccurate") else None
+
+
+def _strict(value: Any) -> Any:
+    """Replace non-finite floats by the strings "nan", "inf", "-inf", recursively."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+def write_csv(frames: Iterable[pd.DataFrame], out: TextIO) -> None:
+    """Stream per-row frames as CSV, a header once, floats at full precision (round-trip)."""
+    for i, frame in enumerate(frames):
+        frame.to_csv(out, index=False, header=i == 0, float_format="%.17g", na_rep="nan")
