@@ -1,0 +1,770 @@
+"""The one door through which data enters cecheck: read logits and labels, infer the task.
+
+Readers turn what training code dumped (``.npy``, ``.npz``, ``.csv``/``.tsv``, ``.parquet``;
+one file holding both, or two files) into a :class:`Source`: shapes, the inferred task and
+label form, warnings, and an iterator over row chunks. Memory stays bounded by the chunk
+size: ``.npy`` is memory-mapped, CSV is read with pandas ``chunksize``, Parquet by batches.
+Inference looks only at the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises
+from the chunk iterator.
+
+File-level problems raise :class:`~cecheck.errors.InputError` with one sentence naming the
+file; row-level problems (NaN logits, labels out of range, soft labels not summing to 1)
+pass through for the engine to flag per row. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from cecheck.errors import InputError
+
+TASKS = ("binary", "multiclass", "multilabel")
+LABEL_FORMS = ("index", "onehot", "soft", "multihot", "binary")
+FORMATS = (".npy", ".npz", ".csv", ".tsv", ".parquet")
+HEAD_ROWS = 4096  # rows looked at for inference and warnings: bounded, whatever the file size
+
+Pairs = Iterator[tuple[np.ndarray, np.ndarray]]
+_Columns = list[np.ndarray]  # one block of consecutive rows, as equal-length arrays
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError,
+               NotImplementedError)  # fmt: skip
+_KINDS = {"c": "complex numbers", "U": "text", "S": "bytes", "M": "dates", "m": "time spans"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Logits and labels, readable in row chunks; what the engine consumes."""
+
+    logits_name: str  # the path as given, or "logits" for an in-memory array
+    labels_name: str  # the path as given (same as logits_name for a one-file input)
+    logits_shape: tuple[int, ...]  # as stored
+    labels_shape: tuple[int, ...]  # as stored
+    lead_shape: tuple[int, ...]  # shape of the rows: (N,) or e.g. (B, T) for (B, T, C) logits
+    n_classes: int  # C; 1 for binary
+    task: str  # one of TASKS
+    label_form: str  # one of LABEL_FORMS
+    logits_dtype: str  # stored dtype name, e.g. "float32", "int64", "float16"
+    warnings: tuple[str, ...]
+    _read: Callable[[int], Pairs] = field(repr=False, compare=False)
+
+    @property
+    def n_rows(self) -> int:
+        """The number of rows (one loss each): the product of ``lead_shape``."""
+        return math.prod(self.lead_shape)
+
+    def chunks(self, rows: int) -> Pairs:
+        """Consecutive row chunks of at most ``rows`` rows, in order.
+
+        logits: ``(n, C)`` for multiclass/multilabel, ``(n,)`` for binary; float16, float32 or
+        float64 as stored (integers cast to float64, other floats such as bfloat16 to float32);
+        possibly a read-only view of a memory map. labels: index form -> int64 ``(n,)``;
+        onehot/soft/multihot -> float64 ``(n, C)``; binary -> float64 ``(n,)``.
+        Raises InputError for a file-level problem found past the first chunk.
+        """
+        if rows < 1:
+            raise ValueError(f"rows must be at least 1, got {rows}")
+        return self._read(rows)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One array as stored (the logits or the labels), before the task is known."""
+
+    name: str  # for messages, e.g. "data.npz['logits']"
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    blocks: Callable[[int, int], Iterator[_Columns]]  # (rows, lead ndim) -> [block]
+    where: Callable[[int, tuple[int, ...]], str]  # (flat row, lead shape) -> place of a label
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A CSV or Parquet file: named numeric columns read in blocks of rows."""
+
+    name: str
+    columns: tuple[str, ...]  # as shown in messages: "column 'x3'" or "column 3"
+    dtypes: tuple[np.dtype, ...]
+    n_rows: int
+    blocks: Callable[[int], Iterator[_Columns]]
+    place: Callable[[int, int], str]  # (row, column index) -> "line 7, column 'x3'"
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+def from_arrays(
+    logits: Any,
+    labels: Any,
+    *,
+    task: str = "auto",
+    logits_name: str = "logits",
+    labels_name: str = "labels",
+) -> Source:
+    """A Source over in-memory arrays (or array-likes), validated like the file readers."""
+    lg = _array_part(logits_name, _as_array(logits_name, logits), stored=False)
+    lb = _array_part(labels_name, _as_array(labels_name, labels), stored=False)
+    return _finish(lg, lb, _zip_parts(lg, lb), task, (logits_name, labels_name))
+
+
+def open_inputs(
+    logits_path: str | os.PathLike[str],
+    labels_path: str | os.PathLike[str] | None = None,
+    *,
+    task: str = "auto",
+    label_column: str | int = "label",
+    logits_key: str = "logits",
+    labels_key: str = "labels",
+) -> Source:
+    """Open one file holding both logits and labels, or a logits file and a labels file.
+
+    One file: an ``.npz`` with both keys, or a CSV/TSV/Parquet file with a label column
+    (``label_column``: a header name, or a 0-based position for a CSV without header); the
+    other columns are the logits. Two files: each in any format; CSV/Parquet columns are all
+    logits (or all labels: one column per row label, C columns for soft/multihot labels).
+    """
+    names = (str(logits_path), str(labels_path if labels_path is not None else logits_path))
+    if labels_path is None:
+        lg, lb, pairs = _open_one(names[0], label_column, logits_key, labels_key)
+        return _finish(lg, lb, pairs, task, names)
+    lg = _open_single(names[0], logits_key, "--logits-key")
+    lb = _open_single(names[1], labels_key, "--labels-key")
+    return _finish(lg, lb, _zip_parts(lg, lb), task, names)
+
+
+# ---------------------------------------------------------------- opening files
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of a library's error message, to quote inside our one sentence."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _open_single(path: str, key: str, option: str) -> _Part:
+    ext = _check_file(path)
+    if ext == ".npy":
+        return _open_npy(path)
+    if ext == ".npz":
+        return _open_npz(path, [(key, option)])[0]
+    table = _open_table(path, ext)
+    return _table_part(table, list(range(len(table.columns))))
+
+
+def _open_one(
+    path: str, label_column: str | int, logits_key: str, labels_key: str
+) -> tuple[_Part, _Part, Callable[[int, int], Pairs]]:
+    ext = _check_file(path)
+    if ext == ".npy":
+        raise InputError(f"{path} holds one array, the logits: give the labels as a second file")
+    if ext == ".npz":
+        lg, lb = _open_npz(path, [(logits_key, "--logits-key"), (labels_key, "--labels-key")])
+        return lg, lb, _zip_parts(lg, lb)
+    table = _open_table(path, ext)
+    j = _label_index(table, label_column)
+    others = [i for i in range(len(table.columns)) if i != j]
+    if not others:
+        raise InputError(f"{path} holds only the label column: add the logit columns")
+    lg, lb = _table_part(table, others), _table_part(table, [j])
+
+    def pairs(rows: int, _nd: int) -> Pairs:
+        for cols in _exact(table.blocks(rows), rows):
+            yield _stack([cols[i] for i in others]), _stack([cols[j]])
+
+    return lg, lb, pairs
+
+
+def _check_file(path: str) -> str:
+    """The file's extension, after checking that it exists, is a supported format, has bytes."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path} does not exist: check the path")
+    if not p.is_file():
+        raise InputError(f"{path} is not a file: give the path of a data file")
+    ext = p.suffix.lower()
+    if ext not in FORMATS:
+        raise InputError(
+            f"{path} has an unsupported extension '{ext}': cecheck reads "
+            f"{', '.join(FORMATS)} files, so convert it or rename it to the right extension"
+        )
+    if p.stat().st_size == 0:
+        raise InputError(f"{path} is empty: write the data to it again")
+    return ext
+
+
+def _open_npy(path: str) -> _Part:
+    """A memory-mapped .npy: the header is checked first, so no bad array is ever mapped."""
+    with open(path, "rb") as f:
+        shape, dtype, offset = _npy_header(f, path)
+    _check_dtype(path, dtype, stored=True)
+    need = offset + math.prod(shape) * dtype.itemsize
+    if os.path.getsize(path) < need:
+        raise InputError(
+            f"{path} is truncated (its header promises {need} bytes, the file has "
+            f"{os.path.getsize(path)}): save the array again with numpy.save"
+        )
+    if math.prod(shape) == 0:
+        return _array_part(path, np.zeros(shape, dtype), stored=True)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise InputError(
+            f"{path} cannot be read as a .npy file ({_reason(e)}): save it again"
+        ) from None
+    return _array_part(path, array, stored=True)
+
+
+def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset from a .npy header, read without touching the data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _fortran, dtype = read(f)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise InputError(
+            f"{name} is not a valid .npy file ({_reason(e)}): save the array with numpy.save"
+        ) from None
+    if any(n < 0 for n in shape):
+        raise InputError(f"{name} has a corrupt header (shape {shape}): save it again")
+    return tuple(shape), dtype, f.tell()
+
+
+def _open_npz(path: str, keys: Sequence[tuple[str, str]]) -> list[_Part]:
+    """Arrays chosen by key from an .npz.
+
+    Zip members cannot be memory-mapped, so each chosen array is read into memory once;
+    for a huge input prefer a .npy file, which is mapped and read chunk by chunk.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            present = [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
+            parts = []
+            for key, option in keys:
+                if key not in present:
+                    held = ", ".join(repr(k) for k in present) or "no arrays"
+                    raise InputError(
+                        f"{path} has no array {key!r} (it holds {held}): choose one with {option}"
+                    )
+                name = f"{path}[{key!r}]"
+                parts.append(_array_part(name, _read_member(zf, key, name), stored=True))
+            return parts
+    except _ZIP_ERRORS as e:
+        raise InputError(
+            f"{path} is not a readable .npz file, corrupt or truncated ({_reason(e)}): "
+            "save the arrays again with numpy.savez"
+        ) from None
+
+
+def _read_member(zf: zipfile.ZipFile, key: str, name: str) -> np.ndarray:
+    info = zf.getinfo(key + ".npy")
+    with zf.open(info) as f:
+        shape, dtype, offset = _npy_header(f, name)
+    _check_dtype(name, dtype, stored=True)
+    if offset + math.prod(shape) * dtype.itemsize > info.file_size:
+        raise InputError(f"{name} is truncated: save the arrays again with numpy.savez")
+    with zf.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise InputError(
+            f"{name} is not a rectangular array of numbers ({_reason(e)}): fix it"
+        ) from None
+
+
+def _array_part(name: str, array: np.ndarray, *, stored: bool) -> _Part:
+    _check_dtype(name, array.dtype, stored=stored)
+    return _Part(
+        name,
+        tuple(array.shape),
+        array.dtype,
+        lambda rows, nd: ([b] for b in _row_blocks(array, nd, rows)),
+        lambda row, lead: f"{name}[{', '.join(map(str, np.unravel_index(row, lead)))}]",
+    )
+
+
+def _row_blocks(array: np.ndarray, nd: int, rows: int) -> Iterator[np.ndarray]:
+    """Blocks of rows flattened over the first ``nd`` axes in C order, without a full copy."""
+    lead = array.shape[:nd]
+    n = math.prod(lead)
+    flat = None
+    if nd == 1:
+        flat = array
+    elif array.flags.c_contiguous:
+        flat = array.reshape((n, *array.shape[nd:]))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        if flat is not None:
+            yield np.asarray(flat[start:stop])
+        else:  # e.g. a Fortran-order N-d memmap: gather just these rows
+            yield np.asarray(array[np.unravel_index(np.arange(start, stop), lead)])
+
+
+def _check_dtype(name: str, dtype: np.dtype, *, stored: bool) -> None:
+    """Refuse anything that is not real numbers: objects, text, complex, records."""
+    if dtype.hasobject:
+        if stored:
+            raise InputError(
+                f"{name} holds a pickled object array, which cecheck never loads: save the "
+                "values with numpy.save(path, array.astype('float32'))"
+            )
+        raise InputError(f"{name} holds Python objects, not numbers: convert it to floats")
+    if dtype.kind in "biuf" or _is_ml_float(dtype):
+        return
+    what = _KINDS.get(dtype.kind, "records" if dtype.fields else f"values of type {dtype}")
+    raise InputError(f"{name} holds {what}, not real numbers: save plain float or int arrays")
+
+
+def _is_ml_float(dtype: np.dtype) -> bool:
+    """True for the ml_dtypes floats (bfloat16, float8...), which numpy calls kind 'V'."""
+    if dtype.kind != "V" or dtype.fields is not None:
+        return False
+    try:
+        ml_dtypes.finfo(dtype)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- CSV, TSV and Parquet
+
+
+def _open_table(path: str, ext: str) -> _Table:
+    if ext == ".parquet":
+        return _open_parquet(path)
+    return _open_csv(path, "\t" if ext == ".tsv" else ",")
+
+
+def _open_csv(path: str, sep: str) -> _Table:
+    """A CSV/TSV file: numbers parse as float64, with or without a header row."""
+    import pandas as pd
+
+    def read(**kw: Any) -> Any:
+        return pd.read_csv(path, sep=sep, index_col=False, **kw)
+
+    with _csv_errors(path), _strict_pandas():
+        first = read(header=None, nrows=1, dtype=str, keep_default_na=False)
+        header = not all(_is_number(str(c)) for c in first.iloc[0])
+        if header:
+            columns = tuple(f"column {c!r}" for c in read(nrows=0).columns)
+        else:
+            columns = tuple(f"column {i + 1}" for i in range(first.shape[1]))
+        kw: dict[str, Any] = (
+            {"header": 0} if header else {"header": None, "names": list(range(len(columns)))}
+        )
+        n_rows = sum(len(c) for c in read(usecols=[0], dtype=str, chunksize=1 << 16, **kw))
+    first_line = 2 if header else 1
+
+    def blocks(rows: int) -> Iterator[_Columns]:
+        line = first_line
+        # read() runs inside _csv_errors: the items of a with statement are entered in order
+        with _csv_errors(path), read(chunksize=rows, **kw) as reader:
+            while (frame := _next_frame(reader)) is not None:
+                yield _csv_columns(frame, path, columns, line)
+                line += len(frame)
+
+    return _Table(
+        path,
+        columns,
+        (np.dtype(np.float64),) * len(columns),
+        n_rows,
+        blocks,
+        lambda row, j: f"{path} line {row + first_line}, {columns[j]}",
+    )
+
+
+@contextlib.contextmanager
+def _strict_pandas() -> Iterator[None]:
+    """Make pandas' ParserWarning (a row longer than the header: data dropped) an error."""
+    from pandas.errors import ParserWarning
+
+    with warnings.catch_warnings():  # only catches: cecheck never emits Python warnings
+        warnings.simplefilter("error", ParserWarning)
+        yield
+
+
+def _next_frame(reader: Any) -> Any:
+    """The next chunk of a pandas reader, or None; strict only around the read itself."""
+    with _strict_pandas():
+        return next(reader, None)
+
+
+@contextlib.contextmanager
+def _csv_errors(path: str) -> Iterator[None]:
+    """Turn pandas' parse errors into one InputError naming the file."""
+    from pandas.errors import ParserWarning
+
+    try:
+        yield
+    except ParserWarning:
+        raise InputError(f"{path} has a row with more cells than the header: fix it") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text: export it as a UTF-8 CSV") from None
+    except (ValueError, OSError, IndexError) as e:
+        reason = _reason(e)
+        if "No columns to parse" in reason:
+            raise InputError(f"{path} holds no data: write the rows to it again") from None
+        raise InputError(f"{path} cannot be parsed ({reason}): fix the file") from None
+
+
+def _is_number(cell: str) -> bool:
+    """True if a cell is a number or empty (a missing value, not a column name)."""
+    if not cell.strip():
+        return True
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_columns(frame: Any, path: str, columns: Sequence[str], first_line: int) -> _Columns:
+    """The columns of a parsed chunk as float64, or an InputError at the first non-number."""
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if frame.shape[1] != len(columns):
+        raise InputError(f"{path} line {first_line}: the rows have a varying number of cells")
+    out = []
+    for j in range(frame.shape[1]):
+        cells = frame.iloc[:, j]
+        if not (is_numeric_dtype(cells) or is_bool_dtype(cells)):
+            numbers = pd.to_numeric(cells, errors="coerce")
+            bad = (numbers.isna() & cells.notna()).to_numpy()
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise InputError(
+                    f"{path} line {first_line + i}, {columns[j]}: {cells.iloc[i]!r} is not a "
+                    "number: fix or remove that cell"
+                )
+            cells = numbers
+        out.append(cells.to_numpy(dtype=np.float64, na_value=np.nan))
+    return out
+
+
+def _open_parquet(path: str) -> _Table:
+    """A Parquet file, read by batches; pyarrow is imported only here (the parquet extra)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(
+            f"{path} is a Parquet file, which needs pyarrow: pip install 'cecheck[parquet]'"
+        ) from None
+    try:
+        pf = pq.ParquetFile(path)
+        schema, n_rows = pf.schema_arrow, pf.metadata.num_rows
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InputError(
+            f"{path} is not a readable Parquet file ({_reason(e)}): write it again"
+        ) from None
+    for fld in schema:
+        if not (pa.types.is_integer(fld.type) or pa.types.is_floating(fld.type)
+                or pa.types.is_boolean(fld.type)):  # fmt: skip
+            raise InputError(
+                f"{path} column {fld.name!r} holds {fld.type} values, not numbers: "
+                "store logits and labels as float or int columns"
+            )
+    if not len(schema):
+        raise InputError(f"{path} has no columns: write the logits and labels to it")
+
+    def column(values: Any) -> np.ndarray:
+        if values.null_count and not pa.types.is_floating(values.type):
+            values = values.cast(pa.float64())  # a null becomes NaN, as in a CSV
+        return np.asarray(values.to_numpy(zero_copy_only=False))
+
+    def blocks(rows: int) -> Iterator[_Columns]:
+        try:
+            for batch in pf.iter_batches(batch_size=rows):
+                yield [column(c) for c in batch.columns]
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise InputError(
+                f"{path} is corrupt ({_reason(e)}): write the Parquet file again"
+            ) from None
+
+    return _Table(
+        path,
+        tuple(f"column {f.name!r}" for f in schema),
+        tuple(np.dtype(f.type.to_pandas_dtype()) for f in schema),
+        n_rows,
+        blocks,
+        lambda row, j: f"{path} row {row}, column {schema[j].name!r}",
+    )
+
+
+def _label_index(table: _Table, label_column: str | int) -> int:
+    """The position of the label column in a one-file table."""
+    if isinstance(label_column, int):
+        if -len(table.columns) <= label_column < len(table.columns):
+            return label_column % len(table.columns)
+        raise InputError(f"{table.name} has no column {label_column}: check the label column")
+    wanted = f"column {label_column!r}"
+    if wanted in table.columns:
+        return table.columns.index(wanted)
+    if not table.columns[0].startswith("column '"):
+        raise InputError(
+            f"{table.name} has no header row, so the label column {label_column!r} cannot be "
+            "found: add a header row, or give the labels as a second file"
+        )
+    raise InputError(
+        f"{table.name} has no column {label_column!r} (its columns are "
+        f"{', '.join(c[len('column ') :] for c in table.columns)}): choose the label "
+        "column with --label-column"
+    )
+
+
+def _table_part(table: _Table, idx: list[int]) -> _Part:
+    """Some columns of a table as one stored array: (N,) for one column, else (N, k)."""
+    shape = (table.n_rows,) if len(idx) == 1 else (table.n_rows, len(idx))
+    dtype = np.result_type(*(table.dtypes[i] for i in idx))
+    return _Part(
+        table.name,
+        shape,
+        dtype,
+        lambda rows, _nd: ([_stack([c[i] for i in idx])] for c in table.blocks(rows)),
+        lambda row, _lead: table.place(row, idx[0]),
+    )
+
+
+def _stack(columns: _Columns) -> np.ndarray:
+    return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
+
+
+# ---------------------------------------------------------------- chunking
+
+
+def _exact(blocks: Iterator[_Columns], rows: int) -> Iterator[_Columns]:
+    """Re-cut a stream of row blocks into blocks of exactly ``rows`` rows (the last fewer)."""
+    pending: list[_Columns] = []
+    have = 0
+    for block in blocks:
+        while len(block[0]):
+            if not pending and len(block[0]) >= rows:  # the common case: no copy
+                yield [b[:rows] for b in block]
+                block = [b[rows:] for b in block]
+                continue
+            take = min(rows - have, len(block[0]))
+            pending.append([b[:take] for b in block])
+            block, have = [b[take:] for b in block], have + take
+            if have == rows:
+                yield [np.concatenate(c) for c in zip(*pending, strict=True)]
+                pending, have = [], 0
+    if pending:
+        yield [np.concatenate(c) for c in zip(*pending, strict=True)]
+
+
+def _zip_parts(lg: _Part, lb: _Part) -> Callable[[int, int], Pairs]:
+    """Logits and labels from two sources, read in step."""
+
+    def pairs(rows: int, nd: int) -> Pairs:
+        both = itertools.zip_longest(_exact(lg.blocks(rows, nd), rows),
+                                     _exact(lb.blocks(rows, nd), rows))  # fmt: skip
+        for a, b in both:
+            if a is None or b is None or len(a[0]) != len(b[0]):
+                raise InputError(
+                    f"{lg.name} and {lb.name} ran out of rows at different places: "
+                    "give one label per row"
+                )
+            yield a[0], b[0]
+
+    return pairs
+
+
+# ---------------------------------------------------------------- inference and conversion
+
+
+@dataclass(frozen=True)
+class _Shape:
+    task: str | None  # None: decided from the label values (onehot, soft or multihot)
+    lead: tuple[int, ...]
+    n_classes: int
+    per_row: bool  # one label per row (index or binary) rather than one per class
+
+
+def _infer_shape(lg: _Part, lb: _Part, task: str) -> _Shape:
+    """Task, rows and classes from the shapes alone, as DESIGN.md describes."""
+    ls, ys = lg.shape, lb.shape
+    if not ls:
+        raise InputError(f"{lg.name} is a single number: give one logit (or C) per row")
+    if len(ls) == 1 or ls[-1] == 1:  # one logit per row
+        lead = ls if len(ls) == 1 else ls[:-1]
+        if task == "multilabel" and len(ls) > 1 and ys == ls:  # (N, 1): one sigmoid per row
+            return _Shape(task, lead, 1, per_row=False)
+        if task in ("multiclass", "multilabel"):
+            raise InputError(
+                f"{lg.name} has one logit per row (shape {ls}), fewer than the 2 classes "
+                f"{task} needs: give one logit per class, or use the binary task"
+            )
+        _check_rows(lg, lb, (lead, (*lead, 1)))
+        return _Shape("binary", lead, 1, per_row=True)
+    lead, c = ls[:-1], ls[-1]
+    if task == "binary":
+        if ys != ls:
+            raise InputError(
+                f"{lg.name} has {c} logits per row (shape {ls}) but the binary task needs one: "
+                "choose the multiclass or multilabel task"
+            )
+        return _Shape("binary", ls, 1, per_row=True)  # (B, T) logits, (B, T) targets
+    if c < 2:
+        raise InputError(f"{lg.name} has shape {ls}, fewer than 2 classes: check the logits")
+    if task == "multilabel":
+        _check_rows(lg, lb, (ls,))
+        return _Shape(task, lead, c, per_row=False)
+    _check_rows(lg, lb, (lead, (*lead, 1), ls))
+    per_row = ys != ls
+    return _Shape("multiclass" if per_row else (None if task == "auto" else task), lead, c, per_row)
+
+
+def _check_rows(lg: _Part, lb: _Part, allowed: Sequence[tuple[int, ...]]) -> None:
+    if lb.shape not in allowed:
+        want = " or ".join(str(s) for s in allowed)
+        raise InputError(
+            f"{lg.name} has shape {lg.shape} but {lb.name} has shape {lb.shape}: "
+            f"give labels of shape {want}"
+        )
+
+
+def _label_form(shape: _Shape, head: np.ndarray) -> tuple[str, str]:
+    """(task, label form): index/binary from the shape, the others from the first chunk."""
+    if shape.per_row:
+        return ("binary", "binary") if shape.task == "binary" else ("multiclass", "index")
+    if shape.task == "multilabel":
+        return "multilabel", "multihot"
+    with np.errstate(all="ignore"):  # NaN and inf labels are row problems, not ours
+        y = head.astype(np.float64)
+        zero_one = bool(np.all((y == 0) | (y == 1)))
+        onehot = zero_one and bool(np.all(y.sum(axis=1) == 1))
+    if shape.task == "multiclass" or onehot or not zero_one:
+        return "multiclass", "onehot" if onehot else "soft"
+    return "multilabel", "multihot"
+
+
+def _logits_out(dtype: np.dtype) -> np.dtype:
+    """The dtype logits are handed over in: the stored float, or the nearest one."""
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return dtype.newbyteorder("=")
+    if dtype.kind == "f" or dtype.kind in "biu":  # long double, integers, booleans
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)  # bfloat16 and the float8 formats fit float32 exactly
+
+
+def _to_index(y: np.ndarray, start: int, where: Callable[[int], str]) -> np.ndarray:
+    """Class-index labels as int64; NaN and fractional values are file-level errors."""
+    if y.dtype.kind in "biu":
+        return np.minimum(y, 2**62).astype(np.int64) if y.dtype.kind == "u" else y.astype(np.int64)
+    y = y.astype(np.float64)
+    bad = ~np.isfinite(y) | (y != np.floor(y))
+    if bad.any():
+        i = int(np.argmax(bad))
+        what = "empty or NaN" if np.isnan(y[i]) else f"{y[i]:g}, not a whole class number"
+        raise InputError(
+            f"{where(start + i)}: the class index is {what}: class-index labels must be "
+            "integers 0..C-1, so fix or drop that row"
+        )
+    return np.clip(y, -(2**62), 2**62).astype(np.int64)  # out of range stays out of range
+
+
+def _converter(
+    shape: _Shape, form: str, lg: _Part, lb: _Part
+) -> Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    out = _logits_out(lg.dtype)
+
+    def where(row: int) -> str:
+        return lb.where(row, shape.lead)
+
+    def convert(
+        logits: np.ndarray, labels: np.ndarray, start: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(logits)
+        x = logits.astype(out, copy=False)
+        x = x.reshape(n) if shape.task == "binary" else x.reshape(n, shape.n_classes)
+        if form == "index":
+            return x, _to_index(labels.reshape(n), start, where)
+        y = labels.astype(np.float64)
+        return x, y.reshape(n) if form == "binary" else y.reshape(n, shape.n_classes)
+
+    return convert
+
+
+def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None:
+    """A warning when the first chunk of logits looks like probabilities (softmax/sigmoid)."""
+    with np.errstate(all="ignore"):
+        x = logits.astype(np.float64)
+        if not bool(np.all((x >= 0) & (x <= 1))):
+            return None
+        n = len(x)
+        if task != "multiclass":
+            return (
+                f"{name}: every logit in the first {n} rows lies in [0, 1], so these look like "
+                "sigmoid probabilities, not logits: cecheck treats them as logits, so the "
+                "losses are not your training loss; export the values before the sigmoid"
+            )
+        tol = 1e-2 if logits.dtype.itemsize <= 2 else 1e-4
+        if not np.allclose(x.sum(axis=1), 1.0, rtol=0, atol=tol):
+            return None
+    return (
+        f"{name}: every row of the first {n} lies in [0, 1] and sums to 1, so these look like "
+        "softmax probabilities, not logits: cecheck treats them as logits, so the losses are "
+        "not your training loss and nothing can overflow; export the values before the softmax"
+    )
+
+
+def _finish(
+    lg: _Part, lb: _Part, pairs: Callable[[int, int], Pairs], task: str, names: tuple[str, str]
+) -> Source:
+    """Infer the task and label form from shapes and the first chunk; build the Source."""
+    if task not in ("auto", *TASKS):
+        raise ValueError(f"task must be 'auto' or one of {TASKS}, got {task!r}")
+    shape = _infer_shape(lg, lb, task)
+    n_rows = math.prod(shape.lead)
+    if n_rows == 0:
+        raise InputError(f"{lg.name} holds no rows (shape {lg.shape}): give at least one row")
+    head = pairs(HEAD_ROWS, len(shape.lead))
+    try:
+        head_logits, head_labels = next(head)
+    finally:
+        close = getattr(head, "close", None)  # release the file of a generator left early
+        if close is not None:
+            close()
+    task_, form = _label_form(shape, head_labels)
+    shape = _Shape(task_, shape.lead, shape.n_classes, shape.per_row)
+    convert = _converter(shape, form, lg, lb)
+    first_logits, _ = convert(head_logits, head_labels, 0)  # errors in the head surface now
+    warning = _probability_warning(lg.name, task_, first_logits)
+
+    def read(rows: int) -> Pairs:
+        start = 0
+        for logits, labels in pairs(rows, len(shape.lead)):
+            yield convert(logits, labels, start)
+            start += len(logits)
+        if start != n_rows:
+            raise InputError(f"{lg.name} held {start} rows, not {n_rows}: was it changed?")
+
+    return Source(
+        logits_name=names[0],
+        labels_name=names[1],
+        logits_shape=lg.shape,
+        labels_shape=lb.shape,
+        lead_shape=shape.lead,
+        n_classes=shape.n_classes,
+        task=task_,
+        label_form=form,
+        logits_dtype=lg.dtype.name,
+        warnings=(warning,) if warning else (),
+        _read=read,
+    )

@@ -1,0 +1,579 @@
+"""Tests for cecheck.inputs: every format gives the same chunks, every bad file one InputError."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cecheck.inputs
+from cecheck.errors import InputError
+from cecheck.inputs import HEAD_ROWS, Source, from_arrays, open_inputs
+
+RNG = np.random.default_rng(20240601)
+N, C = 11, 3
+LOGITS = RNG.normal(scale=4.0, size=(N, C))
+LABELS = RNG.integers(0, C, size=N)
+SOFT = RNG.dirichlet(np.ones(C), size=N)
+
+
+def collect(source: Source, rows: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Iterate every chunk (checking sizes) and glue them back together."""
+    chunks = list(source.chunks(rows))
+    assert [len(x) for x, _ in chunks] == [len(y) for _, y in chunks]
+    assert all(len(x) == rows for x, _ in chunks[:-1])
+    assert sum(len(x) for x, _ in chunks) == source.n_rows
+    return np.concatenate([x for x, _ in chunks]), np.concatenate([y for _, y in chunks])
+
+
+def frame(labels: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame(LOGITS, columns=[f"z{i}" for i in range(C)])
+    df["label"] = labels
+    return df
+
+
+# ---------------------------------------------------------------- one data set, every format
+
+
+def write_npy_pair(d: Path) -> tuple[str, ...]:
+    np.save(d / "logits.npy", LOGITS)
+    np.save(d / "labels.npy", LABELS)
+    return str(d / "logits.npy"), str(d / "labels.npy")
+
+
+def write_npz_one(d: Path) -> tuple[str, ...]:
+    np.savez_compressed(d / "both.npz", logits=LOGITS, labels=LABELS)
+    return (str(d / "both.npz"),)
+
+
+def write_npz_pair(d: Path) -> tuple[str, ...]:
+    np.savez(d / "l.npz", logits=LOGITS)
+    np.savez(d / "y.npz", labels=LABELS)
+    return str(d / "l.npz"), str(d / "y.npz")
+
+
+def write_csv_one(d: Path) -> tuple[str, ...]:
+    frame(LABELS).to_csv(d / "data.csv", index=False)
+    return (str(d / "data.csv"),)
+
+
+def write_tsv_one(d: Path) -> tuple[str, ...]:
+    frame(LABELS).to_csv(d / "data.tsv", index=False, sep="\t")
+    return (str(d / "data.tsv"),)
+
+
+def write_csv_pair_no_header(d: Path) -> tuple[str, ...]:
+    pd.DataFrame(LOGITS).to_csv(d / "logits.csv", index=False, header=False)
+    pd.DataFrame(LABELS.astype(float)).to_csv(d / "labels.csv", index=False, header=False)
+    return str(d / "logits.csv"), str(d / "labels.csv")
+
+
+def write_parquet_one(d: Path) -> tuple[str, ...]:
+    frame(LABELS).to_parquet(d / "data.parquet")
+    return (str(d / "data.parquet"),)
+
+
+def write_parquet_row_groups(d: Path) -> tuple[str, ...]:
+    frame(LABELS).to_parquet(d / "groups.parquet", row_group_size=3)  # batches of 3 rows
+    return (str(d / "groups.parquet"),)
+
+
+def write_mixed_pair(d: Path) -> tuple[str, ...]:
+    np.save(d / "logits.npy", LOGITS)
+    pd.DataFrame({"label": LABELS}).to_parquet(d / "labels.parquet")
+    return str(d / "logits.npy"), str(d / "labels.parquet")
+
+
+WRITERS = [
+    write_npy_pair,
+    write_npz_one,
+    write_npz_pair,
+    write_csv_one,
+    write_tsv_one,
+    write_csv_pair_no_header,
+    write_parquet_one,
+    write_parquet_row_groups,
+    write_mixed_pair,
+]
+
+
+@pytest.mark.parametrize("write", WRITERS, ids=lambda w: w.__name__[len("write_") :])
+@pytest.mark.parametrize("rows", [1, 4, 100])
+def test_every_format_gives_the_same_chunks(
+    tmp_path: Path, write: Callable[[Path], tuple[str, ...]], rows: int
+) -> None:
+    source = open_inputs(*write(tmp_path))
+    logits, labels = collect(source, rows)
+    assert (source.task, source.label_form, source.n_classes) == ("multiclass", "index", C)
+    assert source.lead_shape == (N,)
+    assert logits.dtype == np.float64
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(logits, LOGITS)
+    np.testing.assert_array_equal(labels, LABELS)
+
+
+@pytest.mark.parametrize("ext", ["npy", "csv", "parquet"])
+def test_soft_labels_in_two_files_of_every_format(tmp_path: Path, ext: str) -> None:
+    paths = [tmp_path / f"logits.{ext}", tmp_path / f"labels.{ext}"]
+    for path, values in zip(paths, (LOGITS, SOFT), strict=True):
+        if ext == "npy":
+            np.save(path, values)
+        elif ext == "csv":
+            pd.DataFrame(values, columns=["a", "b", "c"]).to_csv(path, index=False)
+        else:
+            pd.DataFrame(values, columns=["a", "b", "c"]).to_parquet(path)
+    source = open_inputs(*paths)
+    logits, labels = collect(source)
+    assert (source.task, source.label_form) == ("multiclass", "soft")
+    np.testing.assert_array_equal(logits, LOGITS)
+    np.testing.assert_array_equal(labels, SOFT)
+
+
+def test_names_are_the_paths_as_given(tmp_path: Path) -> None:
+    (path,) = write_npz_one(tmp_path)
+    source = open_inputs(path)
+    assert source.logits_name == source.labels_name == path
+    source = from_arrays(LOGITS, LABELS)
+    assert (source.logits_name, source.labels_name) == ("logits", "labels")
+
+
+def test_npy_chunks_are_read_only_views_of_the_memory_map(tmp_path: Path) -> None:
+    source = open_inputs(*write_npy_pair(tmp_path))
+    logits, _ = next(iter(source.chunks(5)))
+    assert type(logits) is np.ndarray
+    assert not logits.flags.writeable
+    assert not logits.flags.owndata
+
+
+def test_pyarrow_and_pandas_are_imported_only_when_needed() -> None:
+    # Load cecheck.inputs without the package __init__ (which imports the other modules).
+    code = f"""
+import sys, types
+sys.modules["pyarrow"] = None
+package = types.ModuleType("cecheck")
+package.__path__ = [{str(Path(cecheck.inputs.__file__).parent)!r}]
+sys.modules["cecheck"] = package
+import cecheck.inputs
+assert "pandas" not in sys.modules, "pandas imported"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- shapes, tasks, label forms
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "task", "form", "lead", "classes"),
+    [
+        (LOGITS[:, 0], LABELS % 2, "binary", "binary", (N,), 1),
+        (LOGITS[:, :1], (LABELS % 2)[:, None], "binary", "binary", (N,), 1),
+        (LOGITS, np.eye(C)[LABELS], "multiclass", "onehot", (N,), C),
+        (LOGITS, SOFT, "multiclass", "soft", (N,), C),
+        (LOGITS, (SOFT > 0.2).astype(np.int8), "multilabel", "multihot", (N,), C),
+        (LOGITS, LABELS.astype(np.float32), "multiclass", "index", (N,), C),
+        (LOGITS, LABELS[:, None], "multiclass", "index", (N,), C),
+        (LOGITS.reshape(N, 1, C), LABELS.reshape(N, 1), "multiclass", "index", (N, 1), C),
+    ],
+    ids=["binary-1d", "binary-n1", "onehot", "soft", "multihot", "float-index", "n1-index", "nd"],
+)
+def test_task_and_label_form_are_inferred(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    form: str,
+    lead: tuple[int, ...],
+    classes: int,
+) -> None:
+    source = from_arrays(logits, labels)
+    assert (source.task, source.label_form, source.lead_shape, source.n_classes) == (
+        task,
+        form,
+        lead,
+        classes,
+    )
+    x, y = collect(source)
+    assert x.shape == ((N,) if task == "binary" else (N, classes))
+    assert y.dtype == (np.int64 if form == "index" else np.float64)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_nd_logits_become_rows_over_the_leading_axes(tmp_path: Path, order: str) -> None:
+    logits = np.asarray(RNG.normal(size=(3, 5, 4)), order=order)
+    labels = RNG.integers(0, 4, size=(3, 5))
+    np.save(tmp_path / "logits.npy", logits)
+    np.save(tmp_path / "labels.npy", labels)
+    source = open_inputs(tmp_path / "logits.npy", tmp_path / "labels.npy")
+    assert (source.lead_shape, source.n_rows, source.n_classes) == ((3, 5), 15, 4)
+    x, y = collect(source, rows=4)
+    np.testing.assert_array_equal(x, logits.reshape(15, 4))
+    np.testing.assert_array_equal(y, labels.reshape(15))
+
+
+def test_binary_nd_logits_with_matching_targets() -> None:
+    logits, targets = RNG.normal(size=(2, 6)), RNG.random(size=(2, 6))
+    source = from_arrays(logits, targets, task="binary")
+    assert (source.task, source.label_form, source.lead_shape) == ("binary", "binary", (2, 6))
+    x, y = collect(source)
+    np.testing.assert_array_equal(x, logits.reshape(-1))
+    np.testing.assert_array_equal(y, targets.reshape(-1))
+    source = from_arrays(logits[..., None], targets)
+    assert (source.task, source.lead_shape) == ("binary", (2, 6))
+
+
+def test_task_override_turns_onehot_labels_into_multihot() -> None:
+    source = from_arrays(LOGITS, np.eye(C)[LABELS], task="multilabel")
+    assert (source.task, source.label_form) == ("multilabel", "multihot")
+    source = from_arrays(LOGITS, (SOFT > 0.2).astype(float), task="multiclass")
+    assert (source.task, source.label_form) == ("multiclass", "soft")
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "task", "match"),
+    [
+        (LOGITS, LABELS, "binary", "binary task needs one"),
+        (LOGITS[:, :1], LABELS, "multiclass", "fewer than the 2 classes"),
+        (LOGITS[:, 0], LABELS, "multiclass", "fewer than the 2 classes"),
+        (LOGITS, LABELS, "multilabel", r"give labels of shape \(11, 3\)"),
+        (np.zeros((N, 1, 1)), LABELS[:, None], "multiclass", "fewer than the 2 classes"),
+        (LOGITS, LABELS[:-1], "auto", r"shape \(11, 3\) but labels has shape \(10,\)"),
+        (np.float64(1.0), 1, "auto", "single number"),
+        (np.zeros((0, 3)), np.zeros(0), "auto", "holds no rows"),
+    ],
+)
+def test_impossible_shapes_are_input_errors(
+    logits: np.ndarray, labels: np.ndarray, task: str, match: str
+) -> None:
+    with pytest.raises(InputError, match=match):
+        from_arrays(logits, labels, task=task)
+
+
+def test_unknown_task_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="task must be"):
+        from_arrays(LOGITS, LABELS, task="regression")
+
+
+# ---------------------------------------------------------------- dtypes and precision
+
+
+@pytest.mark.parametrize(
+    ("stored", "handed"),
+    [
+        (np.float16, np.float16),
+        (np.float32, np.float32),
+        (np.dtype(">f4"), np.float32),
+        (np.int32, np.float64),
+        (ml_dtypes.bfloat16, np.float32),
+    ],
+)
+def test_logits_keep_their_precision(stored: np.dtype, handed: np.dtype) -> None:
+    logits = LOGITS.astype(stored)
+    source = from_arrays(logits, LABELS)
+    assert source.logits_dtype == np.dtype(stored).name
+    x, _ = collect(source)
+    assert x.dtype == np.dtype(handed)
+    np.testing.assert_array_equal(x, logits.astype(handed))
+
+
+def test_csv_numbers_parse_as_float64_exactly(tmp_path: Path) -> None:
+    frame(LABELS).to_csv(tmp_path / "data.csv", index=False)
+    source = open_inputs(tmp_path / "data.csv")
+    assert source.logits_dtype == "float64"
+    np.testing.assert_array_equal(collect(source)[0], LOGITS)
+
+
+def test_parquet_keeps_float32(tmp_path: Path) -> None:
+    frame(LABELS).astype({"z0": "float32", "z1": "float32", "z2": "float32"}).to_parquet(
+        tmp_path / "data.parquet"
+    )
+    source = open_inputs(tmp_path / "data.parquet")
+    assert source.logits_dtype == "float32"
+    assert collect(source)[0].dtype == np.float32
+
+
+def test_one_file_csv_without_header_takes_a_column_position(tmp_path: Path) -> None:
+    frame(LABELS).to_csv(tmp_path / "data.csv", index=False, header=False)
+    source = open_inputs(tmp_path / "data.csv", label_column=-1)
+    logits, labels = collect(source)
+    np.testing.assert_array_equal(logits, LOGITS)
+    np.testing.assert_array_equal(labels, LABELS)
+    with pytest.raises(InputError, match="no header row"):
+        open_inputs(tmp_path / "data.csv")
+
+
+def test_custom_label_column_and_keys(tmp_path: Path) -> None:
+    frame(LABELS).rename(columns={"label": "target"}).to_csv(tmp_path / "d.csv", index=False)
+    assert open_inputs(tmp_path / "d.csv", label_column="target").n_classes == C
+    np.savez(tmp_path / "d.npz", z=LOGITS, y=LABELS)
+    source = open_inputs(tmp_path / "d.npz", logits_key="z", labels_key="y")
+    np.testing.assert_array_equal(collect(source)[1], LABELS)
+
+
+# ---------------------------------------------------------------- warnings
+
+
+def test_probabilities_in_place_of_logits_give_a_warning() -> None:
+    probs = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+    (warning,) = from_arrays(probs, LABELS).warnings
+    assert "softmax probabilities" in warning
+    assert "logits" in warning
+    assert from_arrays(LOGITS, LABELS).warnings == ()
+    (warning,) = from_arrays(1 / (1 + np.exp(-LOGITS[:, 0])), LABELS % 2).warnings
+    assert "sigmoid probabilities" in warning
+
+
+# ---------------------------------------------------------------- row-level problems pass
+
+
+def test_row_level_problems_pass_through() -> None:
+    logits = LOGITS.copy()
+    logits[0, 1], logits[1, 0] = np.nan, np.inf
+    labels = LABELS.copy()
+    labels[2], labels[3], labels[4] = C + 5, -100, -7
+    x, y = collect(from_arrays(logits, labels))
+    np.testing.assert_array_equal(x, logits)
+    np.testing.assert_array_equal(y, labels)
+    soft = SOFT.copy()
+    soft[0] *= 3
+    np.testing.assert_array_equal(collect(from_arrays(LOGITS, soft))[1], soft)
+
+
+def test_huge_float_index_stays_out_of_range_without_warnings() -> None:
+    _, labels = collect(from_arrays(LOGITS[:2], np.array([1e300, -1e300])))
+    assert labels[0] > C
+    assert labels[1] < -(2**32)
+
+
+# ---------------------------------------------------------------- bad files
+
+
+def save_bytes(name: str, data: bytes) -> Callable[[Path], list[Path]]:
+    def write(d: Path) -> list[Path]:
+        (d / name).write_bytes(data)
+        return [d / name, d / "labels.npy"]
+
+    return write
+
+
+def save_array(name: str, array: np.ndarray, **kw: bool) -> Callable[[Path], list[Path]]:
+    def write(d: Path) -> list[Path]:
+        np.save(d / name, array, **kw)
+        return [d / name, d / "labels.npy"]
+
+    return write
+
+
+def save_text(name: str, text: str, labels: str | None = None) -> Callable[[Path], list[Path]]:
+    def write(d: Path) -> list[Path]:
+        (d / name).write_text(text)
+        if labels is None:
+            return [d / name]
+        (d / "labels.csv").write_text(labels)
+        return [d / name, d / "labels.csv"]
+
+    return write
+
+
+def truncated_npy(d: Path) -> list[Path]:
+    np.save(d / "cut.npy", LOGITS)
+    data = (d / "cut.npy").read_bytes()
+    (d / "cut.npy").write_bytes(data[: len(data) - 16])
+    return [d / "cut.npy", d / "labels.npy"]
+
+
+def truncated_npz(d: Path) -> list[Path]:
+    np.savez(d / "cut.npz", logits=LOGITS, labels=LABELS)
+    data = (d / "cut.npz").read_bytes()
+    (d / "cut.npz").write_bytes(data[: len(data) // 2])
+    return [d / "cut.npz"]
+
+
+def npz_with_object(d: Path) -> list[Path]:
+    with zipfile.ZipFile(d / "obj.npz", "w") as zf, zf.open("logits.npy", "w") as f:
+        np.save(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(d / "labels.npz", labels=LABELS)
+    return [d / "obj.npz", d / "labels.npz"]
+
+
+def npz_wrong_key(d: Path) -> list[Path]:
+    np.savez(d / "keys.npz", scores=LOGITS, labels=LABELS)
+    return [d / "keys.npz"]
+
+
+def parquet_with_text(d: Path) -> list[Path]:
+    pd.DataFrame({"z0": ["a", "b"], "label": [0, 1]}).to_parquet(d / "text.parquet")
+    return [d / "text.parquet"]
+
+
+def mismatched_rows(d: Path) -> list[Path]:
+    np.save(d / "short.npy", LABELS[:-2])
+    return [d / "logits.npy", d / "short.npy"]
+
+
+HEADER = "z0,z1,label\n"
+BAD_FILES = {
+    "missing file": (lambda d: [d / "nothing.npy", d / "labels.npy"], "does not exist"),
+    "unknown extension": (save_bytes("data.txt", b"1,2\n"), r"\.npy, \.npz, \.csv"),
+    "empty npy": (save_bytes("empty.npy", b""), "is empty"),
+    "empty csv": (save_text("empty.csv", ""), "is empty"),
+    "header only csv": (save_text("head.csv", HEADER), "holds no rows"),
+    "blank csv": (save_text("blank.csv", "\n\n"), "holds no data"),
+    "corrupt npy": (save_bytes("junk.npy", b"\x93NUMPY garbage" * 10), "not a valid .npy"),
+    "truncated npy": (truncated_npy, "truncated"),
+    "pickled npy": (
+        save_array("obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True),
+        "pickled object array, which cecheck never loads",
+    ),
+    "complex npy": (save_array("cplx.npy", LOGITS.astype(complex)), "complex numbers"),
+    "string npy": (save_array("text.npy", np.array(["a", "b"])), "holds text"),
+    "record npy": (save_array("rec.npy", np.zeros(3, dtype=[("a", "f4")])), "records"),
+    "corrupt npz": (save_bytes("junk.npz", b"PK\x03\x04" + b"x" * 50), "not a readable .npz"),
+    "truncated npz": (truncated_npz, "cut.npz"),
+    "pickled npz member": (npz_with_object, "pickled object array"),
+    "missing npz key": (npz_wrong_key, "no array 'logits' \\(it holds 'scores', 'labels'\\)"),
+    "single npy": (lambda d: save_array("alone.npy", LOGITS)(d)[:1], "as a second file"),
+    "non-numeric cell": (
+        save_text("bad.csv", HEADER + "1,2,0\n3,abc,1\n"),
+        r"bad.csv line 3, column 'z1': 'abc' is not a number: fix or remove that cell",
+    ),
+    "missing label column": (save_text("nolabel.csv", "a,b\n1,2\n"), "no column 'label'"),
+    "row longer than header": (save_text("long.csv", HEADER + ",,,0\n"), "more cells than the"),
+    "ragged csv": (save_text("ragged.csv", "1,2\n3,4,5\n", "0\n1\n"), "cannot be parsed"),
+    "nan index label": (
+        save_text("nan.csv", HEADER + "1,2,0\n3,4,\n"),
+        r"nan.csv line 3, column 'label': the class index is empty or NaN",
+    ),
+    "fractional index": (
+        save_text("frac.csv", HEADER + "1,2,0\n3,4,1.5\n"),
+        r"frac.csv line 3, column 'label': the class index is 1.5, not a whole class number",
+    ),
+    "mismatched rows": (mismatched_rows, r"shape \(11, 3\) but .*short.npy has shape \(9,\)"),
+    "non-utf8 csv": (save_bytes("x.csv", b"z0,z1\n\xff\xfe,1\n"), "x.csv is not UTF-8 text"),
+    "text parquet": (parquet_with_text, "column 'z0' holds \\w*string values, not numbers"),
+    "corrupt parquet": (save_bytes("junk.parquet", b"PAR1" + b"\0" * 40), "not a readable"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES, ids=list(BAD_FILES))
+def test_bad_files_raise_one_input_error_naming_the_file(tmp_path: Path, case: str) -> None:
+    write_npy_pair(tmp_path)
+    write, match = BAD_FILES[case]
+    paths = write(tmp_path)
+    with pytest.raises(InputError, match=match) as error:
+        collect(open_inputs(*paths))
+    message = str(error.value)
+    assert any(str(p) in message for p in paths)
+    assert "\n" not in message
+    assert error.value.__cause__ is None
+
+
+def test_parquet_without_pyarrow_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_parquet_one(tmp_path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(InputError, match=r"pip install 'cecheck\[parquet\]'"):
+        open_inputs(tmp_path / "data.parquet")
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "match"),
+    [("3,4,2.5", "is 2.5, not a whole class number"), ("3,x,1", "'x' is not a number")],
+)
+def test_a_problem_past_the_first_chunk_raises_from_the_iterator(
+    tmp_path: Path, bad_line: str, match: str
+) -> None:
+    good = "".join(f"{i},{-i},{i % 2}\n" for i in range(HEAD_ROWS + 10))
+    (tmp_path / "big.csv").write_text(HEADER + good + bad_line + "\n")
+    source = open_inputs(tmp_path / "big.csv")  # the first chunk is fine
+    assert source.n_rows == HEAD_ROWS + 11
+    line = HEAD_ROWS + 12
+    with pytest.raises(InputError, match=rf"big.csv line {line}, column '\w+': .*{match}"):
+        collect(source, rows=1000)
+
+
+def test_bad_in_memory_arrays_are_named() -> None:
+    with pytest.raises(InputError, match="scores holds Python objects"):
+        from_arrays(np.array([object()]), [0], logits_name="scores")
+    with pytest.raises(InputError, match="logits is not a rectangular array"):
+        from_arrays([[1.0, 2.0], [3.0]], [0, 1])
+    with pytest.raises(InputError, match=r"labels\[1\]: the class index is 0.5"):
+        from_arrays(LOGITS[:2], [1.0, 0.5])
+
+
+def test_rows_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        from_arrays(LOGITS, LABELS).chunks(0)
+
+
+# ---------------------------------------------------------------- fuzzing: InputError or valid
+
+
+def read_fully(*paths: Path) -> None:
+    """A valid result, fully iterated, or an InputError: anything else is a bug."""
+    message = ""
+    try:
+        source = open_inputs(*paths)
+        for logits, labels in source.chunks(3):
+            assert len(logits) == len(labels)
+    except InputError as e:
+        message = str(e)
+    assert "\n" not in message
+
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(data=st.binary(max_size=400), ext=st.sampled_from(["npy", "npz", "csv", "parquet"]))
+def test_random_bytes_give_a_result_or_an_input_error(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, ext: str
+) -> None:
+    d = tmp_path_factory.mktemp("bytes")
+    (d / f"x.{ext}").write_bytes(data)
+    np.save(d / "labels.npy", LABELS)
+    read_fully(d / f"x.{ext}")
+    read_fully(d / f"x.{ext}", d / "labels.npy")
+
+
+def npy_prefix_then_bytes() -> st.SearchStrategy[bytes]:
+    """A real .npy header followed by random bytes: reaches past the magic check."""
+    header = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (4, 2), }"
+    header = header + b" " * (127 - len(header)) + b"\n"
+    return st.binary(max_size=100).map(lambda tail: header + tail)
+
+
+@FUZZ
+@given(data=npy_prefix_then_bytes())
+def test_npy_with_a_valid_header_and_random_data(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    d = tmp_path_factory.mktemp("npy")
+    (d / "x.npy").write_bytes(data)
+    np.save(d / "labels.npy", np.arange(4) % 2)
+    read_fully(d / "x.npy", d / "labels.npy")
+
+
+CSV_TEXT = st.text(alphabet=st.sampled_from(list('0123456789.,-e\n "abnlie\t')), max_size=200)
+
+
+@FUZZ
+@given(text=CSV_TEXT, header=st.booleans())
+def test_random_csv_text_gives_a_result_or_an_input_error(
+    tmp_path_factory: pytest.TempPathFactory, text: str, header: bool
+) -> None:
+    d = tmp_path_factory.mktemp("csv")
+    (d / "x.csv").write_text(("a,b,label\n" if header else "") + text)
+    (d / "labels.csv").write_text("0\n1\n0\n")
+    read_fully(d / "x.csv")
+    read_fully(d / "x.csv", d / "labels.csv")
+    read_fully(d / "labels.csv", d / "x.csv")
