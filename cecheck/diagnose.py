@@ -17,8 +17,10 @@ Flags, by severity (most serious first):
 Causes are read off the intermediate values each path really computed (the evidence in
 :class:`~cecheck.losses.PathResult`), and only from a path and dtype that is flagged on that
 row: ``exp_overflow``, ``prob_underflow``, ``sigmoid_saturated``, ``zero_times_inf``,
-``nonfinite_input``; ``cancellation`` when a flagged finite value lost its accuracy while no
-other event happened on the way.
+``nonfinite_input``; ``cancellation`` when a finite value is ``inaccurate`` while no other
+event happened on the way. A row that is only ``diverged`` gets no cause: it differs from
+float64 by more than the tolerance but keeps at least half of its dtype's bits, which is
+ordinary rounding in that dtype (float16 rounding is larger than the default rtol).
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Diagnosis:
 
 def _names(matrix: Array, names: tuple[str, ...]) -> list[list[str]]:
     out: list[list[str]] = [[] for _ in range(matrix.shape[0])]
-    for i, j in zip(*np.nonzero(matrix)):
+    for i, j in zip(*np.nonzero(matrix), strict=True):
         out[i].append(names[j])
     return out
 
@@ -181,7 +183,6 @@ def diagnose(
             inaccurate = scored & finite & representable & (-np.log2(rel) < p.bits / 2)
         flags[:, col[f"inaccurate:{path}_{dtype}"]] = inaccurate
         flagged |= inaccurate
-        lossy = inaccurate.copy()
         if dtype != "float64" and (path, "float64") in results:
             l64 = np.asarray(results[(path, "float64")].loss, dtype=np.float64)
             both = scored & finite & np.isfinite(l64)
@@ -189,7 +190,6 @@ def diagnose(
                 diverged = both & (np.abs(loss - l64) > atol + rtol * np.abs(l64))
             flags[:, col[f"diverged:{path}_{dtype}"]] = diverged
             flagged |= diverged
-            lossy |= diverged
         error = np.fmax(error, np.where(flagged, np.where(finite, rel, np.inf), 0))
 
         seen = np.zeros(n, dtype=bool)
@@ -199,8 +199,9 @@ def diagnose(
                 hit = evidence & flagged & scored
                 causes[:, CAUSES.index(cause)] |= hit
                 seen |= hit
-        causes[:, CAUSES.index("cancellation")] |= lossy & ~seen & ~nonfinite_input
+        causes[:, CAUSES.index("cancellation")] |= inaccurate & ~seen & ~nonfinite_input
 
     sev = np.array([severity_of(f) for f in names])
     severity = np.where(flags, sev, NOT_FLAGGED).min(axis=1) if n else np.zeros(0, dtype=int)
-    return Diagnosis(names, flags, causes, severity, np.nan_to_num(error, nan=np.inf))
+    error = np.where(np.isnan(error), np.inf, error)  # nan_to_num would also clip inf
+    return Diagnosis(names, flags, causes, severity, error)

@@ -75,8 +75,10 @@ def naive_multiclass(z: Array, y: Array, p: Precision) -> PathResult:
 def stable_multiclass(z: Array, y: Array, p: Precision) -> PathResult:
     """``log(sum(exp(z - max))) - (z[y] - max)``, as log_softmax followed by NLL."""
     r = p.round
-    zc = p.cast(z)
-    with np.errstate(invalid="ignore"):  # inf - inf for a non-finite input row
+    # over: a value beyond the format's range rounds to inf, as the format would store it;
+    # invalid: inf - inf for a non-finite input row
+    with np.errstate(over="ignore", invalid="ignore"):
+        zc = p.cast(z)
         d = r(zc - zc.max(axis=1, keepdims=True))
         lse = r(np.log(r(r(np.exp(d)).sum(axis=1))))
         loss = r(lse - d[_rows(len(y)), y])
@@ -86,8 +88,8 @@ def stable_multiclass(z: Array, y: Array, p: Precision) -> PathResult:
 def naive_soft(z: Array, t: Array, p: Precision) -> PathResult:
     """``-sum(t * log(softmax(z)))`` with the softmax computed first."""
     r = p.round
-    tc = p.cast(t)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        tc = p.cast(t)
         e = r(np.exp(p.cast(z)))
         prob = r(e / r(e.sum(axis=1, keepdims=True)))
         logp = r(np.log(prob))
@@ -103,8 +105,8 @@ def naive_soft(z: Array, t: Array, p: Precision) -> PathResult:
 def stable_soft(z: Array, t: Array, p: Precision) -> PathResult:
     """``-sum(t * log_softmax(z))`` with the max-shifted log-sum-exp."""
     r = p.round
-    zc, tc = p.cast(z), p.cast(t)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # as in stable_multiclass
+        zc, tc = p.cast(z), p.cast(t)
         d = r(zc - zc.max(axis=1, keepdims=True))
         lse = r(np.log(r(r(np.exp(d)).sum(axis=1, keepdims=True))))
         loss = -r(r(tc * r(d - lse)).sum(axis=1))
@@ -112,7 +114,7 @@ def stable_soft(z: Array, t: Array, p: Precision) -> PathResult:
 
 
 def reference_multiclass(z: Array, y: Array) -> Array:
-    """Accurate ``lse(z) - z[y]`` in float64 as ``(max - z[y]) + log1p(sum_{j != k} exp(z_j - max))``.
+    """Accurate ``lse(z) - z[y]`` in float64, as ``(m - z[y]) + log1p(sum_{j != k} exp(z_j - m))``.
 
     ``k`` is the position of the row max. Both terms are non-negative, so nothing cancels,
     and ``log1p`` keeps full relative accuracy when the target holds the max and the loss
@@ -126,7 +128,7 @@ def reference_multiclass(z: Array, y: Array) -> Array:
 
 
 def reference_soft(z: Array, t: Array) -> Array:
-    """Accurate ``sum_i t_i * (lse(z) - z_i)`` as ``sum_i t_i (max - z_i) + log1p(...) * sum_i t_i``."""
+    """Accurate ``sum_i t_i (lse(z) - z_i)``, as ``sum_i t_i (m - z_i) + log1p(...) sum_i t_i``."""
     z = np.asarray(z, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     m, l1 = _max_and_log1p_rest(z)
@@ -151,8 +153,8 @@ def _max_and_log1p_rest(z: Array) -> tuple[Array, Array]:
 def _naive_sigmoid_bce(z: Array, t: Array, p: Precision) -> tuple[Array, dict[str, Array]]:
     """Elementwise ``-(t log(sigmoid z) + (1-t) log(1 - sigmoid z))``, sigmoid = 1/(1+exp(-z))."""
     r = p.round
-    zc, tc = p.cast(z), p.cast(t)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        zc, tc = p.cast(z), p.cast(t)
         en = r(np.exp(-zc))
         prob = r(1 / r(1 + en))
         log_p = r(np.log(prob))
@@ -170,8 +172,10 @@ def _naive_sigmoid_bce(z: Array, t: Array, p: Precision) -> tuple[Array, dict[st
 def _stable_sigmoid_bce(z: Array, t: Array, p: Precision) -> Array:
     """Elementwise ``max(z, 0) - t*z + log1p(exp(-|z|))``."""
     r = p.round
-    zc, tc = p.cast(z), p.cast(t)
-    with np.errstate(invalid="ignore"):  # inf - inf for an infinite logit
+    # over: a value beyond the format's range rounds to inf; invalid: inf - inf for an
+    # infinite logit
+    with np.errstate(over="ignore", invalid="ignore"):
+        zc, tc = p.cast(z), p.cast(t)
         return r(r(np.maximum(zc, 0) - r(tc * zc)) + r(np.log1p(r(np.exp(-np.abs(zc))))))
 
 
@@ -206,14 +210,15 @@ def reference_binary(z: Array, t: Array) -> Array:
 
 def _class_mean(x: Array, p: Precision) -> Array:
     """The mean over classes (axis 1), the sum and the division each rounded to ``p``."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum beyond the format's range: inf
         return p.round(p.round(x.sum(axis=1)) / x.shape[1])
 
 
 def naive_multilabel(z: Array, t: Array, p: Precision) -> PathResult:
     """Mean over classes of the naive binary loss of each (logit, target) pair."""
     loss, ev = _naive_sigmoid_bce(z, t, p)
-    return PathResult(_class_mean(loss, p), **{k: v.any(axis=1) for k, v in ev.items()})
+    per_row: dict[str, Array] = {k: np.asarray(v.any(axis=1)) for k, v in ev.items()}
+    return PathResult(_class_mean(loss, p), **per_row)
 
 
 def stable_multilabel(z: Array, t: Array, p: Precision) -> PathResult:
