@@ -2,8 +2,9 @@
 
 __version__ = "0.1.0"
 
-from cecheck.engine import compare  # noqa: E402
-from cecheck.errors import InputError  # noqa: E402
-from cecheck.report import Report  # noqa: E402
+from cecheck.engine import compare
+from cecheck.errors import InputError
+from cecheck.report import Report
+from cecheck.trace import Trace, trace
 
-__all__ = ["InputError", "Report", "__version__", "compare"]
+__all__ = ["InputError", "Report", "Trace", "__version__", "compare", "trace"]

@@ -12,12 +12,15 @@ Flags, by severity (most serious first):
    reference is below the dtype's smallest normal number: no value of that dtype could
    hold it to that accuracy.
 
-``ignored`` (an ``ignore_index`` label) is counted but is not a problem.
+``ignored`` (an ``ignore_index`` label) is counted but is not a problem. A row with an input
+problem or an ignored label is not scored: it gets no path flag, since no path can be judged
+on it, and it is left out of the per-path totals.
 
 Causes are read off the intermediate values each path really computed (the evidence in
 :class:`~cecheck.losses.PathResult`), and only from a path and dtype that is flagged on that
 row: ``exp_overflow``, ``prob_underflow``, ``sigmoid_saturated``, ``zero_times_inf``,
-``nonfinite_input``; ``cancellation`` when a finite value is ``inaccurate`` while no other
+``nonfinite_input``; ``cast_overflow`` when a finite input is beyond the dtype's largest
+number, so that casting it gives inf; ``cancellation`` when a finite value is ``inaccurate`` while no other
 event happened on the way. A row that is only ``diverged`` gets no cause: it differs from
 float64 by more than the tolerance but keeps at least half of its dtype's bits, which is
 ordinary rounding in that dtype (float16 rounding is larger than the default rtol).
@@ -38,6 +41,7 @@ Array = npt.NDArray
 INPUT_FLAGS = ("nonfinite_input", "label_out_of_range", "invalid_label")
 CAUSES = (
     "nonfinite_input",
+    "cast_overflow",
     "exp_overflow",
     "prob_underflow",
     "sigmoid_saturated",
@@ -106,6 +110,7 @@ class Diagnosis:
     causes: Array  # (n, len(CAUSES)) bool
     severity: Array  # (n,) int: the most serious flag, NOT_FLAGGED if none
     error: Array  # (n,) float: the largest relative error of a flagged value (inf: non-finite)
+    scored: Array  # (n,) bool: rows the paths are judged on (no input problem, not ignored)
 
     def flag_lists(self, rows: Array | None = None) -> list[list[str]]:
         return _names(self.flags if rows is None else self.flags[rows], self.flag_names)
@@ -119,6 +124,13 @@ def _names(matrix: Array, names: tuple[str, ...]) -> list[list[str]]:
     for i, j in zip(*np.nonzero(matrix), strict=True):
         out[i].append(names[j])
     return out
+
+
+def unscored(label_masks: dict[str, Array]) -> Array:
+    """Rows whose label rules out judging any path: ignored, out of range or invalid."""
+    return (
+        label_masks["ignored"] | label_masks["label_out_of_range"] | label_masks["invalid_label"]
+    )
 
 
 def label_problems(
@@ -149,11 +161,13 @@ def diagnose(
     precisions: dict[str, Precision],
     rtol: float,
     atol: float,
+    cast_overflow: dict[str, Array] | None = None,
 ) -> Diagnosis:
     """Flags and causes of a chunk from the inputs' masks and every path's results.
 
     ``results`` maps (path, dtype) to that path's :class:`PathResult`; ``precisions`` maps
-    each dtype name to its :class:`Precision`.
+    each dtype name to its :class:`Precision`; ``cast_overflow`` maps a dtype to the rows
+    with a finite logit that becomes inf when cast to it.
     """
     dtypes = tuple(dict.fromkeys(d for _, d in results))
     names = flag_names(dtypes)
@@ -166,7 +180,7 @@ def diagnose(
     for key in ("label_out_of_range", "invalid_label", "ignored"):
         flags[:, col[key]] = label_masks[key]
     causes[:, CAUSES.index("nonfinite_input")] = nonfinite_input
-    scored = ~(label_masks["ignored"] | label_masks["label_out_of_range"])
+    scored = ~(nonfinite_input | unscored(label_masks))
 
     for (path, dtype), result in results.items():
         loss = np.asarray(result.loss, dtype=np.float64)
@@ -193,15 +207,19 @@ def diagnose(
         error = np.fmax(error, np.where(flagged, np.where(finite, rel, np.inf), 0))
 
         seen = np.zeros(n, dtype=bool)
+        if cast_overflow is not None and dtype in cast_overflow:
+            hit = cast_overflow[dtype] & flagged
+            causes[:, CAUSES.index("cast_overflow")] |= hit
+            seen |= hit
         for cause in EVIDENCE:
             evidence = getattr(result, cause)
             if evidence is not None:
-                hit = evidence & flagged & scored
+                hit = evidence & flagged
                 causes[:, CAUSES.index(cause)] |= hit
                 seen |= hit
-        causes[:, CAUSES.index("cancellation")] |= inaccurate & ~seen & ~nonfinite_input
+        causes[:, CAUSES.index("cancellation")] |= inaccurate & ~seen
 
     sev = np.array([severity_of(f) for f in names])
     severity = np.where(flags, sev, NOT_FLAGGED).min(axis=1) if n else np.zeros(0, dtype=int)
     error = np.where(np.isnan(error), np.inf, error)  # nan_to_num would also clip inf
-    return Diagnosis(names, flags, causes, severity, error)
+    return Diagnosis(names, flags, causes, severity, error, scored)

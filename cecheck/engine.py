@@ -7,14 +7,14 @@ results are available as a stream of DataFrames, one per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from cecheck import inputs, losses
+from cecheck import fast, inputs, losses
 from cecheck import precision as prec
 from cecheck.diagnose import (
     CAUSES,
@@ -87,10 +87,22 @@ class ChunkResult:
 
 
 def evaluate(
-    logits: Array, labels: Array, task: str, label_form: str, n_classes: int, s: Settings,
+    logits: Array,
+    labels: Array,
+    task: str,
+    label_form: str,
+    n_classes: int,
+    s: Settings,
     start: int = 0,
+    *,
+    use_fast: bool = False,
 ) -> ChunkResult:
-    """Compute every path and dtype for one chunk and diagnose it."""
+    """Compute every path and dtype for one chunk and diagnose it.
+
+    ``use_fast``: compute the paths with the fused kernel of :mod:`cecheck.fast` where it
+    covers the task and dtypes (same flags and causes; losses within a few ulp); the numpy
+    functions of :mod:`cecheck.losses` otherwise, and always by default.
+    """
     naive, stable, reference = _PATHS[_kind(task, label_form)]
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
     if label_form == "index":
@@ -99,20 +111,34 @@ def evaluate(
     else:
         usable = np.ones(labels.shape[0], dtype=bool)
         target = labels
-    nonfinite = ~np.isfinite(logits)
-    nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite
-
     results: dict[tuple[str, str], PathResult] = {}
-    for d in s.dtypes:
-        p = prec.get(d)
-        results[("naive", d)] = naive(logits, target, p)
-        results[("stable", d)] = stable(logits, target, p)
-    ref = reference(logits, target)
+    if use_fast and fast.covers(task, label_form, s.dtypes):
+        results, ref, nonfinite = fast.multiclass_index(logits, target, s.dtypes)
+    else:
+        nonfinite = ~np.isfinite(logits)
+        nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite
+        for d in s.dtypes:
+            p = prec.get(d)
+            results[("naive", d)] = naive(logits, target, p)
+            results[("stable", d)] = stable(logits, target, p)
+        ref = reference(logits, target)
     values = {f"{path}_{d}": _mask(r.loss, masks) for (path, d), r in results.items()}
     values["reference"] = _mask(ref, masks)
     precisions = {d: prec.get(d) for d in s.dtypes}
-    diag = diagnose(nonfinite, masks, results, ref, precisions, s.rtol, s.atol)
+    overflow = _cast_overflow(logits, precisions.values())
+    diag = diagnose(nonfinite, masks, results, ref, precisions, s.rtol, s.atol, overflow)
     return ChunkResult(start, logits, labels, values, diag)
+
+
+def _cast_overflow(logits: Array, precisions: Iterable[prec.Precision]) -> dict[str, Array]:
+    """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf."""
+    out = {}
+    for p in precisions:
+        if float(np.finfo(logits.dtype).max) > p.max:
+            with np.errstate(invalid="ignore"):
+                hit = np.isinf(p.cast(logits)) & np.isfinite(logits)
+            out[p.name] = hit.any(axis=1) if hit.ndim == 2 else hit
+    return out
 
 
 def _mask(loss: Array, masks: dict[str, Array]) -> Array:
@@ -132,9 +158,20 @@ def iter_chunks(
 ) -> Iterator[ChunkResult]:
     """Evaluate ``source`` chunk by chunk, in row order."""
     start = 0
-    for logits, labels in source.chunks(chunk_rows(source.n_classes)):
+    use_fast = fast.usable(
+        source.task, source.label_form, s.dtypes, source.n_rows, source.n_classes
+    )
+    rows = fast.chunk_rows(source.n_classes) if use_fast else chunk_rows(source.n_classes)
+    for logits, labels in source.chunks(rows):
         yield evaluate(
-            logits, labels, source.task, source.label_form, source.n_classes, s, start
+            logits,
+            labels,
+            source.task,
+            source.label_form,
+            source.n_classes,
+            s,
+            start,
+            use_fast=use_fast,
         )
         start += labels.shape[0]
         if progress is not None:
@@ -200,13 +237,43 @@ def _positives(row: Array) -> str:
 
 
 @dataclass
+class _ColumnTotals:
+    """Running totals of one loss column over the scored rows."""
+
+    rows: int = 0
+    finite: int = 0
+    nan: int = 0
+    inf: int = 0
+    total: float = 0.0  # sum of the finite losses
+    worst: float | None = None  # largest relative error against the reference
+
+    def add(self, values: Array, reference: Array, p: prec.Precision | None) -> None:
+        """Count ``values``; with a dtype ``p``, track the worst relative error on the rows
+        whose reference that dtype can represent (0, or at least its smallest normal)."""
+        finite = np.isfinite(values)
+        self.rows += values.size
+        self.finite += int(finite.sum())
+        self.nan += int(np.isnan(values).sum())
+        self.inf += int(np.isinf(values).sum())
+        self.total += float(values[finite].sum())
+        if p is None:
+            return
+        with np.errstate(invalid="ignore"):
+            representable = (reference == 0) | (np.abs(reference) >= p.tiny)
+        rel = relative_error(values[representable], reference[representable])
+        rel = rel[np.isfinite(rel)]
+        if rel.size:
+            self.worst = max(self.worst or 0.0, float(rel.max()))
+
+
+@dataclass
 class _Totals:
     """Running totals over chunks: per-path summaries, flag and cause counts, top-K rows."""
 
     s: Settings
     rows: int = 0
     scored: int = 0
-    n: dict[str, Array] = field(default_factory=dict)
+    n: dict[str, _ColumnTotals] = field(default_factory=dict)
     flag_counts: Array | None = None
     cause_counts: Array = field(default_factory=lambda: np.zeros(len(CAUSES), dtype=np.int64))
     flagged_rows: int = 0
@@ -215,27 +282,15 @@ class _Totals:
 
     def __post_init__(self) -> None:
         # per column: rows, finite, nan, inf, sum of finite losses, worst relative error
-        self.n = {c: np.array([0, 0, 0, 0, 0.0, -1.0]) for c in self.s.columns}
+        self.n = {c: _ColumnTotals() for c in self.s.columns}
 
     def add(self, chunk: ChunkResult, source: inputs.Source) -> None:
         diag = chunk.diagnosis
-        ignored = diag.flags[:, diag.flag_names.index("ignored")]
-        unscored = ignored | diag.flags[:, diag.flag_names.index("label_out_of_range")]
-        scored = ~unscored
+        scored = diag.scored
         ref = chunk.values["reference"]
         for c in self.s.columns:
-            v = chunk.values[c][scored]
-            finite = np.isfinite(v)
-            t = self.n[c]
-            t[0] += v.size
-            t[1] += finite.sum()
-            t[2] += np.isnan(v).sum()
-            t[3] += np.isinf(v).sum()
-            t[4] += v[finite].sum()
-            if c != "reference" and v.size:
-                rel = relative_error(v, ref[scored])
-                if np.isfinite(rel).any():
-                    t[5] = max(t[5], float(np.nanmax(np.where(np.isfinite(rel), rel, np.nan))))
+            dtype = None if c == "reference" else prec.get(c.partition("_")[2])
+            self.n[c].add(chunk.values[c][scored], ref[scored], dtype)
         self.rows += chunk.labels.shape[0]
         self.scored += int(scored.sum())
         counts = diag.flags.sum(axis=0)
@@ -278,25 +333,27 @@ class _Totals:
     def report(self, source: inputs.Source, frames: Callable[[], Iterator[pd.DataFrame]]) -> Report:
         summary = []
         for c in self.s.columns:
-            rows, finite, nan, inf, total, worst = self.n[c]
+            t = self.n[c]
             path, _, dtype = c.partition("_")
             bits = prec.get(dtype).bits if dtype else 53
             summary.append(
                 PathSummary(
                     path=path,
                     dtype=dtype or "float64",
-                    rows=int(rows),
-                    finite=int(finite),
-                    nan=int(nan),
-                    inf=int(inf),
-                    mean=total / finite if finite else float("nan"),
-                    worst_rel_error=None if worst < 0 else float(worst),
-                    bits_correct=None if worst < 0 else _bits(worst, bits),
+                    rows=t.rows,
+                    finite=t.finite,
+                    nan=t.nan,
+                    inf=t.inf,
+                    mean=t.total / t.finite if t.finite else float("nan"),
+                    worst_rel_error=t.worst,
+                    bits_correct=None if t.worst is None else _bits(t.worst, bits),
                 )
             )
         counts = {}
         if self.flag_counts is not None:
-            counts = {f: int(n) for f, n in zip(self.flag_names, self.flag_counts) if n}
+            counts = {
+                f: int(n) for f, n in zip(self.flag_names, self.flag_counts, strict=True) if n
+            }
         return Report(
             source=source,
             settings=self.s,
@@ -304,7 +361,7 @@ class _Totals:
             scored_rows=self.scored,
             summary=summary,
             counts=counts,
-            cause_counts={c: int(n) for c, n in zip(CAUSES, self.cause_counts) if n},
+            cause_counts={c: int(n) for c, n in zip(CAUSES, self.cause_counts, strict=True) if n},
             flagged_rows=self.flagged_rows,
             top=list(self.top),
             frames=frames,

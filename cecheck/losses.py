@@ -54,6 +54,11 @@ class PathResult:
     zero_times_inf: Array | None = None  # a zero label multiplied log(0) = -inf
 
 
+def _negate(x: Array) -> Array:
+    """``-x`` with +0 for a zero, so that a certain row's loss prints as 0, not -0."""
+    return 0 - x
+
+
 def _rows(n: int) -> Array:
     return np.arange(n)
 
@@ -68,7 +73,7 @@ def naive_multiclass(z: Array, y: Array, p: Precision) -> PathResult:
         e = r(np.exp(p.cast(z)))
         s = r(e.sum(axis=1))
         prob = r(e[_rows(len(y)), y] / s)
-        loss = -r(np.log(prob))
+        loss = _negate(r(np.log(prob)))
     return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=prob == 0)
 
 
@@ -93,7 +98,7 @@ def naive_soft(z: Array, t: Array, p: Precision) -> PathResult:
         e = r(np.exp(p.cast(z)))
         prob = r(e / r(e.sum(axis=1, keepdims=True)))
         logp = r(np.log(prob))
-        loss = -r(r(tc * logp).sum(axis=1))
+        loss = _negate(r(r(tc * logp).sum(axis=1)))
     return PathResult(
         loss,
         exp_overflow=np.isinf(e).any(axis=1),
@@ -109,7 +114,7 @@ def stable_soft(z: Array, t: Array, p: Precision) -> PathResult:
         zc, tc = p.cast(z), p.cast(t)
         d = r(zc - zc.max(axis=1, keepdims=True))
         lse = r(np.log(r(r(np.exp(d)).sum(axis=1, keepdims=True))))
-        loss = -r(r(tc * r(d - lse)).sum(axis=1))
+        loss = _negate(r(r(tc * r(d - lse)).sum(axis=1)))
     return PathResult(loss)
 
 
@@ -160,7 +165,7 @@ def _naive_sigmoid_bce(z: Array, t: Array, p: Precision) -> tuple[Array, dict[st
         log_p = r(np.log(prob))
         log_q = r(np.log(r(1 - prob)))
         one_minus_t = r(1 - tc)
-        loss = -r(r(tc * log_p) + r(one_minus_t * log_q))
+        loss = _negate(r(r(tc * log_p) + r(one_minus_t * log_q)))
     evidence = {
         "exp_overflow": np.isinf(en),
         "sigmoid_saturated": (prob == 0) | (prob == 1),

@@ -39,12 +39,14 @@ class Precision:
     def round(self, x: npt.NDArray) -> npt.NDArray:
         """Round ``x`` (held in ``work``) to this format; a no-op for float32/float64."""
         if self.emulated:
-            return x.astype(self.storage).astype(self.work)
+            with np.errstate(over="ignore"):  # beyond the format's range: inf, as it should
+                return x.astype(self.storage).astype(self.work)
         return x
 
     def cast(self, x: npt.ArrayLike) -> npt.NDArray:
         """The input values as this format would store them, held in ``work``."""
-        return self.round(np.asarray(x, dtype=self.work))
+        with np.errstate(over="ignore"):  # float64 beyond float32's range: inf
+            return self.round(np.asarray(x, dtype=self.work))
 
     @property
     def max_exp_arg(self) -> float:

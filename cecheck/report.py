@@ -202,4 +202,12 @@ def _strict(value: Any) -> Any:
 def write_csv(frames: Iterable[pd.DataFrame], out: TextIO) -> None:
     """Stream per-row frames as CSV, a header once, floats at full precision (round-trip)."""
     for i, frame in enumerate(frames):
-        frame.to_csv(out, index=False, header=i == 0, float_format="%.17g", na_rep="nan")
+        write_csv_frame(frame, out, header=i == 0)
+
+
+def write_csv_frame(frame: pd.DataFrame, out: TextIO, *, header: bool) -> None:
+    """One chunk's frame as CSV lines (the header too if ``header``), as :func:`write_csv`.
+
+    For a caller that receives frames one at a time (``engine.run(on_chunk=...)``).
+    """
+    frame.to_csv(out, index=False, header=header, float_format="%.17g", na_rep="nan")

@@ -1,0 +1,525 @@
+"""The ``cecheck`` command line: thin click commands over the library.
+
+Each command parses its options, opens the inputs (:func:`cecheck.inputs.open_inputs`), runs
+the engine once and renders the :class:`~cecheck.report.Report`. The report goes to stdout
+(or ``-o FILE``); messages for people (warnings, progress, the closing sentence of a JSON or
+CSV run) go to stderr, so machine output stays clean.
+
+Exit codes: 0 ran, whatever was flagged; 1 a ``--fail-on`` condition was met; 2 a usage or
+input error, said in one line on stderr.
+
+The input and settings options are decorators (:func:`input_options`,
+:func:`settings_options`) so that other commands can take the same options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO, TypeVar
+
+import click
+from rich.console import Console
+
+from cecheck import __version__, engine, inputs, tables
+from cecheck import precision as prec
+from cecheck.errors import InputError
+from cecheck.report import FAIL_ON, Report, write_csv_frame
+from cecheck.trace import PATHS, parse_row, pick_row, read_row, trace
+from cecheck.trace_render import print_trace, write_trace_json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FORMATS = ("table", "json", "csv")
+# Inputs with more logits than this get a progress bar (when stderr is a terminal).
+PROGRESS_ELEMENTS = 1 << 24
+
+
+class InputFailure(click.ClickException):
+    """An input or settings problem: ``Error: <sentence>`` on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+# ---------------------------------------------------------------- option parsing
+
+
+def _comma_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_dtypes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    """``--dtypes float16,float32`` -> ("float16", "float32"); BadParameter for others."""
+    names = _comma_list(value)
+    if not names:
+        raise click.BadParameter(f"name at least one of {', '.join(prec.DTYPES)}")
+    unknown = [n for n in names if n not in prec.DTYPES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown dtype {', '.join(unknown)}: choose from {', '.join(prec.DTYPES)}"
+        ) from None
+    return tuple(dict.fromkeys(names))
+
+
+def parse_fail_on(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, ...]:
+    """``--fail-on naive,stable`` -> ("naive", "stable"); BadParameter for unknown names."""
+    if value is None:
+        return ()
+    names = _comma_list(value)
+    unknown = [n for n in names if n not in FAIL_ON]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown condition {', '.join(unknown) or repr(value)}: "
+            f"choose from {', '.join(FAIL_ON)}"
+        ) from None
+    return tuple(dict.fromkeys(names))
+
+
+def parse_label_column(_ctx: click.Context, _param: click.Parameter, value: str) -> str | int:
+    """A header name, or a whole number: the 0-based position in a CSV without header."""
+    return int(value) if re.fullmatch(r"-?\d+", value.strip()) else value
+
+
+def input_options(f: F) -> F:
+    """LOGITS [LABELS] and the options that say how to read them."""
+    decorators = [
+        click.argument("logits", type=click.Path(dir_okay=True), metavar="LOGITS"),
+        click.argument(
+            "labels", type=click.Path(dir_okay=True), required=False, metavar="[LABELS]"
+        ),
+        click.option(
+            "--task",
+            type=click.Choice(["auto", *inputs.TASKS]),
+            default="auto",
+            show_default=True,
+            help="binary: one sigmoid logit per row; multiclass: softmax over C logits; "
+            "multilabel: C independent sigmoids. auto infers it from the shapes and labels.",
+        ),
+        click.option(
+            "--label-column",
+            default="label",
+            show_default=True,
+            callback=parse_label_column,
+            help="The label column of a one-file CSV/TSV/Parquet input; a number is a "
+            "0-based position (for a CSV without header).",
+        ),
+        click.option(
+            "--logits-key",
+            default="logits",
+            show_default=True,
+            help="The name of the logits array in an .npz file.",
+        ),
+        click.option(
+            "--labels-key",
+            default="labels",
+            show_default=True,
+            help="The name of the labels array in an .npz file.",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        f = decorate(f)
+    return f
+
+
+def settings_options(f: F) -> F:
+    """The options that say what to compute and how strictly to judge it (:class:`Settings`)."""
+    decorators = [
+        click.option(
+            "--dtypes",
+            default="float32,float64",
+            show_default=True,
+            callback=parse_dtypes,
+            help="Comma list of the precisions the naive and stable paths are emulated in: "
+            + ", ".join(prec.DTYPES)
+            + ".",
+        ),
+        click.option(
+            "--ignore-index",
+            type=int,
+            default=-100,
+            show_default=True,
+            help="Class-index labels equal to this are skipped, as in PyTorch.",
+        ),
+        click.option(
+            "--rtol",
+            type=click.FloatRange(min=0),
+            default=1e-4,
+            show_default=True,
+            help="Relative tolerance of 'diverged': |L - L64| > atol + rtol * |L64|.",
+        ),
+        click.option(
+            "--atol",
+            type=click.FloatRange(min=0),
+            default=1e-6,
+            show_default=True,
+            help="Absolute tolerance of 'diverged'.",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        f = decorate(f)
+    return f
+
+
+# ---------------------------------------------------------------- library calls
+
+
+def open_source(
+    logits: str,
+    labels: str | None,
+    *,
+    task: str,
+    label_column: str | int,
+    logits_key: str,
+    labels_key: str,
+) -> inputs.Source:
+    """The inputs as a Source; an unreadable input becomes an exit-2 :class:`InputFailure`."""
+    try:
+        return inputs.open_inputs(
+            logits,
+            labels,
+            task=task,
+            label_column=label_column,
+            logits_key=logits_key,
+            labels_key=labels_key,
+        )
+    except (InputError, ValueError) as e:
+        raise InputFailure(_one_line(e)) from None
+
+
+def make_settings(
+    dtypes: tuple[str, ...], ignore_index: int, rtol: float, atol: float, top: int
+) -> engine.Settings:
+    """Settings from the options; a rejected value becomes an exit-2 :class:`InputFailure`."""
+    try:
+        return engine.Settings(dtypes, ignore_index, rtol, atol, top)
+    except ValueError as e:
+        raise InputFailure(_one_line(e)) from None
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+@contextlib.contextmanager
+def progress_bar(source: inputs.Source, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr for a big input when stderr is a terminal; else None.
+
+    Yields the callback the engine calls with the number of rows done.
+    """
+    big = source.n_rows * max(1, source.n_classes) > PROGRESS_ELEMENTS
+    console = Console(stderr=True)
+    if quiet or not big or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("computing losses", total=source.n_rows)
+        yield lambda done: bar.update(task, completed=done)
+
+
+@contextlib.contextmanager
+def output_stream(path: str | None) -> Iterator[TextIO]:
+    """``-o FILE`` opened for writing, or stdout."""
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    try:
+        f = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise InputFailure(f"cannot write {path}: {e.strerror or e}") from None
+    with f:
+        yield f
+
+
+def report_console(out: TextIO) -> Console:
+    """A rich Console writing to ``out``: colour only on a terminal (and not with NO_COLOR)."""
+    if out is sys.stdout:
+        return Console(highlight=False)
+    return Console(file=out, highlight=False, color_system=None, width=100)
+
+
+def say(message: str, quiet: bool) -> None:
+    """A message for people, on stderr, unless --quiet."""
+    if not quiet:
+        click.echo(message, err=True)
+
+
+# ---------------------------------------------------------------- the commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="cecheck")
+def cecheck() -> None:
+    """Find the rows where a cross-entropy loss blows up, and say why.
+
+    cecheck computes every row's loss along the naive path (softmax or sigmoid, then log),
+    the stable path (what the frameworks do) and an accurate reference, in several
+    precisions, and flags the rows where a path gives NaN or inf or loses its accuracy.
+
+    \b
+    Examples:
+      cecheck compare logits.npy labels.npy
+      cecheck compare outputs.npz --dtypes float16,bfloat16,float32,float64
+      cecheck compare preds.csv --label-column target --format json -o report.json
+    """
+
+
+@cecheck.command()
+@click.pass_context
+@input_options
+@settings_options
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="How many flagged rows the table and the JSON show, worst first.",
+)
+@click.option(
+    "--all",
+    "all_rows",
+    is_flag=True,
+    help="Show every row in the table, not only the flagged ones (table format; CSV always "
+    "has every row; not with --format json).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table: a report for people; json: the report as strict JSON; csv: one line per row.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the report to this file instead of stdout.",
+)
+@click.option(
+    "--fail-on",
+    callback=parse_fail_on,
+    default=None,
+    metavar="CONDITIONS",
+    help="Exit with code 1 when a row is flagged for one of these (comma list): "
+    + ", ".join(FAIL_ON)
+    + ". input: NaN/inf logits or bad labels; naive/stable: that path gives NaN or inf; "
+    "diverged: a dtype disagrees with float64; inaccurate: an accuracy note; any: all.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No messages on stderr (warnings, progress, summary); the table format prints only "
+    "the closing sentence.",
+)
+def compare(
+    ctx: click.Context,
+    logits: str,
+    labels: str | None,
+    task: str,
+    label_column: str | int,
+    logits_key: str,
+    labels_key: str,
+    dtypes: tuple[str, ...],
+    ignore_index: int,
+    rtol: float,
+    atol: float,
+    top: int,
+    all_rows: bool,
+    fmt: str,
+    output: str | None,
+    fail_on: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Compute each row's loss along every path and dtype, and flag the unstable rows.
+
+    LOGITS is a .npy, .npz, .csv, .tsv or .parquet file. LABELS is a second file, or left
+    out when LOGITS holds both (an .npz with --logits-key and --labels-key arrays, or a table
+    with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
+
+    \b
+    Examples:
+      cecheck compare sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
+      cecheck compare sample_data/sequence.npz --top 5
+      cecheck compare sample_data/binary_sweep.csv --dtypes float16,float32,float64
+      cecheck compare logits.npy labels.npy --format json -o report.json --fail-on stable
+      cecheck compare logits.npy labels.npy --format csv > rows.csv
+
+    Exit codes: 0 ran (rows may be flagged); 1 a --fail-on condition was met; 2 a usage or
+    input error.
+    """
+    if all_rows and fmt == "json":
+        raise click.UsageError(
+            "--all applies to the table (CSV always has every row); JSON keeps the --top "
+            "worst flagged rows"
+        )
+    settings = make_settings(dtypes, ignore_index, rtol, atol, top)
+    source = open_source(
+        logits,
+        labels,
+        task=task,
+        label_column=label_column,
+        logits_key=logits_key,
+        labels_key=labels_key,
+    )
+    for warning in source.warnings:
+        say(f"warning: {warning}", quiet)
+    with output_stream(output) as out:
+        report = _render(source, settings, fmt, out, all_rows, fail_on, quiet)
+    if fmt != "table" or output is not None:
+        say(tables.closing_sentence(report), quiet)
+    failed = report.failed(fail_on)
+    if failed:
+        say(f"--fail-on {','.join(failed)} met: exit code 1", quiet)
+    ctx.exit(report.return_code(fail_on))
+
+
+def _render(
+    source: inputs.Source,
+    settings: engine.Settings,
+    fmt: str,
+    out: TextIO,
+    all_rows: bool,
+    fail_on: tuple[str, ...],
+    quiet: bool,
+) -> Report:
+    """Run the engine once and write the report in ``fmt`` to ``out``."""
+    on_chunk: Callable[[engine.ChunkResult], None] | None = None
+    console = report_console(out)
+    if fmt == "csv":
+        header = [True]
+
+        def on_chunk(chunk: engine.ChunkResult) -> None:
+            write_csv_frame(engine.chunk_frame(chunk, source, settings), out, header=header[0])
+            header[0] = False
+
+    elif fmt == "table" and all_rows and not quiet:
+        console.print(tables.header(source, settings))
+
+        def on_chunk(chunk: engine.ChunkResult) -> None:
+            for renderable in tables.chunk_rows(chunk, source, settings, console.width):
+                console.print(renderable)
+
+    try:
+        with progress_bar(source, quiet) as progress:
+            report = engine.run(source, settings, on_chunk=on_chunk, progress=progress)
+    except InputError as e:  # a problem found past the first chunk of a file
+        raise InputFailure(_one_line(e)) from None
+    if fmt == "json":
+        report.write_json(out, fail_on)
+    elif fmt == "table":
+        if quiet:
+            console.print(tables.closing_sentence(report))
+        else:
+            tables.print_report(
+                report, console, fail_on=fail_on, show_header=not all_rows, show_rows=not all_rows
+            )
+    return report
+
+
+@cecheck.command("trace")
+@input_options
+@settings_options
+@click.option(
+    "--row",
+    default=None,
+    metavar="I",
+    help="The row to trace: a flat row number, or an index tuple such as 3,17 for (B, T, C) "
+    "logits. Default: the worst flagged row (row 0 if no row is flagged).",
+)
+@click.option(
+    "--path",
+    "path_choice",
+    type=click.Choice([*PATHS, "all"]),
+    default="all",
+    show_default=True,
+    help="The path(s) to walk: naive (softmax or sigmoid, then log), stable (what the "
+    "frameworks do), reference (accurate, float64).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: the steps for people; json: the same steps as strict JSON.",
+)
+def trace_command(
+    logits: str,
+    labels: str | None,
+    task: str,
+    label_column: str | int,
+    logits_key: str,
+    labels_key: str,
+    dtypes: tuple[str, ...],
+    ignore_index: int,
+    rtol: float,
+    atol: float,
+    row: str | None,
+    path_choice: str,
+    fmt: str,
+) -> None:
+    """Walk one row's loss step by step in each path and dtype; mark the first bad step.
+
+    Every intermediate value (exp of each logit, their sum, the probability, its log, ...)
+    is shown in the dtype it is computed in, and the first step that gives inf or NaN, or a
+    probability or sigmoid of exactly 0 or 1, is marked with a sentence on why. Many classes:
+    the target, the top 5 logits and one line for the rest. Without --row, the worst row
+    that compare flags (with the same --dtypes, --rtol and --atol) is traced.
+
+    \b
+    Examples:
+      cecheck trace sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
+      cecheck trace sample_data/sequence.npz --row 2,5 --dtypes float16,float32
+      cecheck trace sample_data/binary_sweep.csv --row 0 --path naive --format json
+
+    Exit codes: 0 traced; 2 a usage or input error (such as a row out of range).
+    """
+    settings = make_settings(dtypes, ignore_index, rtol, atol, 1)
+    source = open_source(
+        logits,
+        labels,
+        task=task,
+        label_column=label_column,
+        logits_key=logits_key,
+        labels_key=labels_key,
+    )
+    for warning in source.warnings:
+        say(f"warning: {warning}", False)
+    try:
+        if row is None:
+            with progress_bar(source, False) as progress:
+                pick = pick_row(source, settings, progress)
+        else:
+            pick = parse_row(row, source.lead_shape)
+        z, y = read_row(source, pick.row)
+    except (InputError, ValueError) as e:
+        raise InputFailure(_one_line(e)) from None
+    if source.label_form == "index" and int(y) == ignore_index:
+        raise InputFailure(
+            f"row {pick.row} has label {ignore_index}, the --ignore-index: the row is skipped, "
+            "so it has no loss to trace"
+        )
+    paths = PATHS if path_choice == "all" else (path_choice,)
+    try:
+        t = trace(z, y, task=source.task, label_form=source.label_form, dtypes=dtypes, paths=paths)
+    except ValueError as e:
+        raise InputFailure(f"row {pick.row}: {_one_line(e)}") from None
+    t = dataclasses.replace(t, row=pick.row, index=pick.index, origin=pick.origin)
+    if fmt == "json":
+        write_trace_json(t, sys.stdout)
+    else:
+        print_trace(t, report_console(sys.stdout))
+
+
+def main() -> None:
+    """The console script ``cecheck`` and ``python -m cecheck``."""
+    cecheck(prog_name="cecheck")

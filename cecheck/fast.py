@@ -1,0 +1,518 @@
+"""Fused numba kernels: every path and dtype of a chunk in one pass over its rows.
+
+The numpy functions in :mod:`cecheck.losses` are the specification; this module computes the
+same values faster for the case that matters most by size, a language model's logits:
+``multiclass`` with ``index`` labels in float32 and float64. One parallel kernel walks the rows
+(both cores, rows are independent) and computes, per row, the max and argmax, the naive and
+stable paths in float32 and float64, the reference, and the evidence bits, into per-row arrays;
+:func:`cecheck.diagnose.diagnose` then runs unchanged on those.
+
+How the kernel stays an honest emulation of each path
+-----------------------------------------------------
+* Every float32 step is a float32 operation, rounded where numpy's float32 rounds: the cast of
+  the logits, the shift ``z - max``, each exp, the sum, the division, the log, the subtraction.
+* Sums over classes replicate numpy's pairwise summation (blocks of 128 with 8 accumulators,
+  halves split at a multiple of 8), so a sum of the same terms is bit-identical to numpy's.
+* ``exp`` is an inlined polynomial in float64 (Cody-Waite reduction, degree-13 Taylor, about
+  1 ulp): numba's own exp is a scalar libm call that does not vectorise. A float32 exp is that
+  float64 exp rounded to float32, which is the correctly rounded float32 exp except in rare
+  double-rounding cases, and which overflows and underflows at the same arguments. One float64
+  exp per element serves both precisions of a path: ``exp(a32) = exp(a64) * exp(a32 - a64)``,
+  where ``a32 - a64`` is the float32 rounding error of the argument (|.| <= 2**-17 for float32
+  logits), taken to second order (relative error below 2**-52). Where that difference is
+  larger (float64 logits of large magnitude) the row is recomputed with a direct exp.
+* ``log`` and ``log1p`` are libm's in float64, rounded to float32 for the float32 path.
+
+So the fast path and numpy differ only by the exp and log implementations: at most a few units
+in the last place per term, which gives the bound that ``tests/test_fast.py`` checks,
+``|L_fast - L_numpy| <= 8 * eps(dtype) * max(1, |L_numpy|)`` on every finite loss, the same
+non-finite pattern, and the same flags and causes.
+
+Rows the kernel does not handle itself (a non-finite logit, or a float64 logit beyond the
+float32 range) are recomputed with the numpy functions: their propagation of inf and NaN is
+the specification, and such rows are rare.
+
+numba is optional (``pip install cecheck[fast]``): it is imported only when :func:`usable`
+says the input is big enough to pay for loading it, and compiled kernels are cached on disk.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cecheck import losses
+from cecheck import precision as prec
+from cecheck.losses import PathResult
+
+Array = npt.NDArray
+
+# Below this many logits the numpy path is faster than importing numba and loading the
+# cached kernel (~0.4 s): numpy does ~6 ns per logit for the full set of paths.
+MIN_ELEMENTS = 1 << 25
+# Bytes of logits per chunk on the fast path: big enough that per-chunk work in numpy
+# (labels, diagnosis, totals) is small next to the kernel, small enough to stay far below
+# the memory budget.
+CHUNK_BYTES = 32 << 20
+# Rows per chunk at most: bounds the (rows, flags) matrices of the diagnosis.
+MAX_CHUNK_ROWS = 1 << 17
+DTYPES = ("float32", "float64")
+LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_lock = threading.Lock()
+_kernels: dict[str, Any] | None = None
+_load_error: str | None = None
+
+
+def installed() -> bool:
+    """Whether numba can be imported (checked without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
+    """Whether the fast path computes this task, label form and set of dtypes."""
+    return task == "multiclass" and label_form == "index" and set(dtypes) <= set(DTYPES)
+
+
+def usable(task: str, label_form: str, dtypes: Sequence[str], n_rows: int, n_classes: int) -> bool:
+    """Whether to take the fast path: covered, numba installed, and the input big enough."""
+    if os.environ.get("CECHECK_NO_NUMBA"):
+        return False
+    return (
+        covers(task, label_form, dtypes)
+        and n_rows * max(n_classes, 1) >= MIN_ELEMENTS
+        and installed()
+    )
+
+
+def chunk_rows(n_classes: int, itemsize: int = 4) -> int:
+    """Rows per chunk on the fast path."""
+    return max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // (max(1, n_classes) * itemsize)))
+
+
+def multiclass_index(
+    logits: Array, target: Array, dtypes: Sequence[str]
+) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+    """Every path of a chunk of multiclass logits with valid index targets.
+
+    Parameters
+    ----------
+    logits
+        (n, C) float32 or float64 logits; any other dtype is converted to float64 first.
+    target
+        (n,) class numbers in ``[0, C)`` (the engine replaces ignored and out-of-range
+        labels by 0 and masks those rows afterwards).
+    dtypes
+        A subset of ``("float32", "float64")``.
+
+    Returns
+    -------
+    results, reference, nonfinite
+        ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.naive_multiclass` and
+        :func:`cecheck.losses.stable_multiclass` give them, the reference losses, and the
+        rows holding a non-finite logit.
+    """
+    kernels = load()
+    z = np.asarray(logits)
+    if z.dtype not in LOGIT_DTYPES:
+        z = z.astype(np.float64)
+    if not z.flags.c_contiguous:
+        z = np.ascontiguousarray(z)
+    y = np.asarray(target, dtype=np.int64)
+    n = z.shape[0]
+    loss = np.empty((5, n), dtype=np.float64)
+    bits = np.empty(n, dtype=np.uint8)
+    if z.dtype == np.float32:
+        zbits, limit = z.view(np.int32), int(np.float32(_F32_MAX).view(np.int32))
+    else:
+        zbits, limit = z.view(np.int64), int(np.float64(_F32_MAX).view(np.int64))
+    kernels["multiclass_index"](z, zbits, limit, y, loss, bits, _workspace(z.shape[1]))
+
+    special = np.flatnonzero(bits & _SPECIAL)
+    evidence = {
+        (d, kind): (bits & flag) != 0
+        for d, flags in (("float32", (_OVER32, _UNDER32)), ("float64", (_OVER64, _UNDER64)))
+        for kind, flag in zip(("over", "under"), flags, strict=True)
+    }
+    results: dict[tuple[str, str], PathResult] = {}
+    for d, row in (("float32", 0), ("float64", 1)):
+        if d not in dtypes:
+            continue
+        results[("naive", d)] = PathResult(
+            loss[row], exp_overflow=evidence[d, "over"], prob_underflow=evidence[d, "under"]
+        )
+        results[("stable", d)] = PathResult(loss[row + 2])
+    reference = loss[4]
+    nonfinite = (bits & _NONFINITE) != 0
+    if special.size:
+        _recompute(z[special], y[special], special, results, reference)
+    return results, reference, nonfinite
+
+
+def _recompute(
+    z: Array, y: Array, rows: Array, results: dict[tuple[str, str], PathResult], ref: Array
+) -> None:
+    """Overwrite ``rows`` of every result with the numpy specification's values."""
+    for (path, d), r in results.items():
+        spec = (losses.naive_multiclass if path == "naive" else losses.stable_multiclass)(
+            z, y, prec.get(d)
+        )
+        r.loss[rows] = spec.loss
+        for name in ("exp_overflow", "prob_underflow"):
+            mine, theirs = getattr(r, name), getattr(spec, name)
+            if mine is not None and theirs is not None:
+                mine[rows] = theirs
+    ref[rows] = losses.reference_multiclass(z, y)
+
+
+# Bits of the per-row status byte the kernel writes.
+_OVER32, _UNDER32, _OVER64, _UNDER64, _NONFINITE, _SPECIAL = 1, 2, 4, 8, 16, 32
+_F32_MAX = float(np.finfo(np.float32).max)
+
+_workspaces: dict[int, Array] = {}
+
+
+def _workspace(n_classes: int) -> Array:
+    """Per-thread scratch rows, reused across chunks (a fresh big allocation pays page faults)."""
+    import numba
+
+    threads = numba.get_num_threads()
+    key = n_classes * 1000 + threads
+    ws = _workspaces.get(key)
+    if ws is None:
+        _workspaces.clear()
+        # per thread: exp(z) in float64, float32; exp(z - max) in float64, float32
+        ws = np.empty((threads, 6 * n_classes), dtype=np.float64)
+        _workspaces[key] = ws
+    return ws
+
+
+def load() -> dict[str, Any]:
+    """Import numba and compile (or load from the cache) the kernels; once per process."""
+    global _kernels
+    with _lock:
+        if _kernels is None:
+            _prepare_cache_dir()
+            _kernels = _build()
+        return _kernels
+
+
+def _prepare_cache_dir() -> None:
+    """Make sure numba's ``cache=True`` has a writable directory before numba is imported.
+
+    numba caches next to this file; where that is read-only (a system site-packages) it
+    uses the user's cache directory. If neither is writable, point NUMBA_CACHE_DIR at a
+    directory that is (the user cache dir, else the temp dir), so caching never fails.
+    """
+    if "NUMBA_CACHE_DIR" in os.environ or "numba" in sys.modules:
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.access(here, os.W_OK):
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for root in (base, tempfile.gettempdir()):
+        path = os.path.join(root, "cecheck", "numba")
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            os.environ["NUMBA_CACHE_DIR"] = path
+            return
+
+
+def _build() -> dict[str, Any]:
+    """Import numba and compile the kernels below, or load them from numba's disk cache.
+
+    The kernels are plain module-level functions until this runs: it replaces each by its
+    numba dispatcher in the module's namespace (where the kernels look each other up), so
+    importing this module never imports numba. Module-level (not nested) functions are what
+    numba's ``cache=True`` can find again in the next process.
+    """
+    import numba
+    from numba.extending import intrinsic
+
+    def jit(f: Callable, **kw: Any) -> Any:
+        try:
+            return numba.njit(cache=True, **kw)(f)
+        except RuntimeError:  # no writable cache directory at all: compile every run
+            return numba.njit(**kw)(f)
+
+    g = globals()
+    g["_prange"] = numba.prange
+    g["_thread_id"] = numba.get_thread_id
+    g["_k_bits_as_float64"] = intrinsic(_bits_as_float64_typer)
+    g["_k_exp64"] = jit(_k_exp64, inline="always", fastmath={"contract"})
+    g["_k_leaf"] = jit(_k_leaf)
+    g["_k_pairwise"] = jit(_k_pairwise)
+    g["_k_block_max"] = jit(_k_block_max, fastmath={"nnan", "ninf", "nsz", "reassoc"})
+    g["_k_row_max"] = jit(_k_row_max, inline="always")
+    g["_k_multiclass_index"] = jit(_k_multiclass_index, parallel=True)
+    return {"multiclass_index": g["_k_multiclass_index"], "exp64": g["_k_exp64"],
+            "pairwise": g["_k_pairwise"]}  # fmt: skip
+
+
+# ------------------------------------------------------------------ the kernels
+# Plain Python until _build() compiles them; numba resolves the names below at compile time.
+
+_prange = range
+_thread_id: Callable[[], int] = lambda: 0  # noqa: E731
+
+
+def _bits_as_float64_typer(typingctx: Any, i: Any) -> Any:
+    """Reinterpret an int64 as the float64 with the same bits (vectorises, unlike ldexp)."""
+    from llvmlite import ir
+    from numba import types
+
+    sig = types.float64(types.int64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+def _k_bits_as_float64(i: int) -> float:
+    return float(np.int64(i).view(np.float64))
+
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # 32 significant bits: k * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_X_MAX = 709.782712893384  # the largest float64 whose exp is finite
+_BIG = 1.7976931348623157e308
+# (exp(r) - 1) / r on |r| <= ln(2)/2: least-squares fit on Chebyshev nodes in mpmath
+# (50 digits); truncation error 0.08 ulp of exp(r).
+_Q0, _Q1, _Q2, _Q3, _Q4, _Q5 = (
+    1.0,
+    0.5000000000000006,
+    0.1666666666666668,
+    0.04166666666657306,
+    0.008333333333319589,
+    0.0013888888932517304,
+)
+_Q6, _Q7, _Q8, _Q9, _Q10 = (
+    0.00019841269890078585,
+    2.4801504310983356e-05,
+    2.75572408851544e-06,
+    2.762637210237089e-07,
+    2.5110049895858716e-08,
+)
+
+
+def _k_exp64(x: float) -> float:
+    """exp in float64 to about 1 ulp, with IEEE overflow, gradual underflow and NaN.
+
+    ``exp(x) = 2**k * (1 + r q(r))``, Estrin's scheme for q (short dependency chains
+    keep the vector units busy); fused multiply-adds are allowed inside.
+    """
+    xc = x if x > -746.0 else -746.0  # NaN becomes -746 here; restored below
+    xc = xc if xc < 710.0 else 710.0
+    kf = np.floor(xc * _LOG2E + 0.5)
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    a = (_Q0 + _Q1 * r) + r2 * (_Q2 + _Q3 * r)
+    b = (_Q4 + _Q5 * r) + r2 * (_Q6 + _Q7 * r)
+    c = (_Q8 + _Q9 * r) + r2 * _Q10
+    p = 1.0 + r * ((a + r4 * b) + r8 * c)
+    k = np.int64(kf)
+    k1 = k >> 1
+    k2 = k - k1
+    # two scalings keep each power of two normal; only the second one rounds
+    y = (p * _k_bits_as_float64((k1 + 1023) << 52)) * _k_bits_as_float64((k2 + 1023) << 52)
+    y = y if y < _BIG else _BIG
+    y = np.inf if x > _X_MAX else y
+    return x if x != x else y
+
+
+def _k_leaf(a: Any, lo: int, n: int) -> Any:
+    """numpy's pairwise sum of a block of at most 128 terms: 8 accumulators, then the rest."""
+    if n < 8:
+        res = a[lo]
+        for i in range(lo + 1, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    end = lo + n - n % 8
+    for i in range(lo + 8, end, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(end, lo + n):
+        res += a[i]
+    return res
+
+
+def _k_pairwise(a: Any, lo: int, n: int) -> Any:
+    """numpy's pairwise sum of ``a[lo:lo+n]``, operation for operation (n >= 1).
+
+    numpy recurses: a block of more than 128 terms is split at half its length rounded
+    down to a multiple of 8, and the two halves' sums are added. This walks the same tree
+    with explicit stacks (numba cannot cache a recursive function).
+    """
+    if n <= 128:
+        return _k_leaf(a, lo, n)
+    todo_lo = np.empty(128, dtype=np.int64)  # blocks still to visit; n < 0: add two sums
+    todo_n = np.empty(128, dtype=np.int64)
+    sums = np.empty(128, dtype=a.dtype)  # sums of finished blocks, in order
+    top = 0
+    done = 0
+    todo_lo[0] = lo
+    todo_n[0] = n
+    top = 1
+    while top > 0:
+        top -= 1
+        blo = todo_lo[top]
+        bn = todo_n[top]
+        if bn < 0:
+            done -= 1
+            sums[done - 1] = sums[done - 1] + sums[done]
+        elif bn <= 128:
+            sums[done] = _k_leaf(a, blo, bn)
+            done += 1
+        else:
+            n2 = bn // 2
+            n2 -= n2 % 8
+            todo_n[top] = -1  # after both halves: add them
+            todo_lo[top + 1] = blo + n2
+            todo_n[top + 1] = bn - n2
+            todo_lo[top + 2] = blo
+            todo_n[top + 2] = n2
+            top += 3
+    return sums[0]
+
+
+def _k_block_max(row: Any, lo: int, hi: int) -> Any:
+    """max(row[lo:hi]) for finite values, vectorised: the order of a max does not matter."""
+    m = row[lo]
+    for j in range(lo + 1, hi):
+        m = max(m, row[j])
+    return m
+
+
+def _k_row_max(row: Any, rbits: Any, limit: int) -> tuple[Any, int, bool]:
+    """(max, first argmax, special) of a row; special: a value beyond ``limit`` bits."""
+    c = row.shape[0]
+    special = False
+    for j in range(c):  # integer test on the bits: immune to the fast-math max below
+        special |= (
+            (rbits[j] & ~(np.int64(1) << 63)) > limit
+            if rbits.itemsize == 8
+            else ((rbits[j] & 0x7FFFFFFF) > limit)
+        )
+    if special:
+        return row[0], 0, True
+    m = _k_block_max(row, 0, min(c, 256))
+    kb = 0
+    for lo in range(256, c, 256):
+        bm = _k_block_max(row, lo, min(c, lo + 256))
+        if bm > m:
+            m = bm
+            kb = lo
+    k = kb
+    while row[k] != m:
+        k += 1
+    return m, k, False
+
+
+def _k_multiclass_index(
+    z: Any, zbits: Any, limit: int, y: Any, loss: Any, bits: Any, ws: Any
+) -> None:
+    """Per row: naive and stable in float32 and float64, the reference, evidence bits.
+
+    ``zbits``: the logits' bits as integers of the same width; a row with a value whose
+    magnitude bits exceed ``limit`` (beyond the float32 range, inf, NaN) is left to the
+    numpy specification. ``loss`` rows: naive32, naive64, stable32, stable64, reference.
+    ``bits``: the ``_OVER32 .. _SPECIAL`` flags. ``ws``: per-thread scratch of 6 * C.
+    """
+    n, c = z.shape
+    for i in _prange(n):
+        w = ws[_thread_id()]
+        en64 = w[:c]
+        es64 = w[c : 2 * c]
+        en32 = w[2 * c : 4 * c].view(np.float32)[:c]
+        es32 = w[4 * c : 6 * c].view(np.float32)[:c]
+        row = z[i]
+        m, k, special = _k_row_max(row, zbits[i], limit)
+        if special:
+            nonfinite = False
+            for j in range(c):
+                nonfinite |= not np.isfinite(row[j])
+            bits[i] = 32 | (16 if nonfinite else 0)
+            for q in range(5):
+                loss[q, i] = np.nan
+            continue
+        m64 = np.float64(m)
+        m32 = np.float32(m)
+        em = _k_exp64(-m64)
+        over32 = False
+        over64 = False
+        far = not (-300.0 <= m64 <= 300.0)
+        for j in range(c):
+            v64 = np.float64(row[j])
+            v32 = np.float32(row[j])
+            # naive: exp(z) in float64, and in float32 from the same exp
+            e = _k_exp64(v64)
+            en64[j] = e
+            dn = np.float64(v32) - v64
+            e32 = np.float32(e * (1.0 + dn + 0.5 * dn * dn))
+            en32[j] = e32
+            over64 |= e == np.inf
+            over32 |= e32 == np.inf
+            # stable: exp(z - max) = exp(z) * exp(-max) while both stay normal (|z| <=
+            # 300): about 2.5 ulp; float64 (shared with the reference) and float32
+            d64 = v64 - m64
+            d32 = np.float32(v32 - m32)
+            s = 1.0 if d64 == 0.0 else e * em
+            es64[j] = s
+            ds = np.float64(d32) - d64
+            es32[j] = np.float32(s * (1.0 + ds + 0.5 * ds * ds))
+            far |= (abs(dn) > 2.0**-14) | (abs(ds) > 2.0**-14) | (v64 < -300.0)
+        if far:  # large or float64-only logits: every exp from its own argument
+            for j in range(c):
+                v32 = np.float32(row[j])
+                en32[j] = np.float32(_k_exp64(np.float64(v32)))
+                es64[j] = _k_exp64(np.float64(row[j]) - m64)
+                es32[j] = np.float32(_k_exp64(np.float64(np.float32(v32 - m32))))
+        t = y[i]
+        # naive float32 and float64: -log(e[y] / sum e)
+        p32 = np.float32(en32[t] / _k_pairwise(en32, 0, c))
+        loss[0, i] = -np.float64(np.float32(np.log(np.float64(p32))))
+        p64 = en64[t] / _k_pairwise(en64, 0, c)
+        loss[1, i] = -np.log(p64)
+        # stable float32 and float64: log(sum exp(z - max)) - (z[y] - max)
+        lse32 = np.float32(np.log(np.float64(_k_pairwise(es32, 0, c))))
+        loss[2, i] = np.float64(np.float32(lse32 - np.float32(np.float32(row[t]) - m32)))
+        lse64 = np.log(_k_pairwise(es64, 0, c))
+        dt64 = np.float64(row[t]) - m64
+        loss[3, i] = lse64 - dt64
+        # reference: (max - z[y]) + log1p(sum over j != argmax of exp(z_j - max))
+        es64[k] = 0.0
+        loss[4, i] = (m64 - np.float64(row[t])) + np.log1p(_k_pairwise(es64, 0, c))
+        b = 0
+        if over32:
+            b |= 1
+        if p32 == 0:
+            b |= 2
+        if over64:
+            b |= 4
+        if p64 == 0:
+            b |= 8
+        bits[i] = b

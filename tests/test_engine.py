@@ -1,0 +1,284 @@
+"""Flags and causes on losses the paths really compute, through engine.evaluate and compare.
+
+Every loss value asserted here is computed independently by ``mp_reference`` (the textbook
+definition in 450 digits with mpmath, rounded once to float64) and compared with
+``rtol=1e-13`` (float64 values) or exactly (where the float64 result is exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mp_reference as mp
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from cecheck import compare, engine
+from cecheck.diagnose import CAUSES, INPUT_FLAGS, NOT_FLAGGED
+from cecheck.engine import Settings, evaluate
+
+F32_F64 = ("float32", "float64")
+FLOAT64_RTOL = 1e-13
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row that must raise exactly ``flags`` and ``causes`` (and why, in ``why``)."""
+
+    id: str
+    task: str
+    label_form: str
+    logits: list[float] | float
+    label: object
+    dtypes: tuple[str, ...]
+    flags: set[str]
+    causes: set[str]
+    why: str
+
+
+CASES = [
+    Case(
+        "tf_example", "multiclass", "index", [1000, 2000, 2500], 1, F32_F64,
+        {"naive_nan:float32", "naive_nan:float64"}, {"exp_overflow"},
+        "exp(2500) overflows: the softmax is inf/inf",
+    ),
+    Case(
+        "tf_example_bfloat16", "multiclass", "index", [1000, 2000, 2500], 1,
+        ("bfloat16", "float64"),
+        {"naive_nan:bfloat16", "naive_nan:float64", "diverged:stable_bfloat16"},
+        {"exp_overflow"},
+        "bfloat16 stores 2500 as 2496: stable gives 496 against 500 in float64; that keeps"
+        " 7 of 8 bits, ordinary bfloat16 rounding, so only the naive NaN has a cause",
+    ),
+    Case(
+        "overflow_then_zero_prob", "multiclass", "index", [0, 200], 0, F32_F64,
+        {"naive_inf:float32"}, {"exp_overflow", "prob_underflow"},
+        "exp(200) is inf in float32, so p(class 0) = 1/inf = 0 and -log 0 = inf",
+    ),
+    Case(
+        "zero_prob_alone", "multiclass", "index", [0, -200], 1, F32_F64,
+        {"naive_inf:float32"}, {"prob_underflow"},
+        "exp(-200) underflows to 0 in float32: p = 0 with no overflow",
+    ),
+    Case(
+        "confident_30_0", "multiclass", "index", [30, 0], 0, F32_F64,
+        {
+            "inaccurate:stable_float32", "inaccurate:stable_float64",
+            "inaccurate:naive_float32", "inaccurate:naive_float64",
+        },
+        {"cancellation"},
+        "1 + exp(-30) rounds to 1 (float32) or keeps 10 bits of exp(-30) (float64)",
+    ),
+    Case(
+        "subnormal_prob", "multiclass", "index", [-50, 50], 0, F32_F64,
+        {"diverged:naive_float32"}, set(),
+        "p = exp(-100) is a float32 subnormal with 5 bits left: -log p is 99.98, not 100;"
+        " a diverged row that keeps half its bits gets no cause",
+    ),
+    Case(
+        "float16_shift_overflows", "multiclass", "index", [60000, -60000], 1, ("float16",),
+        {"stable_inf:float16", "naive_inf:float16"}, {"exp_overflow", "prob_underflow"},
+        "z - max = -120000 is -inf in float16 (the causes come from the naive path)",
+    ),
+    Case(
+        "float16_input_overflows", "multiclass", "index", [70000, 0], 1, ("float16",),
+        {"stable_nan:float16", "naive_inf:float16"},
+        {"cast_overflow", "exp_overflow", "prob_underflow"},
+        "70000 is inf in float16: inf - inf = NaN on the stable path",
+    ),
+    Case(
+        "nan_logit", "multiclass", "index", [float("nan"), 0], 1, F32_F64,
+        {"nonfinite_input"},
+        {"nonfinite_input"},
+        "a NaN logit makes every path NaN: an input problem, no path is judged on it",
+    ),
+    Case(
+        "label_out_of_range", "multiclass", "index", [1, 0], 2, F32_F64,
+        {"label_out_of_range"}, set(), "class 2 of 2 classes",
+    ),
+    Case("ignored", "multiclass", "index", [1, 0], -100, F32_F64, {"ignored"}, set(), "-100"),
+    Case(
+        "binary_100", "binary", "binary", 100.0, 1.0, F32_F64,
+        {"naive_nan:float32", "naive_nan:float64"}, {"sigmoid_saturated", "zero_times_inf"},
+        "sigmoid(100) = 1, so (1 - t) log(1 - p) = 0 * -inf",
+    ),
+    Case(
+        "binary_saturated_soft_target", "binary", "binary", 20.0, 0.5, F32_F64,
+        {"naive_inf:float32"}, {"sigmoid_saturated"},
+        "sigmoid(20) = 1 in float32, log(1 - p) = -inf weighted by 0.5",
+    ),
+    Case(
+        "soft_zero_label_on_zero_prob", "multiclass", "soft", [0, 200, 0], [0, 0, 1.0], F32_F64,
+        {"naive_nan:float32"}, {"exp_overflow", "prob_underflow", "zero_times_inf"},
+        "exp(200) = inf leaves p = 0 for labels 0 (0 * -inf) and 1 (-log 0)",
+    ),
+    Case(
+        "soft_label_sums_to_1_1", "multiclass", "soft", [0, 1, 0], [0.5, 0.6, 0.0], F32_F64,
+        {"invalid_label"}, set(), "a probability vector must sum to 1",
+    ),
+    Case(
+        "multihot_2", "multilabel", "multihot", [0, 1, 0], [0.0, 1.0, 2.0], F32_F64,
+        {"invalid_label"}, set(), "a multi-hot target must lie in [0, 1]",
+    ),
+    Case(
+        "multilabel_saturated", "multilabel", "multihot", [50, -50, 0], [1.0, 1.0, 0.0],
+        F32_F64, {"naive_nan:float32", "naive_nan:float64"},
+        {"sigmoid_saturated", "zero_times_inf"},
+        "sigmoid(50) = 1 meets target 1: 0 * log(0)",
+    ),
+]  # fmt: skip
+
+
+def evaluate_case(case: Case) -> engine.ChunkResult:
+    logits = np.array([case.logits], dtype=np.float64)
+    labels = np.array([case.label])
+    c = 1 if case.task == "binary" else logits.shape[1]
+    return evaluate(logits, labels, case.task, case.label_form, c, Settings(case.dtypes))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_row_raises_exactly_its_flags_and_causes(case: Case) -> None:
+    diagnosis = evaluate_case(case).diagnosis
+    assert set(diagnosis.flag_lists()[0]) == case.flags, case.why
+    assert set(diagnosis.cause_lists()[0]) == case.causes, case.why
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_reference_column_of_each_case_matches_mpmath(case: Case) -> None:
+    """Scored rows carry the exact loss; ignored rows 0 (as PyTorch), out-of-range rows NaN."""
+    result = evaluate_case(case)
+    got = result.values["reference"][0]
+    if case.id == "ignored":
+        assert got == 0.0
+    elif case.id == "label_out_of_range" or not np.all(np.isfinite(case.logits)):
+        assert np.isnan(got)
+    else:
+        kind = "index" if case.label_form == "index" else case.label_form
+        kind = {"multihot": "multilabel"}.get(kind, kind)
+        assert_allclose(got, mp.rows(kind, result.logits, result.labels)[0], rtol=FLOAT64_RTOL)
+
+
+def test_every_flag_kind_and_every_cause_is_raised_by_a_case() -> None:
+    """The table above is complete: each kind of flag (diverged and inaccurate on both
+    paths) and each cause occurs in it."""
+    flags = {f for c in CASES for f in c.flags}
+    kinds = {f.split(":")[0] for f in flags}
+    assert kinds == {
+        *INPUT_FLAGS, "ignored", "naive_nan", "naive_inf", "stable_nan", "stable_inf",
+        "diverged", "inaccurate",
+    }  # fmt: skip
+    path_kinds = {(f.split(":")[0], f.split(":")[1].split("_")[0]) for f in flags if ":" in f}
+    for kind in ("diverged", "inaccurate"):
+        assert {(kind, "stable"), (kind, "naive")} <= path_kinds
+    assert {cause for c in CASES for cause in c.causes} == set(CAUSES)
+
+
+def test_tf_example_values_stable_500_naive_nan() -> None:
+    """500 is the mpmath loss of [1000, 2000, 2500] with target 1, to float64 precision."""
+    every_dtype = Settings(("float16", "bfloat16", "float32", "float64"))
+    z, y = np.array([[1000.0, 2000.0, 2500.0]]), np.array([1])
+    r = evaluate(z, y, "multiclass", "index", 3, every_dtype)
+    exact = mp.multiclass([1000.0, 2000.0, 2500.0], 1)
+    for col in ("stable_float16", "stable_float32", "stable_float64", "reference"):
+        assert_allclose(r.values[col], [exact], rtol=FLOAT64_RTOL, err_msg=col)
+    assert r.values["stable_bfloat16"][0] == mp.multiclass([1000.0, 2000.0, 2496.0], 1)
+    for d in ("float16", "bfloat16", "float32", "float64"):
+        assert np.isnan(r.values[f"naive_{d}"][0])
+
+
+# --------------------------------------------------------------------------- clean input
+
+
+@pytest.mark.parametrize("stored", [np.float32, np.float64])
+def test_clean_standard_normal_input_has_no_row_flagged(stored: type[np.floating]) -> None:
+    """20000 rows of standard-normal logits over 10 classes: nothing overflows, no loss is
+    tiny, so neither float32 nor float64 may flag a single row."""
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((20000, 10)).astype(stored)
+    labels = rng.integers(0, 10, 20000)
+    diagnosis = evaluate(logits, labels, "multiclass", "index", 10, Settings(F32_F64)).diagnosis
+    assert not diagnosis.flags.any()
+    assert not diagnosis.causes.any()
+    assert_array_equal(diagnosis.severity, NOT_FLAGGED)
+
+
+def test_clean_input_through_compare_reports_nothing() -> None:
+    rng = np.random.default_rng(8)
+    report = compare(rng.standard_normal((5000, 10)), rng.integers(0, 10, 5000))
+    assert report.flagged_rows == 0
+    assert report.counts == {}
+    assert report.cause_counts == {}
+    assert report.top == []
+
+
+# -------------------------------------------------------------------- through compare()
+
+
+def test_compare_on_tf_example_reports_nan_naive_and_500_stable() -> None:
+    report = compare(np.array([[1000.0, 2000.0, 2500.0]]), np.array([1]))
+    (row,) = report.top
+    assert np.isnan(row.values["naive_float32"])
+    assert row.values["stable_float32"] == mp.multiclass([1000.0, 2000.0, 2500.0], 1)
+    assert row.causes == ["exp_overflow"]
+    assert report.counts == {"naive_nan:float32": 1, "naive_nan:float64": 1}
+
+
+def nd_case(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """(B, T, C) logits (binary: (B, T)) of every size from 1e-3 to 1e4, and labels."""
+    b, t, c = 3, 5, 4
+    shape = (b, t) if kind == "binary" else (b, t, c)
+    z = rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(-3, 4, shape)
+    if kind == "index":
+        return z, rng.integers(0, c, (b, t)), "multiclass"
+    if kind == "soft":
+        return z, rng.dirichlet(np.ones(c), (b, t)), "multiclass"
+    return z, rng.integers(0, 2, shape).astype(np.float64), kind
+
+
+@pytest.mark.parametrize("kind", ["index", "soft", "binary", "multilabel"])
+def test_nd_input_reference_matches_mpmath_row_by_row(kind: str) -> None:
+    """Rows of N-d input are the leading axes in C order; each reference loss is within
+    1e-12 of mpmath wherever the exact loss is a normal float64."""
+    z, labels, task = nd_case(kind, np.random.default_rng(11))
+    frame = compare(z, labels, task=task).to_frame()
+    lead = labels.shape[:2]
+    flat_z = z.reshape(-1) if kind == "binary" else z.reshape(-1, z.shape[-1])
+    flat_labels = labels.reshape(int(np.prod(lead)), *labels.shape[2:])
+    exact = mp.rows(kind, flat_z, flat_labels)
+    normal = exact >= np.finfo(np.float64).smallest_normal
+    assert normal.sum() >= 10
+    got = frame["reference"].to_numpy()
+    assert_allclose(got[normal], exact[normal], rtol=1e-12, atol=0)
+    assert list(frame["index"]) == [f"{i},{j}" for i in range(lead[0]) for j in range(lead[1])]
+
+
+def test_nd_flagged_row_keeps_its_index_tuple() -> None:
+    z = np.zeros((2, 3, 2))
+    z[1, 2] = [1000.0, 2500.0]
+    report = compare(z, np.zeros((2, 3), dtype=np.int64))
+    (row,) = report.top
+    assert row.index == (1, 2)
+    assert row.row == 5
+    assert row.values["stable_float64"] == mp.multiclass([1000.0, 2500.0], 0)  # 1500
+
+
+def test_counts_and_top_rows_do_not_depend_on_the_chunk_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same input in one chunk and in chunks of 7 rows gives the same report."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((100, 4)) * 40
+    y = rng.integers(0, 4, 100)
+    y[::9] = -100
+    whole = compare(z, y, top=10)
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 7 * 4)
+    chunked = compare(z, y, top=10)
+    assert chunked.counts == whole.counts
+    assert chunked.cause_counts == whole.cause_counts
+    assert chunked.flagged_rows == whole.flagged_rows > 0
+    assert [r.row for r in chunked.top] == [r.row for r in whole.top]
+    for a, b in zip(chunked.summary, whole.summary, strict=True):
+        assert (a.rows, a.finite, a.nan, a.inf) == (b.rows, b.finite, b.nan, b.inf)
+        assert a.worst_rel_error == b.worst_rel_error
+        assert a.mean == pytest.approx(b.mean, rel=1e-14)  # summed in another order

@@ -1,0 +1,257 @@
+"""The fused numba kernel agrees with the numpy specification in cecheck.losses.
+
+The numpy functions are the executable specification (their values are checked against
+mpmath in test_losses.py). Here the fast path must give, on the same inputs:
+
+* the same non-finite pattern (NaN where numpy gives NaN, inf where numpy gives inf),
+* the same evidence bits (exp overflow, target probability underflow),
+* the same flags, causes and severities once diagnosed by the engine,
+* finite losses within ``BOUND_ULPS * eps(dtype) * max(1, |L_numpy|)``.
+
+Why that bound: the kernel's sums are numpy's pairwise sums operation for operation, so the two
+differ only in exp and log, each within ~2 ulp of the exact value (numpy's SIMD exp and log
+in float32 are within ~2-4 ulp). A loss is ``log`` of a sum of positive terms plus a
+non-negative term, so a relative error of a few ulp in the terms is an absolute error of a few
+eps in the log, which is relative to the loss once it is above 1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cecheck import engine, fast, losses
+from cecheck import precision as prec
+
+pytest.importorskip("numba")
+
+BOUND_ULPS = 8
+DTYPES = ("float32", "float64")
+
+
+def _kernels() -> dict:
+    return fast.load()
+
+
+def _assert_close(fast_loss: np.ndarray, spec_loss: np.ndarray, dtype: str, what: str) -> None:
+    fast_loss = np.asarray(fast_loss, dtype=np.float64)
+    spec_loss = np.asarray(spec_loss, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(fast_loss), np.isnan(spec_loss), err_msg=what)
+    np.testing.assert_array_equal(
+        np.where(np.isinf(fast_loss), fast_loss, 0),
+        np.where(np.isinf(spec_loss), spec_loss, 0),
+        err_msg=what,
+    )
+    ok = np.isfinite(spec_loss)
+    eps = float(np.finfo(dtype).eps)
+    err = np.abs(fast_loss[ok] - spec_loss[ok]) / np.maximum(1.0, np.abs(spec_loss[ok]))
+    worst = float(err.max(initial=0.0)) / eps
+    assert worst <= BOUND_ULPS, f"{what}: {worst:.2f} ulps"
+
+
+def _check_paths(z: np.ndarray, y: np.ndarray) -> None:
+    """Every path and dtype of the kernel against the numpy functions on (z, y)."""
+    results, ref, nonfinite = fast.multiclass_index(z, y, DTYPES)
+    np.testing.assert_array_equal(nonfinite, ~np.isfinite(z).all(axis=1))
+    for d in DTYPES:
+        p = prec.get(d)
+        for path, spec_fn in (
+            ("naive", losses.naive_multiclass),
+            ("stable", losses.stable_multiclass),
+        ):
+            spec = spec_fn(z, y, p)
+            got = results[(path, d)]
+            _assert_close(got.loss, spec.loss, d, f"{path}_{d}")
+            for name in ("exp_overflow", "prob_underflow"):
+                want = getattr(spec, name)
+                if want is not None:
+                    np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+    _assert_close(ref, losses.reference_multiclass(z, y), "float64", "reference")
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def test_exp64_matches_numpy_within_two_ulp_and_at_every_special_value() -> None:
+    exp64 = _kernels()["exp64"]
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.uniform(-745.2, 709.78, 20000),
+            rng.uniform(-1, 1, 5000),
+            np.linspace(-745.2, -700, 2000),  # gradual underflow
+            [0.0, -0.0, 1.0, -1.0, 709.782712893384, -745.13321910194122, -745.2, 88.7228],
+        ]
+    )
+    got = np.array([exp64(v) for v in x])
+    want = np.exp(x)
+    assert exp64(0.0) == 1.0
+    normal = want >= np.finfo(np.float64).tiny
+    ulps = np.abs(got[normal] - want[normal]) / np.spacing(want[normal])
+    assert ulps.max() <= 2
+    # subnormal results: within one unit of the smallest subnormal
+    assert np.all(np.abs(got[~normal] - want[~normal]) <= np.spacing(0.0))
+    specials = [np.inf, -np.inf, np.nan, 709.7827128933841, 710.0, 1e300, -746.0, -1e300]
+    for v in specials:
+        with np.errstate(over="ignore"):  # the overflow is the value we compare
+            w = float(np.exp(np.float64(v)))
+        g = exp64(v)
+        assert (np.isnan(g) and np.isnan(w)) or g == w, (v, g, w)
+
+
+def test_exp64_against_mpmath_at_a_few_points() -> None:
+    exp64 = _kernels()["exp64"]
+    mpmath.mp.dps = 40  # exp computed with mpmath at 40 digits, then rounded to float64
+    for v in (-700.5, -50.25, -1e-10, 0.3466, 1.5, 88.5, 700.0):
+        want = float(mpmath.exp(mpmath.mpf(v)))
+        assert abs(exp64(v) - want) <= 2 * np.spacing(want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pairwise_sum_is_numpys_sum_bit_for_bit(n: int, dtype: type, seed: int) -> None:
+    pairwise = _kernels()["pairwise"]
+    a = np.random.default_rng(seed).exponential(size=(1, n)).astype(dtype)
+    assert pairwise(a[0], 0, n) == a.sum(axis=1)[0]
+
+
+# ------------------------------------------------------------------ the kernel vs the spec
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [1, 2, 7, 10, 129, 1000, 32000])
+def test_random_logits_agree(dtype: type, n_classes: int) -> None:
+    rng = np.random.default_rng(n_classes)
+    n = 8 if n_classes == 32000 else 200
+    z = (rng.standard_normal((n, n_classes)) * rng.uniform(0.1, 20, (n, 1))).astype(dtype)
+    y = rng.integers(0, n_classes, n)
+    _check_paths(z, y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_classes=st.integers(1, 300),
+    scale=st.sampled_from([1e-3, 1.0, 30.0, 100.0, 400.0, 1e4]),
+    shift=st.sampled_from([0.0, -200.0, 250.0, 800.0, -800.0]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_property_any_scale_and_shift_agree(
+    seed: int, n_classes: int, scale: float, shift: float, dtype: type
+) -> None:
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal((16, n_classes)) * scale + shift).astype(dtype)
+    y = rng.integers(0, n_classes, 16)
+    _check_paths(z, y)
+
+
+def test_adversarial_rows_agree() -> None:
+    """Overflowing, underflowing, confident, tied, non-finite and beyond-float32 rows."""
+    rows = [
+        ([1000.0, 2000.0, 2500.0], 1),  # naive overflows in both dtypes
+        ([80.0, 90.0, 0.0], 0),  # naive overflows in float32 only
+        ([30.0, 0.0, 0.0], 0),  # confident: stable gives 0 in float32
+        ([0.0, -120.0, 0.0], 1),  # target probability underflows in float32
+        ([0.0, -800.0, 0.0], 1),  # ... and in float64
+        ([5.0, 5.0, 5.0], 2),  # ties: argmax is the first
+        ([-300.5, -310.0, -299.0], 0),  # large negative, exp underflows in naive
+        ([np.nan, 1.0, 2.0], 1),
+        ([np.inf, 1.0, 2.0], 0),
+        ([-np.inf, 1.0, 2.0], 2),
+        ([-np.inf, -np.inf, -np.inf], 0),
+        ([1e39, 0.0, 1.0], 2),  # beyond float32: float32 paths see inf
+        ([-1e39, 0.0, 1.0], 1),
+        ([1e-45, 0.0, -1e-45], 0),
+        ([0.0, 0.0, 0.0], 1),
+    ]
+    z = np.array([r for r, _ in rows], dtype=np.float64)
+    y = np.array([t for _, t in rows])
+    _check_paths(z, y)
+    finite = np.isfinite(z).all(axis=1) & (np.abs(z) < 3e38).all(axis=1)
+    _check_paths(z[finite].astype(np.float32), y[finite])
+
+
+def test_float64_logits_far_from_float32_take_the_direct_exp() -> None:
+    """float64 logits whose float32 rounding error is large are recomputed exactly."""
+    rng = np.random.default_rng(5)
+    z = rng.uniform(1e6, 1e6 + 50, (20, 40))
+    y = rng.integers(0, 40, 20)
+    _check_paths(z, y)
+
+
+def test_reference_of_a_confident_row_against_mpmath() -> None:
+    z = np.array([[30.0, 0.0, -1.0, 2.5]], dtype=np.float32)
+    _, ref, _ = fast.multiclass_index(z, np.array([0]), DTYPES)
+    mpmath.mp.dps = 50  # lse(z) - z[0] at 50 digits, then rounded to float64
+    exact = mpmath.log(sum(mpmath.exp(mpmath.mpf(float(v))) for v in z[0])) - 30
+    assert abs(ref[0] - float(exact)) <= 2 * np.spacing(float(exact))
+
+
+# ------------------------------------------------------------------ through the engine
+
+
+def _evaluate_both(z: np.ndarray, labels: np.ndarray, dtypes: tuple[str, ...]) -> tuple:
+    s = engine.Settings(dtypes)
+    c = z.shape[1]
+    slow = engine.evaluate(z, labels, "multiclass", "index", c, s)
+    quick = engine.evaluate(z, labels, "multiclass", "index", c, s, use_fast=True)
+    return slow, quick
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float64"), ("float32",), ("float64",)])
+def test_engine_flags_and_causes_agree(dtypes: tuple[str, ...]) -> None:
+    rng = np.random.default_rng(11)
+    n, c = 400, 50
+    z = (rng.standard_normal((n, c)) * rng.choice([1.0, 20.0, 60.0, 400.0], (n, 1))).astype(
+        np.float32
+    )
+    z[3, 4] = np.nan
+    z[7, 0] = np.inf
+    z[9, :] = -np.inf
+    labels = rng.integers(0, c, n)
+    labels[::17] = -100  # ignored
+    labels[5] = c + 3  # out of range
+    labels[6] = -7
+    slow, quick = _evaluate_both(z, labels, dtypes)
+    assert slow.diagnosis.flag_names == quick.diagnosis.flag_names
+    np.testing.assert_array_equal(slow.diagnosis.flags, quick.diagnosis.flags)
+    np.testing.assert_array_equal(slow.diagnosis.causes, quick.diagnosis.causes)
+    np.testing.assert_array_equal(slow.diagnosis.severity, quick.diagnosis.severity)
+    assert slow.values.keys() == quick.values.keys()
+    for col in slow.values:
+        d = "float32" if col.endswith("float32") else "float64"
+        _assert_close(quick.values[col], slow.values[col], d, col)
+    assert slow.diagnosis.flags.any(axis=0).sum() >= 7  # the input exercises many flags
+
+
+def test_small_inputs_do_not_import_numba() -> None:
+    code = (
+        "import sys, numpy as np; from cecheck import engine; "
+        "engine.compare(np.array([[1.0, 2.0, 3.0]]), np.array([1])); "
+        "assert 'numba' not in sys.modules, 'numba was imported'"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CECHECK_NO_NUMBA"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_usable_only_for_covered_big_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CECHECK_NO_NUMBA", raising=False)
+    big = fast.MIN_ELEMENTS
+    assert fast.usable("multiclass", "index", ("float32", "float64"), big, 1)
+    assert not fast.usable("multiclass", "index", ("float32", "float64"), big - 1, 1)
+    assert not fast.usable("multiclass", "index", ("float16", "float32"), big, 1)
+    assert not fast.usable("multiclass", "soft", ("float32",), big, 1)
+    assert not fast.usable("binary", "binary", ("float32",), big, 1)
+    monkeypatch.setenv("CECHECK_NO_NUMBA", "1")
+    assert not fast.usable("multiclass", "index", ("float32", "float64"), big, 1)
