@@ -592,6 +592,16 @@ def closing_sentence(report: Report) -> str:
             "compute the loss in a wider dtype (or center the logits), or loosen "
             "--rtol/--atol if that error is acceptable"
         )
+        coarse = [
+            f"{d} ({2.0 ** (1 - prec.get(d).bits):.2g})"
+            for d in s.dtypes
+            if 2.0 ** (1 - prec.get(d).bits) > s.rtol
+        ]
+        if coarse:
+            clauses.append(
+                f"note that the machine epsilon of {and_list(coarse)} is above rtol "
+                f"{s.rtol:g}, so ordinary rounding in that dtype diverges by itself"
+            )
     inaccurate = _per_dtype_path(report, "inaccurate")
     if inaccurate and not (problems or naive or stable or diverged):
         clauses.append(

@@ -1,0 +1,309 @@
+"""Benchmark cecheck against the anchors of issue 5 and print a table of medians and ratios.
+
+Not a test (pytest does not collect it: the name does not start with ``test_``). Run::
+
+    python tests/bench/bench.py              # the full set, ~5-10 minutes
+    python tests/bench/bench.py --runs 7     # more runs per measurement
+    python tests/bench/bench.py --only lm    # one group: lm, memory, rows, startup, csv, narrow
+
+Every input is generated at run time in a temporary directory and deleted afterwards. Each
+measurement is the median of ``--runs`` runs (at least 5), with the page cache warm (the
+files have just been written). Peak memory is the ``ru_maxrss`` of a child process measured
+from a fresh intermediate process, so each number belongs to one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+READ_CHUNK_BYTES = 64 << 20
+
+# The one-pass read anchor: max(axis=1) over 64 MB row chunks of a memory map, pages released
+# after each chunk. The same code runs in process and as a `python -c` script.
+READ_BODY = f"""
+import mmap, numpy as np
+z = np.load(path, mmap_mode="r")
+rows = max(1, {READ_CHUNK_BYTES} // (z.shape[1] * z.itemsize))
+for i in range(0, z.shape[0], rows):
+    z[i:i + rows].max(axis=1)
+    z._mmap.madvise(mmap.MADV_DONTNEED)
+"""
+READ_SNIPPET = "import sys; path = sys.argv[1]" + READ_BODY
+
+
+def one_pass_read(path: Path) -> None:
+    exec(READ_BODY, {"path": str(path)})
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def child_peak_mb(cmd: list[str]) -> tuple[float, float]:
+    """(seconds, peak resident MB) of one run of ``cmd``, measured from a fresh process."""
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+        "print(time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True
+    ).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def command_medians(cmd: list[str], runs: int) -> tuple[float, float]:
+    results = [child_peak_mb(cmd) for _ in range(runs)]
+    return statistics.median(r[0] for r in results), max(r[1] for r in results)
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def write_logits(path: Path, rows: int, classes: int, seed: int = 0) -> None:
+    """Language-model-like float32 logits, written in blocks (never all in memory)."""
+    z = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, classes))
+    rng = np.random.default_rng(seed)
+    step = max(1, (32 << 20) // (classes * 4))
+    for i in range(0, rows, step):
+        n = min(step, rows - i)
+        block = rng.standard_normal((n, classes), dtype=np.float32) * 3
+        block[:, 0] += 12  # a confident class, as a trained model has
+        z[i : i + n] = block
+    z.flush()
+    del z
+
+
+def write_labels(path: Path, rows: int, classes: int, seed: int = 1) -> None:
+    np.save(path, np.random.default_rng(seed).integers(0, classes, rows))
+
+
+def write_csv(path: Path, rows: int, classes: int) -> None:
+    rng = np.random.default_rng(2)
+    with open(path, "w") as f:
+        f.write(",".join([f"x{i}" for i in range(classes)] + ["label"]) + "\n")
+        step = 100_000
+        for i in range(0, rows, step):
+            n = min(step, rows - i)
+            z = rng.standard_normal((n, classes)).astype(np.float32)
+            y = rng.integers(0, classes, n)
+            lines = [
+                ",".join(f"{v:.6g}" for v in row) + f",{t}\n" for row, t in zip(z, y, strict=True)
+            ]
+            f.writelines(lines)
+
+
+# ------------------------------------------------------------------ the measurements
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(self, what: str, value: str, anchor: str, ratio: float | None, target: str) -> None:
+        if ratio is None:
+            verdict = ""
+        else:
+            limit = float(target.lstrip("<= ").rstrip("x"))
+            verdict = f"{ratio:.2f}x {'ok' if ratio <= limit else 'MISSED'}"
+        self.rows.append((what, value, anchor, verdict, target))
+        print(f"  {what}: {value} | {anchor} | {verdict} (target {target})", flush=True)
+
+    def show(self) -> None:
+        head = ("measurement", "cecheck", "anchor", "ratio", "target")
+        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(5)]
+        line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
+        print("\n" + line + "\n" + "-" * len(line))
+        for r in self.rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def engine_run(logits: Path, labels: Path, dtypes: tuple[str, ...] = ("float32", "float64")):
+    from cecheck import engine, inputs
+
+    source = inputs.open_inputs(str(logits), str(labels))
+    return engine.run(source, engine.Settings(dtypes))
+
+
+def torch_stable(path: Path, labels: Path) -> Callable[[], None] | None:
+    """torch cross_entropy, stable float32 + float64 only, on the same chunks."""
+    try:
+        import mmap
+
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+
+    def run() -> None:
+        z = np.load(path, mmap_mode="r")
+        y = torch.from_numpy(np.load(labels))
+        rows = max(1, READ_CHUNK_BYTES // (z.shape[1] * z.itemsize))
+        for i in range(0, z.shape[0], rows):
+            x = torch.from_numpy(np.asarray(z[i : i + rows]))
+            t = y[i : i + rows]
+            F.cross_entropy(x, t, reduction="none")
+            F.cross_entropy(x.double(), t, reduction="none")
+            z._mmap.madvise(mmap.MADV_DONTNEED)
+
+    return run
+
+
+def bench_lm(d: Path, t: Table, runs: int, rows: int, classes: int) -> None:
+    big, labels = d / "big.npy", d / "labels.npy"
+    write_logits(big, rows, classes)
+    write_labels(labels, rows, classes)
+    print(f"LM logits {rows} x {classes} float32 ({big.stat().st_size / 1e9:.2f} GB)")
+    one_pass_read(big)
+    engine_run(big, labels)  # warm up: numba loads (or compiles) its cached kernels
+    read = median_time(lambda: one_pass_read(big), runs)
+    eng = median_time(lambda: engine_run(big, labels), runs)
+    t.add("LM engine, in process", f"{eng:.2f} s", f"read {read:.2f} s", eng / read, "<= 3x")
+    tr = torch_stable(big, labels)
+    if tr is None:
+        t.add("LM engine vs torch stable f32+f64", f"{eng:.2f} s", "torch not installed",
+              None, "<= 0.5x")  # fmt: skip
+    else:
+        tr()
+        tt = median_time(tr, runs)
+        t.add("LM engine vs torch stable f32+f64", f"{eng:.2f} s", f"torch {tt:.2f} s",
+              eng / tt, "<= 0.5x")  # fmt: skip
+    cmd = ["cecheck", "compare", str(big), str(labels), "--format", "json"]
+    read_cmd = [sys.executable, "-c", READ_SNIPPET, str(big)]
+    c_time, c_peak = command_medians(cmd, runs)
+    r_time, r_peak = command_medians(read_cmd, runs)
+    t.add("LM command, start-up included", f"{c_time:.2f} s", f"python -c read {r_time:.2f} s",
+          c_time / r_time, "<= 4x")  # fmt: skip
+    t.add("LM command peak memory", f"{c_peak:.0f} MB", f"read script {r_peak:.0f} MB",
+          c_peak / 400, "<= 1x")  # fmt: skip
+    quarter, qlabels = d / "quarter.npy", d / "qlabels.npy"
+    write_logits(quarter, rows // 4, classes)
+    write_labels(qlabels, rows // 4, classes)
+    _, q_peak = command_medians(
+        ["cecheck", "compare", str(quarter), str(qlabels), "--format", "json"], 2
+    )
+    t.add("peak memory, 4x larger file", f"{c_peak:.0f} MB", f"1/4 file {q_peak:.0f} MB",
+          c_peak / q_peak, "<= 1.1x")  # fmt: skip
+    for p in (big, quarter):
+        p.unlink()
+
+
+def bench_rows(d: Path, t: Table, runs: int) -> None:
+    z, y = d / "rows.npy", d / "rows_labels.npy"
+    write_logits(z, 10_000_000, 10)
+    write_labels(y, 10_000_000, 10)
+    print("many rows: 10,000,000 x 10 float32")
+    one_pass_read(z)
+    engine_run(z, y)
+    read = median_time(lambda: one_pass_read(z), runs)
+    eng = median_time(lambda: engine_run(z, y), runs)
+    t.add("10M x 10 engine, in process", f"{eng:.2f} s", f"read {read:.2f} s", eng / read,
+          "<= 3x")  # fmt: skip
+    z.unlink()
+
+
+def bench_startup(d: Path, t: Table, runs: int) -> None:
+    z, y = d / "one.npy", d / "one_labels.npy"
+    np.save(z, np.array([[1.0, 2.0, 3.0]], dtype=np.float32))
+    np.save(y, np.array([1]))
+    cmd = ["cecheck", "compare", str(z), str(y)]
+    imports = [sys.executable, "-c", "import numpy, pandas, rich, click"]
+    command_medians(cmd, 1)
+    c_time, _ = command_medians(cmd, runs)
+    i_time, _ = command_medians(imports, runs)
+    t.add("start-up, one-row input", f"{c_time:.2f} s", f"imports {i_time:.2f} s",
+          c_time / i_time, "<= 1.5x")  # fmt: skip
+
+
+def bench_csv(d: Path, t: Table, runs: int) -> None:
+    import pandas as pd
+
+    from cecheck import inputs
+
+    path = d / "table.csv"
+    write_csv(path, 1_000_000, 10)
+    print("CSV: 1,000,000 x 10")
+
+    def cecheck_read() -> None:
+        source = inputs.open_inputs(str(path))
+        for _ in source.chunks(1 << 18):
+            pass
+
+    engines = ["c"]
+    try:
+        import pyarrow  # noqa: F401
+
+        engines.append("pyarrow")
+    except ImportError:
+        pass
+    best_name, best = "", float("inf")
+    for e in engines:
+        s = median_time(lambda e=e: pd.read_csv(path, engine=e), runs)
+        if s < best:
+            best_name, best = e, s
+    ours = median_time(cecheck_read, runs)
+    t.add("CSV read 1M x 10", f"{ours:.2f} s", f"read_csv {best_name} {best:.2f} s",
+          ours / best, "<= 1.2x")  # fmt: skip
+
+
+def bench_narrow(d: Path, t: Table, runs: int) -> None:
+    z, y = d / "narrow.npy", d / "narrow_labels.npy"
+    write_logits(z, 2048, 32000)
+    write_labels(y, 2048, 32000)
+    wide = median_time(lambda: engine_run(z, y), runs)
+    narrow = median_time(lambda: engine_run(z, y, ("float16", "bfloat16")), runs)
+    t.add("float16+bfloat16 vs float32+float64 (2048 x 32000)", f"{narrow:.2f} s",
+          f"f32+f64 {wide:.2f} s", None, "slower path, documented")  # fmt: skip
+    print(f"  float16+bfloat16 are {narrow / wide:.1f}x slower than float32+float64")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", choices=["lm", "rows", "startup", "csv", "narrow"])
+    ap.add_argument("--rows", type=int, default=16384)
+    ap.add_argument("--classes", type=int, default=32000)
+    ap.add_argument("--dir", help="where to write the inputs (default: a new temp dir)")
+    args = ap.parse_args()
+    if shutil.which("cecheck") is None:
+        sys.exit("cecheck is not on PATH: pip install -e '.[fast]' first")
+    runs = max(5, args.runs)
+    d = Path(tempfile.mkdtemp(prefix="cecheck-bench-", dir=args.dir))
+    t = Table()
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores, "
+          f"medians of {runs} runs, inputs in {d}")  # fmt: skip
+    try:
+        groups = {
+            "startup": lambda: bench_startup(d, t, runs),
+            "lm": lambda: bench_lm(d, t, runs, args.rows, args.classes),
+            "rows": lambda: bench_rows(d, t, runs),
+            "csv": lambda: bench_csv(d, t, runs),
+            "narrow": lambda: bench_narrow(d, t, runs),
+        }
+        for name, fn in groups.items():
+            if args.only in (None, name):
+                fn()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    t.show()
+
+
+if __name__ == "__main__":
+    main()
