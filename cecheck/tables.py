@@ -40,6 +40,7 @@ LABEL_FORMS = {
 
 CAUSE_WORDS = {
     "nonfinite_input": "NaN or inf in the logits",
+    "cast_overflow": "a logit beyond the dtype's largest number became inf",
     "exp_overflow": "exp() of a large logit overflowed to inf",
     "prob_underflow": "a probability rounded to 0, so log(0) = -inf",
     "sigmoid_saturated": "a sigmoid rounded to exactly 0 or 1",
@@ -48,6 +49,7 @@ CAUSE_WORDS = {
 }
 
 CAUSE_NAMES = {  # the causes of a non-finite naive value, as the closing sentence names them
+    "cast_overflow": "logits beyond the dtype's range",
     "exp_overflow": "exp overflow",
     "prob_underflow": "probability underflow",
     "sigmoid_saturated": "sigmoid saturation",
@@ -346,6 +348,8 @@ def explain(record: RowRecord, source: inputs.Source, settings: engine.Settings)
     """
     out: list[str] = []
     causes = set(record.causes)
+    if "cast_overflow" in causes:
+        out += _explain_cast_overflow(record, settings)
     if source.task == "binary":
         out += _explain_sigmoid(record, settings, causes)
     elif source.task == "multilabel":
@@ -355,6 +359,19 @@ def explain(record: RowRecord, source: inputs.Source, settings: engine.Settings)
     if "cancellation" in causes:
         out += _explain_cancellation(record, source, settings)
     return out
+
+
+def _explain_cast_overflow(record: RowRecord, settings: engine.Settings) -> list[str]:
+    """A logit too large for a narrow dtype: stored in it, it is already inf."""
+    z = record.max_logit
+    over = [d for d in settings.dtypes if math.isfinite(z) and abs(z) > prec.get(d).max]
+    if not over:
+        return ["a logit is beyond the largest number of a dtype: cast to it, it becomes inf"]
+    limits = and_list([f"{prec.get(d).max:.5g}" for d in over])
+    return [
+        f"the logit {z:.6g} is beyond the largest {and_list(over)} number ({limits}): "
+        "cast to that dtype it is inf, and inf - inf = NaN"
+    ]
 
 
 def _max_args(dtypes: Sequence[str]) -> str:
