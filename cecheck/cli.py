@@ -25,6 +25,8 @@ import click
 from rich.console import Console
 
 from cecheck import __version__, engine, inputs, tables
+from cecheck import framework_view as fv
+from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.errors import InputError
 from cecheck.report import FAIL_ON, Report, write_csv_frame
@@ -165,7 +167,81 @@ def settings_options(f: F) -> F:
     return f
 
 
+def framework_options(f: F) -> F:
+    """The framework view: probability input, PyTorch's batch mean, smoothing and weights."""
+    decorators = [
+        click.option(
+            "--inputs",
+            "inputs_kind",
+            type=click.Choice(fv.INPUT_KINDS),
+            default="logits",
+            show_default=True,
+            help="probs: the file holds probabilities (softmax or sigmoid outputs), not "
+            "logits; the paths are then naive (-log p) and the conventions of torch, keras "
+            "and sklearn.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="B",
+            help="Also compute PyTorch's reduction='mean' over consecutive batches of B rows "
+            "and flag the batches whose mean is NaN or inf.",
+        ),
+        click.option(
+            "--label-smoothing",
+            type=click.FloatRange(0, 1),
+            default=0.0,
+            show_default=True,
+            metavar="EPS",
+            help="PyTorch's label_smoothing (multiclass logits): the target mixed with the "
+            "uniform distribution, soft targets too.",
+        ),
+        click.option(
+            "--class-weights",
+            default=None,
+            metavar="TEXT",
+            help="PyTorch's weight (multiclass logits): a comma list of C numbers, or a file "
+            "of them (.npy or text).",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        f = decorate(f)
+    return f
+
+
 # ---------------------------------------------------------------- library calls
+
+
+def framework_settings(
+    settings: engine.Settings,
+    source: inputs.Source,
+    inputs_kind: str,
+    batch_size: int | None,
+    label_smoothing: float,
+    class_weights: str | None,
+) -> tuple[engine.Settings, inputs.Source]:
+    """The settings with the framework-view options, and the source checked against them;
+    a rejected combination becomes an exit-2 :class:`InputFailure`."""
+    try:
+        if (label_smoothing > 0 or class_weights is not None) and source.task != "multiclass":
+            raise ValueError(
+                "--label-smoothing and --class-weights apply to multiclass logits (PyTorch's "
+                f"cross_entropy), not to this {source.task} input"
+            )
+        weights = None
+        if class_weights is not None:
+            weights = tuple(fw.parse_class_weights(class_weights, source.n_classes))
+        settings = dataclasses.replace(
+            settings,
+            inputs=inputs_kind,
+            batch_size=batch_size,
+            label_smoothing=label_smoothing,
+            class_weights=weights,
+        )
+        return settings, fv.prepare(source, settings)
+    except ValueError as e:
+        raise InputFailure(_one_line(e)) from None
 
 
 def open_source(
@@ -274,6 +350,7 @@ def cecheck() -> None:
 @click.pass_context
 @input_options
 @settings_options
+@framework_options
 @click.option(
     "--top",
     type=click.IntRange(min=0),
@@ -338,6 +415,10 @@ def compare(
     output: str | None,
     fail_on: tuple[str, ...],
     quiet: bool,
+    inputs_kind: str,
+    batch_size: int | None,
+    label_smoothing: float,
+    class_weights: str | None,
 ) -> None:
     """Compute each row's loss along every path and dtype, and flag the unstable rows.
 
@@ -369,6 +450,9 @@ def compare(
         label_column=label_column,
         logits_key=logits_key,
         labels_key=labels_key,
+    )
+    settings, source = framework_settings(
+        settings, source, inputs_kind, batch_size, label_smoothing, class_weights
     )
     for warning in source.warnings:
         say(f"warning: {warning}", quiet)

@@ -12,6 +12,13 @@ Flags, by severity (most serious first):
    reference is below the dtype's smallest normal number: no value of that dtype could
    hold it to that accuracy.
 
+With probability input (:mod:`cecheck.framework_view`) the paths are ``naive``, ``torch``,
+``keras`` and ``sklearn``: a framework convention's ``<path>_nan``/``<path>_inf`` ranks with
+``stable`` (severity 1: it is the loss that framework itself reports), ``naive`` stays at 2;
+``invalid_probability`` (not a probability row) is an input problem, and
+``target_prob_zero`` (the target's probability is exactly 0, so every convention reports its
+own constant instead of inf) ranks with ``naive``.
+
 ``ignored`` (an ``ignore_index`` label) is counted but is not a problem. A row with an input
 problem or an ignored label is not scored: it gets no path flag, since no path can be judged
 on it, and it is left out of the per-path totals.
@@ -20,14 +27,17 @@ Causes are read off the intermediate values each path really computed (the evide
 :class:`~cecheck.losses.PathResult`), and only from a path and dtype that is flagged on that
 row: ``exp_overflow``, ``prob_underflow``, ``sigmoid_saturated``, ``zero_times_inf``,
 ``nonfinite_input``; ``cast_overflow`` when a finite input is beyond the dtype's largest
-number, so that casting it gives inf; ``cancellation`` when a finite value is ``inaccurate`` while no other
-event happened on the way. A row that is only ``diverged`` gets no cause: it differs from
-float64 by more than the tolerance but keeps at least half of its dtype's bits, which is
-ordinary rounding in that dtype (float16 rounding is larger than the default rtol).
+number, so that casting it gives inf; ``clipped`` when a framework convention clipped a
+probability (or clamped its log), given by the caller; ``cancellation`` when a finite value
+is ``inaccurate`` while no other event happened on the way. A row that is only ``diverged``
+gets no cause: it differs from float64 by more than the tolerance but keeps at least half of
+its dtype's bits, which is ordinary rounding in that dtype (float16 rounding is larger than
+the default rtol).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,36 +57,57 @@ CAUSES = (
     "sigmoid_saturated",
     "zero_times_inf",
     "cancellation",
+    "clipped",
 )
 EVIDENCE = ("exp_overflow", "prob_underflow", "sigmoid_saturated", "zero_times_inf")
 NOT_FLAGGED = 9  # the severity of a row with no problem
 SEVERITY_NAMES = ("input", "stable", "naive", "diverged", "inaccurate")
 SOFT_SUM_TOLERANCE = 1e-3
+LOGIT_PATHS = ("stable", "naive")
+# The severity of a path's NaN/inf: the loss a framework computes (stable, or a framework's
+# probability-input convention) before the textbook formula.
+NONFINITE_SEVERITY = {"stable": 1, "torch": 1, "keras": 1, "sklearn": 1, "naive": 2}
+# Flags and causes of probability input only, raised by cecheck.framework_view.
+PROBABILITY_FLAGS = ("invalid_probability", "target_prob_zero")
+PROBABILITY_CAUSES = ("clipped",)
+_FIXED_SEVERITY = {
+    **dict.fromkeys(INPUT_FLAGS, 0),
+    "invalid_probability": 0,
+    "target_prob_zero": 2,
+    "ignored": NOT_FLAGGED,
+}
 
 
-def flag_names(dtypes: tuple[str, ...]) -> tuple[str, ...]:
-    """Every flag a run over ``dtypes`` can raise, in severity order."""
+def flag_names(
+    dtypes: tuple[str, ...], paths: tuple[str, ...] = LOGIT_PATHS, extra: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Every flag a run over ``dtypes`` and ``paths`` can raise, in severity order.
+
+    ``extra``: further named flags (such as :data:`PROBABILITY_FLAGS`), placed by severity.
+    """
     others = [d for d in dtypes if d != "float64"] if "float64" in dtypes else []
-    return (
+    names = (
         *INPUT_FLAGS,
-        *(f"stable_{kind}:{d}" for d in dtypes for kind in ("nan", "inf")),
-        *(f"naive_{kind}:{d}" for d in dtypes for kind in ("nan", "inf")),
-        *(f"diverged:{path}_{d}" for path in ("stable", "naive") for d in others),
-        *(f"inaccurate:{path}_{d}" for path in ("stable", "naive") for d in dtypes),
+        *extra,
+        *(f"{path}_{kind}:{d}" for path in paths for d in dtypes for kind in ("nan", "inf")),
+        *(f"diverged:{path}_{d}" for path in paths for d in others),
+        *(f"inaccurate:{path}_{d}" for path in paths for d in dtypes),
         "ignored",
     )
+    return tuple(sorted(names, key=severity_of))  # stable: ties keep the order above
 
 
 def severity_of(flag: str) -> int:
-    """0 (input) .. 4 (inaccurate); NOT_FLAGGED for ``ignored``."""
-    if flag in INPUT_FLAGS:
-        return 0
-    if flag == "ignored":
-        return NOT_FLAGGED
+    """0 (input) .. 4 (inaccurate); NOT_FLAGGED for ``ignored`` and unknown flags."""
+    if flag in _FIXED_SEVERITY:
+        return _FIXED_SEVERITY[flag]
     head = flag.split(":")[0]
-    return {"stable_nan": 1, "stable_inf": 1, "naive_nan": 2, "naive_inf": 2}.get(
-        head, {"diverged": 3, "inaccurate": 4}.get(head, NOT_FLAGGED)
-    )
+    if head in ("diverged", "inaccurate"):
+        return 3 if head == "diverged" else 4
+    path, _, kind = head.rpartition("_")
+    if kind in ("nan", "inf") and path in NONFINITE_SEVERITY:
+        return NONFINITE_SEVERITY[path]
+    return NOT_FLAGGED
 
 
 def bits_correct(value: Array, reference: Array, bits: int) -> Array:
@@ -128,9 +159,7 @@ def _names(matrix: Array, names: tuple[str, ...]) -> list[list[str]]:
 
 def unscored(label_masks: dict[str, Array]) -> Array:
     """Rows whose label rules out judging any path: ignored, out of range or invalid."""
-    return (
-        label_masks["ignored"] | label_masks["label_out_of_range"] | label_masks["invalid_label"]
-    )
+    return label_masks["ignored"] | label_masks["label_out_of_range"] | label_masks["invalid_label"]
 
 
 def label_problems(
@@ -153,6 +182,17 @@ def label_problems(
     return {"ignored": none, "label_out_of_range": none, "invalid_label": bad}
 
 
+def cast_overflow_rows(logits: Array, precisions: Iterable[Precision]) -> dict[str, Array]:
+    """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf."""
+    out = {}
+    for p in precisions:
+        if float(np.finfo(logits.dtype).max) > p.max:
+            with np.errstate(invalid="ignore"):
+                hit = np.isinf(p.cast(logits)) & np.isfinite(logits)
+            out[p.name] = hit.any(axis=1) if hit.ndim == 2 else hit
+    return out
+
+
 def diagnose(
     nonfinite_input: Array,
     label_masks: dict[str, Array],
@@ -162,15 +202,23 @@ def diagnose(
     rtol: float,
     atol: float,
     cast_overflow: dict[str, Array] | None = None,
+    *,
+    extra_flags: dict[str, Array] | None = None,
+    evidence: dict[tuple[str, str], dict[str, Array]] | None = None,
 ) -> Diagnosis:
     """Flags and causes of a chunk from the inputs' masks and every path's results.
 
     ``results`` maps (path, dtype) to that path's :class:`PathResult`; ``precisions`` maps
     each dtype name to its :class:`Precision`; ``cast_overflow`` maps a dtype to the rows
-    with a finite logit that becomes inf when cast to it.
+    with a finite logit that becomes inf when cast to it. ``extra_flags`` maps further flag
+    names (:data:`PROBABILITY_FLAGS`) to their rows: one of input severity makes its rows
+    unscored, any other is raised on scored rows only. ``evidence`` adds, per (path, dtype),
+    causes beyond the :class:`PathResult` fields (``clipped``), read like them.
     """
+    extra = extra_flags or {}
     dtypes = tuple(dict.fromkeys(d for _, d in results))
-    names = flag_names(dtypes)
+    paths = tuple(sorted(dict.fromkeys(p for p, _ in results), key=NONFINITE_SEVERITY.__getitem__))
+    names = flag_names(dtypes, paths, tuple(extra))
     n = reference.shape[0]
     col = {name: i for i, name in enumerate(names)}
     flags = np.zeros((n, len(names)), dtype=bool)
@@ -181,6 +229,13 @@ def diagnose(
         flags[:, col[key]] = label_masks[key]
     causes[:, CAUSES.index("nonfinite_input")] = nonfinite_input
     scored = ~(nonfinite_input | unscored(label_masks))
+    for name, rows in extra.items():
+        if severity_of(name) == 0:
+            flags[:, col[name]] = rows
+            scored &= ~rows
+    for name, rows in extra.items():
+        if severity_of(name) != 0:
+            flags[:, col[name]] = rows & scored
 
     for (path, dtype), result in results.items():
         loss = np.asarray(result.loss, dtype=np.float64)
@@ -211,10 +266,12 @@ def diagnose(
             hit = cast_overflow[dtype] & flagged
             causes[:, CAUSES.index("cast_overflow")] |= hit
             seen |= hit
-        for cause in EVIDENCE:
-            evidence = getattr(result, cause)
-            if evidence is not None:
-                hit = evidence & flagged
+        found = {cause: getattr(result, cause) for cause in EVIDENCE}
+        if evidence is not None:
+            found |= evidence.get((path, dtype), {})
+        for cause, rows in found.items():
+            if rows is not None:
+                hit = rows & flagged
                 causes[:, CAUSES.index(cause)] |= hit
                 seen |= hit
         causes[:, CAUSES.index("cancellation")] |= inaccurate & ~seen

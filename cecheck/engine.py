@@ -15,17 +15,20 @@ import numpy.typing as npt
 import pandas as pd
 
 from cecheck import fast, inputs, losses
+from cecheck import framework_view as fv
 from cecheck import precision as prec
 from cecheck.diagnose import (
     CAUSES,
     NOT_FLAGGED,
     Diagnosis,
+    cast_overflow_rows,
     diagnose,
     label_problems,
     relative_error,
 )
+from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
 from cecheck.losses import PathResult
-from cecheck.report import PATH_ORDER, PathSummary, Report, RowRecord
+from cecheck.report import PathSummary, Report, RowRecord
 
 Array = npt.NDArray
 
@@ -56,6 +59,12 @@ class Settings:
     rtol: float = 1e-4
     atol: float = 1e-6
     top: int = 20
+    # The framework view (cecheck.framework_view): "logits" or "probs"; PyTorch's batch mean
+    # over batches of this many rows; label smoothing and class weights (multiclass logits).
+    inputs: str = "logits"
+    batch_size: int | None = None
+    label_smoothing: float = 0.0
+    class_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.dtypes:
@@ -68,11 +77,21 @@ class Settings:
             raise ValueError("rtol and atol must be >= 0")
         if self.top < 0:
             raise ValueError("top must be >= 0")
+        if self.class_weights is not None:
+            weights = tuple(float(w) for w in self.class_weights)
+            object.__setattr__(self, "class_weights", weights)
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+        fv.check_settings(self)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The paths computed: naive and stable, or the probability conventions."""
+        return fv.paths(self.inputs)
 
     @property
     def columns(self) -> list[str]:
         """The per-row loss columns: ``<path>_<dtype>`` then ``reference``."""
-        return [f"{p}_{d}" for p in PATH_ORDER for d in self.dtypes] + ["reference"]
+        return [f"{p}_{d}" for p in self.paths for d in self.dtypes] + ["reference"]
 
 
 @dataclass
@@ -101,8 +120,13 @@ def evaluate(
 
     ``use_fast``: compute the paths with the fused kernel of :mod:`cecheck.fast` where it
     covers the task and dtypes (same flags and causes; losses within a few ulp); the numpy
-    functions of :mod:`cecheck.losses` otherwise, and always by default.
+    functions of :mod:`cecheck.losses` otherwise, and always by default. With probability
+    input, label smoothing or class weights, :mod:`cecheck.framework_view` computes the chunk
+    (``logits`` then holds what the input holds: the probabilities for ``inputs="probs"``).
     """
+    if fv.changes_losses(s):
+        values, diag = fv.evaluate(logits, labels, task, label_form, n_classes, s)
+        return ChunkResult(start, logits, labels, values, diag)
     naive, stable, reference = _PATHS[_kind(task, label_form)]
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
     if label_form == "index":
@@ -132,13 +156,7 @@ def evaluate(
 
 def _cast_overflow(logits: Array, precisions: Iterable[prec.Precision]) -> dict[str, Array]:
     """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf."""
-    out = {}
-    for p in precisions:
-        if float(np.finfo(logits.dtype).max) > p.max:
-            with np.errstate(invalid="ignore"):
-                hit = np.isinf(p.cast(logits)) & np.isfinite(logits)
-            out[p.name] = hit.any(axis=1) if hit.ndim == 2 else hit
-    return out
+    return cast_overflow_rows(logits, precisions)
 
 
 def _mask(loss: Array, masks: dict[str, Array]) -> Array:
@@ -158,7 +176,7 @@ def iter_chunks(
 ) -> Iterator[ChunkResult]:
     """Evaluate ``source`` chunk by chunk, in row order."""
     start = 0
-    use_fast = fast.usable(
+    use_fast = not fv.active(s) and fast.usable(
         source.task, source.label_form, s.dtypes, source.n_rows, source.n_classes
     )
     rows = fast.chunk_rows(source.n_classes) if use_fast else chunk_rows(source.n_classes)
@@ -185,13 +203,23 @@ def run(
     on_chunk: Callable[[ChunkResult], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Report:
-    """One pass over ``source``: the Report (totals and top rows); ``on_chunk`` sees each chunk."""
+    """One pass over ``source``: the Report (totals and top rows); ``on_chunk`` sees each chunk.
+
+    Raises ValueError when a framework-view setting does not fit the input (class weights
+    for a binary input, or not one per class).
+    """
+    source = fv.prepare(source, s)
     totals = _Totals(s)
+    batches = fv.Batches.start(source, s)
     for chunk in iter_chunks(source, s, progress):
         totals.add(chunk, source)
+        if batches is not None:
+            batches.add(chunk.values, chunk.labels)
         if on_chunk is not None:
             on_chunk(chunk)
-    return totals.report(source, lambda: frames(source, s))
+    report = totals.report(source, lambda: frames(source, s))
+    report.batches = None if batches is None else batches.result()
+    return report
 
 
 def frames(source: inputs.Source, s: Settings) -> Iterator[pd.DataFrame]:
@@ -201,12 +229,17 @@ def frames(source: inputs.Source, s: Settings) -> Iterator[pd.DataFrame]:
 
 
 def chunk_frame(chunk: ChunkResult, source: inputs.Source, s: Settings) -> pd.DataFrame:
-    """One line per row: row, [index], label, every loss column, flags, causes."""
+    """One line per row: row, [index], [batch], label, every loss column, flags, causes.
+
+    ``batch`` (the row's batch number, ``row // batch_size``) only with a batch size.
+    """
     n = chunk.labels.shape[0]
     rows = np.arange(chunk.start, chunk.start + n)
     data: dict[str, object] = {"row": rows}
     if len(source.lead_shape) > 1:
         data["index"] = [_index_text(i, source.lead_shape) for i in rows]
+    if s.batch_size is not None:
+        data["batch"] = rows // s.batch_size
     data["label"] = _labels(chunk.labels, source.label_form)
     data.update({c: chunk.values[c] for c in s.columns})
     data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
@@ -387,6 +420,10 @@ def compare(
     atol: float = 1e-6,
     top: int = 20,
     progress: Callable[[int], None] | None = None,
+    inputs: str = "logits",
+    batch_size: int | None = None,
+    label_smoothing: float = 0.0,
+    class_weights: Sequence[float] | None = None,
 ) -> Report:
     """Every row's cross-entropy along the naive, stable and reference paths, diagnosed.
 
@@ -406,6 +443,15 @@ def compare(
         ``diverged``: ``|L - L64| > atol + rtol * |L64|``.
     top
         How many flagged rows the Report keeps, worst first.
+    inputs
+        ``logits``, or ``probs`` when ``logits`` holds probabilities (softmax or sigmoid
+        outputs): the paths are then the framework conventions ``naive``, ``torch``, ``keras``
+        and ``sklearn`` (see :mod:`cecheck.frameworks`).
+    batch_size
+        Also compute PyTorch's ``reduction="mean"`` over consecutive batches of this many
+        rows (``Report.batches``).
+    label_smoothing, class_weights
+        PyTorch's ``cross_entropy(label_smoothing=, weight=)``, multiclass logits only.
 
     Returns
     -------
@@ -421,9 +467,16 @@ def compare(
     >>> r.top[0].causes
     ['exp_overflow']
     """
-    settings = Settings(tuple(dtypes), ignore_index, rtol, atol, top)
-    if isinstance(logits, inputs.Source):
-        source = logits
-    else:
-        source = inputs.from_arrays(logits, labels, task=task)
+    settings = Settings(
+        tuple(dtypes),
+        ignore_index,
+        rtol,
+        atol,
+        top,
+        inputs=inputs,
+        batch_size=batch_size,
+        label_smoothing=label_smoothing,
+        class_weights=None if class_weights is None else tuple(class_weights),
+    )
+    source = logits if isinstance(logits, Source) else from_arrays(logits, labels, task=task)
     return run(source, settings, progress=progress)

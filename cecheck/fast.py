@@ -11,22 +11,28 @@ How the kernel stays an honest emulation of each path
 -----------------------------------------------------
 * Every float32 step is a float32 operation, rounded where numpy's float32 rounds: the cast of
   the logits, the shift ``z - max``, each exp, the sum, the division, the log, the subtraction.
-* Sums over classes replicate numpy's pairwise summation (blocks of 128 with 8 accumulators,
-  halves split at a multiple of 8), so a sum of the same terms is bit-identical to numpy's.
-* ``exp`` is an inlined polynomial in float64 (Cody-Waite reduction, degree-13 Taylor, about
-  1 ulp): numba's own exp is a scalar libm call that does not vectorise. A float32 exp is that
-  float64 exp rounded to float32, which is the correctly rounded float32 exp except in rare
-  double-rounding cases, and which overflows and underflows at the same arguments. One float64
-  exp per element serves both precisions of a path: ``exp(a32) = exp(a64) * exp(a32 - a64)``,
-  where ``a32 - a64`` is the float32 rounding error of the argument (|.| <= 2**-17 for float32
-  logits), taken to second order (relative error below 2**-52). Where that difference is
-  larger (float64 logits of large magnitude) the row is recomputed with a direct exp.
+* Sums over classes are in the path's dtype, in blocks of 128 terms added in vector lanes,
+  then the block sums the same way: as accurate as numpy's pairwise sum (a term passes
+  through a few tens of additions at most), in a different order, so not bit-identical.
+* ``exp`` is an inlined polynomial in float64 (Cody-Waite reduction, a degree-11 fit in
+  Estrin's scheme, about 1 ulp): numba's own exp is a scalar libm call that does not
+  vectorise. A float32 exp is that float64 exp rounded to float32: the correctly rounded
+  float32 exp except in rare double-rounding cases, overflowing and underflowing at the same
+  arguments. One float64 exp per element serves both precisions of a path:
+  ``exp(a32) = exp(a64) * exp(a32 - a64)``, where ``a32 - a64`` is the float32 rounding error
+  of the argument (|.| <= 2**-17 for float32 logits), taken to second order (relative error
+  below 2**-52). And while every logit of a row lies in [-300, 300], the stable path's
+  ``exp(z - max)`` is ``exp(z) * exp(-max)`` (all three normal numbers; about 2.5 ulp). Rows
+  outside those ranges (large or float64-only logits) take a direct exp of every argument.
 * ``log`` and ``log1p`` are libm's in float64, rounded to float32 for the float32 path.
 
-So the fast path and numpy differ only by the exp and log implementations: at most a few units
-in the last place per term, which gives the bound that ``tests/test_fast.py`` checks,
-``|L_fast - L_numpy| <= 8 * eps(dtype) * max(1, |L_numpy|)`` on every finite loss, the same
-non-finite pattern, and the same flags and causes.
+So the fast path and numpy differ by the exp and log implementations and the order of the
+sums: a few units in the last place per term, which gives the bound ``tests/test_fast.py``
+checks, ``|L_fast - L_numpy| <= 8 * eps(dtype) * max(1, |L_numpy|)`` on every finite loss
+(a loss is the log of a sum of positive terms plus a non-negative term, so a relative error
+of the terms becomes an absolute error of the log), the same non-finite pattern, the same
+evidence bits, and so the same flags and causes except for a row sitting within those few ulp
+of a threshold (``--rtol``, half the bits, a probability rounding to zero).
 
 Rows the kernel does not handle itself (a non-finite logit, or a float64 logit beyond the
 float32 range) are recomputed with the numpy functions: their propagation of inf and NaN is
@@ -126,6 +132,9 @@ def multiclass_index(
         z = z.astype(np.float64)
     if not z.flags.c_contiguous:
         z = np.ascontiguousarray(z)
+    if z.flags.writeable:  # one compiled signature (memory maps are read-only): one cache load
+        z = z.view()
+        z.flags.writeable = False
     y = np.asarray(target, dtype=np.int64)
     n = z.shape[0]
     loss = np.empty((5, n), dtype=np.float64)
@@ -134,7 +143,8 @@ def multiclass_index(
         zbits, limit = z.view(np.int32), int(np.float32(_F32_MAX).view(np.int32))
     else:
         zbits, limit = z.view(np.int64), int(np.float64(_F32_MAX).view(np.int64))
-    kernels["multiclass_index"](z, zbits, limit, y, loss, bits, _workspace(z.shape[1]))
+    tame_key = _order_key(np.array(-300.0, dtype=z.dtype))
+    kernels["multiclass_index"](z, zbits, limit, tame_key, y, loss, bits, _workspace(z.shape[1]))
 
     special = np.flatnonzero(bits & _SPECIAL)
     evidence = {
@@ -173,6 +183,13 @@ def _recompute(
     ref[rows] = losses.reference_multiclass(z, y)
 
 
+def _order_key(x: Array) -> int:
+    """The integer order key of a float scalar, as the kernel computes it from the bits."""
+    b = int(x.view(np.int32 if x.itemsize == 4 else np.int64))
+    mask = (1 << (8 * x.itemsize - 1)) - 1
+    return b ^ ((b >> (8 * x.itemsize - 1)) & mask)
+
+
 # Bits of the per-row status byte the kernel writes.
 _OVER32, _UNDER32, _OVER64, _UNDER64, _NONFINITE, _SPECIAL = 1, 2, 4, 8, 16, 32
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -190,7 +207,8 @@ def _workspace(n_classes: int) -> Array:
     if ws is None:
         _workspaces.clear()
         # per thread: exp(z) in float64, float32; exp(z - max) in float64, float32
-        ws = np.empty((threads, 6 * n_classes), dtype=np.float64)
+        # and the block sums of the float64 and the float32 terms
+        ws = np.empty((threads, 6 * n_classes + 2 * (n_classes // 128 + 2)), dtype=np.float64)
         _workspaces[key] = ws
     return ws
 
@@ -251,13 +269,13 @@ def _build() -> dict[str, Any]:
     g["_thread_id"] = numba.get_thread_id
     g["_k_bits_as_float64"] = intrinsic(_bits_as_float64_typer)
     g["_k_exp64"] = jit(_k_exp64, inline="always", fastmath={"contract"})
-    g["_k_leaf"] = jit(_k_leaf)
-    g["_k_pairwise"] = jit(_k_pairwise)
-    g["_k_block_max"] = jit(_k_block_max, fastmath={"nnan", "ninf", "nsz", "reassoc"})
+    g["_k_block_sum"] = jit(_k_block_sum, fastmath={"reassoc"})
+    g["_k_sum"] = jit(_k_sum)
+    g["_k_block_key_max"] = jit(_k_block_key_max)
     g["_k_row_max"] = jit(_k_row_max, inline="always")
-    g["_k_multiclass_index"] = jit(_k_multiclass_index, parallel=True)
+    g["_k_multiclass_index"] = jit(_k_multiclass_index, parallel=True, fastmath={"contract"})
     return {"multiclass_index": g["_k_multiclass_index"], "exp64": g["_k_exp64"],
-            "pairwise": g["_k_pairwise"]}  # fmt: skip
+            "sum": g["_k_sum"]}  # fmt: skip
 
 
 # ------------------------------------------------------------------ the kernels
@@ -335,112 +353,89 @@ def _k_exp64(x: float) -> float:
     return x if x != x else y
 
 
-def _k_leaf(a: Any, lo: int, n: int) -> Any:
-    """numpy's pairwise sum of a block of at most 128 terms: 8 accumulators, then the rest."""
-    if n < 8:
-        res = a[lo]
-        for i in range(lo + 1, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    end = lo + n - n % 8
-    for i in range(lo + 8, end, 8):
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(end, lo + n):
-        res += a[i]
-    return res
+_BLOCK = 128  # terms per block of a sum
 
 
-def _k_pairwise(a: Any, lo: int, n: int) -> Any:
-    """numpy's pairwise sum of ``a[lo:lo+n]``, operation for operation (n >= 1).
+def _k_block_sum(a: Any, lo: int, hi: int) -> Any:
+    """``sum(a[lo:hi])`` in a's dtype, in vector lanes (compiled with reassociation only)."""
+    x = a[lo:hi]  # indices from 0 on a slice: contiguous vector loads, no gathers
+    s = x[0]
+    for j in range(1, x.shape[0]):
+        s += x[j]
+    return s
 
-    numpy recurses: a block of more than 128 terms is split at half its length rounded
-    down to a multiple of 8, and the two halves' sums are added. This walks the same tree
-    with explicit stacks (numba cannot cache a recursive function).
+
+def _k_sum(a: Any, blocks: Any) -> Any:
+    """Sum of ``a`` in its dtype: blocks of 128 terms, then the block sums, each in lanes.
+
+    Like numpy's pairwise sum, each term passes through few additions (here at most
+    ~log2(lanes) + 128/lanes + log2(blocks/lanes) + ... about 20 for 32000 terms), so the
+    error bound is a few tens of units of roundoff times the sum of the terms (all terms
+    are non-negative here), and far smaller in practice. The order differs from numpy's, so
+    sums agree with numpy's to a few ulp, not bit for bit.
     """
-    if n <= 128:
-        return _k_leaf(a, lo, n)
-    todo_lo = np.empty(128, dtype=np.int64)  # blocks still to visit; n < 0: add two sums
-    todo_n = np.empty(128, dtype=np.int64)
-    sums = np.empty(128, dtype=a.dtype)  # sums of finished blocks, in order
-    top = 0
-    done = 0
-    todo_lo[0] = lo
-    todo_n[0] = n
-    top = 1
-    while top > 0:
-        top -= 1
-        blo = todo_lo[top]
-        bn = todo_n[top]
-        if bn < 0:
-            done -= 1
-            sums[done - 1] = sums[done - 1] + sums[done]
-        elif bn <= 128:
-            sums[done] = _k_leaf(a, blo, bn)
-            done += 1
-        else:
-            n2 = bn // 2
-            n2 -= n2 % 8
-            todo_n[top] = -1  # after both halves: add them
-            todo_lo[top + 1] = blo + n2
-            todo_n[top + 1] = bn - n2
-            todo_lo[top + 2] = blo
-            todo_n[top + 2] = n2
-            top += 3
-    return sums[0]
+    c = a.shape[0]
+    nb = 0
+    for lo in range(0, c, _BLOCK):
+        blocks[nb] = _k_block_sum(a, lo, min(c, lo + _BLOCK))
+        nb += 1
+    return _k_block_sum(blocks, 0, nb)
 
 
-def _k_block_max(row: Any, lo: int, hi: int) -> Any:
-    """max(row[lo:hi]) for finite values, vectorised: the order of a max does not matter."""
-    m = row[lo]
-    for j in range(lo + 1, hi):
-        m = max(m, row[j])
-    return m
+def _k_block_key_max(rbits: Any, lo: int, hi: int, mask: int, limit: int) -> tuple[int, int, int]:
+    """(largest and smallest order key, count of values beyond ``limit``) of ``rbits[lo:hi]``.
+
+    A float's bits ``b`` map to the integer key ``b ^ ((b >> (w - 1)) & mask)`` that orders as
+    the floats do (non-negative floats as their bits, negative ones reversed), so the row max
+    is an integer max: exact, and a reduction the compiler vectorises.
+    """
+    x = rbits[lo:hi]
+    shift = x.itemsize * 8 - 1
+    best = x[0] ^ ((x[0] >> shift) & mask)
+    worst = best
+    bad = 0
+    for j in range(x.shape[0]):
+        b = x[j]
+        key = b ^ ((b >> shift) & mask)
+        best = key if key > best else best
+        worst = key if key < worst else worst
+        bad += (b & mask) > limit
+    return best, worst, bad
 
 
-def _k_row_max(row: Any, rbits: Any, limit: int) -> tuple[Any, int, bool]:
-    """(max, first argmax, special) of a row; special: a value beyond ``limit`` bits."""
+def _k_row_max(row: Any, rbits: Any, limit: int) -> tuple[Any, int, int, bool]:
+    """(max, first argmax, smallest key, special); special: a value beyond ``limit`` bits."""
     c = row.shape[0]
-    special = False
-    for j in range(c):  # integer test on the bits: immune to the fast-math max below
-        special |= (
-            (rbits[j] & ~(np.int64(1) << 63)) > limit
-            if rbits.itemsize == 8
-            else ((rbits[j] & 0x7FFFFFFF) > limit)
-        )
-    if special:
-        return row[0], 0, True
-    m = _k_block_max(row, 0, min(c, 256))
+    mask = np.int64(0x7FFFFFFFFFFFFFFF) if rbits.itemsize == 8 else np.int64(0x7FFFFFFF)
+    best, worst, bad = _k_block_key_max(rbits, 0, min(c, 256), mask, limit)
     kb = 0
     for lo in range(256, c, 256):
-        bm = _k_block_max(row, lo, min(c, lo + 256))
-        if bm > m:
-            m = bm
+        key, low, more = _k_block_key_max(rbits, lo, min(c, lo + 256), mask, limit)
+        bad += more
+        worst = min(worst, low)
+        if key > best:
+            best = key
             kb = lo
+    if bad:
+        return row[0], 0, worst, True
+    shift = rbits.itemsize * 8 - 1
     k = kb
-    while row[k] != m:
+    while (rbits[k] ^ ((rbits[k] >> shift) & mask)) != best:
         k += 1
-    return m, k, False
+    return row[k], k, worst, False
 
 
 def _k_multiclass_index(
-    z: Any, zbits: Any, limit: int, y: Any, loss: Any, bits: Any, ws: Any
+    z: Any, zbits: Any, limit: int, tame_key: int, y: Any, loss: Any, bits: Any, ws: Any
 ) -> None:
     """Per row: naive and stable in float32 and float64, the reference, evidence bits.
 
     ``zbits``: the logits' bits as integers of the same width; a row with a value whose
     magnitude bits exceed ``limit`` (beyond the float32 range, inf, NaN) is left to the
-    numpy specification. ``loss`` rows: naive32, naive64, stable32, stable64, reference.
-    ``bits``: the ``_OVER32 .. _SPECIAL`` flags. ``ws``: per-thread scratch of 6 * C.
+    numpy specification. A row whose logits all lie in [-300, 300] (order keys from
+    ``tame_key`` up; the max is checked directly) takes the shared exps. ``loss`` rows:
+    naive32, naive64, stable32, stable64, reference. ``bits``: the ``_OVER32 .. _SPECIAL``
+    flags. ``ws``: per-thread scratch of 6 * C + block sums.
     """
     n, c = z.shape
     for i in _prange(n):
@@ -449,8 +444,11 @@ def _k_multiclass_index(
         es64 = w[c : 2 * c]
         en32 = w[2 * c : 4 * c].view(np.float32)[:c]
         es32 = w[4 * c : 6 * c].view(np.float32)[:c]
+        nb = c // _BLOCK + 2
+        blocks64 = w[6 * c : 6 * c + nb]
+        blocks32 = w[6 * c + nb : 6 * c + 2 * nb].view(np.float32)
         row = z[i]
-        m, k, special = _k_row_max(row, zbits[i], limit)
+        m, k, low_key, special = _k_row_max(row, zbits[i], limit)
         if special:
             nonfinite = False
             for j in range(c):
@@ -461,51 +459,62 @@ def _k_multiclass_index(
             continue
         m64 = np.float64(m)
         m32 = np.float32(m)
-        em = _k_exp64(-m64)
         over32 = False
         over64 = False
-        far = not (-300.0 <= m64 <= 300.0)
-        for j in range(c):
-            v64 = np.float64(row[j])
-            v32 = np.float32(row[j])
-            # naive: exp(z) in float64, and in float32 from the same exp
-            e = _k_exp64(v64)
-            en64[j] = e
-            dn = np.float64(v32) - v64
-            e32 = np.float32(e * (1.0 + dn + 0.5 * dn * dn))
-            en32[j] = e32
-            over64 |= e == np.inf
-            over32 |= e32 == np.inf
-            # stable: exp(z - max) = exp(z) * exp(-max) while both stay normal (|z| <=
-            # 300): about 2.5 ulp; float64 (shared with the reference) and float32
-            d64 = v64 - m64
-            d32 = np.float32(v32 - m32)
-            s = 1.0 if d64 == 0.0 else e * em
-            es64[j] = s
-            ds = np.float64(d32) - d64
-            es32[j] = np.float32(s * (1.0 + ds + 0.5 * ds * ds))
-            far |= (abs(dn) > 2.0**-14) | (abs(ds) > 2.0**-14) | (v64 < -300.0)
-        if far:  # large or float64-only logits: every exp from its own argument
+        if low_key >= tame_key and m64 <= 300.0:
+            # Every logit in [-300, 300]: exp(z - max) = exp(z) * exp(-max), three normal
+            # numbers (about 2.5 ulp), and each float32 exp from the float64 one with the
+            # argument's float32 rounding error to second order (|error| < 2**-14 here).
+            em = _k_exp64(-m64)
             for j in range(c):
+                v64 = np.float64(row[j])
                 v32 = np.float32(row[j])
-                en32[j] = np.float32(_k_exp64(np.float64(v32)))
-                es64[j] = _k_exp64(np.float64(row[j]) - m64)
+                e = _k_exp64(v64)  # naive: exp(z)
+                en64[j] = e
+                if row.itemsize == 4:
+                    e32 = np.float32(e)  # float32 logits: the same argument
+                else:
+                    dn = np.float64(v32) - v64
+                    e32 = np.float32(e + e * (dn + 0.5 * dn * dn))
+                en32[j] = e32
+                over32 |= e32 == np.inf
+                d64 = v64 - m64  # stable: exp(z - max), shared with the reference
+                d32 = np.float32(v32 - m32)
+                s = 1.0 if d64 == 0.0 else e * em
+                es64[j] = s
+                ds = np.float64(d32) - d64
+                es32[j] = np.float32(s + s * (ds + 0.5 * ds * ds))
+        else:  # large logits: every exp from its own argument
+            for j in range(c):
+                v64 = np.float64(row[j])
+                v32 = np.float32(row[j])
+                e = _k_exp64(v64)
+                en64[j] = e
+                over64 |= e == np.inf
+                e32 = np.float32(_k_exp64(np.float64(v32)))
+                en32[j] = e32
+                over32 |= e32 == np.inf
+                es64[j] = _k_exp64(v64 - m64)
                 es32[j] = np.float32(_k_exp64(np.float64(np.float32(v32 - m32))))
         t = y[i]
         # naive float32 and float64: -log(e[y] / sum e)
-        p32 = np.float32(en32[t] / _k_pairwise(en32, 0, c))
+        p32 = np.float32(en32[t] / _k_sum(en32, blocks32))
         loss[0, i] = -np.float64(np.float32(np.log(np.float64(p32))))
-        p64 = en64[t] / _k_pairwise(en64, 0, c)
+        p64 = en64[t] / _k_sum(en64, blocks64)
         loss[1, i] = -np.log(p64)
         # stable float32 and float64: log(sum exp(z - max)) - (z[y] - max)
-        lse32 = np.float32(np.log(np.float64(_k_pairwise(es32, 0, c))))
+        lse32 = np.float32(np.log(np.float64(_k_sum(es32, blocks32))))
         loss[2, i] = np.float64(np.float32(lse32 - np.float32(np.float32(row[t]) - m32)))
-        lse64 = np.log(_k_pairwise(es64, 0, c))
+        lse64 = np.log(_k_sum(es64, blocks64))
         dt64 = np.float64(row[t]) - m64
         loss[3, i] = lse64 - dt64
-        # reference: (max - z[y]) + log1p(sum over j != argmax of exp(z_j - max))
+        # reference: (max - z[y]) + log1p(sum over j != argmax of exp(z_j - max)); only
+        # the block holding the argmax changes
         es64[k] = 0.0
-        loss[4, i] = (m64 - np.float64(row[t])) + np.log1p(_k_pairwise(es64, 0, c))
+        kb = k // _BLOCK
+        blocks64[kb] = _k_block_sum(es64, kb * _BLOCK, min(c, kb * _BLOCK + _BLOCK))
+        rest = _k_block_sum(blocks64, 0, (c + _BLOCK - 1) // _BLOCK)
+        loss[4, i] = (m64 - np.float64(row[t])) + np.log1p(rest)
         b = 0
         if over32:
             b |= 1

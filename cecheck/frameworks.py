@@ -361,6 +361,51 @@ def probs_reference(task: str, probs: Array, target: Array) -> Array:
         return -np.where(t == 0, 0.0, t * np.log(q)).sum(axis=1)
 
 
+def clipped_rows(path: str, task: str, probs: Array, target: Array, p: Precision) -> Array:
+    """Rows whose loss ``path``'s guard changed, in precision ``p``: (N,) bool.
+
+    The guard is PyTorch's clamp of a log at -100 (binary and multilabel; its multiclass path
+    has none), Keras's clip of the (renormalised) probability to [1e-7, 1 - 1e-7], and
+    scikit-learn's clip to [eps, 1 - eps]; ``naive`` has none. A row counts when the guard
+    moved a probability the loss reads with a nonzero target weight: this is why such a
+    row's value differs from ``-log p`` by more than rounding (the cause ``clipped``).
+    ``target`` is masked as for :func:`probs_loss`.
+    """
+    q = p.cast(probs)
+    target = np.asarray(target)
+    none = np.zeros(q.shape[0], dtype=bool)
+    if path == "naive" or (path == "torch" and task == "multiclass"):
+        return none
+    if task == "multiclass":
+        if path == "keras":
+            with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero row: 0 / 0
+                q = p.round(q / p.round(q.sum(axis=1, keepdims=True)))
+            lo, hi = _keras_bounds(p)
+        else:
+            eps = _sklearn_eps(p)
+            lo, hi = np.asarray(eps), np.asarray(1 - eps)
+        outside = (q < lo) | (q > hi)
+        if target.ndim == 1:
+            return np.asarray(_take(outside, target), dtype=bool)
+        return _any_per_row(outside & (p.cast(target) > 0))
+    t = p.cast(target)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) is clamped: a hit
+        if path == "torch":
+            hit = ((t > 0) & (np.log(q) < TORCH_LOG_CLAMP)) | (
+                (t < 1) & (np.log1p(-q) < TORCH_LOG_CLAMP)
+            )
+        elif path == "keras":  # both terms read the same clipped o
+            lo, hi = _keras_bounds(p)
+            hit = (q < lo) | (q > hi)
+        else:  # the columns [1 - q, q], each read where its target weight is not 0
+            eps = _sklearn_eps(p)
+            neg = p.round(1 - q)
+            hit = ((t > 0) & ((q < eps) | (q > 1 - eps))) | (
+                (t < 1) & ((neg < eps) | (neg > 1 - eps))
+            )
+    return np.asarray(hit, dtype=bool) if task == "binary" else _any_per_row(hit)
+
+
 def invalid_probabilities(task: str, probs: Array, sum_tolerance: float = 1e-3) -> Array:
     """Rows that are not probabilities: (N,) bool.
 

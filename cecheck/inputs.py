@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import mmap
 import os
 import warnings
 import zipfile
@@ -35,6 +36,7 @@ TASKS = ("binary", "multiclass", "multilabel")
 LABEL_FORMS = ("index", "onehot", "soft", "multihot", "binary")
 FORMATS = (".npy", ".npz", ".csv", ".tsv", ".parquet")
 HEAD_ROWS = 4096  # rows looked at for inference and warnings: bounded, whatever the file size
+HEAD_VALUES = 1 << 20  # ... and about this many logits at most (32 rows of 32,000 classes)
 
 Pairs = Iterator[tuple[np.ndarray, np.ndarray]]
 _Columns = list[np.ndarray]  # one block of consecutive rows, as equal-length arrays
@@ -313,6 +315,20 @@ def _row_blocks(array: np.ndarray, nd: int, rows: int) -> Iterator[np.ndarray]:
             yield np.asarray(flat[start:stop])
         else:  # e.g. a Fortran-order N-d memmap: gather just these rows
             yield np.asarray(array[np.unravel_index(np.arange(start, stop), lead)])
+        _release(array)
+
+
+def _release(array: np.ndarray) -> None:
+    """Drop a memory map's pages from this process's resident memory once a block is used.
+
+    Without it a pass over a 2 GB .npy counts 2 GB resident (the pages stay mapped). The map
+    is read-only and shared, so a page touched again is simply read again from the page
+    cache: this never changes data, it only bounds memory by the chunk size.
+    """
+    m = getattr(array, "_mmap", None)
+    if m is not None and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            m.madvise(mmap.MADV_DONTNEED)
 
 
 def _check_dtype(name: str, dtype: np.dtype, *, stored: bool) -> None:
@@ -734,7 +750,8 @@ def _finish(
     n_rows = math.prod(shape.lead)
     if n_rows == 0:
         raise InputError(f"{lg.name} holds no rows (shape {lg.shape}): give at least one row")
-    head = pairs(HEAD_ROWS, len(shape.lead))
+    head_rows = max(1, min(HEAD_ROWS, HEAD_VALUES // max(1, shape.n_classes)))
+    head = pairs(head_rows, len(shape.lead))
     try:
         head_logits, head_labels = next(head)
     finally:

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 import pandas as pd
 
 from cecheck import __version__
-from cecheck.diagnose import INPUT_FLAGS, SEVERITY_NAMES
+from cecheck import frameworks as fw
+from cecheck.diagnose import NOT_FLAGGED, SEVERITY_NAMES, severity_of
 
 if TYPE_CHECKING:
     from cecheck.engine import Settings
+    from cecheck.frameworks import BatchSummary
     from cecheck.inputs import Source
 
 SCHEMA_VERSION = 1
@@ -74,6 +76,7 @@ class Report:
     flagged_rows: int  # rows with at least one problem flag (``ignored`` is not one)
     top: list[RowRecord]  # the worst flagged rows, most serious first
     frames: Callable[[], Iterator[pd.DataFrame]] = field(repr=False)
+    batches: BatchSummary | None = None  # PyTorch's batch means, with a batch size only
 
     def iter_frames(self) -> Iterator[pd.DataFrame]:
         """Every row's results, one DataFrame per chunk, recomputed from the source.
@@ -120,6 +123,7 @@ class Report:
                 "logits_dtype": src.logits_dtype,
                 "label_form": src.label_form,
                 "classes": src.n_classes,
+                "kind": s.inputs,
                 "warnings": list(src.warnings),
             },
             "task": src.task,
@@ -164,6 +168,7 @@ class Report:
             "failed": failed,
             "exit_code": 1 if failed else 0,
         }
+        data |= _framework_view(self)
         return _strict(data)
 
     def write_json(self, out: TextIO, fail_on: Iterable[str] = ()) -> None:
@@ -173,15 +178,38 @@ class Report:
 
 
 def condition_of(flag: str) -> str | None:
-    """The ``--fail-on`` condition a flag belongs to (None for ``ignored``)."""
-    if flag in INPUT_FLAGS:
-        return "input"
-    head = flag.split(":")[0]
-    if head in ("naive_nan", "naive_inf"):
-        return "naive"
-    if head in ("stable_nan", "stable_inf"):
-        return "stable"
-    return head if head in ("diverged", "inaccurate") else None
+    """The ``--fail-on`` condition a flag belongs to: its severity's name (None for ``ignored``).
+
+    So ``input`` covers ``invalid_probability`` too; ``stable`` covers NaN/inf of the stable
+    path and of the probability conventions ``torch``, ``keras`` and ``sklearn`` (the loss a
+    framework reports); ``naive`` covers the naive path and ``target_prob_zero``.
+    """
+    severity = severity_of(flag)
+    return None if severity == NOT_FLAGGED else SEVERITY_NAMES[severity]
+
+
+def _framework_view(report: Report) -> dict[str, Any]:
+    """The JSON keys of the framework view, each only when its setting is on (so the default
+    report keeps its keys): ``conventions`` for probability input, ``pytorch`` for label
+    smoothing and class weights, ``batches`` for a batch size."""
+    s = report.settings
+    out: dict[str, Any] = {}
+    if s.inputs == "probs":
+        out["conventions"] = {
+            "paths": dict(fw.CONVENTIONS),
+            "no_stable_path": fw.NO_STABLE_PATH,
+        }
+    if s.label_smoothing > 0 or s.class_weights is not None:
+        out["pytorch"] = {
+            "label_smoothing": s.label_smoothing,
+            "class_weights": None if s.class_weights is None else list(s.class_weights),
+            "notes": [fw.SOFT_SMOOTHING_NOTE]
+            if s.label_smoothing > 0 and report.source.label_form == "soft"
+            else [],
+        }
+    if report.batches is not None:
+        out["batches"] = report.batches.to_dict()
+    return out
 
 
 def _strict(value: Any) -> Any:

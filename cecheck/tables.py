@@ -26,9 +26,11 @@ from rich.table import Table
 from rich.text import Text
 
 from cecheck import __version__, engine, inputs
+from cecheck import framework_view as fv
+from cecheck import frameworks as fw
 from cecheck import precision as prec
-from cecheck.diagnose import NOT_FLAGGED
-from cecheck.report import PATH_ORDER, Report, RowRecord
+from cecheck.diagnose import NONFINITE_SEVERITY, NOT_FLAGGED
+from cecheck.report import Report, RowRecord
 
 LABEL_FORMS = {
     "index": "class index",
@@ -46,6 +48,7 @@ CAUSE_WORDS = {
     "sigmoid_saturated": "a sigmoid rounded to exactly 0 or 1",
     "zero_times_inf": "a zero target met log(0): 0 * -inf = NaN",
     "cancellation": "rounding lost the accuracy (1 + tiny = 1, logits too large for the dtype)",
+    "clipped": "the framework clipped a probability (or clamped its log), so its loss is capped",
 }
 
 CAUSE_NAMES = {  # the causes of a non-finite naive value, as the closing sentence names them
@@ -148,7 +151,28 @@ def header(source: inputs.Source, settings: engine.Settings) -> RenderableType:
         f"{', '.join(settings.dtypes)}; rtol {settings.rtol:g}, atol {settings.atol:g}, "
         f"ignore_index {settings.ignore_index}",
     )
+    for name, words in framework_lines(settings):
+        grid.add_row(name, words)
     return grid
+
+
+def framework_lines(settings: engine.Settings) -> list[tuple[str, str]]:
+    """Header lines for the framework-view settings that are on (none by default)."""
+    out = []
+    if settings.inputs == "probs":
+        out.append(("inputs", "probabilities (not logits): paths " + and_list(settings.paths)))
+    torch = []
+    if settings.label_smoothing > 0:
+        torch.append(f"label smoothing {settings.label_smoothing:g}")
+    if settings.class_weights is not None:
+        torch.append("class weights " + ", ".join(f"{w:g}" for w in settings.class_weights))
+    if torch:
+        out.append(("pytorch", "cross_entropy with " + and_list(torch)))
+    if settings.batch_size is not None:
+        out.append(
+            ("batches", f"PyTorch's reduction='mean' over batches of {settings.batch_size} rows")
+        )
+    return out
 
 
 def summary_table(report: Report) -> Table:
@@ -163,6 +187,7 @@ def summary_table(report: Report) -> Table:
     table.add_column("dtype")
     for name in ("finite", "NaN", "inf", "mean loss", "worst\nrel. error", "bits\ncorrect"):
         table.add_column(name, justify="right")
+    dtypes = report.settings.dtypes
     for p in report.summary:
         bits = prec.get(p.dtype).bits
         bad = "red" if p.nan or p.inf else ""
@@ -175,7 +200,7 @@ def summary_table(report: Report) -> Table:
             Text(fmt_loss(p.mean), style=bad if math.isnan(p.mean) else ""),
             "-" if p.worst_rel_error is None else f"{p.worst_rel_error:.2g}",
             "-" if p.bits_correct is None else f"{p.bits_correct:.1f}/{bits}",
-            end_section=p.path == "stable" and p.dtype == report.settings.dtypes[-1],
+            end_section=p.path == report.settings.paths[-1] and p.dtype == dtypes[-1],
         )
     return table
 
@@ -183,7 +208,11 @@ def summary_table(report: Report) -> Table:
 def flag_words(flag: str, source: inputs.Source, settings: engine.Settings) -> str:
     """What a flag means, in a few words."""
     if flag == "nonfinite_input":
-        return "NaN or inf in the logits"
+        return f"NaN or inf in the {_input_noun(settings)}"
+    if flag == "invalid_probability":
+        return "not a probability: outside [0, 1], or a row that does not sum to 1: not scored"
+    if flag == "target_prob_zero":
+        return "the target's probability is exactly 0: -log(0) = inf, each framework a constant"
     if flag == "label_out_of_range":
         return f"class label outside 0..{source.n_classes - 1}: not scored"
     if flag == "invalid_label":
@@ -191,8 +220,8 @@ def flag_words(flag: str, source: inputs.Source, settings: engine.Settings) -> s
     if flag == "ignored":
         return f"label is ignore_index ({settings.ignore_index}): skipped"
     head, _, rest = flag.partition(":")
-    if head in ("naive_nan", "naive_inf", "stable_nan", "stable_inf"):
-        path, _, kind = head.partition("_")
+    path, _, kind = head.rpartition("_")
+    if kind in ("nan", "inf") and path in NONFINITE_SEVERITY:
         return f"{path} path gives {'NaN' if kind == 'nan' else 'inf'} in {rest}"
     path, _, dtype = rest.partition("_")
     if head == "diverged":
@@ -240,18 +269,20 @@ def _rows_table(
     source: inputs.Source,
     dtypes: Sequence[str],
     title: str | None,
+    paths: Sequence[str],
 ) -> Table:
     """Rows side by side: a line per path, a column per dtype, and the reference."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("row", no_wrap=True)
     table.add_column("label", overflow="fold")
-    table.add_column("logit" if source.task == "binary" else "max logit", justify="right")
+    value = "p" if paths == fw.PROB_PATHS else "logit"
+    table.add_column(value if source.task == "binary" else f"max {value}", justify="right")
     table.add_column("path")
     for d in dtypes:
         table.add_column(d, justify="right", no_wrap=True)
     table.add_column("reference", justify="right", no_wrap=True)
     for record in records:
-        for i, path in enumerate(PATH_ORDER):
+        for i, path in enumerate(paths):
             first = i == 0
             table.add_row(
                 _row_name(record, source) if first else "",
@@ -283,7 +314,8 @@ def rows_tables(
         bounds = [round(i * len(dtypes) / n_groups) for i in range(n_groups + 1)]
         groups = [dtypes[a:b] for a, b in itertools.pairwise(bounds)]
         tables = [
-            _rows_table(records, source, g, title if j == 0 else None) for j, g in enumerate(groups)
+            _rows_table(records, source, g, title if j == 0 else None, settings.paths)
+            for j, g in enumerate(groups)
         ]
         if all(_fits(t, width) for t in tables):
             break
@@ -298,36 +330,53 @@ def explanations(
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(overflow="fold")
     for record in records:
-        words = [describe_flags(record, source), *explain(record, source, settings)]
-        grid.add_row(f"row {_row_name(record, source)}:", "; ".join(words) + ".")
+        words = [describe_flags(record, source, settings), *explain(record, source, settings)]
+        grid.add_row(f"row {_row_name(record, source)}:", Text("; ".join(words) + "."))
     return grid
 
 
 # ---------------------------------------------------------------- plain words
 
 
-def describe_flags(record: RowRecord, source: inputs.Source) -> str:
+def describe_flags(
+    record: RowRecord, source: inputs.Source, settings: engine.Settings | None = None
+) -> str:
     """The row's flags in short words: "naive NaN in float32 and float64"."""
     parts: list[str] = []
     if "nonfinite_input" in record.flags:
-        parts.append("NaN or inf in the logits")
+        parts.append(f"NaN or inf in the {_input_noun(settings)}")
+    if "invalid_probability" in record.flags:
+        parts.append("not a probability row (values in [0, 1] summing to 1), not scored")
+    if "target_prob_zero" in record.flags:
+        parts.append("the target's probability is exactly 0")
     if "label_out_of_range" in record.flags:
         parts.append(
             f"label {fmt_label(record.label)} is outside 0..{source.n_classes - 1}, not scored"
         )
     if "invalid_label" in record.flags:
         parts.append(_invalid_label_words(source))
-    for path in ("stable", "naive"):
+    paths = _by_severity(settings)
+    for path in paths:
         for kind, word in (("nan", "NaN"), ("inf", "inf")):
             ds = [f.split(":")[1] for f in record.flags if f.startswith(f"{path}_{kind}:")]
             if ds:
                 parts.append(f"{path} {word} in {and_list(ds)}")
     for head, word in (("diverged", "diverged from float64"), ("inaccurate", "inaccurate")):
-        for path in ("stable", "naive"):
+        for path in paths:
             ds = [f.split("_", 1)[1] for f in record.flags if f.startswith(f"{head}:{path}_")]
             if ds:
                 parts.append(f"{path} {word} in {and_list(ds)}")
     return "; ".join(parts)
+
+
+def _by_severity(settings: engine.Settings | None) -> list[str]:
+    """The paths in play, most serious first: stable (or the conventions), then naive."""
+    paths = fv.paths(settings.inputs if settings is not None else "logits")
+    return sorted(paths, key=NONFINITE_SEVERITY.__getitem__)
+
+
+def _input_noun(settings: engine.Settings | None) -> str:
+    return "probabilities" if settings is not None and settings.inputs == "probs" else "logits"
 
 
 def _invalid_label_words(source: inputs.Source) -> str:
@@ -348,6 +397,8 @@ def explain(record: RowRecord, source: inputs.Source, settings: engine.Settings)
     """
     out: list[str] = []
     causes = set(record.causes)
+    if settings.inputs == "probs":
+        return _explain_probs(record, source, settings, causes)
     if "cast_overflow" in causes:
         out += _explain_cast_overflow(record, settings)
     if source.task == "binary":
@@ -358,6 +409,46 @@ def explain(record: RowRecord, source: inputs.Source, settings: engine.Settings)
         out += _explain_softmax(record, source, settings, causes)
     if "cancellation" in causes:
         out += _explain_cancellation(record, source, settings)
+    return out
+
+
+def _explain_probs(
+    record: RowRecord, source: inputs.Source, settings: engine.Settings, causes: set[str]
+) -> list[str]:
+    """Probability input: a target probability of 0 and what each convention reports instead,
+    a probability that rounds to 0 in a narrow dtype, and the clips."""
+    out = []
+    if "target_prob_zero" in record.flags:
+        values = [
+            f"{path} {fmt_loss(record.values[f'{path}_{d}'])}"
+            for path in ("torch", "keras", "sklearn")
+            for d in settings.dtypes[-1:]
+        ]
+        dtype = settings.dtypes[-1]
+        out.append(
+            "the target's probability is exactly 0 in the file, so -log(0) = inf: the true loss "
+            f"is infinite, and the frameworks report ({dtype}) {', '.join(values)}; no "
+            "framework can recover it, export the logits"
+        )
+    elif "prob_underflow" in causes:
+        under = [d for d in settings.dtypes if not math.isfinite(record.values[f"naive_{d}"])]
+        ref = record.values["reference"]
+        if under and math.isfinite(ref) and source.label_form in ("index", "binary"):
+            smallest = and_list([f"{_smallest(d):.3g}" for d in under])
+            out.append(
+                f"the target's probability (about {math.exp(-ref):.3g}) rounds to 0 in "
+                f"{and_list(under)} (smallest positive number {smallest}), so -log(0) = inf"
+            )
+        elif under:
+            out.append(f"a probability the loss needs rounds to 0 in {and_list(under)}")
+    if "zero_times_inf" in causes:
+        out.append("a zero target met log(0): 0 * log(0) = 0 * -inf = NaN")
+    if "clipped" in causes and "target_prob_zero" not in record.flags:
+        out.append(
+            "a framework's clip (see the conventions) moves this row's loss away from -log(p)"
+        )
+    if "cancellation" in causes:
+        out.append("rounding the probability to a narrow dtype lost the accuracy of -log(p)")
     return out
 
 
@@ -570,15 +661,17 @@ def closing_sentence(report: Report) -> str:
     """What was found and what to do, in plain words, in one sentence or a few clauses."""
     src, s, counts = report.source, report.settings, report.counts
     if report.flagged_rows == 0 and report.scored_rows > 0:
-        return (
+        nothing = (
             f"Nothing flagged: every path is finite and agrees with the reference on all "
-            f"{_plural(report.scored_rows, 'scored row')} in {and_list(list(s.dtypes))}."
+            f"{_plural(report.scored_rows, 'scored row')} in {and_list(list(s.dtypes))}"
         )
+        return _sentence([nothing, *batch_clauses(report)])
     clauses = []
     problems = [
         f"{_plural(counts[f], 'row')} {words}"
         for f, words in (
-            ("nonfinite_input", "with NaN or inf logits"),
+            ("nonfinite_input", f"with NaN or inf {_input_noun(s)}"),
+            ("invalid_probability", "that are not probabilities"),
             ("label_out_of_range", f"with a label outside 0..{src.n_classes - 1}"),
             ("invalid_label", "with an invalid label"),
         )
@@ -591,6 +684,8 @@ def closing_sentence(report: Report) -> str:
             "no row was left to compare: every row has an input problem or the label "
             f"ignore_index ({s.ignore_index}); check the data and --ignore-index"
         )
+    if s.inputs == "probs":
+        return _sentence(clauses + probs_clauses(report) + batch_clauses(report))
     naive = _per_dtype(report, ("naive_nan", "naive_inf"))
     stable = _per_dtype(report, ("stable_nan", "stable_inf"))
     if naive:
@@ -627,8 +722,65 @@ def closing_sentence(report: Report) -> str:
             "where the loss is tiny; harmless for training, use float64 if you need those "
             "values"
         )
+    return _sentence(clauses + batch_clauses(report))
+
+
+def _sentence(clauses: list[str]) -> str:
     sentence = "; ".join(clauses)
     return sentence[0].upper() + sentence[1:] + "."
+
+
+def probs_clauses(report: Report) -> list[str]:
+    """The closing clauses of probability input: what each convention does, and the advice."""
+    out = []
+    zero = report.counts.get("target_prob_zero", 0)
+    if zero:
+        torch = (
+            "PyTorch's nll_loss(log(p)) keeps as inf"
+            if report.source.task == "multiclass"
+            else "PyTorch's BCELoss reports as 100"
+        )
+        out.append(
+            f"{_plural(zero, 'row')} {'has' if zero == 1 else 'have'} a target probability of "
+            f"exactly 0, an infinite loss that {torch}, and Keras and scikit-learn as their "
+            "clip constants"
+        )
+    naive = _per_dtype(report, ("naive_nan", "naive_inf"))
+    if naive:
+        out.append(f"-log(p) gives NaN or inf on {_rows_in(naive)}")
+    for path in ("torch", "keras", "sklearn"):
+        bad = _per_dtype(report, (f"{path}_nan", f"{path}_inf"))
+        if bad:
+            out.append(f"the {path} convention gives NaN or inf on {_rows_in(bad)}")
+    clipped = report.cause_counts.get("clipped", 0)
+    if clipped:
+        out.append(f"the frameworks' clips change the loss of {_plural(clipped, 'row')}")
+    if out:
+        out.append(
+            "no stable path exists once the logits are gone: export the logits and use a "
+            "loss that takes them"
+        )
+    elif report.flagged_rows:
+        out.append("only rounding differences between the dtypes")
+    return out
+
+
+def batch_clauses(report: Report) -> list[str]:
+    """The closing clause on PyTorch's batch means, when a batch mean is NaN or inf."""
+    b = report.batches
+    if b is None or not b.nonfinite_batches:
+        return []
+    first = b.issues[0] if b.issues else None
+    where = ""
+    if first is not None:
+        reasons = set(first.reasons.values())
+        why = f": {reasons.pop()}" if len(reasons) == 1 else ""
+        where = f" (the first is batch {first.batch}{why})"
+    batches = "1 batch" if b.batches == 1 else f"{b.batches} batches"
+    return [
+        f"PyTorch's reduction='mean' is NaN or inf in {b.nonfinite_batches} of {batches} of "
+        f"{_plural(b.batch_size, 'row')}{where}"
+    ]
 
 
 def _per_dtype_path(report: Report, head: str) -> list[str]:
@@ -658,6 +810,11 @@ def print_report(
         console.print(header(src, s))
         console.print()
     console.print(summary_table(report))
+    for renderable in framework_notes(report):
+        console.print(renderable)
+    if report.batches is not None:
+        console.print(batch_table(report))
+        console.print(batch_issues(report))
     counts = counts_table(report)
     if counts is not None:
         console.print(counts)
@@ -679,6 +836,86 @@ def print_report(
     failed = report.failed(fail_on)
     if failed:
         console.print(f"--fail-on {','.join(failed)} met: exit code 1")
+
+
+def framework_notes(report: Report) -> list[RenderableType]:
+    """Probability input: the conventions legend and the plain word that no stable path
+    exists; label smoothing of soft targets: PyTorch's rule. Nothing by default."""
+    out: list[RenderableType] = []
+    if report.settings.inputs == "probs":
+        legend = Table(
+            title="Conventions (paths on probabilities)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        legend.add_column("path", no_wrap=True)
+        legend.add_column("rule", overflow="fold")
+        for path, rule in fw.CONVENTIONS.items():
+            legend.add_row(path, Text(rule))
+        out += [legend, Text(fw.NO_STABLE_PATH), Text("")]
+    out += [Text(note) for note in fv.notes(report.source, report.settings)]
+    return out
+
+
+MAX_BATCH_LINES = 10  # batch issues the table lists; the JSON keeps up to 100
+
+
+def batch_table(report: Report) -> Table:
+    """PyTorch's batch means per column: NaN and inf batches, the largest finite mean."""
+    b = report.batches
+    assert b is not None
+    last = b.rows - (b.batches - 1) * b.batch_size if b.batches else 0
+    shorter = f", the last of {_plural(last, 'row')}" if last != b.batch_size else ""
+    batches = "1 batch" if b.batches == 1 else f"{b.batches} batches"
+    table = Table(
+        title=f"PyTorch's reduction='mean' over {batches} of {_plural(b.batch_size, 'row')}"
+        + shorter,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("column", no_wrap=True)
+    for name in ("NaN\nbatches", "inf\nbatches", "largest\nmean", "in\nbatch"):
+        table.add_column(name, justify="right")
+    for column, c in b.columns.items():
+        table.add_row(
+            column,
+            Text(str(c.nan), style="red" if c.nan else ""),
+            Text(str(c.inf), style="red" if c.inf else ""),
+            "-" if c.worst_mean is None else fmt_loss(c.worst_mean),
+            "-" if c.worst_batch is None else str(c.worst_batch),
+        )
+    return table
+
+
+def batch_issues(report: Report) -> RenderableType:
+    """One line per batch whose mean is NaN or inf: where, in which columns, and why."""
+    b = report.batches
+    assert b is not None
+    if not b.nonfinite_batches:
+        return Text("Every batch mean is finite.\n")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(overflow="fold")
+    for issue in b.issues[:MAX_BATCH_LINES]:
+        by_reason: dict[str, list[str]] = {}
+        for column, reason in issue.reasons.items():
+            by_reason.setdefault(reason, []).append(column)
+        last = issue.first_row + issue.rows - 1
+        for i, (reason, columns) in enumerate(by_reason.items()):
+            kinds = and_list(sorted({fmt_loss(issue.means[c]) for c in columns}))
+            where = "every column" if len(columns) == len(issue.means) else and_list(columns)
+            grid.add_row(
+                f"batch {issue.batch} (rows {issue.first_row}-{last}):" if i == 0 else "",
+                Text(f"{kinds} in {where} — {reason}."),
+            )
+    more = b.nonfinite_batches - min(len(b.issues), MAX_BATCH_LINES)
+    lines: list[RenderableType] = [grid]
+    if more > 0:
+        lines.append(Text(f"… and {more} more NaN or inf {'batch' if more == 1 else 'batches'}"))
+    lines.append(Text(""))
+    return Group(*lines)
 
 
 def chunk_records(
