@@ -62,8 +62,9 @@ from cecheck.losses import PathResult
 Array = npt.NDArray
 
 # Below this many logits the numpy path is faster than importing numba and loading the
-# cached kernel (~0.4 s): numpy does ~6 ns per logit for the full set of paths.
-MIN_ELEMENTS = 1 << 25
+# cached kernel (~0.6 s on a 2-core machine): the numpy path costs ~6-10 ns per logit for
+# float32 + float64 and the kernel ~1.5, so the load pays for itself from ~100M logits.
+MIN_ELEMENTS = 1 << 26
 # Bytes of logits per chunk on the fast path: big enough that per-chunk work in numpy
 # (labels, diagnosis, totals) is small next to the kernel, small enough to stay far below
 # the memory budget.
@@ -74,8 +75,8 @@ DTYPES = ("float32", "float64")
 LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _lock = threading.Lock()
+_run_lock = threading.Lock()
 _kernels: dict[str, Any] | None = None
-_load_error: str | None = None
 
 
 def installed() -> bool:
@@ -89,7 +90,11 @@ def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
 
 
 def usable(task: str, label_form: str, dtypes: Sequence[str], n_rows: int, n_classes: int) -> bool:
-    """Whether to take the fast path: covered, numba installed, and the input big enough."""
+    """Whether to take the fast path: covered, numba installed, and the input big enough.
+
+    The environment variable ``CECHECK_NO_NUMBA`` (any non-empty value) turns it off, to
+    compare with, or fall back to, the numpy specification.
+    """
     if os.environ.get("CECHECK_NO_NUMBA"):
         return False
     return (
@@ -144,7 +149,10 @@ def multiclass_index(
     else:
         zbits, limit = z.view(np.int64), int(np.float64(_F32_MAX).view(np.int64))
     tame_key = _order_key(np.array(-300.0, dtype=z.dtype))
-    kernels["multiclass_index"](z, zbits, limit, tame_key, y, loss, bits, _workspace(z.shape[1]))
+    with _run_lock:  # the workspace is shared: one kernel at a time (each uses every core)
+        kernels["multiclass_index"](
+            z, zbits, limit, tame_key, y, loss, bits, _workspace(z.shape[1])
+        )
 
     special = np.flatnonzero(bits & _SPECIAL)
     evidence = {

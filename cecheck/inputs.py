@@ -383,7 +383,9 @@ def _open_csv(path: str, sep: str) -> _Table:
         kw: dict[str, Any] = (
             {"header": 0} if header else {"header": None, "names": list(range(len(columns)))}
         )
-        n_rows = sum(len(c) for c in read(usecols=[0], dtype=str, chunksize=1 << 16, **kw))
+        n_rows = _count_plain_lines(path, header)
+        if n_rows is None:  # quotes, blank lines, bare carriage returns: the parser counts
+            n_rows = sum(len(c) for c in read(usecols=[0], dtype=str, chunksize=1 << 16, **kw))
     first_line = 2 if header else 1
 
     def blocks(rows: int) -> Iterator[_Columns]:
@@ -402,6 +404,38 @@ def _open_csv(path: str, sep: str) -> _Table:
         blocks,
         lambda row, j: f"{path} line {row + first_line}, {columns[j]}",
     )
+
+
+def _count_plain_lines(path: str, header: bool) -> int | None:
+    """The data rows of a plain CSV, by counting line ends (~50x faster than parsing it).
+
+    None when the file is not plain ASCII numbers and commas: a quote (a quoted cell may hold
+    a line end), a line that is empty or starts with whitespace (the parser skips blank
+    lines), a carriage return that does not end a line, or a non-ASCII byte (the parser
+    checks the encoding). Then only the parser can count the rows.
+    """
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            if not block.isascii():
+                return None  # the parser checks the encoding
+            # with the byte before the block (a virtual line end before the file)
+            a = np.frombuffer(last + block, dtype=np.uint8)
+            if block.find(b'"') >= 0:
+                return None
+            ends = np.flatnonzero(a[:-1] == ord("\n"))  # line ends with a byte after them
+            if bool((a[ends + 1] <= ord(" ")).any()):
+                return None  # an empty line, or one starting with whitespace
+            if block.find(b"\r") >= 0:
+                cr = np.flatnonzero(a[:-1] == ord("\r"))
+                if a[-1] == ord("\r") or bool((a[cr + 1] != ord("\n")).any()):
+                    return None  # a carriage return that does not end a line
+            lines += len(ends)
+            last = block[-1:]
+    # The virtual line end before the first byte counts the last line, and a line end as
+    # the file's last byte is not counted (nothing follows it): so lines are counted once.
+    return lines - 1 if header else lines
 
 
 @contextlib.contextmanager
