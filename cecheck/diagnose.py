@@ -38,7 +38,7 @@ the default rtol).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -122,14 +122,19 @@ def bits_correct(value: Array, reference: Array, bits: int) -> Array:
 
 
 def relative_error(value: Array, reference: Array) -> Array:
-    """``|value - reference| / |reference|``: NaN where either is not finite."""
+    """``|value - reference| / |reference|``: NaN where either is not finite.
+
+    A reference of exactly 0 gives 0 for an exact 0 and inf otherwise.
+    """
     value = np.asarray(value, dtype=np.float64)
-    ok = np.isfinite(value) & np.isfinite(reference)
-    diff = np.abs(np.where(ok, value, 0) - np.where(ok, reference, 0))
-    den = np.abs(np.where(ok, reference, 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(den > 0, diff / den, np.where(diff > 0, np.inf, 0.0))
-    return np.where(ok, rel, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the special cases are set below
+        rel = np.abs(value - reference)
+        rel /= np.abs(reference)
+    zero = reference == 0
+    if zero.any():
+        rel[zero] = np.where(value[zero] == 0, 0.0, np.inf)
+    rel[~(np.isfinite(value) & np.isfinite(reference))] = np.nan
+    return rel
 
 
 @dataclass
@@ -142,6 +147,10 @@ class Diagnosis:
     severity: Array  # (n,) int: the most serious flag, NOT_FLAGGED if none
     error: Array  # (n,) float: the largest relative error of a flagged value (inf: non-finite)
     scored: Array  # (n,) bool: rows the paths are judged on (no input problem, not ignored)
+    # "<path>_<dtype>" -> the largest relative error against the reference over the scored
+    # rows whose reference that dtype can represent (0, or at least its smallest normal);
+    # None when there is no such finite value
+    worst_error: dict[str, float | None] = field(default_factory=dict)
 
     def flag_lists(self, rows: Array | None = None) -> list[list[str]]:
         return _names(self.flags if rows is None else self.flags[rows], self.flag_names)
@@ -221,9 +230,14 @@ def diagnose(
     names = flag_names(dtypes, paths, tuple(extra))
     n = reference.shape[0]
     col = {name: i for i, name in enumerate(names)}
-    flags = np.zeros((n, len(names)), dtype=bool)
-    causes = np.zeros((n, len(CAUSES)), dtype=bool)
+    # (n, k) views of column-major storage: each flag's column is contiguous
+    flags = np.zeros((len(names), n), dtype=bool).T
+    causes = np.zeros((len(CAUSES), n), dtype=bool).T
     error = np.zeros(n)
+    worst: dict[str, float | None] = {}
+    with np.errstate(invalid="ignore"):  # NaN compares False: a NaN reference is never normal
+        normal = {d: np.abs(reference) >= p.tiny for d, p in precisions.items()}
+    zero_reference = reference == 0
     flags[:, col["nonfinite_input"]] = nonfinite_input
     for key in ("label_out_of_range", "invalid_label", "ignored"):
         flags[:, col[key]] = label_masks[key]
@@ -246,10 +260,11 @@ def diagnose(
         flags[:, col[f"{path}_nan:{dtype}"]] = nan
         flags[:, col[f"{path}_inf:{dtype}"]] = inf
         rel = relative_error(loss, reference)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = precisions[dtype]
-            representable = np.abs(reference) >= p.tiny
-            inaccurate = scored & finite & representable & (-np.log2(rel) < p.bits / 2)
+        judged = scored & (normal[dtype] | zero_reference)
+        worst[f"{path}_{dtype}"] = _max(rel, judged & np.isfinite(rel))
+        with np.errstate(invalid="ignore"):
+            # fewer than half the bits: -log2(rel) < bits / 2
+            inaccurate = scored & normal[dtype] & (rel > 2.0 ** (-precisions[dtype].bits / 2))
         flags[:, col[f"inaccurate:{path}_{dtype}"]] = inaccurate
         flagged |= inaccurate
         if dtype != "float64" and (path, "float64") in results:
@@ -259,6 +274,8 @@ def diagnose(
                 diverged = both & (np.abs(loss - l64) > atol + rtol * np.abs(l64))
             flags[:, col[f"diverged:{path}_{dtype}"]] = diverged
             flagged |= diverged
+        if not flagged.any():
+            continue
         error = np.fmax(error, np.where(flagged, np.where(finite, rel, np.inf), 0))
 
         seen = np.zeros(n, dtype=bool)
@@ -276,7 +293,17 @@ def diagnose(
                 seen |= hit
         causes[:, CAUSES.index("cancellation")] |= inaccurate & ~seen
 
-    sev = np.array([severity_of(f) for f in names])
-    severity = np.where(flags, sev, NOT_FLAGGED).min(axis=1) if n else np.zeros(0, dtype=int)
+    severity = np.full(n, NOT_FLAGGED)
+    for j, name in enumerate(names):
+        column = flags[:, j]
+        if column.any():
+            np.minimum(severity, np.where(column, severity_of(name), NOT_FLAGGED), out=severity)
     error = np.where(np.isnan(error), np.inf, error)  # nan_to_num would also clip inf
-    return Diagnosis(names, flags, causes, severity, error, scored)
+    return Diagnosis(names, flags, causes, severity, error, scored, worst)
+
+
+def _max(values: Array, where: Array) -> float | None:
+    """The largest of ``values[where]``, None when ``where`` selects nothing."""
+    if not where.any():
+        return None
+    return float(np.max(values, where=where, initial=-np.inf))

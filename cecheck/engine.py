@@ -24,7 +24,6 @@ from cecheck.diagnose import (
     cast_overflow_rows,
     diagnose,
     label_problems,
-    relative_error,
 )
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
 from cecheck.losses import PathResult
@@ -161,9 +160,10 @@ def _cast_overflow(logits: Array, precisions: Iterable[prec.Precision]) -> dict[
 
 def _mask(loss: Array, masks: dict[str, Array]) -> Array:
     """float64 losses with ignored rows at 0 (as PyTorch) and out-of-range rows at NaN."""
-    out = np.asarray(loss, dtype=np.float64)
-    out = np.where(masks["ignored"], 0.0, out)
-    return np.where(masks["label_out_of_range"], np.nan, out)
+    out = np.array(loss, dtype=np.float64)
+    out[masks["ignored"]] = 0.0
+    out[masks["label_out_of_range"]] = np.nan
+    return out
 
 
 def chunk_rows(n_classes: int) -> int:
@@ -280,23 +280,18 @@ class _ColumnTotals:
     total: float = 0.0  # sum of the finite losses
     worst: float | None = None  # largest relative error against the reference
 
-    def add(self, values: Array, reference: Array, p: prec.Precision | None) -> None:
-        """Count ``values``; with a dtype ``p``, track the worst relative error on the rows
-        whose reference that dtype can represent (0, or at least its smallest normal)."""
+    def add(self, values: Array, worst: float | None) -> None:
+        """Count the scored ``values`` of a chunk; ``worst`` is its largest relative error."""
         finite = np.isfinite(values)
+        n_finite = int(finite.sum())
+        n_nan = int(np.isnan(values).sum())
         self.rows += values.size
-        self.finite += int(finite.sum())
-        self.nan += int(np.isnan(values).sum())
-        self.inf += int(np.isinf(values).sum())
-        self.total += float(values[finite].sum())
-        if p is None:
-            return
-        with np.errstate(invalid="ignore"):
-            representable = (reference == 0) | (np.abs(reference) >= p.tiny)
-        rel = relative_error(values[representable], reference[representable])
-        rel = rel[np.isfinite(rel)]
-        if rel.size:
-            self.worst = max(self.worst or 0.0, float(rel.max()))
+        self.finite += n_finite
+        self.nan += n_nan
+        self.inf += values.size - n_finite - n_nan
+        self.total += float(values.sum(where=finite))
+        if worst is not None:
+            self.worst = max(self.worst or 0.0, worst)
 
 
 @dataclass
@@ -314,16 +309,13 @@ class _Totals:
     top: list[RowRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # per column: rows, finite, nan, inf, sum of finite losses, worst relative error
         self.n = {c: _ColumnTotals() for c in self.s.columns}
 
     def add(self, chunk: ChunkResult, source: inputs.Source) -> None:
         diag = chunk.diagnosis
         scored = diag.scored
-        ref = chunk.values["reference"]
         for c in self.s.columns:
-            dtype = None if c == "reference" else prec.get(c.partition("_")[2])
-            self.n[c].add(chunk.values[c][scored], ref[scored], dtype)
+            self.n[c].add(chunk.values[c][scored], diag.worst_error.get(c))
         self.rows += chunk.labels.shape[0]
         self.scored += int(scored.sum())
         counts = diag.flags.sum(axis=0)
