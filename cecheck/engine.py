@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from cecheck import fast, inputs, losses
 from cecheck import framework_view as fv
@@ -28,6 +28,9 @@ from cecheck.diagnose import (
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
 from cecheck.losses import PathResult
 from cecheck.report import PathSummary, Report, RowRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Array = npt.NDArray
 
@@ -233,6 +236,8 @@ def chunk_frame(chunk: ChunkResult, source: inputs.Source, s: Settings) -> pd.Da
 
     ``batch`` (the row's batch number, ``row // batch_size``) only with a batch size.
     """
+    import pandas as pd  # only here: a run that makes no frame does not pay for the import
+
     n = chunk.labels.shape[0]
     rows = np.arange(chunk.start, chunk.start + n)
     data: dict[str, object] = {"row": rows}

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-import pandas as pd
-
 from cecheck import __version__
 from cecheck import frameworks as fw
 from cecheck.diagnose import NOT_FLAGGED, SEVERITY_NAMES, severity_of
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cecheck.engine import Settings
     from cecheck.frameworks import BatchSummary
     from cecheck.inputs import Source
@@ -88,6 +88,8 @@ class Report:
     def to_frame(self) -> pd.DataFrame:
         """Every row's results in one DataFrame (columns ``row``, [``index``], ``label``,
         ``<path>_<dtype>``..., ``reference``, ``flags``, ``causes``)."""
+        import pandas as pd
+
         return pd.concat(list(self.frames()), ignore_index=True)
 
     def failed(self, fail_on: Iterable[str]) -> list[str]:
