@@ -442,6 +442,11 @@ def compare(
             "--all applies to the table (CSV always has every row); JSON keeps the --top "
             "worst flagged rows"
         )
+    if "diverged" in fail_on and "float64" not in dtypes:
+        raise click.UsageError(
+            "--fail-on diverged needs float64 in --dtypes: divergence is judged against "
+            "the same path in float64"
+        )
     settings = make_settings(dtypes, ignore_index, rtol, atol, top)
     source = open_source(
         logits,

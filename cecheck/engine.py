@@ -7,7 +7,7 @@ results are available as a stream of DataFrames, one per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -44,12 +44,6 @@ _PATHS: dict[str, tuple[Callable[..., PathResult], Callable[..., PathResult], Ca
     "binary": (losses.naive_binary, losses.stable_binary, losses.reference_binary),
     "multilabel": (losses.naive_multilabel, losses.stable_multilabel, losses.reference_multilabel),
 }
-
-
-def _kind(task: str, label_form: str) -> str:
-    if task == "multiclass":
-        return "index" if label_form == "index" else "soft"
-    return task
 
 
 @dataclass(frozen=True)
@@ -129,7 +123,7 @@ def evaluate(
     if fv.changes_losses(s):
         values, diag = fv.evaluate(logits, labels, task, label_form, n_classes, s)
         return ChunkResult(start, logits, labels, values, diag)
-    naive, stable, reference = _PATHS[_kind(task, label_form)]
+    naive, stable, reference = _PATHS[losses.family(task, label_form)]
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
     if label_form == "index":
         usable = ~(masks["ignored"] | masks["label_out_of_range"])
@@ -151,14 +145,9 @@ def evaluate(
     values = {f"{path}_{d}": _mask(r.loss, masks) for (path, d), r in results.items()}
     values["reference"] = _mask(ref, masks)
     precisions = {d: prec.get(d) for d in s.dtypes}
-    overflow = _cast_overflow(logits, precisions.values())
+    overflow = cast_overflow_rows(logits, precisions.values())
     diag = diagnose(nonfinite, masks, results, ref, precisions, s.rtol, s.atol, overflow)
     return ChunkResult(start, logits, labels, values, diag)
-
-
-def _cast_overflow(logits: Array, precisions: Iterable[prec.Precision]) -> dict[str, Array]:
-    """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf."""
-    return cast_overflow_rows(logits, precisions)
 
 
 def _mask(loss: Array, masks: dict[str, Array]) -> Array:

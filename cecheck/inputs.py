@@ -3,7 +3,8 @@
 Readers turn what training code dumped (``.npy``, ``.npz``, ``.csv``/``.tsv``, ``.parquet``;
 one file holding both, or two files) into a :class:`Source`: shapes, the inferred task and
 label form, warnings, and an iterator over row chunks. Memory stays bounded by the chunk
-size: ``.npy`` is memory-mapped, CSV is read with pandas ``chunksize``, Parquet by batches.
+size: ``.npy`` is memory-mapped, CSV is read in pieces (by pyarrow when installed, else
+pandas ``chunksize``), Parquet by batches.
 Inference looks only at the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises
 from the chunk iterator.
 
@@ -383,16 +384,33 @@ def _open_csv(path: str, sep: str) -> _Table:
         kw: dict[str, Any] = (
             {"header": 0} if header else {"header": None, "names": list(range(len(columns)))}
         )
-        n_rows = _count_plain_lines(path, header)
+        counted = _count_plain_lines(path, header)
+        n_rows = counted
         if n_rows is None:  # quotes, blank lines, bare carriage returns: the parser counts
             n_rows = sum(len(c) for c in read(usecols=[0], dtype=str, chunksize=1 << 16, **kw))
     first_line = 2 if header else 1
+    row_bytes = os.path.getsize(path) / max(1, n_rows)
 
     def blocks(rows: int) -> Iterator[_Columns]:
-        line = first_line
+        done = 0  # rows already delivered by pyarrow
+        if counted is not None:  # a plain file: pyarrow reads it as pandas would, only faster
+            block_bytes = int(min(max(rows * row_bytes, 1 << 16), 1 << 24))
+            for cols in _arrow_csv_blocks(path, sep, header, len(columns), block_bytes):
+                if cols is None:  # pyarrow cannot vouch for the rest: pandas reads it
+                    break
+                yield cols
+                done += len(cols[0])
+            else:
+                return
+        line = first_line + done
         # read() runs inside _csv_errors: the items of a with statement are entered in order
         with _csv_errors(path), read(chunksize=rows, **kw) as reader:
             while (frame := _next_frame(reader)) is not None:
+                if done:  # skip the rows pyarrow delivered
+                    skip = min(done, len(frame))
+                    frame, done = frame.iloc[skip:], done - skip
+                    if not len(frame):
+                        continue
                 yield _csv_columns(frame, path, columns, line)
                 line += len(frame)
 
@@ -414,6 +432,45 @@ def _count_plain_lines(path: str, header: bool) -> int | None:
     lines), a carriage return that does not end a line, or a non-ASCII byte (the parser
     checks the encoding). Then only the parser can count the rows.
     """
+    lines = _count_lf_lines(path)
+    if lines is None:  # spaces, tabs or CRLF line ends: the slower, more general count
+        lines = _count_lines_in_detail(path)
+    if lines is None:
+        return None
+    return lines - 1 if header else lines
+
+
+def _count_lf_lines(path: str) -> int | None:
+    """The lines of a file of printable ASCII and LF line ends only, else None.
+
+    The common case, counted in 1 MB windows that stay in the CPU cache (~3x faster than
+    :func:`_count_lines_in_detail`): every byte at or below a space must be a line end,
+    and no line end may follow another (an empty line), nor start the file.
+    """
+    window = 1 << 20
+    buf = bytearray(window)
+    is_end = np.empty(window, dtype=bool)
+    pairs = np.empty(window, dtype=bool)
+    lines, ended = 0, True  # a virtual line end before the first byte
+    with open(path, "rb") as f:
+        while n := f.readinto(buf):
+            text = buf if n == window else buf[:n]
+            if not text.isascii() or text.find(b'"') >= 0:
+                return None
+            a = np.frombuffer(buf, dtype=np.uint8, count=n)
+            ends = is_end[:n]
+            np.equal(a, ord("\n"), out=ends)
+            count = int(np.count_nonzero(ends))
+            if np.count_nonzero(a <= ord(" ")) != count or (ended and ends[0]):
+                return None  # whitespace or a control byte, or an empty first line
+            if n > 1 and np.logical_and(ends[1:], ends[:-1], out=pairs[: n - 1]).any():
+                return None  # an empty line
+            lines, ended = lines + count, bool(ends[-1])
+    return lines if ended else lines + 1  # a last line without a line end counts too
+
+
+def _count_lines_in_detail(path: str) -> int | None:
+    """The lines of a plain file (as :func:`_count_plain_lines` describes), else None."""
     lines = 0
     last = b"\n"
     with open(path, "rb") as f:
@@ -435,7 +492,73 @@ def _count_plain_lines(path: str, header: bool) -> int | None:
             last = block[-1:]
     # The virtual line end before the first byte counts the last line, and a line end as
     # the file's last byte is not counted (nothing follows it): so lines are counted once.
-    return lines - 1 if header else lines
+    return lines
+
+
+# The cells pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES): pyarrow is
+# given the same list, so the same cells become NaN.
+_PANDAS_NA = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+              "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
+              "null")  # fmt: skip
+
+
+def _arrow_csv_blocks(
+    path: str, sep: str, header: bool, n_columns: int, block_bytes: int
+) -> Iterator[_Columns | None]:
+    """Blocks of a plain CSV parsed by pyarrow, as float64 columns.
+
+    Only for files :func:`_count_plain_lines` counted: ASCII, no quotes, no empty lines, so
+    every line end ends a row and the file can be cut into pieces of about ``block_bytes``
+    at line ends; pyarrow parses each piece on all cores (its streaming reader uses one),
+    and memory stays bounded by the piece. There pyarrow's float parser gives pandas'
+    values bit for bit (both round correctly), and the same cells are missing. Whatever
+    pyarrow rejects (a non-number, a ragged row, True/False) or reads differently (NaN spelt
+    "NAN" or "+nan", which pandas refuses) ends the stream with a None: the caller reads the
+    rest with pandas, which gives its values or its error naming the line. A lone None when
+    pyarrow is not installed.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pcsv
+    except ImportError:
+        yield None
+        return
+    names = [str(i) for i in range(n_columns)]
+    options = {
+        "read_options": pcsv.ReadOptions(column_names=names),
+        "parse_options": pcsv.ParseOptions(delimiter=sep),
+        "convert_options": pcsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.float64()),
+            null_values=list(_PANDAS_NA),
+            strings_can_be_null=True,
+        ),
+    }
+    with open(path, "rb") as f:
+        if header:
+            f.readline()
+        rest = b""
+        while block := rest + (more := f.read(block_bytes)):
+            cut = block.rfind(b"\n") + 1 if more else len(block)  # the last line may lack one
+            rest = block[cut:]
+            if not cut:  # a line longer than block_bytes: read on
+                continue
+            try:
+                table = pcsv.read_csv(pa.BufferReader(memoryview(block)[:cut]), **options)
+            except (pa.ArrowException, ValueError):
+                yield None
+                return
+            cols = []
+            for values in table.columns:
+                x = values.to_numpy()  # one piece, so one chunk; a missing cell becomes NaN
+                with np.errstate(all="ignore"):  # a sum that overflows is not NaN: fine
+                    maybe_nan = bool(np.isnan(np.sum(x)))
+                # a NaN that is not a missing cell: a spelling pandas refuses, such as "NAN"
+                if maybe_nan and pc.any(pc.is_nan(values)).as_py():
+                    yield None
+                    return
+                cols.append(x)
+            yield cols
 
 
 @contextlib.contextmanager
@@ -716,7 +839,9 @@ def _logits_out(dtype: np.dtype) -> np.dtype:
 def _to_index(y: np.ndarray, start: int, where: Callable[[int], str]) -> np.ndarray:
     """Class-index labels as int64; NaN and fractional values are file-level errors."""
     if y.dtype.kind in "biu":
-        return np.minimum(y, 2**62).astype(np.int64) if y.dtype.kind == "u" else y.astype(np.int64)
+        if y.dtype == np.uint64:  # only uint64 holds values beyond int64
+            return np.minimum(y, 2**62).astype(np.int64)
+        return y.astype(np.int64)
     y = y.astype(np.float64)
     bad = ~np.isfinite(y) | (y != np.floor(y))
     if bad.any():
@@ -749,6 +874,26 @@ def _converter(
         return x, y.reshape(n) if form == "binary" else y.reshape(n, shape.n_classes)
 
     return convert
+
+
+def _multihot_warning(name: str, task: str, form: str, labels: np.ndarray) -> str | None:
+    """A sentence when 0/1 labels were read as multi-hot though nearly every row is one-hot.
+
+    Inference follows the rule (a row with no 1 or several 1s makes the labels multi-hot),
+    but a one-hot file with a few broken rows is more likely than a multilabel file whose
+    rows nearly all hold exactly one class: say so, and how to choose.
+    """
+    if task != "auto" or form != "multihot" or labels.ndim != 2:
+        return None
+    one_class = float(np.mean(labels.sum(axis=1) == 1))
+    if one_class < 0.9:
+        return None
+    return (
+        f"{name}: {one_class:.0%} of the label rows hold exactly one 1, so these may be "
+        "one-hot labels with a few bad rows, yet the others made cecheck read them as "
+        "multi-hot (task multilabel); pass --task multiclass to treat them as one-hot, and the "
+        "bad rows are flagged invalid_label"
+    )
 
 
 def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None:
@@ -796,7 +941,10 @@ def _finish(
     shape = _Shape(task_, shape.lead, shape.n_classes, shape.per_row)
     convert = _converter(shape, form, lg, lb)
     first_logits, _ = convert(head_logits, head_labels, 0)  # errors in the head surface now
-    warning = _probability_warning(lg.name, task_, first_logits)
+    found = (
+        _probability_warning(lg.name, task_, first_logits),
+        _multihot_warning(lb.name, task, form, head_labels),
+    )
 
     def read(rows: int) -> Pairs:
         start = 0
@@ -816,6 +964,6 @@ def _finish(
         task=task_,
         label_form=form,
         logits_dtype=lg.dtype.name,
-        warnings=(warning,) if warning else (),
+        warnings=tuple(w for w in found if w),
         _read=read,
     )

@@ -54,7 +54,15 @@ class PathResult:
     zero_times_inf: Array | None = None  # a zero label multiplied log(0) = -inf
 
 
-def _negate(x: Array) -> Array:
+def family(task: str, label_form: str) -> str:
+    """The family of functions here for a task and label form: index, soft, binary or
+    multilabel."""
+    if task == "multiclass":
+        return "index" if label_form == "index" else "soft"
+    return task
+
+
+def negate(x: Array) -> Array:
     """``-x`` with +0 for a zero, so that a certain row's loss prints as 0, not -0."""
     return 0 - x
 
@@ -73,7 +81,7 @@ def naive_multiclass(z: Array, y: Array, p: Precision) -> PathResult:
         e = r(np.exp(p.cast(z)))
         s = r(e.sum(axis=1))
         prob = r(e[_rows(len(y)), y] / s)
-        loss = _negate(r(np.log(prob)))
+        loss = negate(r(np.log(prob)))
     return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=prob == 0)
 
 
@@ -98,7 +106,7 @@ def naive_soft(z: Array, t: Array, p: Precision) -> PathResult:
         e = r(np.exp(p.cast(z)))
         prob = r(e / r(e.sum(axis=1, keepdims=True)))
         logp = r(np.log(prob))
-        loss = _negate(r(r(tc * logp).sum(axis=1)))
+        loss = negate(r(r(tc * logp).sum(axis=1)))
     return PathResult(
         loss,
         exp_overflow=np.isinf(e).any(axis=1),
@@ -114,7 +122,7 @@ def stable_soft(z: Array, t: Array, p: Precision) -> PathResult:
         zc, tc = p.cast(z), p.cast(t)
         d = r(zc - zc.max(axis=1, keepdims=True))
         lse = r(np.log(r(r(np.exp(d)).sum(axis=1, keepdims=True))))
-        loss = _negate(r(r(tc * r(d - lse)).sum(axis=1)))
+        loss = negate(r(r(tc * r(d - lse)).sum(axis=1)))
     return PathResult(loss)
 
 
@@ -165,7 +173,7 @@ def _naive_sigmoid_bce(z: Array, t: Array, p: Precision) -> tuple[Array, dict[st
         log_p = r(np.log(prob))
         log_q = r(np.log(r(1 - prob)))
         one_minus_t = r(1 - tc)
-        loss = _negate(r(r(tc * log_p) + r(one_minus_t * log_q)))
+        loss = negate(r(r(tc * log_p) + r(one_minus_t * log_q)))
     evidence = {
         "exp_overflow": np.isinf(en),
         "sigmoid_saturated": (prob == 0) | (prob == 1),

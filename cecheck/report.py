@@ -175,8 +175,8 @@ class Report:
 
     def write_json(self, out: TextIO, fail_on: Iterable[str] = ()) -> None:
         """Strict JSON (no NaN or Infinity tokens), floats at full precision."""
-        json.dump(self.to_dict(fail_on), out, indent=2, allow_nan=False)
-        out.write("\n")
+        # the whole text first, so that a failure cannot leave half a document behind
+        out.write(json.dumps(self.to_dict(fail_on), indent=2, allow_nan=False) + "\n")
 
 
 def condition_of(flag: str) -> str | None:

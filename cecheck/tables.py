@@ -671,7 +671,7 @@ def closing_sentence(report: Report) -> str:
         f"{_plural(counts[f], 'row')} {words}"
         for f, words in (
             ("nonfinite_input", f"with NaN or inf {_input_noun(s)}"),
-            ("invalid_probability", "that are not probabilities"),
+            ("invalid_probability", "holding values that are not probabilities"),
             ("label_out_of_range", f"with a label outside 0..{src.n_classes - 1}"),
             ("invalid_label", "with an invalid label"),
         )

@@ -191,7 +191,7 @@ def trace(
     if unknown or not wanted:
         raise ValueError(f"paths must be among {', '.join(PATHS)}, got {list(paths)}")
     z, y, task, label_form = _row(logits_row, label, task, label_form)
-    kind = _kind(task, label_form)
+    kind = losses.family(task, label_form)
     n_classes = 1 if kind == "binary" else z.shape[1]
     if kind == "index" and not 0 <= int(y[0]) < n_classes:
         raise ValueError(
@@ -260,6 +260,10 @@ class RowPick:
     origin: str | None = None
 
 
+def _plural_axes(n: int) -> str:
+    return "1 axis" if n == 1 else f"{n} axes"
+
+
 def parse_row(text: str, lead_shape: tuple[int, ...]) -> RowPick:
     """``--row`` as a flat row number (``"17"``) or an index tuple (``"3,17"``).
 
@@ -285,7 +289,7 @@ def parse_row(text: str, lead_shape: tuple[int, ...]) -> RowPick:
     if len(numbers) != len(lead_shape):
         raise ValueError(
             f"row index {text} has {len(numbers)} numbers but the rows have "
-            f"{len(lead_shape)} axes (shape {_shape(lead_shape)}): give {len(lead_shape)} "
+            f"{_plural_axes(len(lead_shape))} (shape {_shape(lead_shape)}): give {len(lead_shape)} "
             "numbers, or one flat row number"
         )
     for i, (n, size) in enumerate(zip(numbers, lead_shape, strict=True)):
@@ -355,13 +359,6 @@ def _dtypes(dtypes: Sequence[str]) -> tuple[str, ...]:
     return tuple(d for d in prec.DTYPES if d in set(dtypes))
 
 
-def _kind(task: str, label_form: str) -> str:
-    """The losses.py family of a task and label form: index, soft, binary or multilabel."""
-    if task == "multiclass":
-        return "index" if label_form == "index" else "soft"
-    return task
-
-
 def _row(
     logits_row: Any, label: Any, task: str, label_form: str | None
 ) -> tuple[Array, Array, str, str]:
@@ -375,7 +372,7 @@ def _row(
         return z, y, task, label_form
     if task not in inputs.TASKS or label_form not in inputs.LABEL_FORMS:
         raise ValueError(f"unknown task {task!r} or label form {label_form!r}")
-    if _kind(task, label_form) == "binary":
+    if losses.family(task, label_form) == "binary":
         return z.reshape(1), y.astype(np.float64).reshape(1), task, label_form
     z = z.reshape(1, -1)
     if label_form == "index":
@@ -492,7 +489,7 @@ def _naive_index(z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
         s = r(e.sum(axis=1))
         prob = r(e[:, y[0]] / s)
         logp = r(np.log(prob))
-        loss = -logp
+        loss = losses.negate(logp)
     return [
         _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
         _Raw("exp", "exp(z)", e, lambda: _exp_bad(zc, e, p)),
@@ -537,7 +534,7 @@ def _naive_soft(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
         logp = r(np.log(prob))
         tl = r(tc * logp)
         total = r(tl.sum(axis=1))
-        loss = -total
+        loss = losses.negate(total)
     return [
         _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
         _Raw("exp", "exp(z)", e, lambda: _exp_bad(zc, e, p)),
@@ -563,7 +560,7 @@ def _stable_soft(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
         ls = r(d - lse)
         tl = r(tc * ls)
         total = r(tl.sum(axis=1))
-        loss = -total
+        loss = losses.negate(total)
     return [
         _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
         _Raw("max", "max(z)", m[:, 0]),
@@ -591,7 +588,7 @@ def _naive_sigmoid(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
         a = r(tc * log_p)
         b = r(r(1 - tc) * log_q)
         total = r(a + b)
-        loss = -total
+        loss = losses.negate(total)
     steps = [
         _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
         _Raw(

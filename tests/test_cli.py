@@ -377,6 +377,14 @@ def test_bad_fail_on_is_a_usage_error() -> None:
     assert "sometimes" in result.stderr
 
 
+def test_fail_on_diverged_without_float64_is_a_usage_error() -> None:
+    """Divergence is judged against float64: without it the condition could never fire."""
+    result = run(*TF, "--dtypes", "float32", "--fail-on", "diverged")
+    assert result.exit_code == 2
+    assert "--fail-on diverged needs float64" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
     """Each kind of bad file, as the arguments of ``cecheck compare``."""
     good_labels = str(DATA / "tf_example_labels.npy")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ml_dtypes
@@ -234,6 +234,25 @@ def test_task_override_turns_onehot_labels_into_multihot() -> None:
     assert (source.task, source.label_form) == ("multilabel", "multihot")
     source = from_arrays(LOGITS, (SOFT > 0.2).astype(float), task="multiclass")
     assert (source.task, source.label_form) == ("multiclass", "soft")
+
+
+def test_nearly_onehot_labels_read_as_multihot_carry_a_warning() -> None:
+    """One all-zero row makes 0/1 labels multi-hot by the rule; the person is told why."""
+    labels = np.eye(C)[np.arange(40) % C]
+    labels[7] = 0
+    source = from_arrays(np.zeros((40, C)), labels)
+    assert (source.task, source.label_form) == ("multilabel", "multihot")
+    assert any("--task multiclass" in w for w in source.warnings)
+    assert not from_arrays(np.zeros((40, C)), np.eye(C)[np.arange(40) % C]).warnings
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int8])
+def test_narrow_integer_labels_are_class_indices(dtype: type[np.integer]) -> None:
+    source = from_arrays(LOGITS, LABELS.astype(dtype))
+    assert source.label_form == "index"
+    labels = np.concatenate([y for _, y in source.chunks(4)])
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, LABELS)
 
 
 @pytest.mark.parametrize(
@@ -487,7 +506,11 @@ def test_parquet_without_pyarrow_says_how_to_install(
 
 @pytest.mark.parametrize(
     ("bad_line", "match"),
-    [("3,4,2.5", "is 2.5, not a whole class number"), ("3,x,1", "'x' is not a number")],
+    [
+        ("3,4,2.5", "is 2.5, not a whole class number"),
+        ("3,x,1", "'x' is not a number"),
+        ("3,NAN,1", "'NAN' is not a number"),  # pyarrow reads it as NaN: pandas takes over
+    ],
 )
 def test_a_problem_past_the_first_chunk_raises_from_the_iterator(
     tmp_path: Path, bad_line: str, match: str
@@ -577,3 +600,112 @@ def test_random_csv_text_gives_a_result_or_an_input_error(
     read_fully(d / "x.csv")
     read_fully(d / "x.csv", d / "labels.csv")
     read_fully(d / "labels.csv", d / "x.csv")
+
+
+# ---------------------------------------------------------------- CSV: pyarrow reads as pandas
+
+
+def without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read CSV files with pandas alone, as when pyarrow is not installed.
+
+    (Hiding pyarrow itself would also break pandas, whose text columns use it.)
+    """
+
+    def no_blocks(*_args: object) -> Iterator[None]:
+        yield None
+
+    monkeypatch.setattr(cecheck.inputs, "_arrow_csv_blocks", no_blocks)
+
+
+def read_csv_both_ways(path: Path) -> list[tuple[np.ndarray, np.ndarray] | str]:
+    """(logits, labels) or the InputError message, with pyarrow and then with pandas alone."""
+    results: list[tuple[np.ndarray, np.ndarray] | str] = []
+    for use_pyarrow in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not use_pyarrow:
+                without_pyarrow(mp)
+            try:
+                results.append(collect(open_inputs(path, label_column=-1), rows=3))
+            except InputError as e:
+                results.append(str(e))
+    return results
+
+
+def test_pandas_missing_values_are_pyarrows_missing_values() -> None:
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    assert set(cecheck.inputs._PANDAS_NA) == set(STR_NA_VALUES)
+
+
+FLOATS = st.floats(allow_nan=False, width=64)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.tuples(FLOATS, FLOATS), min_size=1, max_size=40),
+    style=st.sampled_from([repr, "%.17g".__mod__]),
+)
+def test_csv_floats_parse_bit_for_bit_as_python_does(
+    tmp_path_factory: pytest.TempPathFactory,
+    values: list[tuple[float, float]],
+    style: Callable[[float], str],
+) -> None:
+    # Python's float() rounds correctly; repr and %.17g round-trip, so the bits must survive.
+    path = tmp_path_factory.mktemp("floats") / "f.csv"
+    path.write_text("a,b,label\n" + "".join(f"{style(a)},{style(b)},0\n" for a, b in values))
+    expected = np.array([[float(style(a)), float(style(b))] for a, b in values])
+    with_arrow, pandas_alone = read_csv_both_ways(path)
+    assert not isinstance(with_arrow, str)
+    assert not isinstance(pandas_alone, str)
+    assert with_arrow[0].dtype == pandas_alone[0].dtype == np.float64
+    np.testing.assert_array_equal(with_arrow[0].view(np.int64), expected.view(np.int64))
+    # pandas alone: the same bits, but "-0" (%.17g of -0.0) in a column of integers is +0.0
+    np.testing.assert_array_equal(pandas_alone[0], expected)
+
+
+PLAIN_CELL = st.one_of(
+    st.floats(allow_nan=False).map(repr),
+    st.integers(-(2**70), 2**70).map(str),
+    st.text(alphabet="0123456789.+-eEinfaINFA ", max_size=6),
+    st.sampled_from(["nan", "NaN", "NAN", "+nan", "NA", "None", "", "inf", "-Infinity", "True"]),
+)
+
+
+@FUZZ
+@given(
+    rows=st.lists(st.lists(PLAIN_CELL, min_size=2, max_size=4), min_size=1, max_size=8),
+    sep=st.sampled_from([",", "\t"]),
+)
+def test_pyarrow_and_pandas_give_the_same_values_or_the_same_error(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]], sep: str
+) -> None:
+    path = tmp_path_factory.mktemp("plain") / ("x.csv" if sep == "," else "x.tsv")
+    path.write_text("".join(sep.join(row) + "\n" for row in rows))
+    with_arrow, pandas_alone = read_csv_both_ways(path)
+    if isinstance(pandas_alone, str) or isinstance(with_arrow, str):
+        assert with_arrow == pandas_alone
+        return
+    # Equal values; pandas reads "-0" in a column of integers as +0.0, pyarrow as -0.0.
+    np.testing.assert_array_equal(with_arrow[0], pandas_alone[0])
+    np.testing.assert_array_equal(with_arrow[1], pandas_alone[1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b,label\n1,2,0\n3,4,1\n",  # plain, with a last line end
+        "a,b,label\n1,2,0\n3,4,1",  # no last line end
+        "1,2,0\r\n3,4,1\r\n",  # CRLF, no header
+        "a,b,label\n1, 2,0\n3,4 ,1\n",  # spaces inside lines
+        "a,b,label\n1,2,0\n\n3,4,1\n",  # an empty line: pandas skips it
+        'a,b,label\n"1",2,0\n3,4,1\n',  # quotes
+    ],
+)
+def test_line_counts_match_the_parser(tmp_path: Path, text: str) -> None:
+    (tmp_path / "x.csv").write_text(text)
+    counted = cecheck.inputs._count_plain_lines(str(tmp_path / "x.csv"), text[0] == "a")
+    parsed = len(pd.read_csv(tmp_path / "x.csv", header=0 if text[0] == "a" else None))
+    assert counted in (None, parsed)
+    source = open_inputs(tmp_path / "x.csv", label_column=-1)
+    assert source.n_rows == 2
+    np.testing.assert_array_equal(collect(source)[0], [[1.0, 2.0], [3.0, 4.0]])
