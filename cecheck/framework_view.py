@@ -28,6 +28,7 @@ from cecheck import frameworks as fw
 from cecheck import losses
 from cecheck import precision as prec
 from cecheck.diagnose import Diagnosis, cast_overflow_rows, diagnose, label_problems
+from cecheck.inputs import LOOKS_LIKE_PROBABILITIES
 from cecheck.losses import PathResult
 from cecheck.report import PATH_ORDER
 
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
 Array = npt.NDArray
 
 INPUT_KINDS = ("logits", "probs")
-
-# How the warning of cecheck.inputs about logits that look like probabilities reads: with
-# inputs="probs" that is what the user said, so the warning is dropped.
-_LOOKS_LIKE_PROBABILITIES = "probabilities, not logits"
 
 
 def active(s: Settings) -> bool:
@@ -96,7 +93,8 @@ def prepare(source: Source, s: Settings) -> Source:
         )
     if s.inputs != "probs":
         return source
-    kept = tuple(w for w in source.warnings if _LOOKS_LIKE_PROBABILITIES not in w)
+    # with inputs="probs" the values are what the user said they are: no warning
+    kept = tuple(w for w in source.warnings if LOOKS_LIKE_PROBABILITIES not in w)
     return dataclasses.replace(source, warnings=kept)
 
 

@@ -896,6 +896,10 @@ def _multihot_warning(name: str, task: str, form: str, labels: np.ndarray) -> st
     )
 
 
+# The words every looks-like-probabilities warning holds (with inputs="probs" it is dropped).
+LOOKS_LIKE_PROBABILITIES = "probabilities, not logits"
+
+
 def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None:
     """A warning when the first chunk of logits looks like probabilities (softmax/sigmoid)."""
     with np.errstate(all="ignore"):
@@ -906,7 +910,7 @@ def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None
         if task != "multiclass":
             return (
                 f"{name}: every logit in the first {n} rows lies in [0, 1], so these look like "
-                "sigmoid probabilities, not logits: cecheck treats them as logits, so the "
+                f"sigmoid {LOOKS_LIKE_PROBABILITIES}: cecheck treats them as logits, so the "
                 "losses are not your training loss; export the values before the sigmoid"
             )
         tol = 1e-2 if logits.dtype.itemsize <= 2 else 1e-4
@@ -914,7 +918,7 @@ def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None
             return None
     return (
         f"{name}: every row of the first {n} lies in [0, 1] and sums to 1, so these look like "
-        "softmax probabilities, not logits: cecheck treats them as logits, so the losses are "
+        f"softmax {LOOKS_LIKE_PROBABILITIES}: cecheck treats them as logits, so the losses are "
         "not your training loss and nothing can overflow; export the values before the softmax"
     )
 

@@ -213,6 +213,26 @@ def test_clean_input_through_compare_reports_nothing() -> None:
     assert report.top == []
 
 
+def test_iter_frames_streams_the_rows_of_to_frame_chunk_by_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Per-row results come in bounded chunks, and together they are exactly to_frame()."""
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 40)  # 4 rows of 10 classes a chunk
+    rng = np.random.default_rng(9)
+    logits = rng.standard_normal((10, 10))
+    labels = rng.integers(0, 10, 10)
+    logits[3, 2], labels[3] = 1000.0, 2  # exp(1000) = inf: p = inf / inf = NaN
+    report = compare(logits, labels)
+    frames = list(report.iter_frames())
+    assert [len(f) for f in frames] == [4, 4, 2]
+    whole = report.to_frame()
+    assert_array_equal(np.concatenate([f["row"] for f in frames]), whole["row"])
+    assert_array_equal(
+        np.concatenate([f["stable_float32"] for f in frames]), whole["stable_float32"]
+    )
+    assert whole.loc[3, "flags"] == "naive_nan:float32;naive_nan:float64"
+
+
 # -------------------------------------------------------------------- through compare()
 
 
