@@ -11,9 +11,10 @@ How the kernel stays an honest emulation of each path
 -----------------------------------------------------
 * Every float32 step is a float32 operation, rounded where numpy's float32 rounds: the cast of
   the logits, the shift ``z - max``, each exp, the sum, the division, the log, the subtraction.
-* Sums over classes are in the path's dtype, in blocks of 128 terms added in vector lanes,
-  then the block sums the same way: as accurate as numpy's pairwise sum (a term passes
-  through a few tens of additions at most), in a different order, so not bit-identical.
+* Sums over classes are in the path's dtype, in blocks of 128 terms (16 for rows of at most
+  16 classes) added pairwise, then the block sums in vector lanes: as accurate as numpy's
+  pairwise sum (a term passes through a few tens of additions at most), in a different
+  order, so not bit-identical.
 * ``exp`` is an inlined polynomial in float64 (Cody-Waite reduction, a degree-11 fit in
   Estrin's scheme, about 1 ulp): numba's own exp is a scalar libm call that does not
   vectorise. A float32 exp is that float64 exp rounded to float32: the correctly rounded
@@ -214,9 +215,9 @@ def _workspace(n_classes: int) -> Array:
     ws = _workspaces.get(key)
     if ws is None:
         _workspaces.clear()
-        # per thread: exp(z) in float64, float32; exp(z - max) in float64, float32
-        # and the block sums of the float64 and the float32 terms
-        ws = np.empty((threads, 6 * n_classes + 2 * (n_classes // 128 + 2)), dtype=np.float64)
+        # per thread: a block of logits, exp(z), exp(z - max) and the reference's terms
+        # in float64, of exp(z) and exp(z - max) in float32, and the four block sums of a row
+        ws = np.empty((threads, 5 * _BLOCK + 4 * (n_classes // _BLOCK + 1)), dtype=np.float64)
         _workspaces[key] = ws
     return ws
 
@@ -277,13 +278,16 @@ def _build() -> dict[str, Any]:
     g["_thread_id"] = numba.get_thread_id
     g["_k_bits_as_float64"] = intrinsic(_bits_as_float64_typer)
     g["_k_exp64"] = jit(_k_exp64, inline="always", fastmath={"contract"})
-    g["_k_block_sum"] = jit(_k_block_sum, fastmath={"reassoc"})
+    g["_k_exp64_tame"] = jit(_k_exp64_tame, inline="always", fastmath={"contract"})
+    g["_k_lane_sum"] = jit(_k_lane_sum, fastmath={"reassoc"}, error_model="numpy")
+    g["_k_tree_sum"] = jit(_k_tree_sum, inline="always")
+    g["_k_block"] = jit(_k_block, inline="always", fastmath={"contract"}, error_model="numpy")
     g["_k_sum"] = jit(_k_sum)
-    g["_k_block_key_max"] = jit(_k_block_key_max)
-    g["_k_row_max"] = jit(_k_row_max, inline="always")
-    g["_k_multiclass_index"] = jit(_k_multiclass_index, parallel=True, fastmath={"contract"})
+    g["_k_multiclass_index"] = jit(
+        _k_multiclass_index, parallel=True, fastmath={"contract"}, error_model="numpy"
+    )
     return {"multiclass_index": g["_k_multiclass_index"], "exp64": g["_k_exp64"],
-            "sum": g["_k_sum"]}  # fmt: skip
+            "exp64_tame": g["_k_exp64_tame"], "sum": g["_k_sum"]}  # fmt: skip
 
 
 # ------------------------------------------------------------------ the kernels
@@ -361,76 +365,177 @@ def _k_exp64(x: float) -> float:
     return x if x != x else y
 
 
+def _k_exp64_tame(x: float) -> float:
+    """:func:`_k_exp64` for ``|x| <= 300``, bit for bit: one scaling, no special values.
+
+    There the result and ``2**k`` are normal numbers, so ``p * 2**k`` is exact, as each of
+    the two scalings of the general function is.
+    """
+    kf = np.floor(x * _LOG2E + 0.5)
+    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    a = (_Q0 + _Q1 * r) + r2 * (_Q2 + _Q3 * r)
+    b = (_Q4 + _Q5 * r) + r2 * (_Q6 + _Q7 * r)
+    c = (_Q8 + _Q9 * r) + r2 * _Q10
+    p = 1.0 + r * ((a + r4 * b) + r8 * c)
+    return p * _k_bits_as_float64((np.int64(kf) + 1023) << 52)
+
+
 _BLOCK = 128  # terms per block of a sum
+_SMALL = 16  # the block of a row of at most this many classes
+_MAX_BLOCK = 256  # logits per block of the row max
 
 
-def _k_block_sum(a: Any, lo: int, hi: int) -> Any:
-    """``sum(a[lo:hi])`` in a's dtype, in vector lanes (compiled with reassociation only)."""
-    x = a[lo:hi]  # indices from 0 on a slice: contiguous vector loads, no gathers
-    s = x[0]
-    for j in range(1, x.shape[0]):
-        s += x[j]
+def _k_lane_sum(a: Any, n: int) -> Any:
+    """``sum(a[:n])`` in a's dtype, in vector lanes (compiled with reassociation only).
+
+    Indices from 0 (no negative-index wraparound to rule out) give contiguous vector loads.
+    """
+    s = a[0]
+    for j in range(1, n):
+        s += a[j]
     return s
 
 
-def _k_sum(a: Any, blocks: Any) -> Any:
-    """Sum of ``a`` in its dtype: blocks of 128 terms, then the block sums, each in lanes.
+def _k_tree_sum(a: Any, width: int) -> Any:
+    """``sum(a[:width])`` pairwise, for a power of two ``width``; overwrites ``a``.
 
-    Like numpy's pairwise sum, each term passes through few additions (here at most
-    ~log2(lanes) + 128/lanes + log2(blocks/lanes) + ... about 20 for 32000 terms), so the
-    error bound is a few tens of units of roundoff times the sum of the terms (all terms
-    are non-negative here), and far smaller in practice. The order differs from numpy's, so
-    sums agree with numpy's to a few ulp, not bit for bit.
+    Each halving step is an element-wise vector add (no reassociation needed to vectorise),
+    and the order of the additions is fixed: a term passes through log2(width) additions.
+    """
+    h = width
+    while h > 1:
+        h //= 2
+        for j in range(h):
+            a[j] += a[j + h]
+    return a[0]
+
+
+def _k_sum(a: Any, blocks: Any) -> Any:
+    """Sum of ``a`` in its dtype as the kernel sums: blocks of 128 terms, then the block sums.
+
+    Each block pairwise, the block sums in vector lanes. Like numpy's pairwise sum, each term
+    passes through few additions (7 in its block, then ~log2(lanes) + blocks/lanes: about
+    20 for 32000 terms), so the error bound is a few tens of units of roundoff times the sum
+    of the terms (all terms are non-negative here), and far smaller in practice. The order
+    differs from numpy's, so sums agree with numpy's to a few ulp, not bit for bit.
     """
     c = a.shape[0]
+    buf = np.zeros(_BLOCK, dtype=a.dtype)
     nb = 0
     for lo in range(0, c, _BLOCK):
-        blocks[nb] = _k_block_sum(a, lo, min(c, lo + _BLOCK))
+        size = min(c - lo, _BLOCK)
+        buf[:] = 0
+        buf[:size] = a[lo : lo + size]
+        blocks[nb] = _k_tree_sum(buf, _BLOCK)
         nb += 1
-    return _k_block_sum(blocks, 0, nb)
+    return _k_lane_sum(blocks, nb)
 
 
-def _k_block_key_max(rbits: Any, lo: int, hi: int, mask: int, limit: int) -> tuple[int, int, int]:
-    """(largest and smallest order key, count of values beyond ``limit``) of ``rbits[lo:hi]``.
+def _k_block(
+    z: Any,
+    i: int,
+    lo: int,
+    width: int,
+    tame: bool,
+    m64: float,
+    m32: Any,
+    em: float,
+    w: Any,
+    w32: Any,
+    t: int,
+    k: int,
+) -> tuple[bool, bool, float, Any, float, Any, float, Any, float]:
+    """The exps of logits ``z[i, lo:lo + width]`` (fewer at the row's end) and their sums.
 
-    A float's bits ``b`` map to the integer key ``b ^ ((b >> (w - 1)) & mask)`` that orders as
-    the floats do (non-negative floats as their bits, negative ones reversed), so the row max
-    is an integer max: exact, and a reduction the compiler vectorises.
+    ``width`` is a constant at each call (16 for small rows, else 128), so every loop below
+    has a fixed trip count and vectorises whole. ``em``: exp(-max) for a tame row, used only
+    if the block is full (otherwise a spare lane computes it with the other exps, which
+    takes a scalar exp off each short row). ``w`` and ``w32``: per-thread scratch in
+    float64 and float32. Returns (overflow in float32, in float64, the four block sums
+    naive64, naive32, stable64, stable32, exp(z[t]) in float64 and float32 if ``t`` is in the
+    block, and the reference's block sum, without the argmax's term, if ``k`` is).
     """
-    x = rbits[lo:hi]
-    shift = x.itemsize * 8 - 1
-    best = x[0] ^ ((x[0] >> shift) & mask)
-    worst = best
-    bad = 0
-    for j in range(x.shape[0]):
-        b = x[j]
-        key = b ^ ((b >> shift) & mask)
-        best = key if key > best else best
-        worst = key if key < worst else worst
-        bad += (b & mask) > limit
-    return best, worst, bad
-
-
-def _k_row_max(row: Any, rbits: Any, limit: int) -> tuple[Any, int, int, bool]:
-    """(max, first argmax, smallest key, special); special: a value beyond ``limit`` bits."""
-    c = row.shape[0]
-    mask = np.int64(0x7FFFFFFFFFFFFFFF) if rbits.itemsize == 8 else np.int64(0x7FFFFFFF)
-    best, worst, bad = _k_block_key_max(rbits, 0, min(c, 256), mask, limit)
-    kb = 0
-    for lo in range(256, c, 256):
-        key, low, more = _k_block_key_max(rbits, lo, min(c, lo + 256), mask, limit)
-        bad += more
-        worst = min(worst, low)
-        if key > best:
-            best = key
-            kb = lo
-    if bad:
-        return row[0], 0, worst, True
-    shift = rbits.itemsize * 8 - 1
-    k = kb
-    while (rbits[k] ^ ((rbits[k] >> shift) & mask)) != best:
-        k += 1
-    return row[k], k, worst, False
+    c = z.shape[1]
+    narrow = z.itemsize == 4
+    size = min(c - lo, width)
+    src = w[:width]
+    en64 = w[width : 2 * width]
+    es64 = w[2 * width : 3 * width]
+    er64 = w[3 * width : 4 * width]
+    en32 = w32[:width]
+    es32 = w32[width : 2 * width]
+    for j in range(size):
+        src[j] = z[i, lo + j]
+    for j in range(size, width):
+        src[j] = 0.0  # harmless arguments; their exps are zeroed below
+    over32 = False
+    over64 = False
+    if tame:
+        # Every logit in [-300, 300]: exp(z - max) = exp(z) * exp(-max), three normal
+        # numbers (about 2.5 ulp), and each float32 exp from the float64 one with the
+        # argument's float32 rounding error to second order (|error| < 2**-14 here).
+        if size < width:
+            src[size] = -m64  # a spare lane: exp(-max) comes with the others
+        for j in range(width):
+            en64[j] = _k_exp64_tame(src[j])  # naive: exp(z)
+        if size < width:
+            em = en64[size]  # the same bits as the caller's (tested)
+            en64[size] = 1.0  # as the other spare lanes (no overflow flag from exp(-max))
+        for j in range(width):
+            v64 = src[j]
+            v32 = np.float32(v64)
+            e = en64[j]
+            if narrow:
+                e32 = np.float32(e)  # float32 logits: the same argument
+            else:
+                dn = np.float64(v32) - v64
+                e32 = np.float32(e + e * (dn + 0.5 * dn * dn))
+            en32[j] = e32
+            over32 |= e32 == np.inf
+            d64 = v64 - m64  # stable: exp(z - max), shared with the reference
+            d32 = np.float32(v32 - m32)
+            s = 1.0 if d64 == 0.0 else e * em
+            es64[j] = s
+            ds = np.float64(d32) - d64
+            es32[j] = np.float32(s + s * (ds + 0.5 * ds * ds))
+    else:  # large logits: every exp from its own argument
+        for j in range(width):
+            v64 = src[j]
+            v32 = np.float32(v64)
+            e = _k_exp64(v64)
+            en64[j] = e
+            over64 |= e == np.inf
+            e32 = np.float32(_k_exp64(np.float64(v32)))
+            en32[j] = e32
+            over32 |= e32 == np.inf
+            es64[j] = _k_exp64(v64 - m64)
+            es32[j] = np.float32(_k_exp64(np.float64(np.float32(v32 - m32))))
+    for j in range(size, width):
+        en64[j] = 0.0
+        es64[j] = 0.0
+        en32[j] = 0.0
+        es32[j] = 0.0
+    et64 = 0.0
+    et32 = np.float32(0.0)
+    if lo <= t < lo + size:
+        et64 = en64[t - lo]
+        et32 = en32[t - lo]
+    rest = 0.0
+    if lo <= k < lo + size:
+        # the reference: the sum over j != argmax of exp(z_j - max); only the block
+        # holding the argmax differs from the stable path's
+        for j in range(width):
+            er64[j] = es64[j]
+        er64[k - lo] = 0.0
+        rest = _k_tree_sum(er64, width)
+    sn64 = _k_tree_sum(en64, width)
+    sn32 = _k_tree_sum(en32, width)
+    ss64 = _k_tree_sum(es64, width)
+    ss32 = _k_tree_sum(es32, width)
+    return over32, over64, sn64, sn32, ss64, ss32, et64, et32, rest
 
 
 def _k_multiclass_index(
@@ -443,93 +548,114 @@ def _k_multiclass_index(
     numpy specification. A row whose logits all lie in [-300, 300] (order keys from
     ``tame_key`` up; the max is checked directly) takes the shared exps. ``loss`` rows:
     naive32, naive64, stable32, stable64, reference. ``bits``: the ``_OVER32 .. _SPECIAL``
-    flags. ``ws``: per-thread scratch of 6 * C + block sums.
+    flags. ``ws``: per-thread scratch (see :func:`_workspace`).
+
+    The rows are split into a few parts per thread and each part walks its rows in turn:
+    the scratch views are made once per part, not per row (views of shared arrays cost
+    atomic reference counts, which is what dominates rows of a few classes). Each row is
+    read twice: once for its max and argmax, once in blocks of 128 logits (16 for rows of
+    at most 16 classes) whose exps go to block-sized scratch (in L1) and are summed at once.
     """
     n, c = z.shape
-    for i in _prange(n):
-        w = ws[_thread_id()]
-        en64 = w[:c]
-        es64 = w[c : 2 * c]
-        en32 = w[2 * c : 4 * c].view(np.float32)[:c]
-        es32 = w[4 * c : 6 * c].view(np.float32)[:c]
-        nb = c // _BLOCK + 2
-        blocks64 = w[6 * c : 6 * c + nb]
-        blocks32 = w[6 * c + nb : 6 * c + 2 * nb].view(np.float32)
-        row = z[i]
-        m, k, low_key, special = _k_row_max(row, zbits[i], limit)
-        if special:
-            nonfinite = False
-            for j in range(c):
-                nonfinite |= not np.isfinite(row[j])
-            bits[i] = 32 | (16 if nonfinite else 0)
-            for q in range(5):
-                loss[q, i] = np.nan
-            continue
-        m64 = np.float64(m)
-        m32 = np.float32(m)
-        over32 = False
-        over64 = False
-        if low_key >= tame_key and m64 <= 300.0:
-            # Every logit in [-300, 300]: exp(z - max) = exp(z) * exp(-max), three normal
-            # numbers (about 2.5 ulp), and each float32 exp from the float64 one with the
-            # argument's float32 rounding error to second order (|error| < 2**-14 here).
-            em = _k_exp64(-m64)
-            for j in range(c):
-                v64 = np.float64(row[j])
-                v32 = np.float32(row[j])
-                e = _k_exp64(v64)  # naive: exp(z)
-                en64[j] = e
-                if row.itemsize == 4:
-                    e32 = np.float32(e)  # float32 logits: the same argument
-                else:
-                    dn = np.float64(v32) - v64
-                    e32 = np.float32(e + e * (dn + 0.5 * dn * dn))
-                en32[j] = e32
-                over32 |= e32 == np.inf
-                d64 = v64 - m64  # stable: exp(z - max), shared with the reference
-                d32 = np.float32(v32 - m32)
-                s = 1.0 if d64 == 0.0 else e * em
-                es64[j] = s
-                ds = np.float64(d32) - d64
-                es32[j] = np.float32(s + s * (ds + 0.5 * ds * ds))
-        else:  # large logits: every exp from its own argument
-            for j in range(c):
-                v64 = np.float64(row[j])
-                v32 = np.float32(row[j])
-                e = _k_exp64(v64)
-                en64[j] = e
-                over64 |= e == np.inf
-                e32 = np.float32(_k_exp64(np.float64(v32)))
-                en32[j] = e32
-                over32 |= e32 == np.inf
-                es64[j] = _k_exp64(v64 - m64)
-                es32[j] = np.float32(_k_exp64(np.float64(np.float32(v32 - m32))))
-        t = y[i]
-        # naive float32 and float64: -log(e[y] / sum e)
-        p32 = np.float32(en32[t] / _k_sum(en32, blocks32))
-        loss[0, i] = -np.float64(np.float32(np.log(np.float64(p32))))
-        p64 = en64[t] / _k_sum(en64, blocks64)
-        loss[1, i] = -np.log(p64)
-        # stable float32 and float64: log(sum exp(z - max)) - (z[y] - max)
-        lse32 = np.float32(np.log(np.float64(_k_sum(es32, blocks32))))
-        loss[2, i] = np.float64(np.float32(lse32 - np.float32(np.float32(row[t]) - m32)))
-        lse64 = np.log(_k_sum(es64, blocks64))
-        dt64 = np.float64(row[t]) - m64
-        loss[3, i] = lse64 - dt64
-        # reference: (max - z[y]) + log1p(sum over j != argmax of exp(z_j - max)); only
-        # the block holding the argmax changes
-        es64[k] = 0.0
-        kb = k // _BLOCK
-        blocks64[kb] = _k_block_sum(es64, kb * _BLOCK, min(c, kb * _BLOCK + _BLOCK))
-        rest = _k_block_sum(blocks64, 0, (c + _BLOCK - 1) // _BLOCK)
-        loss[4, i] = (m64 - np.float64(row[t])) + np.log1p(rest)
-        b = 0
-        if over32:
-            b |= 1
-        if p32 == 0:
-            b |= 2
-        if over64:
-            b |= 4
-        if p64 == 0:
-            b |= 8
-        bits[i] = b
+    nb = (c + _BLOCK - 1) // _BLOCK
+    parts = max(1, min(n, 4 * ws.shape[0]))  # a few per thread: a slow thread holds up less
+    per = (n + parts - 1) // parts
+    shift = zbits.itemsize * 8 - 1
+    mask = np.int64(0x7FFFFFFFFFFFFFFF) if zbits.itemsize == 8 else np.int64(0x7FFFFFFF)
+    for part in _prange(parts):
+        wt = ws[_thread_id()]
+        w = wt[: 4 * _BLOCK]  # the blocks in float64 (see _k_block)
+        w32 = wt[4 * _BLOCK : 5 * _BLOCK].view(np.float32)  # ... and in float32
+        sn64 = wt[5 * _BLOCK : 5 * _BLOCK + nb]  # the four block sums of a row
+        ss64 = wt[5 * _BLOCK + nb : 5 * _BLOCK + 2 * nb]
+        sn32 = wt[5 * _BLOCK + 2 * nb : 5 * _BLOCK + 3 * nb].view(np.float32)[:nb]
+        ss32 = wt[5 * _BLOCK + 3 * nb : 5 * _BLOCK + 4 * nb].view(np.float32)[:nb]
+        for i in range(part * per, min(n, part * per + per)):
+            # max, argmax block, smallest key and count of values beyond the limit, as
+            # integer order keys: a float's bits b map to b ^ ((b >> (w - 1)) & mask), which
+            # orders as the floats do, so the max is an exact, vectorised integer max
+            b0 = zbits[i, 0]
+            best = b0 ^ ((b0 >> shift) & mask)
+            low_key = best
+            bad = 0
+            kb = 0
+            for mb in range((c + _MAX_BLOCK - 1) // _MAX_BLOCK):
+                lo = mb * _MAX_BLOCK
+                top = best
+                for j in range(min(c - lo, _MAX_BLOCK)):
+                    b = zbits[i, lo + j]
+                    key = b ^ ((b >> shift) & mask)
+                    top = key if key > top else top
+                    low_key = key if key < low_key else low_key
+                    bad += (b & mask) > limit
+                if top > best:
+                    best = top
+                    kb = lo
+            if bad:
+                nonfinite = False
+                for j in range(c):
+                    nonfinite |= not np.isfinite(z[i, j])
+                bits[i] = 32 | (16 if nonfinite else 0)
+                for q in range(5):
+                    loss[q, i] = np.nan
+                continue
+            k = kb  # the first argmax
+            while (zbits[i, k] ^ ((zbits[i, k] >> shift) & mask)) != best:
+                k += 1
+            m64 = np.float64(z[i, k])
+            m32 = np.float32(z[i, k])
+            tame = low_key >= tame_key and m64 <= 300.0
+            # exp(-max) for the shared exps, unless the first block has a spare lane for it
+            width = _SMALL if c <= _SMALL else _BLOCK
+            em = _k_exp64(-m64) if tame and c >= width else 0.0
+            t = y[i]
+            if c <= _SMALL:
+                o32, o64, sum_n64, sum_n32, sum_s64, sum_s32, et64, et32, rest = _k_block(
+                    z, i, 0, _SMALL, tame, m64, m32, em, w, w32, t, k
+                )
+                over32 = o32
+                over64 = o64
+            else:
+                over32 = False
+                over64 = False
+                et64 = 0.0
+                et32 = np.float32(0.0)
+                rest = 0.0
+                for blk in range(nb):
+                    o32, o64, sn64[blk], sn32[blk], ss64[blk], ss32[blk], e64, e32, r = _k_block(
+                        z, i, blk * _BLOCK, _BLOCK, tame, m64, m32, em, w, w32, t, k
+                    )
+                    over32 |= o32
+                    over64 |= o64
+                    et64 += e64  # nonzero in t's block only
+                    et32 += e32
+                    rest += r  # nonzero in k's block only
+                sum_n64 = _k_lane_sum(sn64, nb)
+                sum_n32 = _k_lane_sum(sn32, nb)
+                sum_s64 = _k_lane_sum(ss64, nb)
+                sum_s32 = _k_lane_sum(ss32, nb)
+                ss64[k // _BLOCK] = rest
+                rest = _k_lane_sum(ss64, nb)
+            zt64 = np.float64(z[i, t])
+            zt32 = np.float32(z[i, t])
+            # naive float32 and float64: -log(e[y] / sum e)
+            p32 = np.float32(et32 / sum_n32)
+            loss[0, i] = -np.float64(np.float32(np.log(np.float64(p32))))
+            p64 = et64 / sum_n64
+            loss[1, i] = -np.log(p64)
+            # stable float32 and float64: log(sum exp(z - max)) - (z[y] - max)
+            lse32 = np.float32(np.log(np.float64(sum_s32)))
+            loss[2, i] = np.float64(np.float32(lse32 - np.float32(zt32 - m32)))
+            loss[3, i] = np.log(sum_s64) - (zt64 - m64)
+            # reference: (max - z[y]) + log1p(sum over j != argmax of exp(z_j - max))
+            loss[4, i] = (m64 - zt64) + np.log1p(rest)
+            flags = 0
+            if over32:
+                flags |= 1
+            if p32 == 0:
+                flags |= 2
+            if over64:
+                flags |= 4
+            if p64 == 0:
+                flags |= 8
+            bits[i] = flags

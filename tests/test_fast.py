@@ -115,6 +115,16 @@ def test_exp64_against_mpmath_at_a_few_points() -> None:
         assert abs(exp64(v) - want) <= 2 * np.spacing(want)
 
 
+def test_exp64_tame_is_exp64_bit_for_bit_on_its_range() -> None:
+    """The kernel's shortcut for rows within [-300, 300] must not change a single bit."""
+    exp64, tame = _kernels()["exp64"], _kernels()["exp64_tame"]
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-300, 300, 20000), [-300.0, 300.0, 0.0, -0.0, 1e-300]])
+    got = np.array([tame(v) for v in x])
+    want = np.array([exp64(v) for v in x])
+    np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(1, 40000),
@@ -142,6 +152,37 @@ def test_random_logits_agree(dtype: type, n_classes: int) -> None:
     z = (rng.standard_normal((n, n_classes)) * rng.uniform(0.1, 20, (n, 1))).astype(dtype)
     y = rng.integers(0, n_classes, n)
     _check_paths(z, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [15, 16, 17, 127, 128, 255, 256, 257, 384])
+@pytest.mark.parametrize("shift", [0.0, 500.0])
+def test_block_edges_agree(dtype: type, n_classes: int, shift: float) -> None:
+    """Rows at the kernel's block widths, argmax and target on either side of a block edge.
+
+    The kernel sums rows of at most 16 classes in one block of 16 and longer rows in blocks
+    of 128, and finds the max in blocks of 256; the argmax's block also gives the
+    reference's sum. ``shift`` 500 takes the direct exps instead of the shared ones.
+    """
+    rng = np.random.default_rng(n_classes)
+    edges = sorted({0, n_classes - 1} | {e for e in (15, 16, 127, 128, 255, 256) if e < n_classes})
+    rows, targets = [], []
+    for k in edges:
+        for t in edges:
+            row = rng.standard_normal(n_classes) * 4 + shift
+            row[k] = row.max() + 1.0
+            rows.append(row)
+            targets.append(t)
+    _check_paths(np.array(rows).astype(dtype), np.array(targets))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [3, 15, 16, 100, 128, 200])
+def test_short_rows_far_below_zero_agree(dtype: type, n_classes: int) -> None:
+    """exp(-max) overflows float32 here; computed in a spare lane, it must set no flag."""
+    rng = np.random.default_rng(n_classes)
+    z = (rng.uniform(-299, -150, (20, n_classes))).astype(dtype)
+    _check_paths(z, rng.integers(0, n_classes, 20))
 
 
 @settings(max_examples=40, deadline=None)
