@@ -126,14 +126,18 @@ def relative_error(value: Array, reference: Array) -> Array:
 
     A reference of exactly 0 gives 0 for an exact 0 and inf otherwise.
     """
+    return _relative_error(value, reference, reference == 0, np.isfinite(reference))
+
+
+def _relative_error(value: Array, reference: Array, zero: Array, finite: Array) -> Array:
+    """:func:`relative_error` given the masks of the reference that are zero and finite."""
     value = np.asarray(value, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):  # the special cases are set below
         rel = np.abs(value - reference)
         rel /= np.abs(reference)
-    zero = reference == 0
     if zero.any():
         rel[zero] = np.where(value[zero] == 0, 0.0, np.inf)
-    rel[~(np.isfinite(value) & np.isfinite(reference))] = np.nan
+    rel[~(np.isfinite(value) & finite)] = np.nan
     return rel
 
 
@@ -238,6 +242,7 @@ def diagnose(
     with np.errstate(invalid="ignore"):  # NaN compares False: a NaN reference is never normal
         normal = {d: np.abs(reference) >= p.tiny for d, p in precisions.items()}
     zero_reference = reference == 0
+    finite_reference = np.isfinite(reference)
     flags[:, col["nonfinite_input"]] = nonfinite_input
     for key in ("label_out_of_range", "invalid_label", "ignored"):
         flags[:, col[key]] = label_masks[key]
@@ -259,7 +264,7 @@ def diagnose(
         flagged = nan | inf
         flags[:, col[f"{path}_nan:{dtype}"]] = nan
         flags[:, col[f"{path}_inf:{dtype}"]] = inf
-        rel = relative_error(loss, reference)
+        rel = _relative_error(loss, reference, zero_reference, finite_reference)
         judged = scored & (normal[dtype] | zero_reference)
         worst[f"{path}_{dtype}"] = _max(rel, judged & np.isfinite(rel))
         with np.errstate(invalid="ignore"):

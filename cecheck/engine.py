@@ -152,9 +152,12 @@ def evaluate(
 
 def _mask(loss: Array, masks: dict[str, Array]) -> Array:
     """float64 losses with ignored rows at 0 (as PyTorch) and out-of-range rows at NaN."""
-    out = np.array(loss, dtype=np.float64)
-    out[masks["ignored"]] = 0.0
-    out[masks["label_out_of_range"]] = np.nan
+    out = np.asarray(loss, dtype=np.float64)
+    ignored, out_of_range = masks["ignored"], masks["label_out_of_range"]
+    if ignored.any() or out_of_range.any():
+        out = out.copy()  # never write into the path's own result
+        out[ignored] = 0.0
+        out[out_of_range] = np.nan
     return out
 
 
@@ -277,8 +280,8 @@ class _ColumnTotals:
     def add(self, values: Array, worst: float | None) -> None:
         """Count the scored ``values`` of a chunk; ``worst`` is its largest relative error."""
         finite = np.isfinite(values)
-        n_finite = int(finite.sum())
-        n_nan = int(np.isnan(values).sum())
+        n_finite = int(np.count_nonzero(finite))
+        n_nan = int(np.count_nonzero(np.isnan(values)))
         self.rows += values.size
         self.finite += n_finite
         self.nan += n_nan
@@ -308,16 +311,18 @@ class _Totals:
     def add(self, chunk: ChunkResult, source: inputs.Source) -> None:
         diag = chunk.diagnosis
         scored = diag.scored
+        every_row = bool(scored.all())  # the common case: no copy of the values
         for c in self.s.columns:
-            self.n[c].add(chunk.values[c][scored], diag.worst_error.get(c))
+            values = chunk.values[c] if every_row else chunk.values[c][scored]
+            self.n[c].add(values, diag.worst_error.get(c))
         self.rows += chunk.labels.shape[0]
-        self.scored += int(scored.sum())
-        counts = diag.flags.sum(axis=0)
+        self.scored += int(np.count_nonzero(scored))
+        counts = np.count_nonzero(diag.flags, axis=0)
         self.flag_counts = counts if self.flag_counts is None else self.flag_counts + counts
         self.flag_names = diag.flag_names
-        self.cause_counts += diag.causes.sum(axis=0)
+        self.cause_counts += np.count_nonzero(diag.causes, axis=0)
         is_flagged = diag.severity < NOT_FLAGGED
-        self.flagged_rows += int(is_flagged.sum())
+        self.flagged_rows += int(np.count_nonzero(is_flagged))
         self._keep_top(chunk, source, np.flatnonzero(is_flagged))
 
     def _keep_top(self, chunk: ChunkResult, source: inputs.Source, candidates: Array) -> None:
