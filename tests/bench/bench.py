@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -156,6 +157,9 @@ def torch_stable(path: Path, labels: Path) -> Callable[[], None] | None:
         import torch.nn.functional as F
     except ImportError:
         return None
+
+    # torch warns that the memory map is read-only; it only reads it here
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
     def run() -> None:
         z = np.load(path, mmap_mode="r")
