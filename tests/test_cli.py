@@ -6,7 +6,6 @@ Every loss value asserted here is computed independently with mpmath (``mp_refer
 from __future__ import annotations
 
 import io
-import json
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 from numpy.testing import assert_allclose, assert_array_equal
+from textcheck import flat, strict_json
 
 from cecheck import __version__, engine, inputs
 from cecheck.cli import cecheck
@@ -35,28 +35,9 @@ JSON_KEYS = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "LINES"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def run(*args: str) -> Result:
     """``cecheck compare ARGS``; exceptions other than exits propagate (none are expected)."""
     return CliRunner().invoke(cecheck, ["compare", *args], catch_exceptions=False)
-
-
-def strict_json(text: str) -> dict:
-    """JSON that must not hold NaN or Infinity tokens."""
-
-    def refuse(token: str) -> None:
-        raise ValueError(f"non-strict JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 # ---------------------------------------------------------------- the table

@@ -11,7 +11,6 @@ value is computed in (``RTOL``), since each path rounds every step.
 from __future__ import annotations
 
 import io
-import json
 import math
 
 import ml_dtypes
@@ -22,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 from numpy.testing import assert_allclose
 from rich.console import Console
+from textcheck import flat, strict_json
 
 import cecheck
 from cecheck import fast, tables
@@ -41,25 +41,8 @@ STORAGE = {
 ALL = ("float16", "bfloat16", "float32", "float64")
 
 
-@pytest.fixture(autouse=True)
-def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "LINES"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, ["compare", *args], catch_exceptions=False)
-
-
-def strict_json(text: str) -> dict:
-    def refuse(token: str) -> None:
-        raise ValueError(f"non-strict JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 def render(report: cecheck.Report) -> str:

@@ -17,12 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
+from textcheck import check_golden, flat
 
-from cecheck import __version__, compare, engine, inputs, tables
+from cecheck import compare, engine, inputs, tables
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden"
-UPDATE = os.environ.get("CECHECK_UPDATE_GOLDEN") == "1"
 
 SAMPLES = {
     "tf_example": ("sample_data/tf_example_logits.npy", "sample_data/tf_example_labels.npy"),
@@ -34,13 +33,6 @@ SAMPLES = {
         "sample_data/float32_diverges_labels.npy",
     ),
 }
-
-
-@pytest.fixture(autouse=True)
-def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Renderings must not depend on the environment's colour or width settings."""
-    for name in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "LINES", "TERM"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def render(report_or_fn: object, width: int, **kw: object) -> str:
@@ -64,21 +56,6 @@ def sample_report(name: str, **settings_kw: object) -> engine.Report:  # type: i
     finally:
         os.chdir(cwd)
     return engine.run(source, engine.Settings(**settings_kw))  # type: ignore[arg-type]
-
-
-def flat(text: str) -> str:
-    """The text with every run of whitespace (line wraps included) as one space."""
-    return " ".join(text.split())
-
-
-def check_golden(name: str, text: str) -> None:
-    text = text.replace(__version__, "<version>")
-    path = GOLDEN / f"{name}.txt"
-    if UPDATE:
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"missing golden {path.name}: run with CECHECK_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- golden renderings

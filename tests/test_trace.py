@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from rich.console import Console
+from textcheck import check_golden
 
 from cecheck import cli, inputs, losses
 from cecheck import precision as prec
@@ -46,17 +46,8 @@ from cecheck.trace import (
 )
 from cecheck.trace_render import print_trace, trace_to_dict, write_trace_json
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
-UPDATE = os.environ.get("CECHECK_UPDATE_GOLDEN") == "1"
 FLOAT64_RTOL = 1e-13
 CLASSIC = [1000.0, 2000.0, 2500.0]
-
-
-@pytest.fixture(autouse=True)
-def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Renderings must not depend on the environment's colour or width settings."""
-    for name in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "LINES", "TERM"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def render(t: Trace, width: int = 100) -> str:
@@ -65,15 +56,6 @@ def render(t: Trace, width: int = 100) -> str:
     )
     print_trace(t, console)
     return console.export_text()
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / f"trace_{name}.txt"
-    if UPDATE:
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"missing golden {path.name}: run with CECHECK_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
 
 
 def step(t: Trace, path: str, dtype: str, name: str) -> Step:
@@ -497,11 +479,13 @@ def test_to_dict_of_a_big_row_keeps_the_shown_classes_only() -> None:
 
 
 def test_golden_classic_example() -> None:
-    check_golden("classic", render(trace(CLASSIC, 1)))
+    check_golden("trace_classic", render(trace(CLASSIC, 1)))
 
 
 def test_golden_binary_minus_100_float32() -> None:
-    check_golden("binary_minus_100", render(trace(np.float32(-100.0), 1.0, dtypes=["float32"])))
+    check_golden(
+        "trace_binary_minus_100", render(trace(np.float32(-100.0), 1.0, dtypes=["float32"]))
+    )
 
 
 def test_golden_300_classes() -> None:
@@ -512,17 +496,17 @@ def test_golden_300_classes() -> None:
     t = trace(z, y, task=source.task, label_form=source.label_form)
     from dataclasses import replace
 
-    check_golden("300_classes", render(replace(t, row=pick.row, index=pick.index)))
+    check_golden("trace_300_classes", render(replace(t, row=pick.row, index=pick.index)))
 
 
 def test_golden_soft_labels_in_float16_and_bfloat16() -> None:
     t = trace([-20.0, 3.0, 8.5], [0.0, 0.25, 0.75], dtypes=["float16", "bfloat16"])
-    check_golden("soft_float16_bfloat16", render(t))
+    check_golden("trace_soft_float16_bfloat16", render(t))
 
 
 def test_golden_multilabel() -> None:
     t = trace([40.0, -3.0, 0.5, -120.0], [1.0, 0.0, 1.0, 0.0], dtypes=["float32"])
-    check_golden("multilabel", render(t))
+    check_golden("trace_multilabel", render(t))
 
 
 @pytest.mark.parametrize("paths", [("naive",), ("stable",), ("reference",), PATHS])
