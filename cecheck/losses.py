@@ -151,13 +151,20 @@ def reference_soft(z: Array, t: Array) -> Array:
 
 def _max_and_log1p_rest(z: Array) -> tuple[Array, Array]:
     """Row max ``m`` and ``log1p(sum over j != argmax of exp(z_j - m))``, so lse = m + that."""
+    _, m, rest = max_and_rest(z)
+    return m, np.log1p(rest)
+
+
+def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
+    """Per row of float64 ``z``: the argmax ``k``, the max ``m`` and the sum over the other
+    classes of ``exp(z_j - m)`` (a tie for the max counts as 1)."""
     rows = _rows(z.shape[0])
     k = np.argmax(z, axis=1)
     m = z[rows, k]
     with np.errstate(invalid="ignore"):  # inf - inf on a non-finite row gives NaN, as it should
         e = np.exp(z - m[:, None])
     e[rows, k] = 0.0
-    return m, np.log1p(e.sum(axis=1))
+    return k, m, e.sum(axis=1)
 
 
 # ------------------------------------------------------------------ binary and multilabel

@@ -647,12 +647,9 @@ def _class_mean(loss: Array, p: Precision) -> list[_Raw]:
 def _reference_index(z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
     """Steps of :func:`cecheck.losses.reference_multiclass` (float64, log1p form)."""
     z64 = np.asarray(z, dtype=np.float64)
-    k = int(np.argmax(z64[0]))
-    m = z64[:, k]
+    ks, m, rest = losses.max_and_rest(z64)
+    k = int(ks[0])
     with np.errstate(all="ignore"):  # inf - inf on a non-finite row gives NaN, as it should
-        e = np.exp(z64 - m[:, None])
-        e[:, k] = 0.0
-        rest = e.sum(axis=1)
         l1 = np.log1p(rest)
         gap = m - z64[:, y[0]]
         loss = gap + l1
@@ -670,12 +667,9 @@ def _reference_soft(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
     """Steps of :func:`cecheck.losses.reference_soft` (float64, log1p form)."""
     z64 = np.asarray(z, dtype=np.float64)
     t64 = np.asarray(t, dtype=np.float64)
-    k = int(np.argmax(z64[0]))
-    m = z64[:, k]
+    ks, m, rest = losses.max_and_rest(z64)
+    k = int(ks[0])
     with np.errstate(all="ignore"):  # inf - inf on a non-finite row gives NaN, as it should
-        e = np.exp(z64 - m[:, None])
-        e[:, k] = 0.0
-        rest = e.sum(axis=1)
         l1 = np.log1p(rest)
         gaps = (t64 * (m[:, None] - z64)).sum(axis=1)
         mass = t64.sum(axis=1)
