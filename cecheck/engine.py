@@ -125,11 +125,9 @@ def evaluate(
         return ChunkResult(start, logits, labels, values, diag)
     naive, stable, reference = _PATHS[losses.family(task, label_form)]
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
-    if label_form == "index":
-        usable = ~(masks["ignored"] | masks["label_out_of_range"])
-        target = np.where(usable, labels, 0)
+    if label_form == "index":  # a valid class for the rows without one; their losses are masked
+        target = np.where(masks["ignored"] | masks["label_out_of_range"], 0, labels)
     else:
-        usable = np.ones(labels.shape[0], dtype=bool)
         target = labels
     results: dict[tuple[str, str], PathResult] = {}
     if use_fast and fast.covers(task, label_form, s.dtypes):

@@ -120,8 +120,8 @@ class Report:
             "inputs": {
                 "logits": src.logits_name,
                 "labels": src.labels_name,
-                "logits_shape": list(src.logits_shape),
-                "labels_shape": list(src.labels_shape),
+                "logits_shape": [int(n) for n in src.logits_shape],
+                "labels_shape": [int(n) for n in src.labels_shape],
                 "logits_dtype": src.logits_dtype,
                 "label_form": src.label_form,
                 "classes": src.n_classes,
