@@ -277,6 +277,7 @@ def _build() -> dict[str, Any]:
     g["_prange"] = numba.prange
     g["_thread_id"] = numba.get_thread_id
     g["_k_bits_as_float64"] = intrinsic(_bits_as_float64_typer)
+    g["_k_exp64_reduced"] = jit(_k_exp64_reduced, inline="always", fastmath={"contract"})
     g["_k_exp64"] = jit(_k_exp64, inline="always", fastmath={"contract"})
     g["_k_exp64_tame"] = jit(_k_exp64_tame, inline="always", fastmath={"contract"})
     g["_k_lane_sum"] = jit(_k_lane_sum, fastmath={"reassoc"}, error_model="numpy")
@@ -338,23 +339,30 @@ _Q6, _Q7, _Q8, _Q9, _Q10 = (
 )
 
 
-def _k_exp64(x: float) -> float:
-    """exp in float64 to about 1 ulp, with IEEE overflow, gradual underflow and NaN.
-
-    ``exp(x) = 2**k * (1 + r q(r))``, Estrin's scheme for q (short dependency chains
-    keep the vector units busy); fused multiply-adds are allowed inside.
-    """
-    xc = x if x > -746.0 else -746.0  # NaN becomes -746 here; restored below
-    xc = xc if xc < 710.0 else 710.0
-    kf = np.floor(xc * _LOG2E + 0.5)
-    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+def _k_exp64_reduced(x: float) -> tuple[float, float]:
+    """``(k, p)`` with ``exp(x) = 2**k * p``: ``k = round(x / ln 2)`` and
+    ``p = 1 + r q(r)`` for the reduced ``r = x - k ln 2``; Estrin's scheme for q (short
+    dependency chains keep the vector units busy)."""
+    kf = np.floor(x * _LOG2E + 0.5)
+    r = (x - kf * _LN2_HI) - kf * _LN2_LO
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
     a = (_Q0 + _Q1 * r) + r2 * (_Q2 + _Q3 * r)
     b = (_Q4 + _Q5 * r) + r2 * (_Q6 + _Q7 * r)
     c = (_Q8 + _Q9 * r) + r2 * _Q10
-    p = 1.0 + r * ((a + r4 * b) + r8 * c)
+    return kf, 1.0 + r * ((a + r4 * b) + r8 * c)
+
+
+def _k_exp64(x: float) -> float:
+    """exp in float64 to about 1 ulp, with IEEE overflow, gradual underflow and NaN.
+
+    ``exp(x) = 2**k * p`` from :func:`_k_exp64_reduced`; fused multiply-adds are allowed
+    inside.
+    """
+    xc = x if x > -746.0 else -746.0  # NaN becomes -746 here; restored below
+    xc = xc if xc < 710.0 else 710.0
+    kf, p = _k_exp64_reduced(xc)
     k = np.int64(kf)
     k1 = k >> 1
     k2 = k - k1
@@ -371,15 +379,7 @@ def _k_exp64_tame(x: float) -> float:
     There the result and ``2**k`` are normal numbers, so ``p * 2**k`` is exact, as each of
     the two scalings of the general function is.
     """
-    kf = np.floor(x * _LOG2E + 0.5)
-    r = (x - kf * _LN2_HI) - kf * _LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    r8 = r4 * r4
-    a = (_Q0 + _Q1 * r) + r2 * (_Q2 + _Q3 * r)
-    b = (_Q4 + _Q5 * r) + r2 * (_Q6 + _Q7 * r)
-    c = (_Q8 + _Q9 * r) + r2 * _Q10
-    p = 1.0 + r * ((a + r4 * b) + r8 * c)
+    kf, p = _k_exp64_reduced(x)
     return p * _k_bits_as_float64((np.int64(kf) + 1023) << 52)
 
 

@@ -59,6 +59,8 @@ CAUSE_NAMES = {  # the causes of a non-finite naive value, as the closing senten
     "zero_times_inf": "0 * inf",
 }
 
+ZERO_TIMES_INF = "a zero target multiplies log(0) = -inf: 0 * -inf = NaN"
+
 FUSED = {
     "multiclass": "use a fused log-softmax/cross-entropy (F.cross_entropy, "
     "tf.nn.softmax_cross_entropy_with_logits), never log(softmax(z))",
@@ -541,7 +543,7 @@ def _explain_sigmoid(record: RowRecord, settings: engine.Settings, causes: set[s
                 words += ", so the loss is inf"
             out.append(words)
     elif "zero_times_inf" in causes:
-        out.append("a zero target multiplies log(0) = -inf: 0 * -inf = NaN")
+        out.append(ZERO_TIMES_INF)
     return out
 
 
@@ -563,7 +565,7 @@ def _explain_multilabel(
             words += " and 0 * -inf = NaN"
         out.append(words)
     elif "zero_times_inf" in causes:
-        out.append("a zero target multiplies log(0) = -inf: 0 * -inf = NaN")
+        out.append(ZERO_TIMES_INF)
     return out
 
 
