@@ -181,7 +181,7 @@ def bench_lm(d: Path, t: Table, runs: int, rows: int, classes: int) -> None:
     write_labels(labels, rows, classes)
     print(f"LM logits {rows} x {classes} float32 ({big.stat().st_size / 1e9:.2f} GB)")
     one_pass_read(big)
-    engine_run(big, labels)  # warm up: numba loads (or compiles) its cached kernels
+    engine_run(big, labels)  # warm up
     read = median_time(lambda: one_pass_read(big), runs)
     eng = median_time(lambda: engine_run(big, labels), runs)
     t.add("LM engine, in process", f"{eng:.2f} s", f"read {read:.2f} s", eng / read, "<= 3x")
