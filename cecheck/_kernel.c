@@ -92,7 +92,7 @@ INLINE double exp_tame(double x)
 {
     int64_t k;
     double p = exp_reduced(x, &k);
-    return from_bits(to_bits(p) + (k << 52));
+    return from_bits(to_bits(p) + (int64_t)((uint64_t)k << 52));
 }
 
 /* exp for every float64, with IEEE overflow, gradual underflow and NaN; equal to exp_tame
@@ -104,7 +104,7 @@ INLINE double exp_full(double x)
     int64_t k;
     double p = exp_reduced(xc, &k);
     int64_t k1 = k >> 1, k2 = k - k1;
-    double y = (p * from_bits((k1 + 1023) << 52)) * from_bits((k2 + 1023) << 52);
+    double y = (p * from_bits((k1 + 1023) << 52)) * from_bits((k2 + 1023) << 52); /* > 0 */
     y = y < DBL_MAX ? y : DBL_MAX;
     y = x > X_MAX ? INFINITY : y;
     return x != x ? x : y;
