@@ -40,6 +40,7 @@ enum { OVER32 = 1, UNDER32 = 2, OVER64 = 4, UNDER64 = 8, NONFINITE = 16, SPECIAL
 #define LANES 16      /* accumulators of a sum: one vector of float32 */
 #define BLOCK 256     /* terms of a block, LANES at a time */
 #define SMALL 16      /* the block of a row of at most this many classes */
+#define BATCH 8       /* rows of at most SMALL classes computed together */
 #define MAX_BLOCK 256 /* logits per block of the row max */
 #define LEVELS 40     /* levels of the pairwise merge of block results */
 #define TAME_MIN (-300.0) /* exp(z) * exp(-m) stays normal; */
@@ -206,6 +207,21 @@ INLINE float naive32_tame(double v, double e, int narrow)
     return narrow ? (float)e : (float)fma(e, (double)(float)v - v, e);
 }
 
+/* A tame logit's terms: exp(v) (naive float64, and the reference's after scaling by
+ * exp(-m)), its float32 rounding (naive float32) and the stable float32 term
+ * exp(float32(v32 - m32)) = exp(v - m) exp(ds), ds being the float32 rounding error of the
+ * shift, to first order. */
+INLINE void tame_terms(double v, int narrow, double m64, float m32, double em, double *e,
+                       float *e32, float *es32)
+{
+    float v32 = (float)v;
+    *e = exp_tame(v);
+    *e32 = naive32_tame(v, *e, narrow);
+    double s = *e * em;
+    double ds = (double)(float)(v32 - m32) - (v - m64);
+    *es32 = (float)fma(s, ds, s);
+}
+
 /*
  * The terms of `width` logits at z (width is a constant at each call, so the loops have
  * fixed trip counts and vectorise whole). `masked`: count only the first `size` terms, and
@@ -220,14 +236,9 @@ INLINE void block_tame(const void *z, int narrow, int width, int masked, int siz
     for (int j0 = 0; j0 < width; j0 += LANES) {
         for (int l = 0; l < LANES; l++) {
             int j = j0 + l;
-            double v = load(z, narrow, j);
-            float v32 = (float)v;
-            double e = exp_tame(v);
-            float e32 = naive32_tame(v, e, narrow);
-            /* stable: exp(float32(v32 - m32)) = exp(v - m) exp(ds), to first order */
-            double s = e * em;
-            double ds = (double)(float)(v32 - m32) - (v - m64);
-            float es32 = (float)fma(s, ds, s);
+            double e;
+            float e32, es32;
+            tame_terms(load(z, narrow, j), narrow, m64, m32, em, &e, &e32, &es32);
             if (masked) {
                 int in = j < size;
                 n32[l] += in ? e32 : 0.0f;
@@ -299,15 +310,14 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
 
 /* ------------------------------------------------------------------ one row */
 
-/* Per lane of a block of MAX_BLOCK logits: the max, the min, and whether any is NaN, inf
- * or beyond the float32 range; in the logits' own type (twice the lanes for float32). */
+/* Per lane of a block of MAX_BLOCK logits: the max, the min and the sum (NaN or inf if a
+ * logit is; it may also overflow), in the logits' own type (twice the lanes for float32). */
 #define LANE_SCAN(T)                                                                        \
-    T top[LANES], bottom[LANES];                                                            \
-    int odd[LANES];                                                                         \
+    T top[LANES], bottom[LANES], sum[LANES];                                                \
     for (int l = 0; l < LANES; l++) {                                                      \
         top[l] = (T)best;                                                                   \
         bottom[l] = (T)low;                                                                 \
-        odd[l] = 0;                                                                         \
+        sum[l] = 0;                                                                         \
     }                                                                                       \
     int whole = size - size % LANES;                                                        \
     for (int j = 0; j < whole; j += LANES) {                                                \
@@ -315,26 +325,26 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
             T v = ((const T *)z)[lo + j + l];                                               \
             top[l] = v > top[l] ? v : top[l];                                               \
             bottom[l] = v < bottom[l] ? v : bottom[l];                                      \
-            odd[l] |= !(fabs(v) <= FLT_MAX);                                                \
+            sum[l] += v;                                                                    \
         }                                                                                   \
     }                                                                                       \
     for (int j = whole; j < size; j++) {                                                    \
         T v = ((const T *)z)[lo + j];                                                       \
         top[0] = v > top[0] ? v : top[0];                                                   \
         bottom[0] = v < bottom[0] ? v : bottom[0];                                          \
-        odd[0] |= !(fabs(v) <= FLT_MAX);                                                    \
+        sum[0] += v;                                                                        \
     }                                                                                       \
     for (int l = 0; l < LANES; l++) {                                                      \
         block_top = top[l] > block_top ? top[l] : block_top;                               \
         low = bottom[l] < low ? bottom[l] : low;                                            \
-        bad |= odd[l];                                                                      \
+        total += sum[l];                                                                    \
     }
 
 /* The max, its first index and the row's status: SPECIAL (with NONFINITE) or tame or not. */
 INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tame)
 {
-    double best = load(z, narrow, 0), low = best;
-    int bad = 0, kb = 0;
+    double best = load(z, narrow, 0), low = best, total = 0.0;
+    int kb = 0;
     for (int lo = 0; lo < c; lo += MAX_BLOCK) {
         int size = c - lo < MAX_BLOCK ? c - lo : MAX_BLOCK;
         double block_top = best;
@@ -348,11 +358,16 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tam
             kb = lo;
         }
     }
-    if (bad) {
-        int nonfinite = 0;
-        for (int j = 0; j < c; j++)
-            nonfinite |= !isfinite(load(z, narrow, j));
-        return SPECIAL | (nonfinite ? NONFINITE : 0);
+    if (!isfinite(total) || best > FLT_MAX || low < -FLT_MAX) {
+        /* a NaN, an inf, a float64 beyond the float32 range, or only an overflowing sum */
+        int nonfinite = 0, beyond = 0;
+        for (int j = 0; j < c; j++) {
+            double v = load(z, narrow, j);
+            nonfinite |= !isfinite(v);
+            beyond |= fabs(v) > FLT_MAX;
+        }
+        if (nonfinite || beyond)
+            return SPECIAL | (nonfinite ? NONFINITE : 0);
     }
     int j = kb;
     while (load(z, narrow, j) != best)
@@ -361,6 +376,34 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tam
     *m = best;
     *tame = low >= TAME_MIN && best <= TAME_MAX;
     return 0;
+}
+
+/* A tame row's sums leave the argmax's terms out: exp(m) for naive, 1 for stable. */
+INLINE void tame_sums(Sums *s, double ek, double em)
+{
+    s->n64 = s->rest + ek;
+    s->rest *= em;
+    s->s64 = 1.0 + s->rest;
+}
+
+/* A row's five losses and status bits from its max, target logit, target terms and sums. */
+INLINE void finish(double m64, double zt, double et, float et32, Sums s, int over32, int over64,
+                   double *loss, Py_ssize_t stride, uint8_t *bits)
+{
+    float m32 = (float)m64, zt32 = (float)zt;
+    /* naive: -log(e[t] / sum e) */
+    float p32 = et32 / s.n32;
+    double p64 = et / s.n64;
+    loss[0] = 0.0 - (double)(float)log((double)p32);
+    loss[stride] = 0.0 - log(p64);
+    /* stable: log(sum exp(z - m)) - (z[t] - m) */
+    float lse32 = (float)log((double)s.s32);
+    loss[2 * stride] = (double)(float)(lse32 - (float)(zt32 - m32));
+    loss[3 * stride] = log(s.s64) - (zt - m64);
+    /* reference: (m - z[t]) + log1p(sum over j != argmax of exp(z_j - m)) */
+    loss[4 * stride] = (m64 - zt) + log1p(s.rest);
+    *bits = (uint8_t)((over32 ? OVER32 : 0) | (p32 == 0.0f ? UNDER32 : 0) |
+                      (over64 ? OVER64 : 0) | (p64 == 0.0 ? UNDER64 : 0));
 }
 
 INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ssize_t stride,
@@ -400,48 +443,108 @@ INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ss
         s = pairwise_total(&pw);
     }
     double zt = load(z, narrow, (int)t);
-    float zt32 = (float)zt;
     double et;
     float et32;
     if (tame) {
-        /* the argmax's terms, left out of the lanes: exp(m) for naive, 1 for stable */
-        double ek = exp_tame(m64);
-        s.n64 = s.rest + ek;
-        s.rest *= em;
-        s.s64 = 1.0 + s.rest;
+        tame_sums(&s, exp_tame(m64), em);
         et = exp_tame(zt);
         et32 = naive32_tame(zt, et, narrow);
     } else {
         et = exp_full(zt);
-        et32 = narrow ? (float)et : (float)exp_full((double)zt32);
+        et32 = narrow ? (float)et : (float)exp_full((double)(float)zt);
     }
-    /* naive: -log(e[t] / sum e) */
-    float p32 = et32 / s.n32;
-    double p64 = et / s.n64;
-    loss[0] = 0.0 - (double)(float)log((double)p32);
-    loss[stride] = 0.0 - log(p64);
-    /* stable: log(sum exp(z - m)) - (z[t] - m) */
-    float lse32 = (float)log((double)s.s32);
-    loss[2 * stride] = (double)(float)(lse32 - (float)(zt32 - m32));
-    loss[3 * stride] = log(s.s64) - (zt - m64);
-    /* reference: (m - z[t]) + log1p(sum over j != argmax of exp(z_j - m)) */
-    loss[4 * stride] = (m64 - zt) + log1p(s.rest);
-    *bits = (uint8_t)((over32 ? OVER32 : 0) | (p32 == 0.0f ? UNDER32 : 0) |
-                      (over64 ? OVER64 : 0) | (p64 == 0.0 ? UNDER64 : 0));
+    finish(m64, zt, et, et32, s, over32, over64, loss, stride, bits);
+}
+
+/* Rows of at most SMALL classes, BATCH at a time with one row per vector lane (a row's own
+ * vector would be mostly empty): the same steps as row() on tame rows, each row's terms
+ * summed in order. Computes nothing and returns 0 unless every row of the batch is tame. */
+INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, double *loss,
+                       Py_ssize_t stride, uint8_t *bits)
+{
+    double tile[SMALL][BATCH]; /* logit j of row b at [j][b] */
+    for (int b = 0; b < BATCH; b++)
+        for (int j = 0; j < c; j++)
+            tile[j][b] = load(z, narrow, b * c + j);
+    double m[BATCH], low[BATCH], total[BATCH];
+    int k[BATCH];
+    for (int b = 0; b < BATCH; b++) {
+        m[b] = low[b] = total[b] = tile[0][b];
+        k[b] = 0;
+    }
+    for (int j = 1; j < c; j++) {
+        for (int b = 0; b < BATCH; b++) {
+            double v = tile[j][b];
+            k[b] = v > m[b] ? j : k[b];
+            m[b] = v > m[b] ? v : m[b];
+            low[b] = v < low[b] ? v : low[b];
+            total[b] += v; /* NaN if a logit is */
+        }
+    }
+    int tame = 1;
+    for (int b = 0; b < BATCH; b++)
+        tame &= isfinite(total[b]) && low[b] >= TAME_MIN && m[b] <= TAME_MAX;
+    if (!tame)
+        return 0;
+    double em[BATCH], rest[BATCH], et[BATCH], ek[BATCH];
+    float m32[BATCH], n32[BATCH], s32[BATCH], et32[BATCH];
+    for (int b = 0; b < BATCH; b++) {
+        em[b] = exp_tame(-m[b]);
+        m32[b] = (float)m[b];
+        rest[b] = et[b] = ek[b] = 0.0;
+        n32[b] = s32[b] = et32[b] = 0.0f;
+    }
+    for (int j = 0; j < c; j++) {
+        for (int b = 0; b < BATCH; b++) {
+            double e;
+            float e32, es32;
+            tame_terms(tile[j][b], narrow, m[b], m32[b], em[b], &e, &e32, &es32);
+            n32[b] += e32;
+            s32[b] += es32;
+            rest[b] += j != k[b] ? e : 0.0;
+            ek[b] = j == k[b] ? e : ek[b];
+            et[b] = j == y[b] ? e : et[b];
+            et32[b] = j == y[b] ? e32 : et32[b];
+        }
+    }
+    for (int b = 0; b < BATCH; b++) {
+        Sums s = {0.0, 0.0, rest[b], n32[b], s32[b]};
+        tame_sums(&s, ek[b], em[b]);
+        finish(m[b], tile[y[b]][b], et[b], et32[b], s, 0, 0, loss + b, stride, bits + b);
+    }
+    return 1;
+}
+
+INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, double *loss,
+                 Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    for (Py_ssize_t i = lo; i < hi;) {
+        if (c <= SMALL && hi - i >= BATCH) {
+            const void *zi = (const char *)z + (size_t)i * row_bytes;
+            if (!small_batch(zi, narrow, (int)c, y + i, loss + i, n, bits + i))
+                for (Py_ssize_t b = i; b < i + BATCH; b++)
+                    row((const char *)z + (size_t)b * row_bytes, narrow, (int)c, y[b], loss + b,
+                        n, bits + b);
+            i += BATCH;
+        } else {
+            row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], loss + i, n,
+                bits + i);
+            i++;
+        }
+    }
 }
 
 ISA_CLONES static void rows32(const float *z, Py_ssize_t c, const int64_t *y, double *loss,
                               Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
 {
-    for (Py_ssize_t i = lo; i < hi; i++)
-        row(z + i * c, 1, (int)c, y[i], loss + i, n, bits + i);
+    rows(z, 1, c, y, loss, n, bits, lo, hi);
 }
 
 ISA_CLONES static void rows64(const double *z, Py_ssize_t c, const int64_t *y, double *loss,
                               Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
 {
-    for (Py_ssize_t i = lo; i < hi; i++)
-        row(z + i * c, 0, (int)c, y[i], loss + i, n, bits + i);
+    rows(z, 0, c, y, loss, n, bits, lo, hi);
 }
 
 ISA_CLONES static void exp_each(const double *x, double *out, Py_ssize_t n, int tame)
@@ -539,6 +642,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "cecheck._kernel", "The fused loss kernel of cecheck.fast.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }
