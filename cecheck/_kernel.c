@@ -310,14 +310,15 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
 
 /* ------------------------------------------------------------------ one row */
 
-/* Per lane of a block of MAX_BLOCK logits: the max, the min and the sum (NaN or inf if a
- * logit is; it may also overflow), in the logits' own type (twice the lanes for float32). */
+/* Per lane of a block of MAX_BLOCK logits: the max, the min, and whether any is NaN, inf
+ * or beyond the float32 range; in the logits' own type (twice the lanes for float32). */
 #define LANE_SCAN(T)                                                                        \
-    T top[LANES], bottom[LANES], sum[LANES];                                                \
+    T top[LANES], bottom[LANES];                                                            \
+    int odd[LANES];                                                                         \
     for (int l = 0; l < LANES; l++) {                                                      \
         top[l] = (T)best;                                                                   \
         bottom[l] = (T)low;                                                                 \
-        sum[l] = 0;                                                                         \
+        odd[l] = 0;                                                                         \
     }                                                                                       \
     int whole = size - size % LANES;                                                        \
     for (int j = 0; j < whole; j += LANES) {                                                \
@@ -325,26 +326,26 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
             T v = ((const T *)z)[lo + j + l];                                               \
             top[l] = v > top[l] ? v : top[l];                                               \
             bottom[l] = v < bottom[l] ? v : bottom[l];                                      \
-            sum[l] += v;                                                                    \
+            odd[l] |= !(fabs(v) <= FLT_MAX);                                                \
         }                                                                                   \
     }                                                                                       \
     for (int j = whole; j < size; j++) {                                                    \
         T v = ((const T *)z)[lo + j];                                                       \
         top[0] = v > top[0] ? v : top[0];                                                   \
         bottom[0] = v < bottom[0] ? v : bottom[0];                                          \
-        sum[0] += v;                                                                        \
+        odd[0] |= !(fabs(v) <= FLT_MAX);                                                    \
     }                                                                                       \
     for (int l = 0; l < LANES; l++) {                                                      \
         block_top = top[l] > block_top ? top[l] : block_top;                               \
         low = bottom[l] < low ? bottom[l] : low;                                            \
-        total += sum[l];                                                                    \
+        bad |= odd[l];                                                                      \
     }
 
 /* The max, its first index and the row's status: SPECIAL (with NONFINITE) or tame or not. */
 INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tame)
 {
-    double best = load(z, narrow, 0), low = best, total = 0.0;
-    int kb = 0;
+    double best = load(z, narrow, 0), low = best;
+    int bad = 0, kb = 0;
     for (int lo = 0; lo < c; lo += MAX_BLOCK) {
         int size = c - lo < MAX_BLOCK ? c - lo : MAX_BLOCK;
         double block_top = best;
@@ -358,16 +359,11 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tam
             kb = lo;
         }
     }
-    if (!isfinite(total) || best > FLT_MAX || low < -FLT_MAX) {
-        /* a NaN, an inf, a float64 beyond the float32 range, or only an overflowing sum */
-        int nonfinite = 0, beyond = 0;
-        for (int j = 0; j < c; j++) {
-            double v = load(z, narrow, j);
-            nonfinite |= !isfinite(v);
-            beyond |= fabs(v) > FLT_MAX;
-        }
-        if (nonfinite || beyond)
-            return SPECIAL | (nonfinite ? NONFINITE : 0);
+    if (bad) {
+        int nonfinite = 0;
+        for (int j = 0; j < c; j++)
+            nonfinite |= !isfinite(load(z, narrow, j));
+        return SPECIAL | (nonfinite ? NONFINITE : 0);
     }
     int j = kb;
     while (load(z, narrow, j) != best)

@@ -37,6 +37,7 @@ the default rtol).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -78,6 +79,7 @@ _FIXED_SEVERITY = {
 }
 
 
+@functools.cache  # asked again for every chunk, with the same few arguments
 def flag_names(
     dtypes: tuple[str, ...], paths: tuple[str, ...] = LOGIT_PATHS, extra: tuple[str, ...] = ()
 ) -> tuple[str, ...]:
@@ -97,6 +99,7 @@ def flag_names(
     return tuple(sorted(names, key=severity_of))  # stable: ties keep the order above
 
 
+@functools.cache  # asked for every flag name of every chunk
 def severity_of(flag: str) -> int:
     """0 (input) .. 4 (inaccurate); NOT_FLAGGED for ``ignored`` and unknown flags."""
     if flag in _FIXED_SEVERITY:
@@ -126,18 +129,51 @@ def relative_error(value: Array, reference: Array) -> Array:
 
     A reference of exactly 0 gives 0 for an exact 0 and inf otherwise.
     """
-    return _relative_error(value, reference, reference == 0, np.isfinite(reference))
-
-
-def _relative_error(value: Array, reference: Array, zero: Array, finite: Array) -> Array:
-    """:func:`relative_error` given the masks of the reference that are zero and finite."""
     value = np.asarray(value, dtype=np.float64)
+    return _relative_error(value, np.isfinite(value), _Reference(reference))
+
+
+class _Reference:
+    """A chunk's reference losses with the masks every path's relative error needs.
+
+    Computed once per chunk rather than once per path and dtype; ``any_zero`` and
+    ``all_finite`` let the common chunk (no zero, no non-finite reference) skip the fixes.
+    """
+
+    def __init__(self, reference: Array) -> None:
+        self.values = np.asarray(reference, dtype=np.float64)
+        self.magnitude = np.abs(self.values)
+        self.zero = self.values == 0
+        self.any_zero = bool(self.zero.any())
+        self.finite = np.isfinite(self.values)
+        self.all_finite = bool(self.finite.all())
+        # NaN when a reference is NaN: then no dtype takes the shortcut in normal()
+        self.smallest = self.magnitude.min() if self.magnitude.size else np.inf
+
+    def normal(self, p: Precision) -> Array | bool:
+        """Where the reference is representable in ``p`` to full accuracy (at least its
+        smallest normal number): True for every row when the smallest one is."""
+        if self.smallest >= p.tiny:
+            return True  # the common chunk: no comparison pass needed
+        with np.errstate(invalid="ignore"):  # NaN compares False: never normal
+            return self.magnitude >= p.tiny
+
+
+def _relative_error(
+    value: Array, finite: Array, ref: _Reference, out: Array | None = None
+) -> Array:
+    """:func:`relative_error` of float64 ``value`` (``finite``: its finite entries), written
+    into ``out`` when given (a buffer reused across paths: a fresh one pays page faults)."""
+    if out is None:
+        out = np.empty(np.broadcast_shapes(value.shape, ref.values.shape))
     with np.errstate(divide="ignore", invalid="ignore"):  # the special cases are set below
-        rel = np.abs(value - reference)
-        rel /= np.abs(reference)
-    if zero.any():
-        rel[zero] = np.where(value[zero] == 0, 0.0, np.inf)
-    rel[~(np.isfinite(value) & finite)] = np.nan
+        rel = np.subtract(value, ref.values, out=out)
+        np.abs(rel, out=rel)  # in place: no temporary
+        rel /= ref.magnitude
+    if ref.any_zero:
+        rel[ref.zero] = np.where(value[ref.zero] == 0, 0.0, np.inf)
+    if not (ref.all_finite and finite.all()):
+        rel[~(finite & ref.finite)] = np.nan
     return rel
 
 
@@ -151,6 +187,8 @@ class Diagnosis:
     severity: Array  # (n,) int: the most serious flag, NOT_FLAGGED if none
     error: Array  # (n,) float: the largest relative error of a flagged value (inf: non-finite)
     scored: Array  # (n,) bool: rows the paths are judged on (no input problem, not ignored)
+    flag_counts: Array  # (len(flag_names),) int: the rows holding each flag
+    cause_counts: Array  # (len(CAUSES),) int: the rows holding each cause
     # "<path>_<dtype>" -> the largest relative error against the reference over the scored
     # rows whose reference that dtype can represent (0, or at least its smallest normal);
     # None when there is no such finite value
@@ -182,6 +220,11 @@ def label_problems(
     n = labels.shape[0]
     none = np.zeros(n, dtype=bool)
     if label_form == "index":
+        # Two cheap reductions settle the common chunk: every label a class, and the
+        # ignore_index (outside the classes) none of them.
+        outside = n > 0 and not 0 <= ignore_index < n_classes
+        if outside and labels.min() >= 0 and labels.max() < n_classes:
+            return {"ignored": none, "label_out_of_range": none, "invalid_label": none}
         ignored = labels == ignore_index
         out = ~ignored & ((labels < 0) | (labels >= n_classes))
         return {"ignored": ignored, "label_out_of_range": out, "invalid_label": none}
@@ -237,74 +280,142 @@ def diagnose(
     # (n, k) views of column-major storage: each flag's column is contiguous
     flags = np.zeros((len(names), n), dtype=bool).T
     causes = np.zeros((len(CAUSES), n), dtype=bool).T
+    # Counted as the columns are written (a column never written holds no row), once: the
+    # severity below and the run's totals read these counts instead of the matrices.
+    flag_counts = np.zeros(len(names), dtype=np.intp)
+    caused: set[int] = set()  # the cause columns written
+
+    def raise_flag(name: str, rows: Array) -> None:
+        j = col[name]
+        flags[:, j] = rows
+        flag_counts[j] = np.count_nonzero(flags[:, j])
+
+    def add_cause(cause: str, rows: Array, hit: Array) -> None:
+        if hit.any():  # most evidence is all False on the flagged rows: skip the scatter
+            j = CAUSES.index(cause)
+            causes[rows, j] |= hit
+            caused.add(j)
+
     error = np.zeros(n)
     worst: dict[str, float | None] = {}
-    with np.errstate(invalid="ignore"):  # NaN compares False: a NaN reference is never normal
-        normal = {d: np.abs(reference) >= p.tiny for d, p in precisions.items()}
-    zero_reference = reference == 0
-    finite_reference = np.isfinite(reference)
-    flags[:, col["nonfinite_input"]] = nonfinite_input
+    ref = _Reference(reference)
+    raise_flag("nonfinite_input", nonfinite_input)
     for key in ("label_out_of_range", "invalid_label", "ignored"):
-        flags[:, col[key]] = label_masks[key]
+        raise_flag(key, label_masks[key])
     causes[:, CAUSES.index("nonfinite_input")] = nonfinite_input
+    caused.add(CAUSES.index("nonfinite_input"))
     scored = ~(nonfinite_input | unscored(label_masks))
     for name, rows in extra.items():
         if severity_of(name) == 0:
-            flags[:, col[name]] = rows
+            raise_flag(name, rows)
             scored &= ~rows
     for name, rows in extra.items():
         if severity_of(name) != 0:
-            flags[:, col[name]] = rows & scored
+            raise_flag(name, rows & scored)
+
+    # Once per dtype, not per path: the scored rows whose reference the dtype can represent
+    # (where ``inaccurate`` may be raised), and those plus a zero reference (``worst``).
+    normal = {d: scored & ref.normal(precisions[d]) for d in dtypes}
+    judged = dict(normal)
+    if ref.any_zero:
+        judged = {d: rows | (scored & ref.zero) for d, rows in normal.items()}
+    # Each path's losses as float64 and their finite mask, once (the float64 ones serve
+    # ``diverged`` of every narrower dtype too).
+    losses = {key: np.asarray(r.loss, dtype=np.float64) for key, r in results.items()}
+    finite = {key: np.isfinite(loss) for key, loss in losses.items()}
+    # Buffers reused from path to path (a fresh array per path pays page faults): the
+    # relative error, and |L - L64| and atol + rtol * |L64| for ``diverged``.
+    rel, gap, tol = np.empty(n), np.empty(n), np.empty(n)
 
     for (path, dtype), result in results.items():
-        loss = np.asarray(result.loss, dtype=np.float64)
-        finite = np.isfinite(loss)
-        nan = np.isnan(loss) & scored
-        inf = np.isinf(loss) & scored
-        flagged = nan | inf
-        flags[:, col[f"{path}_nan:{dtype}"]] = nan
-        flags[:, col[f"{path}_inf:{dtype}"]] = inf
-        rel = _relative_error(loss, reference, zero_reference, finite_reference)
-        judged = scored & (normal[dtype] | zero_reference)
-        worst[f"{path}_{dtype}"] = _max(rel, judged & np.isfinite(rel))
+        loss, ok = losses[(path, dtype)], finite[(path, dtype)]
+        all_finite = bool(ok.all())
+        flagged = np.zeros(n, dtype=bool)
+        if not all_finite:  # a NaN/inf flag needs a non-finite loss: skip the passes otherwise
+            nan = np.isnan(loss) & scored
+            inf = np.isinf(loss) & scored
+            flagged = nan | inf
+            raise_flag(f"{path}_nan:{dtype}", nan)
+            raise_flag(f"{path}_inf:{dtype}", inf)
+        _relative_error(loss, ok, ref, out=rel)
+        worst[f"{path}_{dtype}"] = _worst(rel, judged[dtype])
         with np.errstate(invalid="ignore"):
             # fewer than half the bits: -log2(rel) < bits / 2
-            inaccurate = scored & normal[dtype] & (rel > 2.0 ** (-precisions[dtype].bits / 2))
-        flags[:, col[f"inaccurate:{path}_{dtype}"]] = inaccurate
+            inaccurate = normal[dtype] & (rel > 2.0 ** (-precisions[dtype].bits / 2))
+        raise_flag(f"inaccurate:{path}_{dtype}", inaccurate)
         flagged |= inaccurate
         if dtype != "float64" and (path, "float64") in results:
-            l64 = np.asarray(results[(path, "float64")].loss, dtype=np.float64)
-            both = scored & finite & np.isfinite(l64)
+            l64 = losses[(path, "float64")]
+            both = scored & ok & finite[(path, "float64")]
             with np.errstate(invalid="ignore"):
-                diverged = both & (np.abs(loss - l64) > atol + rtol * np.abs(l64))
-            flags[:, col[f"diverged:{path}_{dtype}"]] = diverged
+                np.abs(np.subtract(loss, l64, out=gap), out=gap)
+                np.multiply(np.abs(l64, out=tol), rtol, out=tol)
+                tol += atol
+                diverged = both & (gap > tol)
+            raise_flag(f"diverged:{path}_{dtype}", diverged)
             flagged |= diverged
-        if not flagged.any():
+        rows = np.flatnonzero(flagged)
+        if rows.size == 0:
             continue
-        error = np.fmax(error, np.where(flagged, np.where(finite, rel, np.inf), 0))
+        # The error and the causes concern the flagged rows only (usually a few percent of
+        # the chunk): read and write just those rows.
+        flagged_error = rel[rows]
+        if not all_finite:
+            flagged_error[~ok[rows]] = np.inf  # a non-finite loss: an infinite error
+        # fmax skips a NaN (a finite loss against a non-finite reference), so error never
+        # holds one
+        error[rows] = np.fmax(error[rows], flagged_error)
 
-        seen = np.zeros(n, dtype=bool)
-        if cast_overflow is not None and dtype in cast_overflow:
-            hit = cast_overflow[dtype] & flagged
-            causes[:, CAUSES.index("cast_overflow")] |= hit
-            seen |= hit
+        seen = np.zeros(rows.size, dtype=bool)
         found = {cause: getattr(result, cause) for cause in EVIDENCE}
+        if cast_overflow is not None and dtype in cast_overflow:
+            found = {"cast_overflow": cast_overflow[dtype], **found}
         if evidence is not None:
             found |= evidence.get((path, dtype), {})
-        for cause, rows in found.items():
-            if rows is not None:
-                hit = rows & flagged
-                causes[:, CAUSES.index(cause)] |= hit
+        for cause, hit_rows in found.items():
+            if hit_rows is not None:
+                hit = hit_rows[rows]
+                add_cause(cause, rows, hit)
                 seen |= hit
-        causes[:, CAUSES.index("cancellation")] |= inaccurate & ~seen
+        add_cause("cancellation", rows, inaccurate[rows] & ~seen)
 
-    severity = np.full(n, NOT_FLAGGED)
+    severity = _severity(flags, names, flag_counts)
+    cause_counts = np.zeros(len(CAUSES), dtype=np.intp)
+    for j in caused:
+        cause_counts[j] = np.count_nonzero(causes[:, j])
+    return Diagnosis(
+        names, flags, causes, severity, error, scored, flag_counts, cause_counts, worst
+    )
+
+
+def _severity(flags: Array, names: tuple[str, ...], counts: Array) -> Array:
+    """Per row, the severity of its most serious flag (NOT_FLAGGED for none).
+
+    Only the columns holding a flag (``counts``: rows per column) are read, grouped by
+    severity: on a typical chunk that is a few ``inaccurate`` columns, so this costs a few
+    boolean passes, not one integer pass per flag name.
+    """
+    levels: dict[int, Array] = {}  # severity -> rows holding a flag of that severity
     for j, name in enumerate(names):
-        column = flags[:, j]
-        if column.any():
-            np.minimum(severity, np.where(column, severity_of(name), NOT_FLAGGED), out=severity)
-    error = np.where(np.isnan(error), np.inf, error)  # nan_to_num would also clip inf
-    return Diagnosis(names, flags, causes, severity, error, scored, worst)
+        level = severity_of(name)
+        if level < NOT_FLAGGED and counts[j]:
+            if level in levels:
+                levels[level] |= flags[:, j]
+            else:
+                levels[level] = flags[:, j].copy()
+    severity = np.full(flags.shape[0], NOT_FLAGGED)
+    for level in sorted(levels, reverse=True):  # least serious first: a more serious overwrites
+        severity[levels[level]] = level
+    return severity
+
+
+def _worst(rel: Array, judged: Array) -> float | None:
+    """The largest finite ``rel`` on the ``judged`` rows, None when there is none."""
+    if rel.size and judged.all():
+        largest = rel.max()  # NaN if any is NaN: then the masked maximum below
+        if np.isfinite(largest):
+            return float(largest)
+    return _max(rel, judged & np.isfinite(rel))
 
 
 def _max(values: Array, where: Array) -> float | None:

@@ -125,10 +125,12 @@ def evaluate(
         return ChunkResult(start, logits, labels, values, diag)
     naive, stable, reference = _PATHS[losses.family(task, label_form)]
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
-    if label_form == "index":  # a valid class for the rows without one; their losses are masked
+    # rows whose loss is masked (checked once per chunk); none in the common chunk, which
+    # then takes the labels as targets and the losses as values, without a copy
+    masked = bool(masks["ignored"].any() or masks["label_out_of_range"].any())
+    target = labels
+    if label_form == "index" and masked:  # a valid class for the rows without one
         target = np.where(masks["ignored"] | masks["label_out_of_range"], 0, labels)
-    else:
-        target = labels
     results: dict[tuple[str, str], PathResult] = {}
     if use_fast and fast.covers(task, label_form, s.dtypes):
         results, ref, nonfinite = fast.multiclass_index(logits, target, s.dtypes)
@@ -140,22 +142,24 @@ def evaluate(
             results[("naive", d)] = naive(logits, target, p)
             results[("stable", d)] = stable(logits, target, p)
         ref = reference(logits, target)
-    values = {f"{path}_{d}": _mask(r.loss, masks) for (path, d), r in results.items()}
-    values["reference"] = _mask(ref, masks)
+    values = {f"{path}_{d}": _mask(r.loss, masks, masked) for (path, d), r in results.items()}
+    values["reference"] = _mask(ref, masks, masked)
     precisions = {d: prec.get(d) for d in s.dtypes}
     overflow = cast_overflow_rows(logits, precisions.values())
     diag = diagnose(nonfinite, masks, results, ref, precisions, s.rtol, s.atol, overflow)
     return ChunkResult(start, logits, labels, values, diag)
 
 
-def _mask(loss: Array, masks: dict[str, Array]) -> Array:
-    """float64 losses with ignored rows at 0 (as PyTorch) and out-of-range rows at NaN."""
+def _mask(loss: Array, masks: dict[str, Array], masked: bool) -> Array:
+    """float64 losses with ignored rows at 0 (as PyTorch) and out-of-range rows at NaN.
+
+    ``masked``: whether the chunk has such a row at all.
+    """
     out = np.asarray(loss, dtype=np.float64)
-    ignored, out_of_range = masks["ignored"], masks["label_out_of_range"]
-    if ignored.any() or out_of_range.any():
+    if masked:
         out = out.copy()  # never write into the path's own result
-        out[ignored] = 0.0
-        out[out_of_range] = np.nan
+        out[masks["ignored"]] = 0.0
+        out[masks["label_out_of_range"]] = np.nan
     return out
 
 
@@ -277,14 +281,23 @@ class _ColumnTotals:
 
     def add(self, values: Array, worst: float | None) -> None:
         """Count the scored ``values`` of a chunk; ``worst`` is its largest relative error."""
-        finite = np.isfinite(values)
-        n_finite = int(np.count_nonzero(finite))
-        n_nan = int(np.count_nonzero(np.isnan(values)))
         self.rows += values.size
-        self.finite += n_finite
-        self.nan += n_nan
-        self.inf += values.size - n_finite - n_nan
-        self.total += float(values.sum(where=finite))
+        with np.errstate(over="ignore", invalid="ignore"):  # a NaN or inf is handled below
+            total = values.sum()
+        if np.isfinite(total):
+            # A finite sum has no NaN or inf among its terms: every value is finite, and this
+            # is the total over the finite ones (an all-True ``where`` adds in the same order
+            # as no mask), without a pass for the mask.
+            self.finite += values.size
+            self.total += float(total)
+        else:
+            finite = np.isfinite(values)
+            n_finite = int(np.count_nonzero(finite))
+            n_nan = int(np.count_nonzero(np.isnan(values)))
+            self.finite += n_finite
+            self.nan += n_nan
+            self.inf += values.size - n_finite - n_nan
+            self.total += float(values.sum(where=finite))
         if worst is not None:
             self.worst = max(self.worst or 0.0, worst)
 
@@ -315,21 +328,35 @@ class _Totals:
             self.n[c].add(values, diag.worst_error.get(c))
         self.rows += chunk.labels.shape[0]
         self.scored += int(np.count_nonzero(scored))
-        counts = np.count_nonzero(diag.flags, axis=0)
+        counts = diag.flag_counts
         self.flag_counts = counts if self.flag_counts is None else self.flag_counts + counts
         self.flag_names = diag.flag_names
-        self.cause_counts += np.count_nonzero(diag.causes, axis=0)
-        is_flagged = diag.severity < NOT_FLAGGED
-        self.flagged_rows += int(np.count_nonzero(is_flagged))
-        self._keep_top(chunk, source, np.flatnonzero(is_flagged))
+        self.cause_counts += diag.cause_counts
+        candidates = np.flatnonzero(diag.severity < NOT_FLAGGED)
+        self.flagged_rows += candidates.size
+        self._keep_top(chunk, source, candidates)
 
     def _keep_top(self, chunk: ChunkResult, source: inputs.Source, candidates: Array) -> None:
+        """Merge the chunk's flagged rows (``candidates``) into the ``top`` worst rows kept.
+
+        Rows are ranked by (severity, -error, row). Only the rows that can still enter are
+        ranked, and only the k best of those become records: on an overconfident model nearly
+        every row is flagged, and sorting them all, chunk after chunk, would cost more than
+        the diagnosis itself.
+        """
         k = self.s.top
         if k == 0 or candidates.size == 0:
             return
         diag = chunk.diagnosis
-        order = np.lexsort((candidates, -diag.error[candidates], diag.severity[candidates]))
-        best = candidates[order[:k]]
+        if len(self.top) == k:  # full: a row enters only by beating the last row kept
+            last = self.top[-1]
+            severity, error = diag.severity[candidates], diag.error[candidates]
+            same = severity == last.severity
+            tied = same & (error == last.error)
+            beats = (severity < last.severity) | (same & (error > last.error))
+            beats |= tied & (chunk.start + candidates < last.row)
+            candidates = candidates[beats]
+        best = _best_rows(candidates, diag.severity, diag.error, k)
         flag_lists = diag.flag_lists(best)
         cause_lists = diag.cause_lists(best)
         labels = _labels(chunk.labels[best], source.label_form)
@@ -388,6 +415,31 @@ class _Totals:
             top=list(self.top),
             frames=frames,
         )
+
+
+def _best_rows(rows: Array, severity: Array, error: Array, k: int) -> Array:
+    """The (at most) ``k`` best of ``rows`` (ascending) by (severity, -error, row), in order.
+
+    Selects before it sorts: the k-th severity bounds the rows that can make the cut, and
+    within that severity the error of the last place left bounds them again; rows tied with
+    that error go by row number, which is their order in ``rows``. Then only k rows are
+    sorted, whatever the number of flagged rows. ``error`` holds no NaN.
+    """
+    if rows.size > k:
+        sev = severity[rows]
+        cut = np.partition(sev, k - 1)[k - 1]  # the k-th smallest severity
+        keep = sev < cut  # fewer than k rows: all in
+        level = np.flatnonzero(sev == cut)
+        places = k - int(np.count_nonzero(keep))
+        err = error[rows[level]]
+        bar = np.partition(err, err.size - places)[err.size - places]  # places-th largest
+        above = err > bar
+        ties = np.flatnonzero(err == bar)[: places - int(np.count_nonzero(above))]
+        keep[level[above]] = True
+        keep[level[ties]] = True
+        rows = rows[keep]
+    order = np.lexsort((rows, -error[rows], severity[rows]))
+    return rows[order]
 
 
 def _bits(rel: float, bits: int) -> float:

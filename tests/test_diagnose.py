@@ -141,6 +141,25 @@ def test_soft_labels_must_be_finite_nonnegative_and_sum_to_one() -> None:
     assert_array_equal(m["invalid_label"], [False, False, True, True, True, False])
 
 
+@pytest.mark.parametrize("ignore_index", [-100, 0, 2, 7])
+def test_index_label_masks_follow_their_definition_whatever_the_ignore_index(
+    ignore_index: int,
+) -> None:
+    """A chunk of valid labels takes a shortcut; the masks are the definition's either way."""
+    rng = np.random.default_rng(0)
+    for labels in (
+        rng.integers(0, 3, 50),
+        rng.integers(-2, 8, 50),
+        np.full(4, ignore_index),
+        np.array([], dtype=np.int64),
+    ):
+        m = label_problems("index", labels, 3, ignore_index)
+        ignored = labels == ignore_index
+        assert_array_equal(m["ignored"], ignored)
+        assert_array_equal(m["label_out_of_range"], ~ignored & ((labels < 0) | (labels >= 3)))
+        assert not m["invalid_label"].any()
+
+
 @pytest.mark.parametrize("form", ["binary", "multihot"])
 def test_targets_outside_0_1_are_invalid(form: str) -> None:
     t = np.array([0.0, 1.0, 0.5, 2.0, -0.5, NAN])
@@ -236,3 +255,42 @@ def test_severity_is_the_most_serious_flag_and_error_the_largest_flagged_error()
     assert flags_of(d) == {"inaccurate:naive_float32", "stable_inf:float32"}
     assert d.severity[0] == 1
     assert d.error[0] == INF
+
+
+def test_counts_severity_and_error_of_many_mixed_rows_follow_their_definitions() -> None:
+    """Counts, severity and error as defined, on rows mixing every kind of flag and cause.
+
+    diagnose counts each column as it writes it and reads only the columns holding a flag;
+    the definitions here read the whole matrices.
+    """
+    rng = np.random.default_rng(1)
+    n = 400
+    kinds = [0.0, 1e-40, 1e-3, 1.0, 5.0, NAN, INF]
+    reference = rng.choice(kinds, n, p=[0.1, 0.1, 0.2, 0.3, 0.2, 0.05, 0.05])
+    losses = {}
+    evidence = {}
+    for key in [(p, d) for p in ("naive", "stable") for d in ("float16", "float32", "float64")]:
+        loss = reference * (1 + rng.choice([0.0, 1e-12, 1e-6, 1e-3, 0.5], n))
+        loss[rng.random(n) < 0.05] = rng.choice([NAN, INF, 0.0])
+        losses[key] = loss.tolist()
+        if key[0] == "naive":
+            evidence[key] = {
+                "exp_overflow": (rng.random(n) < 0.2).tolist(),
+                "prob_underflow": (rng.random(n) < 0.2).tolist(),
+            }
+    d = run(
+        losses,
+        reference.tolist(),
+        evidence=evidence,
+        nonfinite=(rng.random(n) < 0.05).tolist(),
+        ignored=(rng.random(n) < 0.05).tolist(),
+        out_of_range=(rng.random(n) < 0.05).tolist(),
+    )
+    assert_array_equal(d.flag_counts, np.count_nonzero(d.flags, axis=0))
+    assert_array_equal(d.cause_counts, np.count_nonzero(d.causes, axis=0))
+    assert np.count_nonzero(d.flag_counts) > 10  # the rows raise many kinds of flag
+    assert np.count_nonzero(d.cause_counts) > 3
+    expected = [min(map(severity_of, row), default=NOT_FLAGGED) for row in d.flag_lists()]
+    assert_array_equal(d.severity, expected)
+    assert not np.isnan(d.error).any()
+    assert (d.error[d.severity == NOT_FLAGGED] == 0).all()

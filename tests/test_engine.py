@@ -303,3 +303,52 @@ def test_counts_and_top_rows_do_not_depend_on_the_chunk_size(
         assert (a.rows, a.finite, a.nan, a.inf) == (b.rows, b.finite, b.nan, b.inf)
         assert a.worst_rel_error == b.worst_rel_error
         assert a.mean == pytest.approx(b.mean, rel=1e-14)  # summed in another order
+
+
+def test_top_rows_that_tie_rank_by_row_number_whatever_the_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows equal in severity and error are kept first row first, within and across chunks."""
+    z = np.tile([[0.0, 200.0, 1.0]], (60, 1))  # naive float32: exp(200) = inf, loss inf
+    z[::4] = [30.0, 0.0, 0.0]  # only inaccurate: less serious than every other row
+    y = np.zeros(60, dtype=np.int64)
+    whole = compare(z, y, top=7)
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 9 * 3)
+    chunked = compare(z, y, top=7)
+    expected = [1, 2, 3, 5, 6, 7, 9]
+    assert [r.row for r in whole.top] == [r.row for r in chunked.top] == expected
+    assert {(r.severity, r.error) for r in chunked.top} == {(2, float("inf"))}
+
+
+def test_best_rows_are_the_first_k_rows_of_the_full_sort() -> None:
+    """_best_rows selects before it sorts: the same rows, in the same order, as sorting all."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 60))
+        severity = rng.integers(0, 5, n)
+        error = rng.choice([0.0, 1e-3, 0.5, float("inf")], n)  # many ties
+        rows = np.flatnonzero(rng.random(n) < 0.7)
+        k = int(rng.integers(1, 12))
+        expected = rows[np.lexsort((rows, -error[rows], severity[rows]))][:k]
+        assert_array_equal(engine._best_rows(rows, severity, error, k), expected)
+
+
+@pytest.mark.parametrize("n", [1, 7, 129, 10_000, 131_073])
+def test_column_totals_of_finite_values_are_the_masked_sum_to_the_bit(n: int) -> None:
+    """Without a non-finite value the total is summed without a mask: the same bits."""
+    rng = np.random.default_rng(n)
+    values = np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-8, 8, n)
+    t = engine._ColumnTotals()
+    t.add(values, None)
+    assert (t.rows, t.finite, t.nan, t.inf) == (n, n, 0, 0)
+    assert t.total == float(values.sum(where=np.isfinite(values)))
+
+
+def test_column_totals_count_nan_and_inf_and_keep_an_overflowing_finite_sum() -> None:
+    t = engine._ColumnTotals()
+    t.add(np.array([1.0, np.nan, np.inf, -np.inf, 2.0]), 0.5)
+    with np.errstate(over="ignore"):
+        t.add(np.array([1e308, 1e308]), None)  # finite values whose sum overflows
+    assert (t.rows, t.finite, t.nan, t.inf) == (7, 4, 1, 2)
+    assert t.total == float("inf")
+    assert t.worst == 0.5
