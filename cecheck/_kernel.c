@@ -75,12 +75,13 @@ INLINE int64_t to_bits(double d)
     return b;
 }
 
-/* exp(x) = 2**k * p for |x| <= 746: k = round(x / ln 2), p = exp(x - k ln 2) in [0.7, 1.42]. */
-INLINE double exp_reduced(double x, int64_t *k)
+/* exp(x) = 2**k * p for |x| <= 746: k = round(x / ln 2), p = exp(x - k ln 2) in [0.7, 1.42].
+ * k comes as the bits of k + SHIFTER, whose low bits hold k in two's complement. */
+INLINE double exp_reduced(double x, uint64_t *k_bits)
 {
     double t = fma(x, LOG2E, SHIFTER);
     double kf = t - SHIFTER;
-    *k = to_bits(t) - to_bits(SHIFTER);
+    *k_bits = (uint64_t)to_bits(t);
     double r = fma(-kf, LN2_HI, x);
     r = fma(-kf, LN2_LO, r);
     double q = fma(fma(fma(fma(fma(Q[10], r, Q[9]), r, Q[8]), r, Q[7]), r, Q[6]), r, Q[5]);
@@ -88,12 +89,13 @@ INLINE double exp_reduced(double x, int64_t *k)
     return fma(r, q, 1.0);
 }
 
-/* exp for |x| <= 300 (the result is normal): the scaling by 2**k is an exponent add. */
+/* exp for |x| <= 300 (the result is normal): the scaling by 2**k is an exponent add, and
+ * (k + SHIFTER's bits) << 52 is k << 52, SHIFTER's bits having 52 trailing zeros. */
 INLINE double exp_tame(double x)
 {
-    int64_t k;
-    double p = exp_reduced(x, &k);
-    return from_bits(to_bits(p) + (int64_t)((uint64_t)k << 52));
+    uint64_t k_bits;
+    double p = exp_reduced(x, &k_bits);
+    return from_bits((int64_t)((uint64_t)to_bits(p) + (k_bits << 52)));
 }
 
 /* exp for every float64, with IEEE overflow, gradual underflow and NaN; equal to exp_tame
@@ -102,8 +104,9 @@ INLINE double exp_full(double x)
 {
     double xc = x > -746.0 ? x : -746.0; /* NaN becomes -746 here; restored below */
     xc = xc < 710.0 ? xc : 710.0;
-    int64_t k;
-    double p = exp_reduced(xc, &k);
+    uint64_t k_bits;
+    double p = exp_reduced(xc, &k_bits);
+    int64_t k = (int64_t)(k_bits - (uint64_t)to_bits(SHIFTER));
     int64_t k1 = k >> 1, k2 = k - k1;
     double y = (p * from_bits((k1 + 1023) << 52)) * from_bits((k2 + 1023) << 52); /* > 0 */
     y = y < DBL_MAX ? y : DBL_MAX;
@@ -312,7 +315,7 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
 
 /* Per lane of a block of MAX_BLOCK logits: the max, the min, and whether any is NaN, inf
  * or beyond the float32 range; in the logits' own type (twice the lanes for float32). */
-#define LANE_SCAN(T)                                                                        \
+#define LANE_SCAN(T, ABS)                                                                   \
     T top[LANES], bottom[LANES];                                                            \
     int odd[LANES];                                                                         \
     for (int l = 0; l < LANES; l++) {                                                      \
@@ -326,14 +329,14 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
             T v = ((const T *)z)[lo + j + l];                                               \
             top[l] = v > top[l] ? v : top[l];                                               \
             bottom[l] = v < bottom[l] ? v : bottom[l];                                      \
-            odd[l] |= !(fabs(v) <= FLT_MAX);                                                \
+            odd[l] |= !(ABS(v) <= (T)FLT_MAX);                                              \
         }                                                                                   \
     }                                                                                       \
     for (int j = whole; j < size; j++) {                                                    \
         T v = ((const T *)z)[lo + j];                                                       \
         top[0] = v > top[0] ? v : top[0];                                                   \
         bottom[0] = v < bottom[0] ? v : bottom[0];                                          \
-        odd[0] |= !(fabs(v) <= FLT_MAX);                                                    \
+        odd[0] |= !(ABS(v) <= (T)FLT_MAX);                                                  \
     }                                                                                       \
     for (int l = 0; l < LANES; l++) {                                                      \
         block_top = top[l] > block_top ? top[l] : block_top;                               \
@@ -350,9 +353,9 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tam
         int size = c - lo < MAX_BLOCK ? c - lo : MAX_BLOCK;
         double block_top = best;
         if (narrow) {
-            LANE_SCAN(float)
+            LANE_SCAN(float, fabsf)
         } else {
-            LANE_SCAN(double)
+            LANE_SCAN(double, fabs)
         }
         if (block_top > best) {
             best = block_top;
