@@ -114,6 +114,51 @@ INLINE double exp_full(double x)
     return x != x ? x : y;
 }
 
+/* ------------------------------------------------------------------ log */
+
+/* fdlibm's __ieee754_log (Sun Microsystems, 1993: "Permission to use, copy, modify, and
+ * distribute this software is freely granted, provided that this notice is preserved"),
+ * written without branches so that it vectorises: log(x) = k ln2 + log(1 + f) with
+ * 1 + f in [sqrt(2)/2, sqrt(2)), log(1 + f) = f - s (f - R) from s = f / (2 + f) and a
+ * degree-14 polynomial R in s (error below 1 ulp). For x >= 0 (log(0) = -inf): the
+ * kernels take logs of probabilities and of 1 + exp(-|z|) only. */
+static const double LG1 = 6.666666666666735130e-01, LG2 = 3.999999999940941908e-01,
+                    LG3 = 2.857142874366239149e-01, LG4 = 2.222219843214978396e-01,
+                    LG5 = 1.818357216161805012e-01, LG6 = 1.531383769920937332e-01,
+                    LG7 = 1.479819860511658591e-01;
+
+INLINE double log_pos(double x)
+{
+    int sub = x < DBL_MIN; /* zero or subnormal: scale into the normal range first */
+    double xs = sub ? x * 0x1p54 : x;
+    uint64_t bits = (uint64_t)to_bits(xs);
+    int64_t hx = (int64_t)(bits >> 32);
+    int64_t k = (hx >> 20) - 1023 - (sub ? 54 : 0);
+    hx &= 0x000fffff;
+    int64_t i = (hx + 0x95f64) & 0x100000; /* the mantissa is at least sqrt(2): halve it */
+    uint64_t m = ((uint64_t)(hx | (i ^ 0x3ff00000)) << 32) | (bits & 0xffffffffu);
+    k += i >> 20;
+    double f = from_bits((int64_t)m) - 1.0;
+    double s = f / (2.0 + f);
+    double dk = (double)k;
+    double z = s * s, w = z * z;
+    double t1 = w * (LG2 + w * (LG4 + w * LG6));
+    double t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+    double r = t2 + t1;
+    double hfsq = 0.5 * f * f;
+    double y = dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f);
+    return x == 0.0 ? -INFINITY : y;
+}
+
+/* log1p(x) for x >= 0: log(u) for u = 1 + x, corrected by the rounding error of u (exact
+ * when u == 1: then log1p(x) = x to within x**2 / 2). */
+INLINE double log1p_pos(double x)
+{
+    double u = 1.0 + x;
+    double y = log_pos(u) - ((u - 1.0) - x) / u;
+    return u == 1.0 ? x : y;
+}
+
 /* ------------------------------------------------------------------ sums */
 
 typedef struct {
@@ -198,7 +243,7 @@ static Sums pairwise_total(Pairwise *pw)
 
 /* ------------------------------------------------------------------ one block */
 
-INLINE double load(const void *z, int narrow, int j)
+INLINE double load(const void *z, int narrow, Py_ssize_t j)
 {
     return narrow ? (double)((const float *)z)[j] : ((const double *)z)[j];
 }
@@ -546,11 +591,223 @@ ISA_CLONES static void rows64(const double *z, Py_ssize_t c, const int64_t *y, d
     rows(z, 0, c, y, loss, n, bits, lo, hi);
 }
 
+/* The sigmoid kernel's selects drop values computed in every lane (a division, a log): let
+ * the vectoriser compute them unconditionally. No result changes: the kernel never reads the
+ * floating-point exception flags. (Not for the whole file: it slows the row max above.) */
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+
+/* ------------------------------------------------------------------ sigmoid rows */
+
+/* Bits of the per-row status byte of the sigmoid kernel (cecheck/fast.py reads them): the
+ * evidence of the naive path per dtype, then the row's input status. */
+enum {
+    S_OVER32 = 1, S_SAT32 = 2, S_ZTI32 = 4, S_OVER64 = 8, S_SAT64 = 16, S_ZTI64 = 32,
+    S_NONFINITE = 64, S_SPECIAL = 128,
+};
+
+/* The per-class binary losses of one (logit v, target t) pair in every path and dtype, as
+ * losses.py's _naive_sigmoid_bce, _stable_sigmoid_bce and _reference_sigmoid_bce compute
+ * them, and the naive path's evidence bits. One float64 exp serves all: E = exp(-|v|) in
+ * (0, 1], exp(-v) is E or 1 / E (within 1.5 ulp; 1 / 0 = inf where exp(-v) overflows),
+ * and each float32 exp is the float64 one rounded (corrected to first order for the float32
+ * rounding error of a float64 logit). */
+INLINE int sigmoid_terms(double v, double t, int narrow, double *n64, float *n32, double *s64,
+                         float *s32, double *ref)
+{
+    float v32 = (float)v, t32 = (float)t;
+    double a = fabs(v);
+    double big_e = exp_full(-a);
+    double en = v >= 0.0 ? big_e : 1.0 / big_e;
+    /* naive float64: -(t log(p) + (1 - t) log(1 - p)), p = 1 / (1 + exp(-v)) */
+    double p = 1.0 / (1.0 + en);
+    double lp = log_pos(p), lq = log_pos(1.0 - p);
+    double omt = 1.0 - t;
+    *n64 = 0.0 - (t * lp + omt * lq);
+    /* naive float32, every step rounded to float32 */
+    float en32, e32;
+    if (narrow) {
+        en32 = (float)en;
+        e32 = (float)big_e;
+    } else {
+        double d = v - (double)v32; /* exp(-v32) = exp(-v) exp(d); inf stays inf */
+        en32 = en == INFINITY ? INFINITY : (float)fma(en, d, en);
+        double da = a - (double)fabsf(v32);
+        e32 = (float)fma(big_e, da, big_e);
+    }
+    float p32 = 1.0f / (1.0f + en32);
+    float lp32 = (float)log_pos((double)p32), lq32 = (float)log_pos((double)(1.0f - p32));
+    float omt32 = 1.0f - t32;
+    *n32 = 0.0f - (t32 * lp32 + omt32 * lq32);
+    /* stable: max(v, 0) - t v + log1p(exp(-|v|)) */
+    double l1 = log1p_pos(big_e);
+    *s64 = ((v > 0.0 ? v : 0.0) - t * v) + l1;
+    *s32 = ((v32 > 0.0f ? v32 : 0.0f) - t32 * v32) + (float)log1p_pos((double)e32);
+    /* reference: (1 - t) softplus(v) + t softplus(-v), softplus(x) = max(x, 0) + log1p(E) */
+    *ref = (1.0 - t) * ((v > 0.0 ? v : 0.0) + l1) + t * ((v < 0.0 ? -v : 0.0) + l1);
+    /* bitwise, not logical, operators: no branch in a vector lane */
+    return ((en32 == INFINITY) * S_OVER32) | (((p32 == 0.0f) | (p32 == 1.0f)) * S_SAT32) |
+           ((((t32 == 0.0f) & isinf(lp32)) | ((omt32 == 0.0f) & isinf(lq32))) * S_ZTI32) |
+           ((en == INFINITY) * S_OVER64) | (((p == 0.0) | (p == 1.0)) * S_SAT64) |
+           ((((t == 0.0) & isinf(lp)) | ((omt == 0.0) & isinf(lq))) * S_ZTI64);
+}
+
+/* Whether a row needs the numpy specification: a non-finite logit or target, or a float64
+ * logit beyond the float32 range; its status bits then, else 0. */
+INLINE int sigmoid_special(const void *z, int narrow, const double *t, int c)
+{
+    int odd = 0, nonfinite = 0;
+    for (int j = 0; j < c; j++) {
+        double v = load(z, narrow, j);
+        odd |= !(fabs(v) <= FLT_MAX) | !isfinite(t[j]);
+        nonfinite |= !isfinite(v);
+    }
+    return odd ? S_SPECIAL | (nonfinite ? S_NONFINITE : 0) : 0;
+}
+
+/* The terms of LANES (logit, target) pairs at z and t, added to b's lanes, their evidence
+ * bits or-ed into *ev. `masked`: only the first `size` count (the rest is padding). */
+INLINE void sigmoid_lanes(const void *z, int narrow, const double *t, int masked, int size,
+                          Lanes *b, int *ev)
+{
+    int e = 0;
+    for (int l = 0; l < LANES; l++) {
+        double n64, s64, ref;
+        float n32, s32;
+        int bits = sigmoid_terms(load(z, narrow, l), t[l], narrow, &n64, &n32, &s64, &s32, &ref);
+        int in = masked ? l < size : 1;
+        b->n64[l] += in ? n64 : 0.0;
+        b->n32[l] += in ? n32 : 0.0f;
+        b->s64[l] += in ? s64 : 0.0;
+        b->s32[l] += in ? s32 : 0.0f;
+        b->rest[l] += in ? ref : 0.0;
+        e |= in ? bits : 0;
+    }
+    *ev |= e;
+}
+
+/* Fewer than LANES pairs, copied into float64 lanes padded with (0, 0); a float32 logit is
+ * exact in float64 and gives the same float32 terms from there. */
+INLINE void sigmoid_tail(const void *z, int narrow, const double *t, int size, Lanes *b, int *ev)
+{
+    double zp[LANES], tp[LANES];
+    for (int l = 0; l < LANES; l++) {
+        zp[l] = l < size ? load(z, narrow, l) : 0.0;
+        tp[l] = l < size ? t[l] : 0.0;
+    }
+    sigmoid_lanes(zp, 0, tp, 1, size, b, ev);
+}
+
+/* One row of c >= 2 classes: the mean over classes of each path's per-class loss, sums in
+ * the path's dtype (LANES lanes, blocks merged pairwise, as row() sums). */
+INLINE void sigmoid_row(const void *z, int narrow, const double *t, int c, double *loss,
+                        Py_ssize_t stride, uint8_t *bits)
+{
+    int status = sigmoid_special(z, narrow, t, c);
+    if (status) {
+        *bits = (uint8_t)status;
+        for (int q = 0; q < 5; q++)
+            loss[q * stride] = NAN;
+        return;
+    }
+    const size_t item = narrow ? 4 : 8;
+    Pairwise pw;
+    pw.count = 0;
+    int ev = 0;
+    for (int lo = 0; lo < c; lo += BLOCK) {
+        int size = c - lo < BLOCK ? c - lo : BLOCK;
+        Lanes b;
+        lanes_zero(&b);
+        int j = 0;
+        for (; j + LANES <= size; j += LANES)
+            sigmoid_lanes((const char *)z + (size_t)(lo + j) * item, narrow, t + lo + j, 0,
+                          LANES, &b, &ev);
+        if (j < size)
+            sigmoid_tail((const char *)z + (size_t)(lo + j) * item, narrow, t + lo + j,
+                         size - j, &b, &ev);
+        pairwise_push(&pw, &b);
+    }
+    Sums s = pairwise_total(&pw);
+    loss[0] = (double)(s.n32 / (float)c);
+    loss[stride] = s.n64 / c;
+    loss[2 * stride] = (double)(s.s32 / (float)c);
+    loss[3 * stride] = s.s64 / c;
+    loss[4 * stride] = s.rest / c;
+    *bits = (uint8_t)ev;
+}
+
+/* Binary rows (one logit each), LANES at a time, one per lane: a row's loss is its term. */
+INLINE void sigmoid_single(const void *z, int narrow, const double *t, Py_ssize_t n,
+                           double *loss, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+{
+    for (Py_ssize_t i = lo; i < hi; i += LANES) {
+        int width = hi - i < LANES ? (int)(hi - i) : LANES;
+        double zp[LANES], tp[LANES]; /* padded with (0, 0) past hi */
+        for (int l = 0; l < LANES; l++) {
+            zp[l] = l < width ? load(z, narrow, i + l) : 0.0;
+            tp[l] = l < width ? t[i + l] : 0.0;
+        }
+        double n64[LANES], s64[LANES], ref[LANES];
+        float n32[LANES], s32[LANES];
+        int e[LANES];
+        for (int l = 0; l < LANES; l++) {
+            double v = zp[l], tv = tp[l];
+            int ev = sigmoid_terms(v, tv, 0, &n64[l], &n32[l], &s64[l], &s32[l], &ref[l]);
+            int odd = !(fabs(v) <= FLT_MAX) | !isfinite(tv); /* as sigmoid_special */
+            e[l] = odd ? S_SPECIAL | (isfinite(v) ? 0 : S_NONFINITE) : ev;
+        }
+        for (int l = 0; l < width; l++) {
+            Py_ssize_t r = i + l;
+            int special = e[l] & S_SPECIAL;
+            bits[r] = (uint8_t)e[l];
+            loss[r] = special ? NAN : (double)n32[l];
+            loss[n + r] = special ? NAN : n64[l];
+            loss[2 * n + r] = special ? NAN : (double)s32[l];
+            loss[3 * n + r] = special ? NAN : s64[l];
+            loss[4 * n + r] = special ? NAN : ref[l];
+        }
+    }
+}
+
+INLINE void sigmoid_rows(const void *z, int narrow, Py_ssize_t c, const double *t,
+                         double *loss, Py_ssize_t n, uint8_t *bits, Py_ssize_t lo,
+                         Py_ssize_t hi)
+{
+    if (c == 1) {
+        sigmoid_single(z, narrow, t, n, loss, bits, lo, hi);
+        return;
+    }
+    const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    for (Py_ssize_t i = lo; i < hi; i++)
+        sigmoid_row((const char *)z + (size_t)i * row_bytes, narrow, t + i * c, (int)c,
+                    loss + i, n, bits + i);
+}
+
+ISA_CLONES static void sigmoid32(const float *z, Py_ssize_t c, const double *t, double *loss,
+                                 Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+{
+    sigmoid_rows(z, 1, c, t, loss, n, bits, lo, hi);
+}
+
+ISA_CLONES static void sigmoid64(const double *z, Py_ssize_t c, const double *t, double *loss,
+                                 Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+{
+    sigmoid_rows(z, 0, c, t, loss, n, bits, lo, hi);
+}
+
+ISA_CLONES static void log_each(const double *x, double *out, Py_ssize_t n, int one_plus)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = one_plus ? log1p_pos(x[i]) : log_pos(x[i]);
+}
+
 ISA_CLONES static void exp_each(const double *x, double *out, Py_ssize_t n, int tame)
 {
     for (Py_ssize_t i = 0; i < n; i++)
         out[i] = tame ? exp_tame(x[i]) : exp_full(x[i]);
 }
+
+#pragma GCC pop_options
 
 /* ------------------------------------------------------------------ Python */
 
@@ -610,6 +867,69 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(sigmoid_doc,
+             "sigmoid(z, itemsize, n, c, t, loss, bits, lo, hi)\n\n"
+             "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, else\n"
+             "float64) with float64 (n, c) targets t: binary cross-entropy per class, averaged\n"
+             "over the classes, into the float64 (5, n) buffer loss (naive32, naive64,\n"
+             "stable32, stable64, reference) and status bits into the uint8 (n,) buffer bits.\n"
+             "Releases the GIL.");
+
+static PyObject *py_sigmoid(PyObject *self, PyObject *args)
+{
+    Py_buffer z, t, loss, bits;
+    Py_ssize_t itemsize, n, c, lo, hi;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nnny*w*w*nn", &z, &itemsize, &n, &c, &t, &loss, &bits, &lo,
+                          &hi))
+        return NULL;
+    PyObject *result = NULL;
+    if ((itemsize != 4 && itemsize != 8) || n < 0 || c < 1 || c > INT32_MAX || lo < 0 ||
+        hi > n || lo > hi) {
+        PyErr_SetString(PyExc_ValueError, "bad itemsize, shape or row range");
+        goto done;
+    }
+    if (!check_size(&z, n * c * itemsize, "z") || !check_size(&t, n * c * 8, "t") ||
+        !check_size(&loss, 5 * n * 8, "loss") || !check_size(&bits, n, "bits"))
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    if (itemsize == 4)
+        sigmoid32(z.buf, c, t.buf, loss.buf, n, bits.buf, lo, hi);
+    else
+        sigmoid64(z.buf, c, t.buf, loss.buf, n, bits.buf, lo, hi);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&t);
+    PyBuffer_Release(&loss);
+    PyBuffer_Release(&bits);
+    return result;
+}
+
+PyDoc_STRVAR(log_doc, "log(x, out, one_plus)\n\n"
+                      "The kernel's log (log1p if one_plus) of each float64 x >= 0 into out.\n"
+                      "For tests.");
+
+static PyObject *py_log(PyObject *self, PyObject *args)
+{
+    Py_buffer x, out;
+    int one_plus;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*w*p", &x, &out, &one_plus))
+        return NULL;
+    PyObject *result = NULL;
+    if (x.len % 8 == 0 && check_size(&out, x.len, "out")) {
+        log_each(x.buf, out.buf, x.len / 8, one_plus);
+        result = Py_NewRef(Py_None);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "x is not a float64 buffer");
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 PyDoc_STRVAR(exp_doc, "exp(x, out, tame)\n\n"
                       "The kernel's exp of each float64 in x into out: exp_tame (for |x| <= 300)\n"
                       "if tame, else exp_full. For tests.");
@@ -635,7 +955,9 @@ static PyObject *py_exp(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"multiclass_index", py_multiclass_index, METH_VARARGS, multiclass_index_doc},
+    {"sigmoid", py_sigmoid, METH_VARARGS, sigmoid_doc},
     {"exp", py_exp, METH_VARARGS, exp_doc},
+    {"log", py_log, METH_VARARGS, log_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from cecheck.losses import PathResult
+from cecheck.losses import EVIDENCE, PathResult
 from cecheck.precision import Precision
 
 Array = npt.NDArray
@@ -60,7 +60,6 @@ CAUSES = (
     "cancellation",
     "clipped",
 )
-EVIDENCE = ("exp_overflow", "prob_underflow", "sigmoid_saturated", "zero_times_inf")
 NOT_FLAGGED = 9  # the severity of a row with no problem
 SEVERITY_NAMES = ("input", "stable", "naive", "diverged", "inaccurate")
 SOFT_SUM_TOLERANCE = 1e-3

@@ -37,15 +37,6 @@ Array = npt.NDArray
 # Elements of one chunk: ~2 MB of float64 per temporary, so a chunk's work stays in cache.
 CHUNK_ELEMENTS = 1 << 18
 
-# (naive, stable, reference) for each task and label form: the losses.py function of each path.
-_PATHS: dict[str, tuple[Callable[..., PathResult], Callable[..., PathResult], Callable]] = {
-    "index": (losses.naive_multiclass, losses.stable_multiclass, losses.reference_multiclass),
-    "soft": (losses.naive_soft, losses.stable_soft, losses.reference_soft),
-    "binary": (losses.naive_binary, losses.stable_binary, losses.reference_binary),
-    "multilabel": (losses.naive_multilabel, losses.stable_multilabel, losses.reference_multilabel),
-}
-
-
 @dataclass(frozen=True)
 class Settings:
     """What to compute and how strictly to judge it."""
@@ -123,7 +114,7 @@ def evaluate(
     if fv.changes_losses(s):
         values, diag = fv.evaluate(logits, labels, task, label_form, n_classes, s)
         return ChunkResult(start, logits, labels, values, diag)
-    naive, stable, reference = _PATHS[losses.family(task, label_form)]
+    naive, stable, reference = losses.PATHS[losses.family(task, label_form)]
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
     # rows whose loss is masked (checked once per chunk); none in the common chunk, which
     # then takes the labels as targets and the losses as values, without a copy
@@ -133,7 +124,7 @@ def evaluate(
         target = np.where(masks["ignored"] | masks["label_out_of_range"], 0, labels)
     results: dict[tuple[str, str], PathResult] = {}
     if use_fast and fast.covers(task, label_form, s.dtypes):
-        results, ref, nonfinite = fast.multiclass_index(logits, target, s.dtypes)
+        results, ref, nonfinite = fast.compute(task, logits, target, s.dtypes)
     else:
         nonfinite = ~np.isfinite(logits)
         nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite

@@ -75,8 +75,11 @@ MAX_CHUNK_ROWS = 1 << 17
 DTYPES = ("float32", "float64")
 LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Bits of the per-row status byte the kernel writes (as in _kernel.c).
+# Bits of the per-row status bytes the kernels write (as in _kernel.c). The sigmoid kernel's
+# evidence bits are exp_overflow, sigmoid_saturated, zero_times_inf for float32 (bits 0-2)
+# and float64 (bits 3-5).
 _OVER32, _UNDER32, _OVER64, _UNDER64, _NONFINITE, _SPECIAL = 1, 2, 4, 8, 16, 32
+_S_NONFINITE, _S_SPECIAL = 64, 128
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -89,7 +92,18 @@ def installed() -> bool:
 
 def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
     """Whether the fast path computes this task, label form and set of dtypes."""
-    return task == "multiclass" and label_form == "index" and set(dtypes) <= set(DTYPES)
+    kernel = task in ("binary", "multilabel") or (task == "multiclass" and label_form == "index")
+    return kernel and set(dtypes) <= set(DTYPES)
+
+
+def compute(
+    task: str, logits: Array, target: Array, dtypes: Sequence[str]
+) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+    """Every path of a chunk of a task :func:`covers`: :func:`multiclass_index` or
+    :func:`sigmoid`."""
+    if task == "multiclass":
+        return multiclass_index(logits, target, dtypes)
+    return sigmoid(logits, target, dtypes)
 
 
 def usable(task: str, label_form: str, dtypes: Sequence[str], n_rows: int, n_classes: int) -> bool:
@@ -175,8 +189,53 @@ def multiclass_index(
     reference = loss[4]
     nonfinite = (bits & _NONFINITE) != 0
     if special.size:
-        _recompute(z[special], y[special], special, results, reference)
+        _overwrite(special, results, losses.PATHS["index"], z[special], y[special], reference)
     return results, reference, nonfinite
+
+
+def sigmoid(
+    logits: Array, target: Array, dtypes: Sequence[str]
+) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+    """Every path of a chunk of binary (n,) or multilabel (n, C) logits and targets.
+
+    As :func:`multiclass_index` returns them, for :func:`cecheck.losses.naive_binary` and
+    the other binary and multilabel functions (a row's loss is the mean over its classes).
+    """
+    from cecheck import _kernel
+
+    z = np.asarray(logits)
+    binary = z.ndim == 1
+    if z.dtype not in LOGIT_DTYPES:
+        z = z.astype(np.float64)
+    z = np.ascontiguousarray(z.reshape(len(z), -1))
+    t = np.ascontiguousarray(np.asarray(target, dtype=np.float64).reshape(z.shape))
+    n, c = z.shape
+    loss = np.empty((5, n), dtype=np.float64)
+    bits = np.empty(n, dtype=np.uint8)
+
+    def part(lo: int, hi: int) -> None:
+        _kernel.sigmoid(z, z.itemsize, n, c, t, loss, bits, lo, hi)
+
+    _run_parts(part, n)
+
+    results: dict[tuple[str, str], PathResult] = {}
+    for d, row, first in (("float32", 0, 0), ("float64", 1, 3)):
+        if d not in dtypes:
+            continue
+        over, saturated, zero_inf = ((bits & (1 << (first + i))) != 0 for i in range(3))
+        results[("naive", d)] = PathResult(
+            loss[row], exp_overflow=over, sigmoid_saturated=saturated, zero_times_inf=zero_inf
+        )
+        results[("stable", d)] = PathResult(loss[row + 2])
+    reference = loss[4]
+    special = np.flatnonzero(bits & _S_SPECIAL)
+    if special.size:
+        zs, ts = z[special], t[special]
+        if binary:
+            zs, ts = zs[:, 0], ts[:, 0]
+        spec = losses.PATHS["binary" if binary else "multilabel"]
+        _overwrite(special, results, spec, zs, ts, reference)
+    return results, reference, (bits & _S_NONFINITE) != 0
 
 
 def _run_parts(part: Callable[[int, int], None], n: int) -> None:
@@ -196,17 +255,24 @@ def _run_parts(part: Callable[[int, int], None], n: int) -> None:
         future.result()
 
 
-def _recompute(
-    z: Array, y: Array, rows: Array, results: dict[tuple[str, str], PathResult], ref: Array
+def _overwrite(
+    rows: Array,
+    results: dict[tuple[str, str], PathResult],
+    spec: losses.Family,
+    z: Array,
+    t: Array,
+    ref: Array,
 ) -> None:
-    """Overwrite ``rows`` of every result with the numpy specification's values."""
+    """Overwrite ``rows`` of every result with the numpy specification's values on (z, t).
+
+    ``spec``: the (naive, stable, reference) functions of :mod:`cecheck.losses`.
+    """
+    naive, stable, reference = spec
     for (path, d), r in results.items():
-        spec = (losses.naive_multiclass if path == "naive" else losses.stable_multiclass)(
-            z, y, prec.get(d)
-        )
-        r.loss[rows] = spec.loss
-        for name in ("exp_overflow", "prob_underflow"):
-            mine, theirs = getattr(r, name), getattr(spec, name)
-            if mine is not None and theirs is not None:
-                mine[rows] = theirs
-    ref[rows] = losses.reference_multiclass(z, y)
+        theirs = (naive if path == "naive" else stable)(z, t, prec.get(d))
+        r.loss[rows] = theirs.loss
+        for name in losses.EVIDENCE:
+            mine, value = getattr(r, name), getattr(theirs, name)
+            if mine is not None and value is not None:
+                mine[rows] = value
+    ref[rows] = reference(z, t)

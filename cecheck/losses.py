@@ -29,6 +29,7 @@ is the mean over classes of the per-class binary loss (as ``MultiLabelSoftMargin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,10 @@ class PathResult:
     prob_underflow: Array | None = None  # a target probability rounded to 0
     sigmoid_saturated: Array | None = None  # a sigmoid rounded to exactly 0 or 1
     zero_times_inf: Array | None = None  # a zero label multiplied log(0) = -inf
+
+
+# The evidence fields of a PathResult, each the name of a cause.
+EVIDENCE = ("exp_overflow", "prob_underflow", "sigmoid_saturated", "zero_times_inf")
 
 
 def family(task: str, label_form: str) -> str:
@@ -249,3 +254,13 @@ def stable_multilabel(z: Array, t: Array, p: Precision) -> PathResult:
 def reference_multilabel(z: Array, t: Array) -> Array:
     """Accurate mean over classes of the binary loss, in float64."""
     return _reference_sigmoid_bce(z, t).mean(axis=1)
+
+
+# The (naive, stable, reference) functions of each family (see family()).
+Family = tuple[Callable[..., PathResult], Callable[..., PathResult], Callable[..., Array]]
+PATHS: dict[str, Family] = {
+    "index": (naive_multiclass, stable_multiclass, reference_multiclass),
+    "soft": (naive_soft, stable_soft, reference_soft),
+    "binary": (naive_binary, stable_binary, reference_binary),
+    "multilabel": (naive_multilabel, stable_multilabel, reference_multilabel),
+}

@@ -48,7 +48,18 @@ def _exp(x: Array, tame: bool = False) -> Array:
     return out
 
 
-def _assert_close(fast_loss: np.ndarray, spec_loss: np.ndarray, dtype: str, what: str) -> None:
+def _assert_close(
+    fast_loss: np.ndarray,
+    spec_loss: np.ndarray,
+    dtype: str,
+    what: str,
+    condition: np.ndarray | None = None,
+) -> None:
+    """Same non-finite pattern; finite losses within BOUND_ULPS * eps * (max(1, |L|) + cond).
+
+    ``condition``: per row, how much the formula amplifies a relative error of its terms
+    (0 where not given).
+    """
     fast_loss = np.asarray(fast_loss, dtype=np.float64)
     spec_loss = np.asarray(spec_loss, dtype=np.float64)
     np.testing.assert_array_equal(np.isnan(fast_loss), np.isnan(spec_loss), err_msg=what)
@@ -59,7 +70,10 @@ def _assert_close(fast_loss: np.ndarray, spec_loss: np.ndarray, dtype: str, what
     )
     ok = np.isfinite(spec_loss)
     eps = float(np.finfo(dtype).eps)
-    err = np.abs(fast_loss[ok] - spec_loss[ok]) / np.maximum(1.0, np.abs(spec_loss[ok]))
+    scale = np.maximum(1.0, np.abs(spec_loss[ok]))
+    if condition is not None:
+        scale = scale + condition[ok]
+    err = np.abs(fast_loss[ok] - spec_loss[ok]) / scale
     worst = float(err.max(initial=0.0)) / eps
     assert worst <= BOUND_ULPS, f"{what}: {worst:.2f} ulps"
 
@@ -259,11 +273,17 @@ def test_reference_of_a_confident_row_against_mpmath() -> None:
 # ------------------------------------------------------------------ through the engine
 
 
-def _evaluate_both(z: np.ndarray, labels: np.ndarray, dtypes: tuple[str, ...]) -> tuple:
+def _evaluate_both(
+    z: np.ndarray,
+    labels: np.ndarray,
+    dtypes: tuple[str, ...],
+    task: str = "multiclass",
+    label_form: str = "index",
+) -> tuple:
     s = engine.Settings(dtypes)
-    c = z.shape[1]
-    slow = engine.evaluate(z, labels, "multiclass", "index", c, s)
-    quick = engine.evaluate(z, labels, "multiclass", "index", c, s, use_fast=True)
+    c = z.shape[1] if z.ndim == 2 else 1
+    slow = engine.evaluate(z, labels, task, label_form, c, s)
+    quick = engine.evaluate(z, labels, task, label_form, c, s, use_fast=True)
     return slow, quick
 
 
@@ -335,7 +355,9 @@ def test_usable_only_for_covered_big_inputs(monkeypatch: pytest.MonkeyPatch) -> 
     assert not fast.usable("multiclass", "index", ("float32", "float64"), big - 1, 1)
     assert not fast.usable("multiclass", "index", ("float16", "float32"), big, 1)
     assert not fast.usable("multiclass", "soft", ("float32",), big, 1)
-    assert not fast.usable("binary", "binary", ("float32",), big, 1)
+    assert fast.usable("binary", "binary", ("float32",), big, 1)
+    assert fast.usable("multilabel", "multihot", ("float64",), big, 1)
+    assert not fast.usable("multilabel", "multihot", ("bfloat16",), big, 1)
     monkeypatch.setenv("CECHECK_NO_KERNEL", "1")
     assert not fast.usable("multiclass", "index", ("float32", "float64"), big, 1)
 
@@ -375,3 +397,143 @@ def test_reports_with_and_without_the_kernel_agree(monkeypatch: pytest.MonkeyPat
             b.nan,
             b.inf,
         )
+
+
+# ------------------------------------------------------------------ binary and multilabel
+
+
+def _sigmoid_condition(z: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per row, the amplification of the naive path's ``log(1 - p)``: (1 - t) p / (1 - p).
+
+    ``1 - p`` cancels as p nears 1, so a one-ulp difference in the exp behind p (numpy's
+    float32 exp and log are not correctly rounded; the kernel's are, nearly) moves the
+    naive loss by this many ulps; p / (1 - p) = exp(z).
+    """
+    with np.errstate(over="ignore"):
+        k = (1 - t) * np.exp(np.minimum(np.asarray(z, dtype=np.float64), 700.0))
+    return k.reshape(len(k), -1).mean(axis=1)
+
+
+def _check_sigmoid(z: np.ndarray, t: np.ndarray) -> None:
+    """Every path and dtype of the sigmoid kernel against the numpy functions on (z, t)."""
+    binary = z.ndim == 1
+    naive_fn, stable_fn, reference_fn = losses.PATHS["binary" if binary else "multilabel"]
+    results, ref, nonfinite = fast.sigmoid(z, t, DTYPES)
+    bad = ~np.isfinite(z)
+    np.testing.assert_array_equal(nonfinite, bad if binary else bad.any(axis=1))
+    condition = _sigmoid_condition(z, t)
+    for d in DTYPES:
+        p = prec.get(d)
+        for path, spec_fn in (("naive", naive_fn), ("stable", stable_fn)):
+            spec = spec_fn(z, t, p)
+            got = results[(path, d)]
+            cond = condition if path == "naive" else None
+            _assert_close(got.loss, spec.loss, d, f"{path}_{d}", cond)
+            for name in losses.EVIDENCE:
+                want = getattr(spec, name)
+                if want is not None:
+                    np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+    _assert_close(ref, reference_fn(z, t), "float64", "reference")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [0, 1, 2, 10, 16, 17, 255, 256, 257, 600])
+def test_sigmoid_random_logits_agree(dtype: type, n_classes: int) -> None:
+    """Binary (n_classes 0: one logit per row) and multilabel rows, 0/1 and soft targets.
+
+    Rows of 256 classes and more are summed in blocks of 256 merged pairwise.
+    """
+    rng = np.random.default_rng(n_classes)
+    shape = (301,) if n_classes == 0 else (40, n_classes)
+    z = (rng.standard_normal(shape) * rng.choice([0.5, 5.0, 30.0, 120.0], shape)).astype(dtype)
+    t = rng.integers(0, 2, shape).astype(np.float64)
+    t[::3] = rng.uniform(0, 1, t[::3].shape)
+    _check_sigmoid(z, t)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "low, high",
+    [(14, 20), (-20, -14), (33, 40), (85, 92), (-92, -85), (-110, -100), (700, 712), (-712, -700)],
+)
+def test_sigmoid_saturating_and_overflowing_logits_agree(
+    dtype: type, low: float, high: float
+) -> None:
+    """Where float32 or float64 sigmoids round to 0 or 1 and exp(-z) overflows."""
+    rng = np.random.default_rng(abs(int(low)))
+    z = rng.uniform(low, high, (300, 8)).astype(dtype)
+    t = rng.integers(0, 2, z.shape).astype(np.float64)
+    _check_sigmoid(z, t)
+    _check_sigmoid(z[:, 0], t[:, 0])
+
+
+def test_sigmoid_adversarial_rows_agree() -> None:
+    """0 * log(0), exact zeros, NaN and infinite logits and targets, beyond float32."""
+    z = np.array(
+        [
+            [0.0, -0.0, 1e-45, 30.0],
+            [120.0, -120.0, 800.0, -800.0],  # log(0) times a zero target
+            [np.nan, 1.0, 2.0, 3.0],
+            [np.inf, 1.0, 2.0, 3.0],
+            [-np.inf, 1.0, 2.0, 3.0],
+            [1e39, 0.0, 1.0, -1.0],  # beyond float32
+            [5.0, 5.0, 5.0, 5.0],
+        ]
+    )
+    t = np.array(
+        [
+            [0.0, 1.0, 0.5, 1.0],
+            [0.0, 1.0, 0.0, 1.0],
+            [1.0, 0.0, 1.0, 0.0],
+            [1.0, 0.0, 1.0, 0.0],
+            [1.0, 0.0, 1.0, 0.0],
+            [1.0, 0.0, 1.0, 0.0],
+            [np.nan, 0.0, 1.0, 0.0],  # an invalid target: the numpy specification's values
+        ]
+    )
+    _check_sigmoid(z, t)
+    _check_sigmoid(z.ravel(), t.ravel())
+    finite = np.isfinite(z).all(axis=1) & (np.abs(z) < 3e38).all(axis=1)
+    _check_sigmoid(z[finite].astype(np.float32), t[finite])
+
+
+def test_kernel_log_within_one_ulp_and_exact_at_one() -> None:
+    """The kernel's log and log1p (fdlibm's algorithm) against numpy, and mpmath."""
+    from cecheck import _kernel
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(0, 2, 50000), 10.0 ** rng.uniform(-320, 0, 50000)])
+    for one_plus, numpy_fn in ((False, np.log), (True, np.log1p)):
+        got = np.empty_like(x)
+        _kernel.log(x, got, one_plus)
+        want = numpy_fn(x)
+        nonzero = want != 0
+        ulps = np.abs(got[nonzero] - want[nonzero]) / np.spacing(np.abs(want[nonzero]))
+        assert ulps.max() <= 1
+    special = np.array([0.0, 1.0, 5e-324])
+    got = np.empty_like(special)
+    _kernel.log(special, got, False)
+    assert got[0] == -np.inf and got[1] == 0.0
+    mpmath.mp.dps = 40  # log(5e-324) at 40 digits, rounded to float64
+    assert abs(got[2] - float(mpmath.log(mpmath.mpf(5e-324)))) <= np.spacing(744.0)
+
+
+@pytest.mark.parametrize(
+    ("task", "label_form", "shape"),
+    [("binary", "binary", (3000,)), ("multilabel", "multihot", (600, 20))],
+)
+def test_sigmoid_engine_flags_and_causes_agree(
+    task: str, label_form: str, shape: tuple[int, ...]
+) -> None:
+    rng = np.random.default_rng(12)
+    scale = rng.choice([1.0, 20.0, 60.0, 120.0], shape[:1] + (1,) * (len(shape) - 1))
+    z = (rng.standard_normal(shape) * scale).astype(np.float32)
+    z[3] = np.nan
+    z[7] = np.inf
+    t = rng.integers(0, 2, shape).astype(np.float64)
+    t[5] = 2.0  # an invalid target
+    s = engine.Settings(DTYPES)
+    slow, quick = _evaluate_both(z, t, DTYPES, task, label_form)
+    near = _assert_same_diagnosis(slow, quick, s)
+    assert near <= shape[0] // 100
+    assert slow.diagnosis.flags.any(axis=0).sum() >= 6
