@@ -1,21 +1,23 @@
 /*
- * The fused loss kernel behind cecheck.fast: multiclass logits with index labels, the naive
- * and stable paths in float32 and float64 and the reference, one pass over each row.
+ * The fused loss kernels behind cecheck.fast: multiclass logits with index labels, and
+ * binary or multilabel logits with their targets; the naive and stable paths in float32 and
+ * float64 and the reference, one pass over each row.
  *
- * cecheck/losses.py is the specification; cecheck/fast.py documents how this kernel stays an
- * honest emulation of each path and dtype and what bound it keeps. In short:
+ * cecheck/losses.py is the specification; cecheck/fast.py documents how these kernels stay
+ * an honest emulation of each path and dtype and what bound they keep. In short:
  *
- *  - exp is a polynomial in float64 (Cody-Waite reduction, degree 11, about 1 ulp), written
- *    with explicit fma() so that a vector lane and a scalar call give the same bits. A
- *    float32 exp is that float64 exp rounded to float32.
- *  - "Tame" rows (every logit in [TAME_MIN, TAME_MAX]) take one exp per logit:
+ *  - exp is a polynomial in float64 (Cody-Waite reduction, degree 11, about 1 ulp), log is
+ *    fdlibm's, both written without branches so that they vectorise, and with explicit
+ *    fma() so that a vector lane and a scalar call give the same bits. A float32 exp or log
+ *    is the float64 one rounded to float32.
+ *  - Multiclass "tame" rows (every logit in [TAME_MIN, TAME_MAX]) take one exp per logit:
  *    exp(z - m) = exp(z) * exp(-m), and the float32 terms come from the float64 ones with
  *    the argument's float32 rounding error to first order. Other rows take a direct exp of
- *    every argument.
- *  - Sums are in the path's dtype: 16 lanes within a block of 128 terms, then the block
+ *    every argument. Sigmoid terms take one exp per logit, exp(-|z|).
+ *  - Sums are in the path's dtype: 16 lanes within a block of 256 terms, then the block
  *    results merged pairwise (a binary counter), as accurate as numpy's pairwise sum.
- *  - A row with a NaN or infinite logit, or a logit beyond the float32 range, is marked
- *    SPECIAL: the numpy specification recomputes it.
+ *  - A row with a NaN or infinite logit (or target), or a logit beyond the float32 range,
+ *    is marked SPECIAL: the numpy specification recomputes it.
  *
  * Rows are independent: the caller splits them over threads (the GIL is released here).
  */

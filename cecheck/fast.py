@@ -1,47 +1,56 @@
-"""The fused loss kernel: every path and dtype of a chunk in one pass over its rows.
+"""The fused loss kernels: every path and dtype of a chunk in one pass over its rows.
 
 The numpy functions in :mod:`cecheck.losses` are the specification; this module computes the
-same values faster for the case that matters most by size, a language model's logits:
-``multiclass`` with ``index`` labels in float32 and float64. A C kernel (``cecheck/_kernel.c``,
-compiled when cecheck is installed) computes, per row, the max and argmax, the naive and
-stable paths in float32 and float64, the reference, and the evidence bits, into per-row
-arrays; the rows of a chunk are split over threads (rows are independent, the kernel releases
-the GIL), and :func:`cecheck.diagnose.diagnose` then runs unchanged on the results.
+same values faster in float32 and float64 for ``multiclass`` with ``index`` labels (a
+language model's logits, the case that matters most by size), ``binary`` and ``multilabel``.
+A C kernel (``cecheck/_kernel.c``, compiled when cecheck is installed) computes, per row, the
+naive and stable paths in float32 and float64, the reference and the evidence bits, into
+per-row arrays; the rows of a chunk are split over threads (rows are independent, the kernel
+releases the GIL), and :func:`cecheck.diagnose.diagnose` then runs unchanged on the results.
+Soft labels and float16/bfloat16 stay on numpy.
 
-How the kernel stays an honest emulation of each path
+How the kernels stay an honest emulation of each path
 -----------------------------------------------------
 * Every float32 step is a float32 operation, rounded where numpy's float32 rounds: the cast of
-  the logits, the shift ``z - max``, each exp, the sum, the division, the log, the subtraction.
+  the logits, the shift ``z - max``, each exp, sum, division, log, product and subtraction.
 * Sums over classes are in the path's dtype: 16 lanes within a block of 256 terms, then the
   block results merged pairwise: as accurate as numpy's pairwise sum (a term passes through
   16 additions in its block, 4 across lanes and log2(blocks) after), in a different order,
-  so not bit-identical.
+  so not bit-identical. Rows of at most 16 classes go 8 at a time, one per vector lane, and
+  sum their terms in order.
 * ``exp`` is a polynomial in float64 (Cody-Waite reduction, a degree-11 fit, about 1 ulp) that
   the compiler vectorises; libm's exp is a scalar call. A float32 exp is that float64 exp
   rounded to float32: the correctly rounded float32 exp except in rare double-rounding cases,
-  overflowing and underflowing at the same arguments. While every logit of a row lies in
-  [-300, 80], one float64 exp per logit serves every path: the stable path's
-  ``exp(z - max)`` is ``exp(z) * exp(-max)`` (three normal numbers, about 2.5 ulp), and a
-  float32 term is the float64 one times ``1 + (a32 - a64)``, where ``a32 - a64`` is the
-  float32 rounding error of the argument (|.| <= 2**-24 |a|, so the neglected second-order
-  term is below 2**-30 of a float32 ulp); no float32 exp overflows there. Other rows take a
-  direct exp of every argument.
-* ``log`` and ``log1p`` are libm's in float64, rounded to float32 for the float32 path.
+  overflowing and underflowing at the same arguments. A float32 term is the float64 one times
+  ``1 + (a32 - a64)`` where the float32 argument differs from the float64 one by its rounding
+  error (|.| <= 2**-24 |a|; the neglected second-order term is below 2**-30 of a float32 ulp).
+* multiclass: while every logit of a row lies in [-300, 80], one float64 exp per logit
+  serves every path: the stable path's ``exp(z - max)`` is ``exp(z) * exp(-max)`` (three
+  normal numbers, about 2.5 ulp); no float32 exp overflows there. Other rows take a direct
+  exp of every argument.
+* binary and multilabel: one exp per logit, ``E = exp(-|z|)``; the naive path's
+  ``exp(-z)`` is ``E`` or ``1 / E`` (1.5 ulp; ``1 / 0 = inf`` where it overflows).
+* ``log`` and ``log1p`` are libm's (multiclass, once per row) or fdlibm's log, vectorised
+  (binary and multilabel, per logit; within 1 ulp), in float64, rounded to float32 for the
+  float32 paths.
 
-So the kernel and numpy differ by the exp and log implementations and the order of the
-sums: a few units in the last place per term, which gives the bound ``tests/test_fast.py``
-checks, ``|L_fast - L_numpy| <= 8 * eps(dtype) * max(1, |L_numpy|)`` on every finite loss
-(a loss is the log of a sum of positive terms plus a non-negative term, so a relative error
-of the terms becomes an absolute error of the log), the same non-finite pattern, the same
-evidence bits, and so the same flags and causes except for a row sitting within those few ulp
-of a threshold (``--rtol``, half the bits, a probability rounding to zero).
+So the kernels and numpy differ by the exp and log implementations and the order of the
+sums: a few units in the last place per term. That gives the bound ``tests/test_fast.py``
+checks on every finite loss, ``|L_fast - L_numpy| <= 8 eps(dtype) (max(1, |L_numpy|) + K)``,
+with K = 0 but for the naive binary and multilabel paths, where ``log(1 - p)`` cancels as p
+nears 1 and amplifies a one-ulp difference in p by ``K = (1 - t) p / (1 - p)`` (averaged over
+the classes; numpy's float32 exp and log are not correctly rounded, the kernel's nearly are).
+A multiclass loss is the log of a sum of positive terms plus a non-negative term, so a
+relative error of the terms becomes an absolute error of the log. The non-finite pattern and
+the evidence bits are the same, and so the flags and causes, except for a row sitting within
+those few ulp of a threshold (``--rtol``, half the bits, a probability rounding to 0 or 1).
 
-Rows the kernel does not handle itself (a non-finite logit, or a float64 logit beyond the
-float32 range) are recomputed with the numpy functions: their propagation of inf and NaN is
-the specification, and such rows are rare.
+Rows the kernels do not handle themselves (a non-finite logit or target, or a float64 logit
+beyond the float32 range) are recomputed with the numpy functions: their propagation of inf
+and NaN is the specification, and such rows are rare.
 
 Why C and not numba: importing numba and loading a cached kernel costs ~0.6 s and ~150 MB,
-more than the whole computation on a 2 GB file. The kernel is one C file with no dependency
+more than the whole computation on a 2 GB file. The kernels are one C file with no dependency
 beyond Python's headers, built by ``setup.py`` as an optional extension: where no C compiler
 is available cecheck installs without it and uses numpy for every input.
 """
