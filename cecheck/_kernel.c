@@ -122,12 +122,20 @@ INLINE double exp_full(double x)
  * distribute this software is freely granted, provided that this notice is preserved"),
  * written without branches so that it vectorises: log(x) = k ln2 + log(1 + f) with
  * 1 + f in [sqrt(2)/2, sqrt(2)), log(1 + f) = f - s (f - R) from s = f / (2 + f) and a
- * degree-14 polynomial R in s (error below 1 ulp). For x >= 0 (log(0) = -inf): the
- * kernels take logs of probabilities and of 1 + exp(-|z|) only. */
+ * degree-14 polynomial R in s (error below 1 ulp). For x >= 0, inf and NaN (log(0) = -inf):
+ * the kernels take logs of probabilities, sums of exps and 1 + exp(-|z|) only. */
 static const double LG1 = 6.666666666666735130e-01, LG2 = 3.999999999940941908e-01,
                     LG3 = 2.857142874366239149e-01, LG4 = 2.222219843214978396e-01,
                     LG5 = 1.818357216161805012e-01, LG6 = 1.531383769920937332e-01,
                     LG7 = 1.479819860511658591e-01;
+
+/* c ? a : b, as a bitwise blend: a ?: would keep the vectoriser from computing the
+ * dropped value (which could raise a floating-point exception) in every lane. */
+INLINE double pick(int c, double a, double b)
+{
+    uint64_t m = 0 - (uint64_t)(c != 0);
+    return from_bits((int64_t)(((uint64_t)to_bits(a) & m) | ((uint64_t)to_bits(b) & ~m)));
+}
 
 INLINE double log_pos(double x)
 {
@@ -149,7 +157,8 @@ INLINE double log_pos(double x)
     double r = t2 + t1;
     double hfsq = 0.5 * f * f;
     double y = dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f);
-    return x == 0.0 ? -INFINITY : y;
+    y = pick(x == 0.0, -INFINITY, y);
+    return pick((x != x) | (x == INFINITY), x, y); /* NaN and inf are their own logs */
 }
 
 /* log1p(x) for x >= 0: log(u) for u = 1 + x, corrected by the rounding error of u (exact
@@ -158,7 +167,7 @@ INLINE double log1p_pos(double x)
 {
     double u = 1.0 + x;
     double y = log_pos(u) - ((u - 1.0) - x) / u;
-    return u == 1.0 ? x : y;
+    return pick(u == 1.0, x, y);
 }
 
 /* ------------------------------------------------------------------ sums */
@@ -440,14 +449,14 @@ INLINE void finish(double m64, double zt, double et, float et32, Sums s, int ove
     /* naive: -log(e[t] / sum e) */
     float p32 = et32 / s.n32;
     double p64 = et / s.n64;
-    loss[0] = 0.0 - (double)(float)log((double)p32);
-    loss[stride] = 0.0 - log(p64);
+    loss[0] = 0.0 - (double)(float)log_pos((double)p32);
+    loss[stride] = 0.0 - log_pos(p64);
     /* stable: log(sum exp(z - m)) - (z[t] - m) */
-    float lse32 = (float)log((double)s.s32);
+    float lse32 = (float)log_pos((double)s.s32);
     loss[2 * stride] = (double)(float)(lse32 - (float)(zt32 - m32));
-    loss[3 * stride] = log(s.s64) - (zt - m64);
+    loss[3 * stride] = log_pos(s.s64) - (zt - m64);
     /* reference: (m - z[t]) + log1p(sum over j != argmax of exp(z_j - m)) */
-    loss[4 * stride] = (m64 - zt) + log1p(s.rest);
+    loss[4 * stride] = (m64 - zt) + log1p_pos(s.rest);
     *bits = (uint8_t)((over32 ? OVER32 : 0) | (p32 == 0.0f ? UNDER32 : 0) |
                       (over64 ? OVER64 : 0) | (p64 == 0.0 ? UNDER64 : 0));
 }

@@ -30,9 +30,8 @@ How the kernels stay an honest emulation of each path
   exp of every argument.
 * binary and multilabel: one exp per logit, ``E = exp(-|z|)``; the naive path's
   ``exp(-z)`` is ``E`` or ``1 / E`` (1.5 ulp; ``1 / 0 = inf`` where it overflows).
-* ``log`` and ``log1p`` are libm's (multiclass, once per row) or fdlibm's log, vectorised
-  (binary and multilabel, per logit; within 1 ulp), in float64, rounded to float32 for the
-  float32 paths.
+* ``log`` and ``log1p`` are fdlibm's log, written so that it vectorises (within 1 ulp), in
+  float64, rounded to float32 for the float32 paths.
 
 So the kernels and numpy differ by the exp and log implementations and the order of the
 sums: a few units in the last place per term. That gives the bound ``tests/test_fast.py``
