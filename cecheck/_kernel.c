@@ -806,16 +806,22 @@ ISA_CLONES static void sigmoid64(const double *z, Py_ssize_t c, const double *t,
     sigmoid_rows(z, 0, c, t, loss, n, bits, lo, hi);
 }
 
-ISA_CLONES static void log_each(const double *x, double *out, Py_ssize_t n, int one_plus)
+/* The elementary functions on their own, for tests: 0 exp_full, 1 exp_tame, 2 log_pos,
+ * 3 log1p_pos (a loop each, so that each vectorises). */
+ISA_CLONES static void apply_each(int which, const double *x, double *out, Py_ssize_t n)
 {
-    for (Py_ssize_t i = 0; i < n; i++)
-        out[i] = one_plus ? log1p_pos(x[i]) : log_pos(x[i]);
-}
-
-ISA_CLONES static void exp_each(const double *x, double *out, Py_ssize_t n, int tame)
-{
-    for (Py_ssize_t i = 0; i < n; i++)
-        out[i] = tame ? exp_tame(x[i]) : exp_full(x[i]);
+    if (which == 0)
+        for (Py_ssize_t i = 0; i < n; i++)
+            out[i] = exp_full(x[i]);
+    else if (which == 1)
+        for (Py_ssize_t i = 0; i < n; i++)
+            out[i] = exp_tame(x[i]);
+    else if (which == 2)
+        for (Py_ssize_t i = 0; i < n; i++)
+            out[i] = log_pos(x[i]);
+    else
+        for (Py_ssize_t i = 0; i < n; i++)
+            out[i] = log1p_pos(x[i]);
 }
 
 #pragma GCC pop_options
@@ -831,18 +837,13 @@ static int check_size(Py_buffer *b, Py_ssize_t want, const char *name)
     return 1;
 }
 
-PyDoc_STRVAR(multiclass_index_doc,
-             "multiclass_index(z, itemsize, n, c, y, loss, bits, lo, hi)\n\n"
-             "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, else\n"
-             "float64) with int64 targets y in [0, c): losses into the float64 (5, n) buffer\n"
-             "loss (naive32, naive64, stable32, stable64, reference) and status bits into the\n"
-             "uint8 (n,) buffer bits. Releases the GIL.");
-
-static PyObject *py_multiclass_index(PyObject *self, PyObject *args)
+/* Parse (z, itemsize, n, c, labels, loss, bits, lo, hi), check every buffer's size
+ * (labels: int64 (n,) if per_class is 0, float64 (n, c) otherwise) and run the kernel on
+ * rows lo..hi without the GIL: rows32/rows64 or sigmoid32/sigmoid64. */
+static PyObject *run_rows(PyObject *args, int per_class)
 {
     Py_buffer z, y, loss, bits;
     Py_ssize_t itemsize, n, c, lo, hi;
-    (void)self;
     if (!PyArg_ParseTuple(args, "y*nnny*w*w*nn", &z, &itemsize, &n, &c, &y, &loss, &bits, &lo,
                           &hi))
         return NULL;
@@ -852,22 +853,29 @@ static PyObject *py_multiclass_index(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad itemsize, shape or row range");
         goto done;
     }
-    if (!check_size(&z, n * c * itemsize, "z") || !check_size(&y, n * 8, "y") ||
+    if (!check_size(&z, n * c * itemsize, "z") ||
+        !check_size(&y, (per_class ? n * c : n) * 8, "labels") ||
         !check_size(&loss, 5 * n * 8, "loss") || !check_size(&bits, n, "bits"))
         goto done;
-    const int64_t *yy = y.buf;
-    for (Py_ssize_t i = lo; i < hi; i++) {
-        if (yy[i] < 0 || yy[i] >= c) {
-            PyErr_Format(PyExc_ValueError, "target %lld of row %zd is not in [0, %zd)",
-                         (long long)yy[i], i, c);
-            goto done;
+    if (!per_class) {
+        const int64_t *yy = y.buf;
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            if (yy[i] < 0 || yy[i] >= c) {
+                PyErr_Format(PyExc_ValueError, "target %lld of row %zd is not in [0, %zd)",
+                             (long long)yy[i], i, c);
+                goto done;
+            }
         }
     }
     Py_BEGIN_ALLOW_THREADS
-    if (itemsize == 4)
-        rows32(z.buf, c, yy, loss.buf, n, bits.buf, lo, hi);
+    if (per_class && itemsize == 4)
+        sigmoid32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
+    else if (per_class)
+        sigmoid64(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
+    else if (itemsize == 4)
+        rows32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
     else
-        rows64(z.buf, c, yy, loss.buf, n, bits.buf, lo, hi);
+        rows64(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -878,86 +886,53 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(multiclass_index_doc,
+             "multiclass_index(z, itemsize, n, c, y, loss, bits, lo, hi)\n\n"
+             "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, else\n"
+             "float64) with int64 targets y in [0, c): losses into the float64 (5, n) buffer\n"
+             "loss (naive32, naive64, stable32, stable64, reference) and status bits into the\n"
+             "uint8 (n,) buffer bits. Releases the GIL.");
+
+static PyObject *py_multiclass_index(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return run_rows(args, 0);
+}
+
 PyDoc_STRVAR(sigmoid_doc,
              "sigmoid(z, itemsize, n, c, t, loss, bits, lo, hi)\n\n"
-             "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, else\n"
-             "float64) with float64 (n, c) targets t: binary cross-entropy per class, averaged\n"
-             "over the classes, into the float64 (5, n) buffer loss (naive32, naive64,\n"
-             "stable32, stable64, reference) and status bits into the uint8 (n,) buffer bits.\n"
-             "Releases the GIL.");
+             "As multiclass_index, with float64 (n, c) targets t: the binary cross-entropy of\n"
+             "each class, averaged over the classes.");
 
 static PyObject *py_sigmoid(PyObject *self, PyObject *args)
 {
-    Py_buffer z, t, loss, bits;
-    Py_ssize_t itemsize, n, c, lo, hi;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nnny*w*w*nn", &z, &itemsize, &n, &c, &t, &loss, &bits, &lo,
-                          &hi))
-        return NULL;
-    PyObject *result = NULL;
-    if ((itemsize != 4 && itemsize != 8) || n < 0 || c < 1 || c > INT32_MAX || lo < 0 ||
-        hi > n || lo > hi) {
-        PyErr_SetString(PyExc_ValueError, "bad itemsize, shape or row range");
-        goto done;
-    }
-    if (!check_size(&z, n * c * itemsize, "z") || !check_size(&t, n * c * 8, "t") ||
-        !check_size(&loss, 5 * n * 8, "loss") || !check_size(&bits, n, "bits"))
-        goto done;
-    Py_BEGIN_ALLOW_THREADS
-    if (itemsize == 4)
-        sigmoid32(z.buf, c, t.buf, loss.buf, n, bits.buf, lo, hi);
-    else
-        sigmoid64(z.buf, c, t.buf, loss.buf, n, bits.buf, lo, hi);
-    Py_END_ALLOW_THREADS
-    result = Py_NewRef(Py_None);
-done:
-    PyBuffer_Release(&z);
-    PyBuffer_Release(&t);
-    PyBuffer_Release(&loss);
-    PyBuffer_Release(&bits);
-    return result;
+    return run_rows(args, 1);
 }
 
-PyDoc_STRVAR(log_doc, "log(x, out, one_plus)\n\n"
-                      "The kernel's log (log1p if one_plus) of each float64 x >= 0 into out.\n"
-                      "For tests.");
+PyDoc_STRVAR(apply_doc, "apply(name, x, out)\n\n"
+                        "The kernel's exp, exp_tame (for |x| <= 300), log or log1p (for x >= 0)\n"
+                        "of each float64 in x, into out. For tests.");
 
-static PyObject *py_log(PyObject *self, PyObject *args)
+static PyObject *py_apply(PyObject *self, PyObject *args)
 {
+    const char *name;
     Py_buffer x, out;
-    int one_plus;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*w*p", &x, &out, &one_plus))
+    if (!PyArg_ParseTuple(args, "sy*w*", &name, &x, &out))
         return NULL;
+    static const char *names[] = {"exp", "exp_tame", "log", "log1p"};
+    int which = -1;
+    for (int i = 0; i < 4; i++)
+        which = strcmp(name, names[i]) == 0 ? i : which;
     PyObject *result = NULL;
-    if (x.len % 8 == 0 && check_size(&out, x.len, "out")) {
-        log_each(x.buf, out.buf, x.len / 8, one_plus);
-        result = Py_NewRef(Py_None);
-    } else if (!PyErr_Occurred()) {
+    if (which < 0)
+        PyErr_Format(PyExc_ValueError, "no function %s", name);
+    else if (x.len % 8 != 0)
         PyErr_SetString(PyExc_ValueError, "x is not a float64 buffer");
-    }
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&out);
-    return result;
-}
-
-PyDoc_STRVAR(exp_doc, "exp(x, out, tame)\n\n"
-                      "The kernel's exp of each float64 in x into out: exp_tame (for |x| <= 300)\n"
-                      "if tame, else exp_full. For tests.");
-
-static PyObject *py_exp(PyObject *self, PyObject *args)
-{
-    Py_buffer x, out;
-    int tame;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*w*p", &x, &out, &tame))
-        return NULL;
-    PyObject *result = NULL;
-    if (x.len % 8 == 0 && check_size(&out, x.len, "out")) {
-        exp_each(x.buf, out.buf, x.len / 8, tame);
+    else if (check_size(&out, x.len, "out")) {
+        apply_each(which, x.buf, out.buf, x.len / 8);
         result = Py_NewRef(Py_None);
-    } else if (!PyErr_Occurred()) {
-        PyErr_SetString(PyExc_ValueError, "x is not a float64 buffer");
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&out);
@@ -967,13 +942,12 @@ static PyObject *py_exp(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"multiclass_index", py_multiclass_index, METH_VARARGS, multiclass_index_doc},
     {"sigmoid", py_sigmoid, METH_VARARGS, sigmoid_doc},
-    {"exp", py_exp, METH_VARARGS, exp_doc},
-    {"log", py_log, METH_VARARGS, log_doc},
+    {"apply", py_apply, METH_VARARGS, apply_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "cecheck._kernel", "The fused loss kernel of cecheck.fast.", -1, methods,
+    PyModuleDef_HEAD_INIT, "cecheck._kernel", "The fused loss kernels of cecheck.fast.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -166,20 +166,9 @@ def multiclass_index(
     """
     from cecheck import _kernel
 
-    z = np.asarray(logits)
-    if z.dtype not in LOGIT_DTYPES:
-        z = z.astype(np.float64)
-    z = np.ascontiguousarray(z)
+    z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
-    n, c = z.shape
-    loss = np.empty((5, n), dtype=np.float64)
-    bits = np.empty(n, dtype=np.uint8)
-
-    def part(lo: int, hi: int) -> None:
-        _kernel.multiclass_index(z, z.itemsize, n, c, y, loss, bits, lo, hi)
-
-    _run_parts(part, n)
-
+    loss, bits = _run(_kernel.multiclass_index, z, y)
     special = np.flatnonzero(bits & _SPECIAL)
     evidence = {
         (d, kind): (bits & flag) != 0
@@ -211,21 +200,10 @@ def sigmoid(
     """
     from cecheck import _kernel
 
-    z = np.asarray(logits)
-    binary = z.ndim == 1
-    if z.dtype not in LOGIT_DTYPES:
-        z = z.astype(np.float64)
-    z = np.ascontiguousarray(z.reshape(len(z), -1))
+    binary = np.ndim(logits) == 1
+    z = _logits(np.reshape(logits, (len(logits), -1)))
     t = np.ascontiguousarray(np.asarray(target, dtype=np.float64).reshape(z.shape))
-    n, c = z.shape
-    loss = np.empty((5, n), dtype=np.float64)
-    bits = np.empty(n, dtype=np.uint8)
-
-    def part(lo: int, hi: int) -> None:
-        _kernel.sigmoid(z, z.itemsize, n, c, t, loss, bits, lo, hi)
-
-    _run_parts(part, n)
-
+    loss, bits = _run(_kernel.sigmoid, z, t)
     results: dict[tuple[str, str], PathResult] = {}
     for d, row, first in (("float32", 0, 0), ("float64", 1, 3)):
         if d not in dtypes:
@@ -244,6 +222,26 @@ def sigmoid(
         spec = losses.PATHS["binary" if binary else "multilabel"]
         _overwrite(special, results, spec, zs, ts, reference)
     return results, reference, (bits & _S_NONFINITE) != 0
+
+
+def _logits(logits: Array) -> Array:
+    """(n, C) logits as the kernels take them: C-contiguous float32 or float64."""
+    z = np.asarray(logits)
+    return np.ascontiguousarray(z if z.dtype in LOGIT_DTYPES else z.astype(np.float64))
+
+
+def _run(kernel: Callable[..., None], z: Array, labels: Array) -> tuple[Array, Array]:
+    """The (5, n) losses and (n,) status bits of ``kernel`` on (z, labels), rows split over
+    the cores."""
+    n, c = z.shape
+    loss = np.empty((5, n), dtype=np.float64)
+    bits = np.empty(n, dtype=np.uint8)
+
+    def part(lo: int, hi: int) -> None:
+        kernel(z, z.itemsize, n, c, labels, loss, bits, lo, hi)
+
+    _run_parts(part, n)
+    return loss, bits
 
 
 def _run_parts(part: Callable[[int, int], None], n: int) -> None:
