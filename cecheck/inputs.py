@@ -3,8 +3,9 @@
 Readers turn what training code dumped (``.npy``, ``.npz``, ``.csv``/``.tsv``, ``.parquet``;
 one file holding both, or two files) into a :class:`Source`: shapes, the inferred task and
 label form, warnings, and an iterator over row chunks. Memory stays bounded by the chunk
-size: ``.npy`` is memory-mapped, CSV is read in pieces (by pyarrow when installed, else
-pandas ``chunksize``), Parquet by batches.
+size: ``.npy`` is memory-mapped, CSV is cut into pieces of text that pandas parses on every
+core (a file that is not plain numbers: one pandas reader, ``chunksize`` rows at a time),
+Parquet is read by batches.
 Inference looks only at the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises
 from the chunk iterator.
 
@@ -15,7 +16,9 @@ pass through for the engine to flag per row. Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import io
 import itertools
 import math
 import mmap
@@ -23,10 +26,10 @@ import os
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ml_dtypes
 import numpy as np
@@ -38,6 +41,11 @@ LABEL_FORMS = ("index", "onehot", "soft", "multihot", "binary")
 FORMATS = (".npy", ".npz", ".csv", ".tsv", ".parquet")
 HEAD_ROWS = 4096  # rows looked at for inference and warnings: bounded, whatever the file size
 HEAD_VALUES = 1 << 20  # ... and about this many logits at most (32 rows of 32,000 classes)
+# CSV text one thread parses at once: at most PIECE_BYTES (it bounds memory and keeps every
+# core busy), at least MIN_PIECE_BYTES (what a thread is worth), and about one chunk
+PIECE_BYTES = 4 << 20
+MIN_PIECE_BYTES = 1 << 16
+COUNT_SPLIT_BYTES = 8 << 20  # a CSV at least this big has its lines counted on every core
 
 Pairs = Iterator[tuple[np.ndarray, np.ndarray]]
 _Columns = list[np.ndarray]  # one block of consecutive rows, as equal-length arrays
@@ -94,13 +102,15 @@ class _Part:
 
 @dataclass(frozen=True)
 class _Table:
-    """A CSV or Parquet file: named numeric columns read in blocks of rows."""
+    """A CSV or Parquet file: named numeric columns, read in chunks of rows."""
 
     name: str
     columns: tuple[str, ...]  # as shown in messages: "column 'x3'" or "column 3"
     dtypes: tuple[np.dtype, ...]
     n_rows: int
-    blocks: Callable[[int], Iterator[_Columns]]
+    # (rows, groups of column indices) -> chunks of exactly that many rows (the last fewer),
+    # one array per group: (n,) for a group of one column, else (n, k); see _grouped
+    chunks: Callable[[int, Sequence[Sequence[int]]], Iterator[list[np.ndarray]]]
     place: Callable[[int, int], str]  # (row, column index) -> "line 7, column 'x3'"
 
 
@@ -182,8 +192,8 @@ def _open_one(
     lg, lb = _table_part(table, others), _table_part(table, [j])
 
     def pairs(rows: int, _nd: int) -> Pairs:
-        for cols in _exact(table.blocks(rows), rows):
-            yield _stack([cols[i] for i in others]), _stack([cols[j]])
+        for chunk in table.chunks(rows, [others, [j]]):
+            yield chunk[0], chunk[1]
 
     return lg, lb, pairs
 
@@ -391,22 +401,13 @@ def _open_csv(path: str, sep: str) -> _Table:
     first_line = 2 if header else 1
     row_bytes = os.path.getsize(path) / max(1, n_rows)
 
-    def blocks(rows: int) -> Iterator[_Columns]:
-        done = 0  # rows already delivered by pyarrow
-        if counted is not None:  # a plain file: pyarrow reads it as pandas would, only faster
-            block_bytes = int(min(max(rows * row_bytes, 1 << 16), 1 << 24))
-            for cols in _arrow_csv_blocks(path, sep, header, len(columns), block_bytes):
-                if cols is None:  # pyarrow cannot vouch for the rest: pandas reads it
-                    break
-                yield cols
-                done += len(cols[0])
-            else:
-                return
+    def serial(rows: int, done: int) -> Iterator[_Columns]:
+        """Blocks of rows parsed by one pandas reader, the first ``done`` rows skipped."""
         line = first_line + done
         # read() runs inside _csv_errors: the items of a with statement are entered in order
         with _csv_errors(path), read(chunksize=rows, **kw) as reader:
             while (frame := _next_frame(reader)) is not None:
-                if done:  # skip the rows pyarrow delivered
+                if done:  # skip the rows the parallel reader delivered
                     skip = min(done, len(frame))
                     frame, done = frame.iloc[skip:], done - skip
                     if not len(frame):
@@ -414,12 +415,26 @@ def _open_csv(path: str, sep: str) -> _Table:
                 yield _csv_columns(frame, path, columns, line)
                 line += len(frame)
 
+    def chunks(rows: int, groups: Sequence[Sequence[int]]) -> Iterator[list[np.ndarray]]:
+        done = 0  # rows already delivered by the parallel reader
+        if counted is not None:  # a plain file: cut into pieces, parsed on every core
+            piece_bytes = int(min(max(rows * row_bytes, MIN_PIECE_BYTES), PIECE_BYTES))
+            for chunk in _parallel_csv_chunks(path, sep, header, counted, rows, groups,
+                                              piece_bytes):  # fmt: skip
+                if chunk is None:  # a piece that is not plain numbers: read on serially
+                    break
+                yield chunk
+                done += len(chunk[0])
+            else:
+                return
+        yield from _grouped(serial(rows, done), rows, groups)
+
     return _Table(
         path,
         columns,
         (np.dtype(np.float64),) * len(columns),
         n_rows,
-        blocks,
+        chunks,
         lambda row, j: f"{path} line {row + first_line}, {columns[j]}",
     )
 
@@ -444,16 +459,47 @@ def _count_lf_lines(path: str) -> int | None:
     """The lines of a file of printable ASCII and LF line ends only, else None.
 
     The common case, counted in 1 MB windows that stay in the CPU cache (~3x faster than
-    :func:`_count_lines_in_detail`): every byte at or below a space must be a line end,
-    and no line end may follow another (an empty line), nor start the file.
+    :func:`_count_lines_in_detail`), a range of the file on each core: every byte at or
+    below a space must be a line end, and no line end may follow another (an empty line),
+    nor start the file.
+    """
+    size = os.path.getsize(path)
+    parts = min(_csv_workers(), size) if size >= COUNT_SPLIT_BYTES else 1  # none empty
+    starts = [size * i // parts for i in range(parts)]
+    stops = [*starts[1:], size]
+    if parts == 1:
+        spans = [_count_lf_span(path, 0, size)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(parts) as pool:
+            spans = list(pool.map(_count_lf_span, [path] * parts, starts, stops))
+    lines, ended = 0, True  # a virtual line end before the first byte
+    for span in spans:
+        if span is None:
+            return None
+        count, starts_ended, ends_ended = span
+        if ended and starts_ended:
+            return None  # an empty first line, or an empty line where two ranges meet
+        lines, ended = lines + count, ends_ended
+    return lines if ended else lines + 1  # a last line without a line end counts too
+
+
+def _count_lf_span(path: str, start: int, stop: int) -> tuple[int, bool, bool] | None:
+    """Bytes start:stop of a file (not empty) as :func:`_count_lf_lines` checks them.
+
+    (line ends, whether the first byte is one, whether the last is one), else None.
     """
     window = 1 << 20
     buf = bytearray(window)
+    view = memoryview(buf)
     is_end = np.empty(window, dtype=bool)
     pairs = np.empty(window, dtype=bool)
-    lines, ended = 0, True  # a virtual line end before the first byte
+    lines, first, ended = 0, None, False
     with open(path, "rb") as f:
-        while n := f.readinto(buf):
+        f.seek(start)
+        while (left := stop - start) > 0 and (n := f.readinto(view[: min(window, left)])):
+            start += n
             text = buf if n == window else buf[:n]
             if not text.isascii() or text.find(b'"') >= 0:
                 return None
@@ -462,11 +508,12 @@ def _count_lf_lines(path: str) -> int | None:
             np.equal(a, ord("\n"), out=ends)
             count = int(np.count_nonzero(ends))
             if np.count_nonzero(a <= ord(" ")) != count or (ended and ends[0]):
-                return None  # whitespace or a control byte, or an empty first line
+                return None  # whitespace or a control byte, or an empty line
             if n > 1 and np.logical_and(ends[1:], ends[:-1], out=pairs[: n - 1]).any():
                 return None  # an empty line
+            first = bool(ends[0]) if first is None else first
             lines, ended = lines + count, bool(ends[-1])
-    return lines if ended else lines + 1  # a last line without a line end counts too
+    return lines, bool(first), ended
 
 
 def _count_lines_in_detail(path: str) -> int | None:
@@ -495,70 +542,169 @@ def _count_lines_in_detail(path: str) -> int | None:
     return lines
 
 
-# The cells pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES): pyarrow is
-# given the same list, so the same cells become NaN.
-_PANDAS_NA = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-              "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
-              "null")  # fmt: skip
+def _csv_workers() -> int:
+    """Threads that parse CSV pieces: one per CPU this process may use, at most 4."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity outside Linux
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
 
 
-def _arrow_csv_blocks(
-    path: str, sep: str, header: bool, n_columns: int, block_bytes: int
-) -> Iterator[_Columns | None]:
-    """Blocks of a plain CSV parsed by pyarrow, as float64 columns.
+def _parallel_csv_chunks(
+    path: str,
+    sep: str,
+    header: bool,
+    n_rows: int,
+    rows: int,
+    groups: Sequence[Sequence[int]],
+    piece_bytes: int,
+) -> Iterator[list[np.ndarray] | None]:
+    """The chunks of a plain CSV (as :func:`_grouped` gives them), parsed on every core.
 
     Only for files :func:`_count_plain_lines` counted: ASCII, no quotes, no empty lines, so
-    every line end ends a row and the file can be cut into pieces of about ``block_bytes``
-    at line ends; pyarrow parses each piece on all cores (its streaming reader uses one),
-    and memory stays bounded by the piece. There pyarrow's float parser gives pandas'
-    values bit for bit (both round correctly), and the same cells are missing. Whatever
-    pyarrow rejects (a non-number, a ragged row, True/False) or reads differently (NaN spelt
-    "NAN" or "+nan", which pandas refuses) ends the stream with a None: the caller reads the
-    rest with pandas, which gives its values or its error naming the line. A lone None when
-    pyarrow is not installed.
+    every line end ends a row and the file can be cut at line ends into pieces
+    (:func:`_csv_pieces`). A thread takes a piece, counts its lines (so it knows, once the
+    pieces before it are counted, which rows it holds), parses it with its own pandas C
+    parser (which releases the GIL while it tokenizes and converts) and the settings of the
+    serial reader, so a cell reads as the same number either way, then copies the columns
+    straight into the rows of the chunks they belong to: one copy, on every core. At most
+    two pieces per thread are in flight, so memory stays bounded by the piece and chunk sizes.
+
+    A piece that is not plain numbers (a parse error, text, True/False, a row with more or
+    fewer cells) or rows beyond ``n_rows`` end the stream, after the chunks completed before
+    it, with a None: the serial reader reads on from there, with its values or its error
+    naming the line.
     """
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.csv as pcsv
-    except ImportError:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    n_columns = 1 + max(max(g) for g in groups)
+    lock = threading.Condition()  # guards the two dicts and the flag below
+    firsts = {0: 0}  # piece number -> its first row, once the pieces before it are counted
+    chunks: dict[int, list[np.ndarray]] = {}  # chunk number -> its arrays, being filled
+    stopped = False
+
+    def first_row(k: int, text: bytes) -> int | None:
+        """The first row of piece ``k``, after counting its lines for the next piece."""
+        lines = int(np.count_nonzero(np.frombuffer(text, dtype=np.uint8) == ord("\n")))
+        lines += not text.endswith(b"\n")  # the last line of a file may lack its line end
+        with lock:
+            while k not in firsts and not stopped:
+                lock.wait()
+            if stopped:
+                return None
+            firsts[k + 1] = firsts[k] + lines
+            lock.notify_all()
+            return firsts[k]
+
+    def chunk(c: int) -> list[np.ndarray]:
+        """The arrays of chunk ``c``, made by the first piece that reaches it."""
+        with lock:
+            if c not in chunks:
+                n = min(rows, n_rows - c * rows)
+                chunks[c] = [np.empty((n,) if len(g) == 1 else (n, len(g))) for g in groups]
+            return chunks[c]
+
+    def numbers(text: bytes) -> _Columns | None:
+        """The columns of a piece if pandas reads every one as numbers, else None."""
+        frame = pd.read_csv(io.BytesIO(text), sep=sep, header=None, index_col=False,
+                            low_memory=False)  # fmt: skip
+        if frame.shape[1] != n_columns:
+            return None
+        cols = [_plain_numbers(frame.iloc[:, j]) for j in range(n_columns)]
+        return None if any(c is None for c in cols) else cast(_Columns, cols)
+
+    def read(k: int, start: int, end: int) -> int | None:
+        """Piece ``k`` (bytes start:end) into its chunks: the row after its last, or None."""
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                text = f.read(end - start)
+            first = first_row(k, text)
+            cols = None if first is None else numbers(text)
+        except Exception:  # whatever it is, the serial reader reports it with its line
+            return None
+        if cols is None or first is None:
+            return None
+        stop = first + len(cols[0])
+        if stop != firsts[k + 1] or stop > n_rows:
+            return None
+        for c in range(first // rows, (stop - 1) // rows + 1):
+            lo, hi = max(first, c * rows), min(stop, (c + 1) * rows)
+            for out, group in zip(chunk(c), groups, strict=True):
+                dst = out[lo - c * rows : hi - c * rows]
+                if len(group) == 1:
+                    dst[...] = cols[group[0]][lo - first : hi - first]
+                else:
+                    for i, j in enumerate(group):  # a column at a time: no temporary array
+                        dst[:, i] = cols[j][lo - first : hi - first]
+        return stop
+
+    workers = _csv_workers()
+    todo = _csv_pieces(path, header, piece_bytes)
+    with ThreadPoolExecutor(workers) as pool:
+        reading = collections.deque(
+            pool.submit(read, *p) for p in itertools.islice(todo, 2 * workers)
+        )
+        delivered = 0
+        try:
+            while reading:
+                placed = reading.popleft().result()  # every row before it is in its chunk
+                if placed is None:
+                    break
+                for p in itertools.islice(todo, 1):  # keep the threads busy meanwhile
+                    reading.append(pool.submit(read, *p))
+                while delivered < n_rows and placed >= min(n_rows, delivered + rows):
+                    with lock:
+                        out = chunks.pop(delivered // rows)
+                    yield out
+                    delivered += len(out[0])
+        finally:
+            with lock:  # stopped early: release the threads waiting for a count
+                stopped = True
+                lock.notify_all()
+            for fut in reading:
+                fut.cancel()
+            todo.close()
+    if delivered < n_rows:
         yield None
-        return
-    names = [str(i) for i in range(n_columns)]
-    options = {
-        "read_options": pcsv.ReadOptions(column_names=names),
-        "parse_options": pcsv.ParseOptions(delimiter=sep),
-        "convert_options": pcsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.float64()),
-            null_values=list(_PANDAS_NA),
-            strings_can_be_null=True,
-        ),
-    }
+
+
+def _csv_pieces(
+    path: str, header: bool, piece_bytes: int
+) -> Generator[tuple[int, int, int], None, None]:
+    """Numbered byte ranges (k, start, end) of whole data lines, about ``piece_bytes`` each.
+
+    A range ends at the first line end at or past ``piece_bytes`` from its start, or at the
+    end of the file.
+    """
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         if header:
             f.readline()
-        rest = b""
-        while block := rest + (more := f.read(block_bytes)):
-            cut = block.rfind(b"\n") + 1 if more else len(block)  # the last line may lack one
-            rest = block[cut:]
-            if not cut:  # a line longer than block_bytes: read on
-                continue
-            try:
-                table = pcsv.read_csv(pa.BufferReader(memoryview(block)[:cut]), **options)
-            except (pa.ArrowException, ValueError):
-                yield None
+        start = f.tell()
+        for k in itertools.count():
+            if start >= size:
                 return
-            cols = []
-            for values in table.columns:
-                x = values.to_numpy()  # one piece, so one chunk; a missing cell becomes NaN
-                with np.errstate(all="ignore"):  # a sum that overflows is not NaN: fine
-                    maybe_nan = bool(np.isnan(np.sum(x)))
-                # a NaN that is not a missing cell: a spelling pandas refuses, such as "NAN"
-                if maybe_nan and pc.any(pc.is_nan(values)).as_py():
-                    yield None
-                    return
-                cols.append(x)
-            yield cols
+            f.seek(min(start + piece_bytes, size) - 1)
+            f.readline()
+            yield k, start, f.tell()
+            start = f.tell()
+
+
+def _plain_numbers(cells: Any) -> np.ndarray | None:
+    """A parsed column as stored if pandas read it as numbers (floats or integers), else None.
+
+    No copy. Booleans, text and anything else give None: how pandas reads those depends on
+    the other cells of the block, so the serial reader, whose blocks do not depend on the
+    number of threads, decides.
+    """
+    if isinstance(cells.dtype, np.dtype) and cells.dtype.kind in "iuf":
+        return np.asarray(cells.to_numpy())
+    return None
 
 
 @contextlib.contextmanager
@@ -616,6 +762,10 @@ def _csv_columns(frame: Any, path: str, columns: Sequence[str], first_line: int)
     out = []
     for j in range(frame.shape[1]):
         cells = frame.iloc[:, j]
+        numbers = _plain_numbers(cells)
+        if numbers is not None:
+            out.append(numbers.astype(np.float64, copy=False))
+            continue
         if not (is_numeric_dtype(cells) or is_bool_dtype(cells)):
             numbers = pd.to_numeric(cells, errors="coerce")
             bad = (numbers.isna() & cells.notna()).to_numpy()
@@ -675,7 +825,7 @@ def _open_parquet(path: str) -> _Table:
         tuple(f"column {f.name!r}" for f in schema),
         tuple(np.dtype(f.type.to_pandas_dtype()) for f in schema),
         n_rows,
-        blocks,
+        lambda rows, groups: _grouped(blocks(rows), rows, groups),
         lambda row, j: f"{path} row {row}, column {schema[j].name!r}",
     )
 
@@ -709,36 +859,70 @@ def _table_part(table: _Table, idx: list[int]) -> _Part:
         table.name,
         shape,
         dtype,
-        lambda rows, _nd: ([_stack([c[i] for i in idx])] for c in table.blocks(rows)),
+        lambda rows, _nd: table.chunks(rows, [idx]),
         lambda row, _lead: table.place(row, idx[0]),
     )
-
-
-def _stack(columns: _Columns) -> np.ndarray:
-    return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
 
 
 # ---------------------------------------------------------------- chunking
 
 
-def _exact(blocks: Iterator[_Columns], rows: int) -> Iterator[_Columns]:
-    """Re-cut a stream of row blocks into blocks of exactly ``rows`` rows (the last fewer)."""
-    pending: list[_Columns] = []
+def _chunk_parts(blocks: Iterator[_Columns], rows: int) -> Iterator[list[_Columns]]:
+    """Re-cut a stream of row blocks into chunks of exactly ``rows`` rows (the last fewer).
+
+    Each chunk comes as the views of the blocks that make it up, in order: nothing is copied.
+    """
+    parts: list[_Columns] = []
     have = 0
     for block in blocks:
-        while len(block[0]):
-            if not pending and len(block[0]) >= rows:  # the common case: no copy
-                yield [b[:rows] for b in block]
-                block = [b[rows:] for b in block]
-                continue
-            take = min(rows - have, len(block[0]))
-            pending.append([b[:take] for b in block])
-            block, have = [b[take:] for b in block], have + take
+        at, n = 0, len(block[0])
+        while at < n:
+            take = min(rows - have, n - at)
+            parts.append([b[at : at + take] for b in block])
+            at, have = at + take, have + take
             if have == rows:
-                yield [np.concatenate(c) for c in zip(*pending, strict=True)]
-                pending, have = [], 0
-    if pending:
-        yield [np.concatenate(c) for c in zip(*pending, strict=True)]
+                yield parts
+                parts, have = [], 0
+    if parts:
+        yield parts
+
+
+def _exact(blocks: Iterator[_Columns], rows: int) -> Iterator[_Columns]:
+    """Blocks of exactly ``rows`` rows (the last fewer); a block already that size is not copied."""
+    for parts in _chunk_parts(blocks, rows):
+        yield parts[0] if len(parts) == 1 else [np.concatenate(c) for c in zip(*parts, strict=True)]
+
+
+def _grouped(
+    blocks: Iterator[_Columns], rows: int, groups: Sequence[Sequence[int]]
+) -> Iterator[list[np.ndarray]]:
+    """Chunks of exactly ``rows`` rows (the last fewer) as one array per group of columns.
+
+    A group of one column gives ``(n,)``, a group of k columns ``(n, k)`` in row order. Each
+    value is copied once, straight from the blocks into the chunk (a one-column group inside
+    one block is not copied at all), rather than concatenated and then stacked.
+    """
+    for parts in _chunk_parts(blocks, rows):
+        yield [_gather([[p[i] for i in group] for p in parts]) for group in groups]
+
+
+def _gather(pieces: list[_Columns]) -> np.ndarray:
+    """Consecutive row pieces of the same columns as one array, like concatenate and stack."""
+    if len(pieces) == 1 and len(pieces[0]) == 1:
+        return pieces[0][0]
+    width = len(pieces[0])
+    dtype = np.result_type(*{c.dtype for cols in pieces for c in cols})
+    n = sum(len(cols[0]) for cols in pieces)
+    out = np.empty((n,) if width == 1 else (n, width), dtype)
+    at = 0
+    for cols in pieces:
+        m = len(cols[0])
+        if width == 1:
+            out[at : at + m] = cols[0]
+        else:
+            np.stack(cols, axis=1, out=out[at : at + m])
+        at += m
+    return out
 
 
 def _zip_parts(lg: _Part, lb: _Part) -> Callable[[int, int], Pairs]:

@@ -504,17 +504,24 @@ def test_parquet_without_pyarrow_says_how_to_install(
         open_inputs(tmp_path / "data.parquet")
 
 
+@pytest.mark.parametrize("piece_bytes", [None, 4096])  # one piece, or many pieces of text
 @pytest.mark.parametrize(
     ("bad_line", "match"),
     [
         ("3,4,2.5", "is 2.5, not a whole class number"),
         ("3,x,1", "'x' is not a number"),
-        ("3,NAN,1", "'NAN' is not a number"),  # pyarrow reads it as NaN: pandas takes over
+        ("3,NAN,1", "'NAN' is not a number"),
     ],
 )
 def test_a_problem_past_the_first_chunk_raises_from_the_iterator(
-    tmp_path: Path, bad_line: str, match: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bad_line: str,
+    match: str,
+    piece_bytes: int | None,
 ) -> None:
+    if piece_bytes is not None:
+        small_pieces(monkeypatch, piece_bytes)
     good = "".join(f"{i},{-i},{i % 2}\n" for i in range(HEAD_ROWS + 10))
     (tmp_path / "big.csv").write_text(HEADER + good + bad_line + "\n")
     source = open_inputs(tmp_path / "big.csv")  # the first chunk is fine
@@ -602,39 +609,38 @@ def test_random_csv_text_gives_a_result_or_an_input_error(
     read_fully(d / "labels.csv", d / "x.csv")
 
 
-# ---------------------------------------------------------------- CSV: pyarrow reads as pandas
+# ---------------------------------------------------------------- CSV: parallel reads as serial
 
 
-def without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Read CSV files with pandas alone, as when pyarrow is not installed.
+def serial_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read CSV files with one pandas reader, as for a file that is not plain numbers."""
 
-    (Hiding pyarrow itself would also break pandas, whose text columns use it.)
-    """
-
-    def no_blocks(*_args: object) -> Iterator[None]:
+    def no_chunks(*_args: object) -> Iterator[None]:
         yield None
 
-    monkeypatch.setattr(cecheck.inputs, "_arrow_csv_blocks", no_blocks)
+    monkeypatch.setattr(cecheck.inputs, "_parallel_csv_chunks", no_chunks)
 
 
-def read_csv_both_ways(path: Path) -> list[tuple[np.ndarray, np.ndarray] | str]:
-    """(logits, labels) or the InputError message, with pyarrow and then with pandas alone."""
-    results: list[tuple[np.ndarray, np.ndarray] | str] = []
-    for use_pyarrow in (True, False):
+def small_pieces(monkeypatch: pytest.MonkeyPatch, piece_bytes: int = 1) -> None:
+    """Cut CSV files into pieces of about ``piece_bytes`` (1: a line each) for the threads."""
+    monkeypatch.setattr(cecheck.inputs, "MIN_PIECE_BYTES", piece_bytes)
+    monkeypatch.setattr(cecheck.inputs, "PIECE_BYTES", piece_bytes)
+
+
+READERS = {"parallel": lambda _mp: None, "small pieces": small_pieces, "serial": serial_only}
+
+
+def read_csv_every_way(path: Path, rows: int = 3) -> dict[str, tuple[np.ndarray, ...] | str]:
+    """(logits, labels) or the InputError message, read by each way of READERS."""
+    results: dict[str, tuple[np.ndarray, ...] | str] = {}
+    for name, setup in READERS.items():
         with pytest.MonkeyPatch.context() as mp:
-            if not use_pyarrow:
-                without_pyarrow(mp)
+            setup(mp)
             try:
-                results.append(collect(open_inputs(path, label_column=-1), rows=3))
+                results[name] = collect(open_inputs(path, label_column=-1), rows=rows)
             except InputError as e:
-                results.append(str(e))
+                results[name] = str(e)
     return results
-
-
-def test_pandas_missing_values_are_pyarrows_missing_values() -> None:
-    from pandas._libs.parsers import STR_NA_VALUES
-
-    assert set(cecheck.inputs._PANDAS_NA) == set(STR_NA_VALUES)
 
 
 FLOATS = st.floats(allow_nan=False, width=64)
@@ -654,13 +660,14 @@ def test_csv_floats_parse_bit_for_bit_as_python_does(
     path = tmp_path_factory.mktemp("floats") / "f.csv"
     path.write_text("a,b,label\n" + "".join(f"{style(a)},{style(b)},0\n" for a, b in values))
     expected = np.array([[float(style(a)), float(style(b))] for a, b in values])
-    with_arrow, pandas_alone = read_csv_both_ways(path)
-    assert not isinstance(with_arrow, str)
-    assert not isinstance(pandas_alone, str)
-    assert with_arrow[0].dtype == pandas_alone[0].dtype == np.float64
-    np.testing.assert_array_equal(with_arrow[0].view(np.int64), expected.view(np.int64))
-    # pandas alone: the same bits, but "-0" (%.17g of -0.0) in a column of integers is +0.0
-    np.testing.assert_array_equal(pandas_alone[0], expected)
+    for name, read in read_csv_every_way(path).items():
+        assert not isinstance(read, str), name
+        assert read[0].dtype == np.float64
+        # the same bits, but pandas reads "-0" (%.17g of -0.0) in a column of integers as +0.0
+        np.testing.assert_array_equal(read[0], expected)
+        nonzero = expected != 0
+        np.testing.assert_array_equal(read[0][nonzero].view(np.int64),
+                                      expected[nonzero].view(np.int64))  # fmt: skip
 
 
 PLAIN_CELL = st.one_of(
@@ -676,18 +683,77 @@ PLAIN_CELL = st.one_of(
     rows=st.lists(st.lists(PLAIN_CELL, min_size=2, max_size=4), min_size=1, max_size=8),
     sep=st.sampled_from([",", "\t"]),
 )
-def test_pyarrow_and_pandas_give_the_same_values_or_the_same_error(
+def test_parallel_and_serial_readers_give_the_same_values_or_the_same_error(
     tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]], sep: str
 ) -> None:
     path = tmp_path_factory.mktemp("plain") / ("x.csv" if sep == "," else "x.tsv")
     path.write_text("".join(sep.join(row) + "\n" for row in rows))
-    with_arrow, pandas_alone = read_csv_both_ways(path)
-    if isinstance(pandas_alone, str) or isinstance(with_arrow, str):
-        assert with_arrow == pandas_alone
-        return
-    # Equal values; pandas reads "-0" in a column of integers as +0.0, pyarrow as -0.0.
-    np.testing.assert_array_equal(with_arrow[0], pandas_alone[0])
-    np.testing.assert_array_equal(with_arrow[1], pandas_alone[1])
+    results = read_csv_every_way(path)
+    serial = results.pop("serial")
+    for read in results.values():
+        if isinstance(serial, str) or isinstance(read, str):
+            assert read == serial
+            continue
+        # Equal values; pandas reads "-0" in a column of integers as +0.0, else as -0.0.
+        np.testing.assert_array_equal(read[0], serial[0])
+        np.testing.assert_array_equal(read[1], serial[1])
+
+
+def test_many_pieces_and_chunks_give_the_serial_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pieces of about 4 kB (~200 rows) against chunks of 250 rows: pieces end inside chunks,
+    # chunks inside pieces; some pieces hold only whole numbers (read as integers)
+    rng = np.random.default_rng(5)
+    z = rng.normal(scale=10, size=(3001, 4))
+    z[1000:2000] = z[1000:2000].round()
+    y = rng.integers(0, 4, size=3001)
+    cells = [
+        [f"{v:.0f}" if 1000 <= i < 2000 else repr(float(v)) for v in row] for i, row in enumerate(z)
+    ]
+    text = "a,b,c,d,label\n" + "".join(
+        ",".join(row) + f",{t}\n" for row, t in zip(cells, y, strict=True)
+    )
+    (tmp_path / "x.csv").write_text(text)
+    small_pieces(monkeypatch, 4096)
+    parallel = list(open_inputs(tmp_path / "x.csv").chunks(250))
+    serial_only(monkeypatch)
+    serial = list(open_inputs(tmp_path / "x.csv").chunks(250))
+    assert [len(x) for x, _ in parallel] == [250] * 12 + [1]
+    for (x, t), (sx, st_) in zip(parallel, serial, strict=True):
+        assert x.flags.c_contiguous
+        np.testing.assert_array_equal(x, sx)
+        np.testing.assert_array_equal(t, st_)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in parallel]), z.astype(float))
+
+
+def test_a_reader_left_early_stops_its_threads(tmp_path: Path) -> None:
+    import threading
+
+    (tmp_path / "x.csv").write_text(HEADER + "".join(f"{i},{-i},1\n" for i in range(50_000)))
+    source = open_inputs(tmp_path / "x.csv")
+    before = threading.active_count()
+    chunks = source.chunks(100)
+    next(chunks)
+    assert threading.active_count() > before  # the threads read ahead
+    chunks.close()
+    assert threading.active_count() == before
+
+
+@FUZZ
+@given(text=st.text(alphabet="12,\n", min_size=1, max_size=60), parts=st.integers(2, 5))
+def test_lines_counted_in_ranges_are_the_lines_counted_at_once(
+    tmp_path_factory: pytest.TempPathFactory, text: str, parts: int
+) -> None:
+    path = tmp_path_factory.mktemp("count") / "x.csv"
+    path.write_text(text)
+    at_once = cecheck.inputs._count_lf_lines(str(path))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cecheck.inputs, "COUNT_SPLIT_BYTES", 1)
+        mp.setattr(cecheck.inputs, "_csv_workers", lambda: parts)
+        in_ranges = cecheck.inputs._count_lf_lines(str(path))
+    assert in_ranges == at_once
+    assert at_once in (None, len(text.splitlines()))
 
 
 @pytest.mark.parametrize(
