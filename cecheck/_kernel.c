@@ -172,6 +172,8 @@ INLINE double log1p_pos(double x)
 
 /* ------------------------------------------------------------------ sums */
 
+/* A row's five sums, LANES partial sums each: of the multiclass terms (as below), or of the
+ * sigmoid kernel's per-class losses (naive64, stable64, reference, naive32, stable32). */
 typedef struct {
     double n64[LANES];  /* exp(z): naive float64 (direct rows only) */
     double s64[LANES];  /* exp(z - m): stable float64 (direct rows only) */
@@ -356,8 +358,8 @@ INLINE void block(const void *z, int narrow, int tame, int width, int masked, in
 
 /* A block of fewer than `width` logits, or the argmax's block: copied into a full block of
  * float64 (padding with the max, whose terms `masked` leaves out). float32 logits are exact
- * in float64, and their float32 terms come out the same bits from either (narrow32 with a
- * zero rounding error). */
+ * in float64, and their float32 terms come out the same bits from either (naive32_tame
+ * with a zero rounding error). */
 INLINE void block_masked(const void *z, int narrow, int tame, int width, int size, int kk,
                          double m64, float m32, double em, int *over32, int *over64, Lanes *b)
 {
