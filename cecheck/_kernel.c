@@ -463,27 +463,31 @@ INLINE void finish(double m64, double zt, double et, float et32, Sums s, int ove
                       (over64 ? OVER64 : 0) | (p64 == 0.0 ? UNDER64 : 0));
 }
 
-INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ssize_t stride,
-                uint8_t *bits)
-{
-    double m64 = 0.0;
-    int k = 0, tame = 0;
-    int status = row_max(z, narrow, c, &m64, &k, &tame);
-    if (status) {
-        *bits = (uint8_t)status;
-        for (int q = 0; q < 5; q++)
-            loss[q * stride] = NAN;
-        return;
-    }
-    float m32 = (float)m64;
-    double em = tame ? exp_tame(-m64) : 0.0;
-    int over32 = 0, over64 = 0;
-    const size_t item = narrow ? 4 : 8;
+/* A multiclass row's first pass: its max and argmax, the path its exps take (tame or
+ * direct) and its sums. */
+typedef struct {
+    double m64, em; /* the max, and exp(-max) on a tame row */
+    int k, tame, over32, over64;
     Sums s;
+} RowPass;
+
+/* The first pass over a row of c logits: 0, or its status (SPECIAL) if it holds a logit the
+ * kernel leaves to the numpy specification. */
+INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
+{
+    int status = row_max(z, narrow, c, &r->m64, &r->k, &r->tame);
+    if (status)
+        return status;
+    double m64 = r->m64, em = r->tame ? exp_tame(-m64) : 0.0;
+    float m32 = (float)m64;
+    int k = r->k, tame = r->tame;
+    r->em = em;
+    r->over32 = r->over64 = 0;
+    const size_t item = narrow ? 4 : 8;
     Lanes b;
     if (c <= SMALL) {
-        block_masked(z, narrow, tame, SMALL, c, k, m64, m32, em, &over32, &over64, &b);
-        s = lanes_total(&b);
+        block_masked(z, narrow, tame, SMALL, c, k, m64, m32, em, &r->over32, &r->over64, &b);
+        r->s = lanes_total(&b);
     } else {
         Pairwise pw;
         pw.count = 0;
@@ -491,26 +495,44 @@ INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ss
             const void *zb = (const char *)z + (size_t)lo * item;
             int size = c - lo < BLOCK ? c - lo : BLOCK;
             if (size == BLOCK && (k < lo || k >= lo + BLOCK))
-                block(zb, narrow, tame, BLOCK, 0, BLOCK, -1, m64, m32, em, &over32, &over64, &b);
+                block(zb, narrow, tame, BLOCK, 0, BLOCK, -1, m64, m32, em, &r->over32,
+                      &r->over64, &b);
             else
-                block_masked(zb, narrow, tame, BLOCK, size, k - lo, m64, m32, em, &over32,
-                             &over64, &b);
+                block_masked(zb, narrow, tame, BLOCK, size, k - lo, m64, m32, em, &r->over32,
+                             &r->over64, &b);
             pairwise_push(&pw, &b);
         }
-        s = pairwise_total(&pw);
+        r->s = pairwise_total(&pw);
+    }
+    if (tame)
+        tame_sums(&r->s, exp_tame(m64), em);
+    return 0;
+}
+
+/* exp(v) and its float32 rounding exp(float32(v)), as the row's first pass computed them. */
+INLINE double row_exp(double v, int narrow, int tame, float *e32)
+{
+    double e = tame ? exp_tame(v) : exp_full(v);
+    *e32 = tame ? naive32_tame(v, e, narrow)
+                : (narrow ? (float)e : (float)exp_full((double)(float)v));
+    return e;
+}
+
+INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ssize_t stride,
+                uint8_t *bits)
+{
+    RowPass r;
+    int status = row_pass(z, narrow, c, &r);
+    if (status) {
+        *bits = (uint8_t)status;
+        for (int q = 0; q < 5; q++)
+            loss[q * stride] = NAN;
+        return;
     }
     double zt = load(z, narrow, (int)t);
-    double et;
     float et32;
-    if (tame) {
-        tame_sums(&s, exp_tame(m64), em);
-        et = exp_tame(zt);
-        et32 = naive32_tame(zt, et, narrow);
-    } else {
-        et = exp_full(zt);
-        et32 = narrow ? (float)et : (float)exp_full((double)(float)zt);
-    }
-    finish(m64, zt, et, et32, s, over32, over64, loss, stride, bits);
+    double et = row_exp(zt, narrow, r.tame, &et32);
+    finish(r.m64, zt, et, et32, r.s, r.over32, r.over64, loss, stride, bits);
 }
 
 /* Rows of at most SMALL classes, BATCH at a time with one row per vector lane (a row's own
@@ -808,6 +830,115 @@ ISA_CLONES static void sigmoid64(const double *z, Py_ssize_t c, const double *t,
     sigmoid_rows(z, 0, c, t, loss, n, bits, lo, hi);
 }
 
+/* ------------------------------------------------------------------ soft-label rows */
+
+/* Bits of the per-row status byte of the soft-label kernel: exp_overflow, prob_underflow and
+ * zero_times_inf of the naive path per dtype, then S_NONFINITE and S_SPECIAL as above. */
+enum { P_OVER32 = 1, P_UNDER32 = 2, P_ZTI32 = 4, P_OVER64 = 8, P_UNDER64 = 16, P_ZTI64 = 32 };
+
+/* LANES logits of a row with their targets t, after the row's first pass r: the terms of
+ * every path's sum, as losses.py's naive_soft, stable_soft and reference_soft compute them,
+ * added to b's lanes (only the first `size` if `masked`), evidence bits or-ed into *ev. */
+INLINE void soft_lanes(const void *z, int narrow, const double *t, const RowPass *r,
+                       double lse64, float lse32, double l1, int masked, int size, Lanes *b,
+                       int *ev)
+{
+    float m32 = (float)r->m64;
+    int e_bits = 0;
+    for (int l = 0; l < LANES; l++) {
+        double v = load(z, narrow, l), tv = t[l];
+        float v32 = (float)v, t32 = (float)tv, e32;
+        double e = row_exp(v, narrow, r->tame, &e32);
+        /* naive: -sum t log(p), p = exp(z) / sum exp(z), every step in the dtype */
+        double p = e / r->s.n64, lp = log_pos(p);
+        float p32 = e32 / r->s.n32, lp32 = (float)log_pos((double)p32);
+        /* stable: -sum t (d - lse), d = z - max; reference: sum t ((max - z) + log1p(rest)) */
+        double ns64 = tv * ((v - r->m64) - lse64), ref = tv * ((r->m64 - v) + l1);
+        float ns32 = t32 * ((float)(v32 - m32) - lse32);
+        int in = masked ? l < size : 1;
+        b->n64[l] += in ? tv * lp : 0.0;
+        b->n32[l] += in ? t32 * lp32 : 0.0f;
+        b->s64[l] += in ? ns64 : 0.0;
+        b->s32[l] += in ? ns32 : 0.0f;
+        b->rest[l] += in ? ref : 0.0;
+        int bits = (((p32 == 0.0f) & (t32 > 0.0f)) * P_UNDER32) |
+                   (((t32 == 0.0f) & isinf(lp32)) * P_ZTI32) |
+                   (((p == 0.0) & (tv > 0.0)) * P_UNDER64) | (((tv == 0.0) & isinf(lp)) * P_ZTI64);
+        e_bits |= in ? bits : 0;
+    }
+    *ev |= e_bits;
+}
+
+/* One row of c classes with soft targets t: its first pass, then a second over its logits
+ * for every path's sum of target-weighted terms. */
+INLINE void soft_row(const void *z, int narrow, const double *t, int c, double *loss,
+                     Py_ssize_t stride, uint8_t *bits)
+{
+    RowPass r = {0};
+    int status = row_pass(z, narrow, c, &r);
+    int odd = 0;
+    for (int j = 0; j < c; j++)
+        odd |= !isfinite(t[j]);
+    if (status || odd) {
+        *bits = (uint8_t)(S_SPECIAL | ((status & NONFINITE) ? S_NONFINITE : 0));
+        for (int q = 0; q < 5; q++)
+            loss[q * stride] = NAN;
+        return;
+    }
+    double lse64 = log_pos(r.s.s64), l1 = log1p_pos(r.s.rest);
+    float lse32 = (float)log_pos((double)r.s.s32);
+    const size_t item = narrow ? 4 : 8;
+    int ev = (r.over32 ? P_OVER32 : 0) | (r.over64 ? P_OVER64 : 0);
+    Pairwise pw;
+    pw.count = 0;
+    for (int lo = 0; lo < c; lo += BLOCK) {
+        int size = c - lo < BLOCK ? c - lo : BLOCK;
+        Lanes b;
+        lanes_zero(&b);
+        int j = 0;
+        for (; j + LANES <= size; j += LANES)
+            soft_lanes((const char *)z + (size_t)(lo + j) * item, narrow, t + lo + j, &r, lse64,
+                       lse32, l1, 0, LANES, &b, &ev);
+        if (j < size) { /* the tail, padded with the max and zero targets */
+            double zp[LANES], tp[LANES];
+            for (int l = 0; l < LANES; l++) {
+                zp[l] = j + l < size ? load(z, narrow, lo + j + l) : r.m64;
+                tp[l] = j + l < size ? t[lo + j + l] : 0.0;
+            }
+            soft_lanes(zp, 0, tp, &r, lse64, lse32, l1, 1, size - j, &b, &ev);
+        }
+        pairwise_push(&pw, &b);
+    }
+    Sums s = pairwise_total(&pw);
+    loss[0] = (double)(0.0f - s.n32);
+    loss[stride] = 0.0 - s.n64;
+    loss[2 * stride] = (double)(0.0f - s.s32);
+    loss[3 * stride] = 0.0 - s.s64;
+    loss[4 * stride] = s.rest;
+    *bits = (uint8_t)ev;
+}
+
+INLINE void soft_rows(const void *z, int narrow, Py_ssize_t c, const double *t, double *loss,
+                      Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    for (Py_ssize_t i = lo; i < hi; i++)
+        soft_row((const char *)z + (size_t)i * row_bytes, narrow, t + i * c, (int)c, loss + i,
+                 n, bits + i);
+}
+
+ISA_CLONES static void soft32(const float *z, Py_ssize_t c, const double *t, double *loss,
+                              Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+{
+    soft_rows(z, 1, c, t, loss, n, bits, lo, hi);
+}
+
+ISA_CLONES static void soft64(const double *z, Py_ssize_t c, const double *t, double *loss,
+                              Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+{
+    soft_rows(z, 0, c, t, loss, n, bits, lo, hi);
+}
+
 /* The elementary functions on their own, for tests: 0 exp_full, 1 exp_tame, 2 log_pos,
  * 3 log1p_pos (a loop each, so that each vectorises). */
 ISA_CLONES static void apply_each(int which, const double *x, double *out, Py_ssize_t n)
@@ -839,11 +970,14 @@ static int check_size(Py_buffer *b, Py_ssize_t want, const char *name)
     return 1;
 }
 
+enum { INDEX, SIGMOID, SOFT }; /* the kernels */
+
 /* Parse (z, itemsize, n, c, labels, loss, bits, lo, hi), check every buffer's size
- * (labels: int64 (n,) if per_class is 0, float64 (n, c) otherwise) and run the kernel on
- * rows lo..hi without the GIL: rows32/rows64 or sigmoid32/sigmoid64. */
-static PyObject *run_rows(PyObject *args, int per_class)
+ * (labels: int64 (n,) for INDEX, float64 (n, c) for the others) and run the kernel on rows
+ * lo..hi without the GIL. */
+static PyObject *run_rows(PyObject *args, int kernel)
 {
+    int per_class = kernel != INDEX;
     Py_buffer z, y, loss, bits;
     Py_ssize_t itemsize, n, c, lo, hi;
     if (!PyArg_ParseTuple(args, "y*nnny*w*w*nn", &z, &itemsize, &n, &c, &y, &loss, &bits, &lo,
@@ -870,10 +1004,14 @@ static PyObject *run_rows(PyObject *args, int per_class)
         }
     }
     Py_BEGIN_ALLOW_THREADS
-    if (per_class && itemsize == 4)
+    if (kernel == SIGMOID && itemsize == 4)
         sigmoid32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
-    else if (per_class)
+    else if (kernel == SIGMOID)
         sigmoid64(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
+    else if (kernel == SOFT && itemsize == 4)
+        soft32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
+    else if (kernel == SOFT)
+        soft64(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
     else if (itemsize == 4)
         rows32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
     else
@@ -898,7 +1036,7 @@ PyDoc_STRVAR(multiclass_index_doc,
 static PyObject *py_multiclass_index(PyObject *self, PyObject *args)
 {
     (void)self;
-    return run_rows(args, 0);
+    return run_rows(args, INDEX);
 }
 
 PyDoc_STRVAR(sigmoid_doc,
@@ -909,7 +1047,17 @@ PyDoc_STRVAR(sigmoid_doc,
 static PyObject *py_sigmoid(PyObject *self, PyObject *args)
 {
     (void)self;
-    return run_rows(args, 1);
+    return run_rows(args, SIGMOID);
+}
+
+PyDoc_STRVAR(soft_doc,
+             "soft(z, itemsize, n, c, t, loss, bits, lo, hi)\n\n"
+             "As multiclass_index, with float64 (n, c) probability targets t (soft labels).");
+
+static PyObject *py_soft(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return run_rows(args, SOFT);
 }
 
 PyDoc_STRVAR(apply_doc, "apply(name, x, out)\n\n"
@@ -944,6 +1092,7 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"multiclass_index", py_multiclass_index, METH_VARARGS, multiclass_index_doc},
     {"sigmoid", py_sigmoid, METH_VARARGS, sigmoid_doc},
+    {"soft", py_soft, METH_VARARGS, soft_doc},
     {"apply", py_apply, METH_VARARGS, apply_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -124,7 +124,7 @@ def evaluate(
         target = np.where(masks["ignored"] | masks["label_out_of_range"], 0, labels)
     results: dict[tuple[str, str], PathResult] = {}
     if use_fast and fast.covers(task, label_form, s.dtypes):
-        results, ref, nonfinite = fast.compute(task, logits, target, s.dtypes)
+        results, ref, nonfinite = fast.compute(task, label_form, logits, target, s.dtypes)
     else:
         nonfinite = ~np.isfinite(logits)
         nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite

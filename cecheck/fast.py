@@ -1,13 +1,14 @@
 """The fused loss kernels: every path and dtype of a chunk in one pass over its rows.
 
 The numpy functions in :mod:`cecheck.losses` are the specification; this module computes the
-same values faster in float32 and float64 for ``multiclass`` with ``index`` labels (a
-language model's logits, the case that matters most by size), ``binary`` and ``multilabel``.
-A C kernel (``cecheck/_kernel.c``, compiled when cecheck is installed) computes, per row, the
-naive and stable paths in float32 and float64, the reference and the evidence bits, into
-per-row arrays; the rows of a chunk are split over threads (rows are independent, the kernel
-releases the GIL), and :func:`cecheck.diagnose.diagnose` then runs unchanged on the results.
-Soft labels and float16/bfloat16 stay on numpy.
+same values faster in float32 and float64 for every task: ``multiclass`` with ``index``
+labels (a language model's logits, the case that matters most by size) or soft labels,
+``binary`` and ``multilabel``. A C kernel (``cecheck/_kernel.c``, compiled when cecheck is
+installed) computes, per row, the naive and stable paths in float32 and float64, the
+reference and the evidence bits, into per-row arrays; the rows of a chunk are split over
+threads (rows are independent, the kernel releases the GIL), and
+:func:`cecheck.diagnose.diagnose` then runs unchanged on the results. float16 and bfloat16
+stay on numpy.
 
 How the kernels stay an honest emulation of each path
 -----------------------------------------------------
@@ -27,7 +28,8 @@ How the kernels stay an honest emulation of each path
 * multiclass: while every logit of a row lies in [-300, 80], one float64 exp per logit
   serves every path: the stable path's ``exp(z - max)`` is ``exp(z) * exp(-max)`` (three
   normal numbers, about 2.5 ulp); no float32 exp overflows there. Other rows take a direct
-  exp of every argument.
+  exp of every argument. Soft labels take a second pass over the row, for the probability
+  and log of every class.
 * binary and multilabel: one exp per logit, ``E = exp(-|z|)``; the naive path's
   ``exp(-z)`` is ``E`` or ``1 / E`` (1.5 ulp; ``1 / 0 = inf`` where it overflows).
 * ``log`` and ``log1p`` are fdlibm's log, written so that it vectorises (within 1 ulp), in
@@ -100,17 +102,18 @@ def installed() -> bool:
 
 def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
     """Whether the fast path computes this task, label form and set of dtypes."""
-    kernel = task in ("binary", "multilabel") or (task == "multiclass" and label_form == "index")
-    return kernel and set(dtypes) <= set(DTYPES)
+    return set(dtypes) <= set(DTYPES)
 
 
 def compute(
-    task: str, logits: Array, target: Array, dtypes: Sequence[str]
+    task: str, label_form: str, logits: Array, target: Array, dtypes: Sequence[str]
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
-    """Every path of a chunk of a task :func:`covers`: :func:`multiclass_index` or
-    :func:`sigmoid`."""
-    if task == "multiclass":
+    """Every path of a chunk: :func:`multiclass_index`, :func:`soft` or :func:`sigmoid`."""
+    family = losses.family(task, label_form)
+    if family == "index":
         return multiclass_index(logits, target, dtypes)
+    if family == "soft":
+        return soft(logits, target, dtypes)
     return sigmoid(logits, target, dtypes)
 
 
@@ -200,27 +203,54 @@ def sigmoid(
     """
     from cecheck import _kernel
 
-    binary = np.ndim(logits) == 1
+    family = "binary" if np.ndim(logits) == 1 else "multilabel"
+    return _per_class(_kernel.sigmoid, family, "sigmoid_saturated", logits, target, dtypes)
+
+
+def soft(
+    logits: Array, target: Array, dtypes: Sequence[str]
+) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+    """Every path of a chunk of (n, C) multiclass logits with (n, C) probability targets.
+
+    As :func:`multiclass_index` returns them, for :func:`cecheck.losses.naive_soft` and the
+    other soft-label functions.
+    """
+    from cecheck import _kernel
+
+    return _per_class(_kernel.soft, "soft", "prob_underflow", logits, target, dtypes)
+
+
+def _per_class(
+    kernel: Callable[..., None],
+    family: str,
+    second: str,
+    logits: Array,
+    target: Array,
+    dtypes: Sequence[str],
+) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+    """A kernel with a float64 target per logit (sigmoid or soft) and its results.
+
+    Its status bits hold, per dtype (float32 from bit 0, float64 from bit 3), the naive
+    path's exp_overflow, ``second`` and zero_times_inf.
+    """
     z = _logits(np.reshape(logits, (len(logits), -1)))
     t = np.ascontiguousarray(np.asarray(target, dtype=np.float64).reshape(z.shape))
-    loss, bits = _run(_kernel.sigmoid, z, t)
+    loss, bits = _run(kernel, z, t)
     results: dict[tuple[str, str], PathResult] = {}
     for d, row, first in (("float32", 0, 0), ("float64", 1, 3)):
         if d not in dtypes:
             continue
-        over, saturated, zero_inf = ((bits & (1 << (first + i))) != 0 for i in range(3))
-        results[("naive", d)] = PathResult(
-            loss[row], exp_overflow=over, sigmoid_saturated=saturated, zero_times_inf=zero_inf
-        )
+        names = ("exp_overflow", second, "zero_times_inf")
+        evidence = {name: (bits & (1 << (first + i))) != 0 for i, name in enumerate(names)}
+        results[("naive", d)] = PathResult(loss[row], **evidence)
         results[("stable", d)] = PathResult(loss[row + 2])
     reference = loss[4]
     special = np.flatnonzero(bits & _S_SPECIAL)
     if special.size:
         zs, ts = z[special], t[special]
-        if binary:
+        if family == "binary":
             zs, ts = zs[:, 0], ts[:, 0]
-        spec = losses.PATHS["binary" if binary else "multilabel"]
-        _overwrite(special, results, spec, zs, ts, reference)
+        _overwrite(special, results, losses.PATHS[family], zs, ts, reference)
     return results, reference, (bits & _S_NONFINITE) != 0
 
 

@@ -354,7 +354,7 @@ def test_usable_only_for_covered_big_inputs(monkeypatch: pytest.MonkeyPatch) -> 
     assert fast.usable("multiclass", "index", ("float32", "float64"), big, 1)
     assert not fast.usable("multiclass", "index", ("float32", "float64"), big - 1, 1)
     assert not fast.usable("multiclass", "index", ("float16", "float32"), big, 1)
-    assert not fast.usable("multiclass", "soft", ("float32",), big, 1)
+    assert fast.usable("multiclass", "soft", ("float32",), big, 1)
     assert fast.usable("binary", "binary", ("float32",), big, 1)
     assert fast.usable("multilabel", "multihot", ("float64",), big, 1)
     assert not fast.usable("multilabel", "multihot", ("bfloat16",), big, 1)
@@ -537,4 +537,90 @@ def test_sigmoid_engine_flags_and_causes_agree(
     slow, quick = _evaluate_both(z, t, DTYPES, task, label_form)
     near = _assert_same_diagnosis(slow, quick, s)
     assert near <= shape[0] // 100
+    assert slow.diagnosis.flags.any(axis=0).sum() >= 6
+
+
+# ------------------------------------------------------------------ soft labels
+
+
+def _check_soft(z: np.ndarray, t: np.ndarray) -> None:
+    """Every path and dtype of the soft-label kernel against the numpy functions on (z, t)."""
+    naive_fn, stable_fn, reference_fn = losses.PATHS["soft"]
+    results, ref, nonfinite = fast.soft(z, t, DTYPES)
+    np.testing.assert_array_equal(nonfinite, ~np.isfinite(z).all(axis=1))
+    for d in DTYPES:
+        p = prec.get(d)
+        for path, spec_fn in (("naive", naive_fn), ("stable", stable_fn)):
+            spec = spec_fn(z, t, p)
+            got = results[(path, d)]
+            _assert_close(got.loss, spec.loss, d, f"{path}_{d}")
+            for name in losses.EVIDENCE:
+                want = getattr(spec, name)
+                if want is not None:
+                    np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+    _assert_close(ref, reference_fn(z, t), "float64", "reference")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [1, 2, 10, 16, 17, 255, 256, 257, 3000])
+def test_soft_random_logits_agree(dtype: type, n_classes: int) -> None:
+    """Soft and one-hot targets; rows with a max above 80 take the direct exps."""
+    rng = np.random.default_rng(n_classes)
+    n = 40
+    z = (rng.standard_normal((n, n_classes)) * rng.choice([0.5, 5.0, 30.0], (n, 1))).astype(
+        dtype
+    )
+    z[::7] += 100
+    t = rng.dirichlet(np.full(n_classes, 0.3), n)
+    t[::3] = np.eye(n_classes)[rng.integers(0, n_classes, n)][::3]
+    _check_soft(z, t)
+
+
+def test_soft_adversarial_rows_agree() -> None:
+    """Probabilities that underflow under a positive target, 0 * log(0), overflowing exps,
+    NaN and infinite logits, a NaN target, and logits beyond float32."""
+    z = np.array(
+        [
+            [0.0, -120.0, 0.0, 1.0],  # float32 probability underflows, target > 0
+            [0.0, -800.0, 0.0, 1.0],  # ... in float64 too
+            [0.0, -800.0, 0.0, 1.0],  # log(0) under a zero target: NaN
+            [90.0, 80.0, 0.0, 1.0],  # float32 exp overflows
+            [1000.0, 2000.0, 0.0, 1.0],  # ... and float64
+            [np.nan, 1.0, 2.0, 3.0],
+            [np.inf, 1.0, 2.0, 3.0],
+            [1e39, 0.0, 1.0, 2.0],
+            [1.0, 2.0, 3.0, 4.0],
+        ]
+    )
+    t = np.array(
+        [
+            [0.25, 0.25, 0.25, 0.25],
+            [0.25, 0.25, 0.25, 0.25],
+            [0.5, 0.0, 0.25, 0.25],
+            [0.1, 0.2, 0.3, 0.4],
+            [0.1, 0.2, 0.3, 0.4],
+            [0.1, 0.2, 0.3, 0.4],
+            [0.1, 0.2, 0.3, 0.4],
+            [0.1, 0.2, 0.3, 0.4],
+            [np.nan, 0.2, 0.3, 0.5],
+        ]
+    )
+    _check_soft(z, t)
+    finite = np.isfinite(z).all(axis=1) & (np.abs(z) < 3e38).all(axis=1)
+    _check_soft(z[finite].astype(np.float32), t[finite])
+
+
+def test_soft_engine_flags_and_causes_agree() -> None:
+    rng = np.random.default_rng(13)
+    n, c = 800, 30
+    z = (rng.standard_normal((n, c)) * rng.choice([1.0, 20.0, 60.0, 400.0], (n, 1))).astype(
+        np.float32
+    )
+    z[3, 4] = np.nan
+    t = rng.dirichlet(np.full(c, 0.2), n)
+    t[5, 0] = -1.0  # not a probability row
+    s = engine.Settings(DTYPES)
+    slow, quick = _evaluate_both(z, t, DTYPES, "multiclass", "soft")
+    near = _assert_same_diagnosis(slow, quick, s)
+    assert near <= n // 100
     assert slow.diagnosis.flags.any(axis=0).sum() >= 6
