@@ -37,6 +37,7 @@ Array = npt.NDArray
 # Elements of one chunk: ~2 MB of float64 per temporary, so a chunk's work stays in cache.
 CHUNK_ELEMENTS = 1 << 18
 
+
 @dataclass(frozen=True)
 class Settings:
     """What to compute and how strictly to judge it."""

@@ -101,7 +101,8 @@ def installed() -> bool:
 
 
 def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
-    """Whether the fast path computes this task, label form and set of dtypes."""
+    """Whether the fast path computes this task, label form and set of dtypes: every task
+    and label form, in float32 and float64 only."""
     return set(dtypes) <= set(DTYPES)
 
 
