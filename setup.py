@@ -1,4 +1,4 @@
-"""Build the optional C kernel of cecheck.fast; everything else is in pyproject.toml.
+"""Build the optional C kernels of cecheck.fast; everything else is in pyproject.toml.
 
 The extension is optional: if it cannot be compiled (no C compiler), cecheck installs
 without it and computes every path with numpy (cecheck/losses.py), only slower.

@@ -85,9 +85,9 @@ MAX_CHUNK_ROWS = 1 << 17
 DTYPES = ("float32", "float64")
 LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Bits of the per-row status bytes the kernels write (as in _kernel.c). The sigmoid kernel's
-# evidence bits are exp_overflow, sigmoid_saturated, zero_times_inf for float32 (bits 0-2)
-# and float64 (bits 3-5).
+# Bits of the per-row status bytes the kernels write (as in _kernel.c): the multiclass
+# index kernel's, then the NONFINITE and SPECIAL bits of the sigmoid and soft-label kernels,
+# whose evidence bits _per_class reads.
 _OVER32, _UNDER32, _OVER64, _UNDER64, _NONFINITE, _SPECIAL = 1, 2, 4, 8, 16, 32
 _S_NONFINITE, _S_SPECIAL = 64, 128
 
