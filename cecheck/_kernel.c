@@ -268,6 +268,16 @@ INLINE float naive32_tame(double v, double e, int narrow)
     return narrow ? (float)e : (float)fma(e, (double)(float)v - v, e);
 }
 
+/* exp(v) and its float32 rounding exp(float32(v)), on a tame row (exp_tame, and the float32
+ * one from the float64 one) or not (a direct exp of each). */
+INLINE double row_exp(double v, int narrow, int tame, float *e32)
+{
+    double e = tame ? exp_tame(v) : exp_full(v);
+    *e32 = tame ? naive32_tame(v, e, narrow)
+                : (narrow ? (float)e : (float)exp_full((double)(float)v));
+    return e;
+}
+
 /* A tame logit's terms: exp(v) (naive float64, and the reference's after scaling by
  * exp(-m)), its float32 rounding (naive float32) and the stable float32 term
  * exp(float32(v32 - m32)) = exp(v - m) exp(ds), ds being the float32 rounding error of the
@@ -276,8 +286,7 @@ INLINE void tame_terms(double v, int narrow, double m64, float m32, double em, d
                        float *e32, float *es32)
 {
     float v32 = (float)v;
-    *e = exp_tame(v);
-    *e32 = naive32_tame(v, *e, narrow);
+    *e = row_exp(v, narrow, 1, e32);
     double s = *e * em;
     double ds = (double)(float)(v32 - m32) - (v - m64);
     *es32 = (float)fma(s, ds, s);
@@ -328,9 +337,8 @@ INLINE void block_direct(const void *z, int narrow, int width, int masked, int s
         for (int l = 0; l < LANES; l++) {
             int j = j0 + l;
             double v = load(z, narrow, j);
-            float v32 = (float)v;
-            double e = exp_full(v);
-            float e32 = narrow ? (float)e : (float)exp_full((double)v32);
+            float v32 = (float)v, e32;
+            double e = row_exp(v, narrow, 0, &e32);
             double es = exp_full(v - m64);
             float es32 = (float)exp_full((double)(float)(v32 - m32));
             int in = masked ? j < size : 1;
@@ -507,15 +515,6 @@ INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
     if (tame)
         tame_sums(&r->s, exp_tame(m64), em);
     return 0;
-}
-
-/* exp(v) and its float32 rounding exp(float32(v)), as the row's first pass computed them. */
-INLINE double row_exp(double v, int narrow, int tame, float *e32)
-{
-    double e = tame ? exp_tame(v) : exp_full(v);
-    *e32 = tame ? naive32_tame(v, e, narrow)
-                : (narrow ? (float)e : (float)exp_full((double)(float)v));
-    return e;
 }
 
 INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ssize_t stride,
