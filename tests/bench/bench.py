@@ -52,13 +52,14 @@ def one_pass_read(path: Path) -> None:
     exec(READ_BODY, {"path": str(path)})
 
 
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def median_time(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(timed(fn) for _ in range(runs))
 
 
 def child_peak_mb(cmd: list[str]) -> tuple[float, float]:
@@ -150,6 +151,23 @@ def engine_run(logits: Path, labels: Path, dtypes: tuple[str, ...] = ("float32",
     return engine.run(source, engine.Settings(dtypes))
 
 
+def exp_floor(n: int) -> float | None:
+    """Seconds for the kernel's float64 exp alone on ``n`` arguments, split perfectly over the
+    cores: what the LM kernel cannot go below (every path needs one such exp per logit).
+
+    Measured on one core on a block that stays in cache (the best of many runs), so it leaves
+    out memory and the other work of the kernel. None when the kernel is not built.
+    """
+    try:
+        from cecheck import _kernel, fast
+    except ImportError:
+        return None
+    x = np.random.default_rng(4).uniform(-30.0, 0.0, 1 << 15)
+    out = np.empty_like(x)
+    per_exp = min(timed(lambda: _kernel.apply("exp_tame", x, out)) for _ in range(200)) / x.size
+    return n * per_exp / fast.threads()
+
+
 def torch_stable(path: Path, labels: Path) -> Callable[[], None] | None:
     """torch cross_entropy, stable float32 + float64 only, on the same chunks."""
     try:
@@ -187,6 +205,10 @@ def bench_lm(d: Path, t: Table, runs: int, rows: int, classes: int) -> None:
     read = median_time(lambda: one_pass_read(big), runs)
     eng = median_time(lambda: engine_run(big, labels), runs)
     t.add("LM engine, in process", f"{eng:.2f} s", f"read {read:.2f} s", eng / read, "<= 3x")
+    floor = exp_floor(rows * classes)
+    if floor is not None:
+        t.add("  its floor: one float64 exp per logit", f"{floor:.2f} s", f"read {read:.2f} s",
+              floor / read, "no target")  # fmt: skip
     tr = torch_stable(big, labels)
     if tr is None:
         t.add("LM engine vs torch stable f32+f64", f"{eng:.2f} s", "torch not installed",
