@@ -1,7 +1,9 @@
-"""Build the optional C kernels of cecheck.fast; everything else is in pyproject.toml.
+"""Build the optional C kernels of cecheck.fast and the C parser of plain CSV pieces
+(cecheck/_csvparse.c); everything else is in pyproject.toml.
 
-The extension is optional: if it cannot be compiled (no C compiler), cecheck installs
-without it and computes every path with numpy (cecheck/losses.py), only slower.
+The extensions are optional: if they cannot be compiled (no C compiler), cecheck installs
+without them and computes every path with numpy (cecheck/losses.py) and parses every CSV
+with pandas, only slower.
 """
 
 import sys
@@ -18,6 +20,7 @@ FLAGS = [] if sys.platform == "win32" else UNIX_FLAGS
 
 setup(
     ext_modules=[
-        Extension("cecheck._kernel", ["cecheck/_kernel.c"], extra_compile_args=FLAGS, optional=True)
+        Extension(f"cecheck.{name}", [f"cecheck/{name}.c"], extra_compile_args=FLAGS, optional=True)
+        for name in ("_kernel", "_csvparse")
     ]
 )

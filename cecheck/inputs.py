@@ -3,8 +3,9 @@
 Readers turn what training code dumped (``.npy``, ``.npz``, ``.csv``/``.tsv``, ``.parquet``;
 one file holding both, or two files) into a :class:`Source`: shapes, the inferred task and
 label form, warnings, and an iterator over row chunks. Memory stays bounded by the chunk
-size: ``.npy`` is memory-mapped, CSV is cut into pieces of text that pandas parses on every
-core (a file that is not plain numbers: one pandas reader, ``chunksize`` rows at a time),
+size: ``.npy`` is memory-mapped, CSV is cut into pieces of text parsed on every core (by a C
+parser, or pandas where a piece is not plain decimal numbers; a file that is not plain
+numbers: one pandas reader, ``chunksize`` rows at a time),
 Parquet is read by batches.
 Inference looks only at the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises
 from the chunk iterator.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib.util
 import io
 import itertools
 import math
@@ -565,11 +567,14 @@ def _parallel_csv_chunks(
     Only for files :func:`_count_plain_lines` counted: ASCII, no quotes, no empty lines, so
     every line end ends a row and the file can be cut at line ends into pieces
     (:func:`_csv_pieces`). A thread takes a piece, counts its lines (so it knows, once the
-    pieces before it are counted, which rows it holds), parses it with its own pandas C
-    parser (which releases the GIL while it tokenizes and converts) and the settings of the
-    serial reader, so a cell reads as the same number either way, then copies the columns
+    pieces before it are counted, which rows it holds), parses it, then copies the columns
     straight into the rows of the chunks they belong to: one copy, on every core. At most
     two pieces per thread are in flight, so memory stays bounded by the piece and chunk sizes.
+    A piece parses with :func:`_csv_parser` (plain decimal numbers, correctly rounded,
+    without the GIL: pandas holds it in parts and scales poorly over threads) or, outside
+    that parser's grammar, with its own pandas C parser and the settings of the serial
+    reader. A cell reads as the same number either way, but for the sign of "-0": pandas
+    reads it as +0 in a column of integers, the C parser as -0.0 (no loss changes).
 
     A piece that is not plain numbers (a parse error, text, True/False, a row with more or
     fewer cells) or rows beyond ``n_rows`` end the stream, after the chunks completed before
@@ -582,15 +587,15 @@ def _parallel_csv_chunks(
     import pandas as pd
 
     n_columns = 1 + max(max(g) for g in groups)
+    parse = _csv_parser()
     lock = threading.Condition()  # guards the two dicts and the flag below
     firsts = {0: 0}  # piece number -> its first row, once the pieces before it are counted
     chunks: dict[int, list[np.ndarray]] = {}  # chunk number -> its arrays, being filled
     stopped = False
 
-    def first_row(k: int, text: bytes) -> int | None:
-        """The first row of piece ``k``, after counting its lines for the next piece."""
-        lines = int(np.count_nonzero(np.frombuffer(text, dtype=np.uint8) == ord("\n")))
-        lines += not text.endswith(b"\n")  # the last line of a file may lack its line end
+    def first_row(k: int, lines: int) -> int | None:
+        """The first row of piece ``k`` of ``lines`` lines, once the pieces before it are
+        counted (and so the first row of the next piece)."""
         with lock:
             while k not in firsts and not stopped:
                 lock.wait()
@@ -608,8 +613,13 @@ def _parallel_csv_chunks(
                 chunks[c] = [np.empty((n,) if len(g) == 1 else (n, len(g))) for g in groups]
             return chunks[c]
 
-    def numbers(text: bytes) -> _Columns | None:
-        """The columns of a piece if pandas reads every one as numbers, else None."""
+    def numbers(text: bytes, lines: int) -> _Columns | None:
+        """The columns of a piece of ``lines`` lines if every one reads as numbers, else None:
+        by the C parser if the whole piece is in its grammar, else by pandas."""
+        if parse is not None:
+            out = np.empty((lines, n_columns))
+            if parse(text, ord(sep), out) == lines:
+                return [out[:, j] for j in range(n_columns)]
         frame = pd.read_csv(io.BytesIO(text), sep=sep, header=None, index_col=False,
                             low_memory=False)  # fmt: skip
         if frame.shape[1] != n_columns:
@@ -623,8 +633,10 @@ def _parallel_csv_chunks(
             with open(path, "rb") as f:
                 f.seek(start)
                 text = f.read(end - start)
-            first = first_row(k, text)
-            cols = None if first is None else numbers(text)
+            lines = int(np.count_nonzero(np.frombuffer(text, dtype=np.uint8) == ord("\n")))
+            lines += not text.endswith(b"\n")  # the last line of a file may lack its line end
+            first = first_row(k, lines)
+            cols = None if first is None else numbers(text, lines)
         except Exception:  # whatever it is, the serial reader reports it with its line
             return None
         if cols is None or first is None:
@@ -671,6 +683,19 @@ def _parallel_csv_chunks(
             todo.close()
     if delivered < n_rows:
         yield None
+
+
+def _csv_parser() -> Callable[[bytes, int, np.ndarray], int] | None:
+    """The C parser of plain pieces (``cecheck/_csvparse.c``), or None where it was not built.
+
+    ``parse(text, sep, out)`` reads exactly ``len(out)`` lines of ``out.shape[1]`` cells into
+    float64 ``out`` and returns the row count, or -1 if anything is outside its grammar.
+    """
+    if importlib.util.find_spec("cecheck._csvparse") is None:
+        return None
+    from cecheck import _csvparse
+
+    return _csvparse.parse
 
 
 def _csv_pieces(

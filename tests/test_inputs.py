@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -627,7 +628,18 @@ def small_pieces(monkeypatch: pytest.MonkeyPatch, piece_bytes: int = 1) -> None:
     monkeypatch.setattr(cecheck.inputs, "PIECE_BYTES", piece_bytes)
 
 
-READERS = {"parallel": lambda _mp: None, "small pieces": small_pieces, "serial": serial_only}
+def pandas_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small pieces, each parsed by pandas, as where the C parser of pieces is not built."""
+    small_pieces(monkeypatch)
+    monkeypatch.setattr(cecheck.inputs, "_csv_parser", lambda: None)
+
+
+READERS = {
+    "parallel": lambda _mp: None,
+    "small pieces": small_pieces,
+    "pandas pieces": pandas_pieces,
+    "serial": serial_only,
+}
 
 
 def read_csv_every_way(path: Path, rows: int = 3) -> dict[str, tuple[np.ndarray, ...] | str]:
@@ -725,6 +737,32 @@ def test_many_pieces_and_chunks_give_the_serial_chunks(
         np.testing.assert_array_equal(x, sx)
         np.testing.assert_array_equal(t, st_)
     np.testing.assert_array_equal(np.concatenate([x for x, _ in parallel]), z.astype(float))
+
+
+def test_plain_pieces_are_parsed_by_the_c_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parse = cecheck.inputs._csv_parser()
+    if parse is None:
+        if os.environ.get("CECHECK_REQUIRE_KERNEL"):
+            raise RuntimeError("the C parser cecheck._csvparse was not built (no C compiler?)")
+        pytest.skip("the C parser cecheck._csvparse was not built")
+    answers: list[int] = []
+
+    def spy(text: bytes, sep: int, out: np.ndarray) -> int:
+        answers.append(parse(text, sep, out))
+        return answers[-1]
+
+    monkeypatch.setattr(cecheck.inputs, "_csv_parser", lambda: spy)
+    (tmp_path / "x.csv").write_text(HEADER + "0.5,-1,0\n1e-3,2,1\n.25,-0,1\n")
+    x, y = collect(open_inputs(tmp_path / "x.csv"))
+    assert set(answers) == {3}  # the head read at open, then the chunks
+    np.testing.assert_array_equal(x, [[0.5, -1], [1e-3, 2], [0.25, 0]])
+    np.testing.assert_array_equal(y, [0, 1, 1])
+    # "-0" keeps its sign; pandas reads it in a column of integers as +0.0 (no loss changes)
+    assert np.signbit(x[2, 1])
+    serial_only(monkeypatch)
+    assert not np.signbit(collect(open_inputs(tmp_path / "x.csv"))[0][2, 1])
 
 
 def test_a_reader_left_early_stops_its_threads(tmp_path: Path) -> None:
