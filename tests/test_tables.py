@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
-from textcheck import check_golden, flat
+from textcheck import check_golden, flat, same_text
 
 from cecheck import compare, engine, inputs, tables
 
@@ -67,6 +67,28 @@ def test_sample_report_matches_golden(name: str, width: int) -> None:
     text = render(sample_report(name), width)
     check_golden(f"{name}_{width}", text)
     assert max(len(line) for line in text.splitlines()) <= width
+
+
+@pytest.mark.parametrize(
+    ("text", "golden", "same"),
+    [
+        # rounding noise: the ulp-sized error and bits columns, the last digits of a value
+        ("naive  2.89145   2.2e-16  52.0/53", "naive  2.89145      2.3e-16  51.2/53", True),
+        ("[1] 0.048587352", "[1] 0.04858735", True),
+        ("[284] 7.116763603099692e-39", "[284] 7.11676360309969e-39", True),
+        # anything else
+        ("naive  2.89146", "naive  2.89145", False),
+        ("stable 2.89145", "naive  2.89145", False),
+        ("error 5e-07", "error 1.9e-07", False),
+        ("error -1e-07", "error 1e-07", False),
+        ("52.0/53", "50.9/53", False),
+        ("52.0/53", "52.0/24", False),
+        ("a b", "a\nb", False),
+        ("1 2", "1 2 3", False),
+    ],
+)
+def test_golden_comparison_allows_rounding_noise_only(text: str, golden: str, same: bool) -> None:
+    assert same_text(text, golden) is same
 
 
 def test_four_dtypes_at_80_columns_matches_golden() -> None:
