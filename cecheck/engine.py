@@ -115,6 +115,31 @@ def evaluate(
     if fv.changes_losses(s):
         values, diag = fv.evaluate(logits, labels, task, label_form, n_classes, s)
         return ChunkResult(start, logits, labels, values, diag)
+    paths = _paths(logits, labels, task, label_form, n_classes, s, use_fast)
+    return _diagnosed(paths, logits, labels, s, start)
+
+
+@dataclass
+class _Paths:
+    """A chunk's losses in every path and dtype, before the diagnosis."""
+
+    results: dict[tuple[str, str], PathResult]
+    reference: Array
+    nonfinite: Array
+    masks: dict[str, Array]
+    masked: bool  # whether any row is ignored or has an out-of-range label
+
+
+def _paths(
+    logits: Array,
+    labels: Array,
+    task: str,
+    label_form: str,
+    n_classes: int,
+    s: Settings,
+    use_fast: bool,
+) -> _Paths:
+    """The first half of :func:`evaluate`: every path and dtype of the chunk."""
     naive, stable, reference = losses.PATHS[losses.family(task, label_form)]
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
     # rows whose loss is masked (checked once per chunk); none in the common chunk, which
@@ -123,22 +148,29 @@ def evaluate(
     target = labels
     if label_form == "index" and masked:  # a valid class for the rows without one
         target = np.where(masks["ignored"] | masks["label_out_of_range"], 0, labels)
-    results: dict[tuple[str, str], PathResult] = {}
     if use_fast and fast.covers(task, label_form, s.dtypes):
         results, ref, nonfinite = fast.compute(task, label_form, logits, target, s.dtypes)
-    else:
-        nonfinite = ~np.isfinite(logits)
-        nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite
-        for d in s.dtypes:
-            p = prec.get(d)
-            results[("naive", d)] = naive(logits, target, p)
-            results[("stable", d)] = stable(logits, target, p)
-        ref = reference(logits, target)
-    values = {f"{path}_{d}": _mask(r.loss, masks, masked) for (path, d), r in results.items()}
-    values["reference"] = _mask(ref, masks, masked)
+        return _Paths(results, ref, nonfinite, masks, masked)
+    nonfinite = ~np.isfinite(logits)
+    nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite
+    results = {}
+    for d in s.dtypes:
+        p = prec.get(d)
+        results[("naive", d)] = naive(logits, target, p)
+        results[("stable", d)] = stable(logits, target, p)
+    return _Paths(results, reference(logits, target), nonfinite, masks, masked)
+
+
+def _diagnosed(paths: _Paths, logits: Array, labels: Array, s: Settings, start: int) -> ChunkResult:
+    """The second half of :func:`evaluate`: the chunk's values and diagnosis."""
+    masks, masked = paths.masks, paths.masked
+    values = {f"{path}_{d}": _mask(r.loss, masks, masked) for (path, d), r in paths.results.items()}
+    values["reference"] = _mask(paths.reference, masks, masked)
     precisions = {d: prec.get(d) for d in s.dtypes}
     overflow = cast_overflow_rows(logits, precisions.values())
-    diag = diagnose(nonfinite, masks, results, ref, precisions, s.rtol, s.atol, overflow)
+    diag = diagnose(
+        paths.nonfinite, masks, paths.results, paths.reference, precisions, s.rtol, s.atol, overflow
+    )
     return ChunkResult(start, logits, labels, values, diag)
 
 
@@ -168,21 +200,50 @@ def iter_chunks(
     use_fast = not fv.active(s) and fast.usable(
         source.task, source.label_form, s.dtypes, source.n_rows, source.n_classes
     )
-    rows = fast.chunk_rows(source.n_classes) if use_fast else chunk_rows(source.n_classes)
-    for logits, labels in source.chunks(rows):
-        yield evaluate(
-            logits,
-            labels,
-            source.task,
-            source.label_form,
-            source.n_classes,
-            s,
-            start,
-            use_fast=use_fast,
-        )
+    if use_fast:
+        yield from _pipelined(source, s, progress)
+        return
+    for logits, labels in source.chunks(chunk_rows(source.n_classes)):
+        yield evaluate(logits, labels, source.task, source.label_form, source.n_classes, s, start)
         start += labels.shape[0]
         if progress is not None:
             progress(start)
+
+
+def _pipelined(
+    source: inputs.Source, s: Settings, progress: Callable[[int], None] | None
+) -> Iterator[ChunkResult]:
+    """:func:`iter_chunks` on the fast path: the kernel computes a chunk on its threads while
+    this thread diagnoses the chunk before it (numpy, on one core), so neither waits for the
+    other. Memory: two chunks' results instead of one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    task, form, c = source.task, source.label_form, source.n_classes
+    start = 0
+    done: tuple[_Paths, Array, Array] | None = None  # computed, not yet diagnosed
+    chunks = source.chunks(fast.chunk_rows(c))
+    with ThreadPoolExecutor(1, thread_name_prefix="cecheck-ahead") as ahead:
+        while True:
+            try:
+                logits, labels = next(chunks)
+            except StopIteration:
+                break
+            except Exception:  # a bad chunk: the rows before it first, as without the kernel
+                if done is not None:
+                    yield _diagnosed(*done, s, start)
+                raise
+            computing = ahead.submit(_paths, logits, labels, task, form, c, s, True)
+            if done is not None:
+                yield _diagnosed(*done, s, start)
+                start += done[2].shape[0]
+                if progress is not None:
+                    progress(start)
+            # before the reader moves on (and releases this chunk's pages)
+            done = (computing.result(), logits, labels)
+    if done is not None:
+        yield _diagnosed(*done, s, start)
+        if progress is not None:
+            progress(start + done[2].shape[0])
 
 
 def run(

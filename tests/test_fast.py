@@ -17,8 +17,9 @@ error of a few eps in the log, which is relative to the loss once it is above 1.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import mpmath
 import numpy as np
@@ -26,8 +27,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cecheck import engine, fast, losses
+from cecheck import engine, fast, inputs, losses
 from cecheck import precision as prec
+from cecheck.errors import InputError
 from cecheck.losses import Array
 
 if not fast.installed():
@@ -375,6 +377,7 @@ def test_reports_with_and_without_the_kernel_agree(monkeypatch: pytest.MonkeyPat
     slow_chunk, quick_chunk = _evaluate_both(z, y, s.dtypes)
     assert not _straddles(slow_chunk, quick_chunk, s).any()  # else a flag may flip
     monkeypatch.setattr(fast, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 256 * 64 * 4)  # 12 chunks: the pipeline runs
     monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
     quick = engine.compare(z, y, top=50)
     monkeypatch.setenv("CECHECK_NO_KERNEL", "1")
@@ -444,6 +447,38 @@ def _check_per_class(
                 if want is not None:
                     np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
     _assert_close(ref, reference_fn(z, t), "float64", "reference")
+
+
+def test_a_bad_later_chunk_comes_after_the_chunks_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the fast path the kernel runs a chunk ahead; an input error in a later chunk still
+    comes after every chunk before it, with their rows, as on the numpy path."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((1000, 16)).astype(np.float32)
+    y = rng.integers(0, 16, 1000)
+    source = inputs.from_arrays(z, y)
+    good = source._read
+
+    def failing(rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i, chunk in enumerate(good(rows)):
+            if i == 3:
+                raise InputError("logits.npy held fewer rows: was it changed?")
+            yield chunk
+
+    monkeypatch.setattr(fast, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 100 * 16 * 4)
+    monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
+    bad = dataclasses.replace(source, _read=failing)
+    seen: list[tuple[int, int]] = []
+
+    def read_all() -> None:
+        for chunk in engine.iter_chunks(bad, engine.Settings()):
+            seen.append((chunk.start, len(chunk.labels)))
+
+    with pytest.raises(InputError, match="fewer rows"):
+        read_all()
+    assert seen == [(0, 100), (100, 100), (200, 100)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
