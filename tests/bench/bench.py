@@ -62,6 +62,13 @@ def median_time(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(timed(fn) for _ in range(runs))
 
 
+# The commands run as they would after `pip install`, with Python's bytecode cached: pip
+# compiles it at install time, an editable install writes it on the first run, unless
+# PYTHONDONTWRITEBYTECODE is set (some environments set it), when every run compiles
+# cecheck's sources again (~0.1 s) while numpy's bytecode, compiled at install, is used.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def child_peak_mb(cmd: list[str]) -> tuple[float, float]:
     """(seconds, peak resident MB) of one run of ``cmd``, measured from a fresh process."""
     probe = (
@@ -71,8 +78,9 @@ def child_peak_mb(cmd: list[str]) -> tuple[float, float]:
         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True
-    ).stdout.split()
+        [sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True,
+        env=CHILD_ENV,
+    ).stdout.split()  # fmt: skip
     return float(out[0]), float(out[1])
 
 
@@ -220,6 +228,7 @@ def bench_lm(d: Path, t: Table, runs: int, rows: int, classes: int) -> None:
               eng / tt, "<= 0.5x")  # fmt: skip
     cmd = [CECHECK, "compare", str(big), str(labels), "--format", "json"]
     read_cmd = [sys.executable, "-c", READ_SNIPPET, str(big)]
+    command_medians(cmd, 1)  # warm up (and write the bytecode cache)
     c_time, c_peak = command_medians(cmd, runs)
     r_time, r_peak = command_medians(read_cmd, runs)
     t.add("LM command, start-up included", f"{c_time:.2f} s", f"python -c read {r_time:.2f} s",
