@@ -596,17 +596,17 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
     for (int j = 0; j < c; j++)
         for (int b = 0; b < BATCH; b++)
             rest[b] += j != k[b] ? exps[j][b] : 0.0;
+    double zt[BATCH];
     for (int b = 0; b < BATCH; b++) {
         ek[b] = exps[k[b]][b];
         et[b] = exps[y[b]][b];
-        et32[b] = naive32_tame(tile[y[b]][b], et[b], narrow);
+        zt[b] = tile[y[b]][b];
+        et32[b] = naive32_tame(zt[b], et[b], narrow);
     }
     /* The rows' losses side by side first (finish's strided stores would keep this loop from
      * vectorising), then stored. */
-    double zt[BATCH], out[5][BATCH];
+    double out[5][BATCH];
     uint8_t status[BATCH];
-    for (int b = 0; b < BATCH; b++)
-        zt[b] = tile[y[b]][b];
     for (int b = 0; b < BATCH; b++) {
         Sums s = {0.0, 0.0, rest[b], n32[b], s32[b]};
         tame_sums(&s, ek[b], em[b]);
