@@ -508,7 +508,7 @@ def compare(
     labels: object = None,
     *,
     task: str = "auto",
-    dtypes: Sequence[str] = ("float32", "float64"),
+    dtypes: str | Sequence[str] = ("float32", "float64"),
     ignore_index: int = -100,
     rtol: float = 1e-4,
     atol: float = 1e-6,
@@ -524,13 +524,16 @@ def compare(
     Parameters
     ----------
     logits, labels
-        numpy arrays (or array-likes), or an :class:`~cecheck.inputs.Source` as ``logits``
-        with ``labels`` omitted (from :func:`cecheck.inputs.open_inputs`).
+        numpy arrays, lists or torch tensors (detached and read on the CPU, bfloat16 and
+        float16 at their exact values; see :func:`cecheck.inputs.as_array`), or an
+        :class:`~cecheck.inputs.Source` as ``logits`` with ``labels`` omitted (from
+        :func:`cecheck.inputs.open_inputs`, which opens files: a path here is an InputError).
     task
         ``auto`` (inferred from the shapes and labels), ``binary``, ``multiclass`` or
         ``multilabel``.
     dtypes
-        The precisions the naive and stable paths are emulated in.
+        The precisions the naive and stable paths are emulated in: a sequence of names, or
+        a comma string such as ``"float16,float32"``.
     ignore_index
         Index labels equal to it are skipped, as in PyTorch.
     rtol, atol
@@ -562,7 +565,7 @@ def compare(
     ['exp_overflow']
     """
     settings = Settings(
-        tuple(dtypes),
+        prec.names(dtypes),
         ignore_index,
         rtol,
         atol,

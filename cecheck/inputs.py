@@ -25,6 +25,7 @@ import itertools
 import math
 import mmap
 import os
+import sys
 import warnings
 import zipfile
 import zlib
@@ -127,9 +128,13 @@ def from_arrays(
     logits_name: str = "logits",
     labels_name: str = "labels",
 ) -> Source:
-    """A Source over in-memory arrays (or array-likes), validated like the file readers."""
-    lg = _array_part(logits_name, _as_array(logits_name, logits), stored=False)
-    lb = _array_part(labels_name, _as_array(labels_name, labels), stored=False)
+    """A Source over in-memory arrays, validated like the file readers.
+
+    ``logits`` and ``labels``: numpy arrays, lists, torch tensors or other array-likes, as
+    :func:`as_array` reads them.
+    """
+    lg = _array_part(logits_name, as_array(logits, logits_name), stored=False)
+    lb = _array_part(labels_name, as_array(labels, labels_name), stored=False)
     return _finish(lg, lb, _zip_parts(lg, lb), task, (logits_name, labels_name))
 
 
@@ -293,13 +298,59 @@ def _read_member(zf: zipfile.ZipFile, key: str, name: str) -> np.ndarray:
         return np.lib.format.read_array(f, allow_pickle=False)
 
 
-def _as_array(name: str, value: Any) -> np.ndarray:
+def as_array(value: Any, name: str = "logits") -> np.ndarray:
+    """What a model returns as a numpy array of the same values, or an InputError.
+
+    numpy arrays, lists and other array-likes as :func:`numpy.asarray` reads them; a torch
+    tensor detached and moved to the CPU, bfloat16 and the float8 formats as the ml_dtypes
+    array of the same bits (their exact values, never rounded through another format).
+    torch is never imported here: a tensor can only exist once its module is. A path or
+    None is refused with a sentence that says how to open files.
+    """
+    if value is None or isinstance(value, (str, bytes, os.PathLike)):
+        what = "None" if value is None else f"a path ({os.fsdecode(value)})"
+        raise InputError(
+            f"{name} is {what}, not an array: files are opened by "
+            "cecheck.inputs.open_inputs(logits_path, labels_path), whose Source "
+            "cecheck.compare takes as its logits"
+        )
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return _from_torch(torch, value, name)
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as e:
         raise InputError(
             f"{name} is not a rectangular array of numbers ({_reason(e)}): fix it"
         ) from None
+
+
+def _from_torch(torch: Any, tensor: Any, name: str) -> np.ndarray:
+    """A torch tensor's values as numpy: detached, on the CPU, bit for bit."""
+    try:
+        t = tensor.detach().cpu().resolve_conj().resolve_neg()
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        same_bits = _TORCH_FLOATS.get(str(t.dtype).removeprefix("torch."))
+        if same_bits is None:
+            return np.asarray(t.numpy())
+        bits, ml_dtype = same_bits  # numpy has no such float: read the bits, then view them
+        return t.contiguous().view(getattr(torch, bits)).numpy().view(ml_dtype)
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+        raise InputError(
+            f"{name} is a torch tensor cecheck cannot read ({_reason(e)}): pass "
+            "tensor.detach().cpu().float().numpy()"
+        ) from None
+
+
+# torch float formats numpy lacks: the integer type of the same width, and the ml_dtypes float
+_TORCH_FLOATS = {
+    "bfloat16": ("int16", ml_dtypes.bfloat16),
+    "float8_e4m3fn": ("uint8", ml_dtypes.float8_e4m3fn),
+    "float8_e4m3fnuz": ("uint8", ml_dtypes.float8_e4m3fnuz),
+    "float8_e5m2": ("uint8", ml_dtypes.float8_e5m2),
+    "float8_e5m2fnuz": ("uint8", ml_dtypes.float8_e5m2fnuz),
+}
 
 
 def _array_part(name: str, array: np.ndarray, *, stored: bool) -> _Part:

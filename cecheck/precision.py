@@ -14,6 +14,7 @@ float16 and what PyTorch does for both on CPU.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -69,6 +70,17 @@ PRECISIONS = {
     "float32": Precision("float32", np.dtype(np.float32), np.dtype(np.float32), 24),
     "float64": Precision("float64", np.dtype(np.float64), np.dtype(np.float64), 53),
 }
+
+
+def names(dtypes: str | Iterable[str]) -> tuple[str, ...]:
+    """The dtype names of ``"float16,float32"`` or of a sequence such as ``["float16"]``.
+
+    A string is a comma list (one name is a list of one), never a sequence of characters.
+    Names are checked later, by :func:`get`.
+    """
+    if isinstance(dtypes, str):
+        return tuple(n.strip() for n in dtypes.split(",") if n.strip())
+    return tuple(dtypes)
 
 
 def get(name: str) -> Precision:

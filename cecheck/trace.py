@@ -141,7 +141,7 @@ def trace(
     *,
     task: str = "auto",
     label_form: str | None = None,
-    dtypes: Sequence[str] = ("float32", "float64"),
+    dtypes: str | Sequence[str] = ("float32", "float64"),
     paths: Sequence[str] = PATHS,
 ) -> Trace:
     """Walk one row's cross-entropy loss step by step along each path in each dtype.
@@ -149,7 +149,9 @@ def trace(
     Parameters
     ----------
     logits_row
-        The row's logits: ``(C,)`` for multiclass and multilabel, a scalar for binary.
+        The row's logits: ``(C,)`` for multiclass and multilabel, a scalar for binary; a
+        numpy array, a list or a torch tensor (read as :func:`cecheck.inputs.as_array` reads
+        it: bfloat16 and float16 at their exact values).
     label
         A class index, a binary target, or a ``(C,)`` vector of per-class targets
         (one-hot, soft or multi-hot).
@@ -157,7 +159,8 @@ def trace(
         As :class:`cecheck.inputs.Source` names them. ``task="auto"`` or no ``label_form``:
         inferred as :func:`cecheck.inputs.from_arrays` infers them for a one-row input.
     dtypes
-        The precisions the naive and stable paths are walked in.
+        The precisions the naive and stable paths are walked in: a sequence of names, or
+        a comma string such as ``"float16,float32"``.
     paths
         Any of ``naive``, ``stable``, ``reference``.
 
@@ -349,9 +352,8 @@ def pick_row(
 # ---------------------------------------------------------------------- inputs of one row
 
 
-def _dtypes(dtypes: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(dtypes, str):
-        dtypes = [dtypes]
+def _dtypes(dtypes: str | Sequence[str]) -> tuple[str, ...]:
+    dtypes = prec.names(dtypes)
     for d in dtypes:
         prec.get(d)
     if not dtypes:
@@ -363,8 +365,8 @@ def _row(
     logits_row: Any, label: Any, task: str, label_form: str | None
 ) -> tuple[Array, Array, str, str]:
     """The row as losses.py takes a chunk of one row: logits (1, C) or (1,), labels (1, ...)."""
-    z = np.asarray(logits_row)
-    y = np.asarray(label)
+    z = inputs.as_array(logits_row, "logits_row")
+    y = inputs.as_array(label, "label")
     if task == "auto" or label_form is None:
         src = inputs.from_arrays(z[None], y[None], task=task)
         task, label_form = src.task, src.label_form
