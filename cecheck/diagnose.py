@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from cecheck.inputs import INVALID_LABEL
 from cecheck.losses import EVIDENCE, PathResult
 from cecheck.precision import Precision
 
@@ -215,7 +216,12 @@ def unscored(label_masks: dict[str, Array]) -> Array:
 def label_problems(
     label_form: str, labels: Array, n_classes: int, ignore_index: int
 ) -> dict[str, Array]:
-    """Row masks ``ignored``, ``label_out_of_range`` and ``invalid_label`` from the labels alone."""
+    """Row masks ``ignored``, ``label_out_of_range`` and ``invalid_label`` from the labels alone.
+
+    And ``no_loss``: the rows with no loss to compute (an index label out of range, or
+    :data:`~cecheck.inputs.INVALID_LABEL`, a label that was not a whole number), whose
+    losses are NaN. An invalid soft, multi-hot or binary target still has a formula value.
+    """
     n = labels.shape[0]
     none = np.zeros(n, dtype=bool)
     if label_form == "index":
@@ -223,10 +229,13 @@ def label_problems(
         # ignore_index (outside the classes) none of them.
         outside = n > 0 and not 0 <= ignore_index < n_classes
         if outside and labels.min() >= 0 and labels.max() < n_classes:
-            return {"ignored": none, "label_out_of_range": none, "invalid_label": none}
+            return {"ignored": none, "label_out_of_range": none, "invalid_label": none,
+                    "no_loss": none}  # fmt: skip
         ignored = labels == ignore_index
-        out = ~ignored & ((labels < 0) | (labels >= n_classes))
-        return {"ignored": ignored, "label_out_of_range": out, "invalid_label": none}
+        invalid = labels == INVALID_LABEL
+        out = ~(ignored | invalid) & ((labels < 0) | (labels >= n_classes))
+        return {"ignored": ignored, "label_out_of_range": out, "invalid_label": invalid,
+                "no_loss": out | invalid}  # fmt: skip
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(labels) | (labels < 0)
         if label_form in ("onehot", "soft"):
@@ -234,7 +243,7 @@ def label_problems(
         else:
             bad = bad | (labels > 1)
             bad = bad.any(axis=1) if bad.ndim == 2 else bad
-    return {"ignored": none, "label_out_of_range": none, "invalid_label": bad}
+    return {"ignored": none, "label_out_of_range": none, "invalid_label": bad, "no_loss": none}
 
 
 def cast_overflow_rows(logits: Array, precisions: Iterable[Precision]) -> dict[str, Array]:

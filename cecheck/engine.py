@@ -144,10 +144,10 @@ def _paths(
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
     # rows whose loss is masked (checked once per chunk); none in the common chunk, which
     # then takes the labels as targets and the losses as values, without a copy
-    masked = bool(masks["ignored"].any() or masks["label_out_of_range"].any())
+    masked = bool(masks["ignored"].any() or masks["no_loss"].any())
     target = labels
     if label_form == "index" and masked:  # a valid class for the rows without one
-        target = np.where(masks["ignored"] | masks["label_out_of_range"], 0, labels)
+        target = np.where(masks["ignored"] | masks["no_loss"], 0, labels)
     if use_fast and fast.covers(task, label_form, s.dtypes):
         results, ref, nonfinite = fast.compute(task, label_form, logits, target, s.dtypes)
         return _Paths(results, ref, nonfinite, masks, masked)
@@ -175,7 +175,8 @@ def _diagnosed(paths: _Paths, logits: Array, labels: Array, s: Settings, start: 
 
 
 def _mask(loss: Array, masks: dict[str, Array], masked: bool) -> Array:
-    """float64 losses with ignored rows at 0 (as PyTorch) and out-of-range rows at NaN.
+    """float64 losses with ignored rows at 0 (as PyTorch) and rows without a class (an index
+    label out of range or not a whole number) at NaN.
 
     ``masked``: whether the chunk has such a row at all.
     """
@@ -183,7 +184,7 @@ def _mask(loss: Array, masks: dict[str, Array], masked: bool) -> Array:
     if masked:
         out = out.copy()  # never write into the path's own result
         out[masks["ignored"]] = 0.0
-        out[masks["label_out_of_range"]] = np.nan
+        out[masks["no_loss"]] = np.nan
     return out
 
 
@@ -292,7 +293,9 @@ def chunk_frame(chunk: ChunkResult, source: inputs.Source, s: Settings) -> pd.Da
         data["index"] = [_index_text(i, source.lead_shape) for i in rows]
     if s.batch_size is not None:
         data["batch"] = rows // s.batch_size
-    data["label"] = _labels(chunk.labels, source.label_form)
+    labels = _labels(chunk.labels, source.label_form)
+    # a label that is not a whole number is missing (<NA>) in a column that stays integral
+    data["label"] = pd.Series(labels, dtype="Int64") if None in labels else labels
     data.update({c: chunk.values[c] for c in s.columns})
     data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
     data["causes"] = [";".join(c) for c in chunk.diagnosis.cause_lists()]
@@ -305,8 +308,10 @@ def _index_text(row: int, lead_shape: tuple[int, ...]) -> str:
 
 def _labels(labels: Array, label_form: str) -> list[object]:
     """A scalar per row: the class index, the binary target, or for (N, C) labels a summary."""
+    if labels.ndim == 1 and label_form == "index":  # None: not a whole number
+        return [None if v == inputs.INVALID_LABEL else int(v) for v in labels]
     if labels.ndim == 1:
-        return [int(v) if label_form == "index" else float(v) for v in labels]
+        return [float(v) for v in labels]
     if label_form == "onehot":
         return [int(v) for v in labels.argmax(axis=1)]
     if label_form == "soft":

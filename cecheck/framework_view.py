@@ -124,7 +124,7 @@ def evaluate(
     """
     masks = label_problems(label_form, labels, n_classes, s.ignore_index)
     if label_form == "index":
-        usable = ~(masks["ignored"] | masks["label_out_of_range"])
+        usable = ~(masks["ignored"] | masks["no_loss"])
         target = np.where(usable, labels, 0)
     else:
         target = labels
@@ -200,11 +200,11 @@ def _pytorch_paths(
 
 
 def _mask(loss: Array, masks: dict[str, Array]) -> Array:
-    """float64 losses with ignored rows at 0 (as PyTorch) and out-of-range rows at NaN; the
-    engine's rule for its own columns."""
+    """float64 losses with ignored rows at 0 (as PyTorch) and rows without a class (index
+    label out of range or not a whole number) at NaN; the engine's rule for its own columns."""
     out = np.asarray(loss, dtype=np.float64) + 0.0  # -0.0 (a log of exactly 1) shows as 0
     out = np.where(masks["ignored"], 0.0, out)
-    return np.where(masks["label_out_of_range"], np.nan, out)
+    return np.where(masks["no_loss"], np.nan, out)
 
 
 # ---------------------------------------------------------------- batch means

@@ -11,8 +11,9 @@ Inference looks only at the first :data:`HEAD_ROWS` rows; a problem in a later c
 from the chunk iterator.
 
 File-level problems raise :class:`~cecheck.errors.InputError` with one sentence naming the
-file; row-level problems (NaN logits, labels out of range, soft labels not summing to 1)
-pass through for the engine to flag per row. Nothing is ever unpickled.
+file; row-level problems (NaN logits, labels out of range, class indices that are not whole
+numbers, soft labels not summing to 1) pass through for the engine to flag per row. Nothing
+is ever unpickled.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ from cecheck.errors import InputError
 TASKS = ("binary", "multiclass", "multilabel")
 LABEL_FORMS = ("index", "onehot", "soft", "multihot", "binary")
 FORMATS = (".npy", ".npz", ".csv", ".tsv", ".parquet")
+# The class-index label of a row whose label is not a whole number (a fraction, NaN, an
+# empty CSV cell): the row is flagged ``invalid_label``. No stored label reads as it (an
+# integer label is clipped to +-2^62, out of range but still itself).
+INVALID_LABEL = int(np.iinfo(np.int64).min)
 HEAD_ROWS = 4096  # rows looked at for inference and warnings: bounded, whatever the file size
 HEAD_VALUES = 1 << 20  # ... and about this many logits at most (32 rows of 32,000 classes)
 # CSV text one thread parses at once: at most PIECE_BYTES (it bounds memory and keeps every
@@ -100,7 +105,6 @@ class _Part:
     shape: tuple[int, ...]
     dtype: np.dtype
     blocks: Callable[[int, int], Iterator[_Columns]]  # (rows, lead ndim) -> [block]
-    where: Callable[[int, tuple[int, ...]], str]  # (flat row, lead shape) -> place of a label
 
 
 @dataclass(frozen=True)
@@ -360,7 +364,6 @@ def _array_part(name: str, array: np.ndarray, *, stored: bool) -> _Part:
         tuple(array.shape),
         array.dtype,
         lambda rows, nd: ([b] for b in _row_blocks(array, nd, rows)),
-        lambda row, lead: f"{name}[{', '.join(map(str, np.unravel_index(row, lead)))}]",
     )
 
 
@@ -936,7 +939,6 @@ def _table_part(table: _Table, idx: list[int]) -> _Part:
         shape,
         dtype,
         lambda rows, _nd: table.chunks(rows, [idx]),
-        lambda row, _lead: table.place(row, idx[0]),
     )
 
 
@@ -1096,40 +1098,60 @@ def _logits_out(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32)  # bfloat16 and the float8 formats fit float32 exactly
 
 
-def _to_index(y: np.ndarray, start: int, where: Callable[[int], str]) -> np.ndarray:
-    """Class-index labels as int64; NaN and fractional values are file-level errors."""
+def class_indices(y: np.ndarray) -> np.ndarray:
+    """Class-index labels as int64; a fraction, NaN or inf becomes :data:`INVALID_LABEL`."""
     if y.dtype.kind in "biu":
         if y.dtype == np.uint64:  # only uint64 holds values beyond int64
             return np.minimum(y, 2**62).astype(np.int64)
+        if y.dtype.itemsize == 8:  # only int64 holds INVALID_LABEL
+            return np.maximum(y, -(2**62)).astype(np.int64)
         return y.astype(np.int64)
     y = y.astype(np.float64)
-    bad = ~np.isfinite(y) | (y != np.floor(y))
+    with np.errstate(invalid="ignore"):  # NaN and inf are the invalid labels
+        bad = ~np.isfinite(y) | (y != np.floor(y))
+        out = np.clip(y, -(2**62), 2**62).astype(np.int64)  # out of range stays out of range
     if bad.any():
-        i = int(np.argmax(bad))
-        what = "empty or NaN" if np.isnan(y[i]) else f"{y[i]:g}, not a whole class number"
+        out[bad] = INVALID_LABEL
+    return out
+
+
+def _check_fractions(lb: _Part, labels: np.ndarray) -> None:
+    """Refuse per-row labels that are mostly fractions: they are not class indices.
+
+    With C >= 2 logits a row's one label can only be a class index, so a few fractions (or
+    NaN) are bad rows, flagged ``invalid_label``; but when most of the first rows hold
+    fractions the labels are something else, such as one class's probability.
+    """
+    if labels.dtype.kind not in "fV":
+        return
+    y = labels.astype(np.float64).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        fractions = np.isfinite(y) & (y != np.floor(y))
+    n = int(np.count_nonzero(fractions))
+    if 2 * n > len(y):
+        example = f"{y[np.argmax(fractions)]:g}"
+        if len(y) == 1:
+            what = f"the label {example} is a fraction, not a class index (a whole number 0..C-1)"
+        else:
+            what = (f"{n} of the first {len(y)} labels are fractions such as {example}, so "
+                    "they are not class indices (whole numbers 0..C-1)")  # fmt: skip
         raise InputError(
-            f"{where(start + i)}: the class index is {what}: class-index labels must be "
-            "integers 0..C-1, so fix or drop that row"
+            f"{lb.name}: {what}: give class indices, or soft labels as one probability per "
+            "class (shape (N, C))"
         )
-    return np.clip(y, -(2**62), 2**62).astype(np.int64)  # out of range stays out of range
 
 
 def _converter(
-    shape: _Shape, form: str, lg: _Part, lb: _Part
-) -> Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    shape: _Shape, form: str, lg: _Part
+) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     out = _logits_out(lg.dtype)
 
-    def where(row: int) -> str:
-        return lb.where(row, shape.lead)
-
-    def convert(
-        logits: np.ndarray, labels: np.ndarray, start: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def convert(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(logits)
         x = logits.astype(out, copy=False)
         x = x.reshape(n) if shape.task == "binary" else x.reshape(n, shape.n_classes)
         if form == "index":
-            return x, _to_index(labels.reshape(n), start, where)
+            return x, class_indices(labels.reshape(n))
         y = labels.astype(np.float64)
         return x, y.reshape(n) if form == "binary" else y.reshape(n, shape.n_classes)
 
@@ -1202,9 +1224,11 @@ def _finish(
         if close is not None:
             close()
     task_, form = _label_form(shape, head_labels)
+    if form == "index":
+        _check_fractions(lb, head_labels)
     shape = _Shape(task_, shape.lead, shape.n_classes, shape.per_row)
-    convert = _converter(shape, form, lg, lb)
-    first_logits, _ = convert(head_logits, head_labels, 0)  # errors in the head surface now
+    convert = _converter(shape, form, lg)
+    first_logits, _ = convert(head_logits, head_labels)
     found = (
         _probability_warning(lg.name, task_, first_logits),
         _multihot_warning(lb.name, task, form, head_labels),
@@ -1213,7 +1237,7 @@ def _finish(
     def read(rows: int) -> Pairs:
         start = 0
         for logits, labels in pairs(rows, len(shape.lead)):
-            yield convert(logits, labels, start)
+            yield convert(logits, labels)
             start += len(logits)
         if start != n_rows:
             raise InputError(f"{lg.name} held {start} rows, not {n_rows}: was it changed?")

@@ -82,6 +82,8 @@ def fmt_loss(value: float) -> str:
 
 
 def fmt_label(label: object) -> str:
+    if label is None:  # a class-index label that is not a whole number
+        return "-"
     if isinstance(label, float):
         return f"{label:g}"
     return str(label)
@@ -217,6 +219,8 @@ def flag_words(flag: str, source: inputs.Source, settings: engine.Settings) -> s
         return "the target's probability is exactly 0: -log(0) = inf, each framework a constant"
     if flag == "label_out_of_range":
         return f"class label outside 0..{source.n_classes - 1}: not scored"
+    if flag == "invalid_label" and source.label_form == "index":
+        return f"{_NOT_A_CLASS}: not scored"
     if flag == "invalid_label":
         return f"label is not a valid {LABEL_FORMS[source.label_form]} target"
     if flag == "ignored":
@@ -381,7 +385,13 @@ def _input_noun(settings: engine.Settings | None) -> str:
     return "probabilities" if settings is not None and settings.inputs == "probs" else "logits"
 
 
+# What an invalid class-index label is (inputs.INVALID_LABEL), in a few words.
+_NOT_A_CLASS = "the class label is not a whole number (a fraction, NaN or an empty cell)"
+
+
 def _invalid_label_words(source: inputs.Source) -> str:
+    if source.label_form == "index":
+        return f"{_NOT_A_CLASS}, not scored"
     if source.label_form in ("onehot", "soft"):
         return "the label row is not a probability row (entries >= 0 summing to 1)"
     return "a target is outside [0, 1] or NaN"

@@ -173,8 +173,8 @@ def trace(
     Raises
     ------
     ValueError
-        An unknown dtype or path, or a class-index label outside ``0..C-1`` (such a row
-        has no loss).
+        An unknown dtype or path, or a class-index label outside ``0..C-1`` or not a whole
+        number (such a row has no loss).
     InputError
         Logits and label whose shapes do not fit together (from
         :func:`cecheck.inputs.from_arrays`, when the task or label form is inferred).
@@ -196,6 +196,11 @@ def trace(
     z, y, task, label_form = _row(logits_row, label, task, label_form)
     kind = losses.family(task, label_form)
     n_classes = 1 if kind == "binary" else z.shape[1]
+    if kind == "index" and int(y[0]) == inputs.INVALID_LABEL:
+        raise ValueError(
+            "the class label is not a whole number (a fraction, NaN or an empty cell), "
+            "so the row has no loss to trace"
+        )
     if kind == "index" and not 0 <= int(y[0]) < n_classes:
         raise ValueError(
             f"label {int(y[0])} is not a class of this row (0..{n_classes - 1}), "
@@ -329,7 +334,8 @@ def read_row(source: inputs.Source, row: int) -> tuple[Array, Array]:
 def pick_row(
     source: inputs.Source, settings: Settings, progress: Callable[[int], None] | None = None
 ) -> RowPick:
-    """The worst flagged row that has a loss (label in range), or row 0 if none is flagged.
+    """The worst flagged row that has a loss (a class label in range), or row 0 if none is
+    flagged.
 
     One pass of :func:`cecheck.engine.run` over ``source`` with ``settings`` (so the same
     rows are flagged as by ``compare``); ``progress`` as there.
@@ -338,14 +344,16 @@ def pick_row(
 
     report = engine.run(source, replace(settings, top=max(settings.top, 50)), progress=progress)
     for r in report.top:
-        if "label_out_of_range" in r.flags:
+        if "label_out_of_range" in r.flags or r.label is None:  # None: not a whole number
             continue
         flags = ", ".join(r.flags)
         causes = f" (cause: {', '.join(r.causes)})" if r.causes else ""
         return RowPick(r.row, r.index, f"the worst flagged row: {flags}{causes}")
     index = tuple(0 for _ in source.lead_shape)
     if report.flagged_rows:
-        return RowPick(0, index, "every flagged row has a label out of range, so row 0")
+        return RowPick(
+            0, index, "every flagged row has a label out of range or not a whole number, so row 0"
+        )
     return RowPick(0, index, "no row is flagged, so row 0")
 
 
@@ -378,7 +386,9 @@ def _row(
         return z.reshape(1), y.astype(np.float64).reshape(1), task, label_form
     z = z.reshape(1, -1)
     if label_form == "index":
-        return z, y.astype(np.int64).reshape(1), task, label_form
+        y = y.reshape(1)  # a fraction or NaN becomes INVALID_LABEL; integers stay as they are
+        y = y.astype(np.int64) if y.dtype.kind in "iu" else inputs.class_indices(y)
+        return z, y, task, label_form
     y = y.astype(np.float64).reshape(1, -1)
     if y.shape != z.shape:
         raise ValueError(f"the label has {y.shape[1]} values but the row {z.shape[1]} logits")

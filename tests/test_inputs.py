@@ -467,13 +467,9 @@ BAD_FILES = {
     "missing label column": (save_text("nolabel.csv", "a,b\n1,2\n"), "no column 'label'"),
     "row longer than header": (save_text("long.csv", HEADER + ",,,0\n"), "more cells than the"),
     "ragged csv": (save_text("ragged.csv", "1,2\n3,4,5\n", "0\n1\n"), "cannot be parsed"),
-    "nan index label": (
-        save_text("nan.csv", HEADER + "1,2,0\n3,4,\n"),
-        r"nan.csv line 3, column 'label': the class index is empty or NaN",
-    ),
-    "fractional index": (
-        save_text("frac.csv", HEADER + "1,2,0\n3,4,1.5\n"),
-        r"frac.csv line 3, column 'label': the class index is 1.5, not a whole class number",
+    "fractional labels": (  # one fractional label is a row problem (invalid_label); most...
+        save_text("frac.csv", HEADER + "1,2,0.25\n3,4,1.5\n5,6,1\n"),
+        r"frac.csv: 2 of the first 3 labels are fractions such as 0.25",
     ),
     "mismatched rows": (mismatched_rows, r"shape \(11, 3\) but .*short.npy has shape \(9,\)"),
     "non-utf8 csv": (save_bytes("x.csv", b"z0,z1\n\xff\xfe,1\n"), "x.csv is not UTF-8 text"),
@@ -509,7 +505,6 @@ def test_parquet_without_pyarrow_says_how_to_install(
 @pytest.mark.parametrize(
     ("bad_line", "match"),
     [
-        ("3,4,2.5", "is 2.5, not a whole class number"),
         ("3,x,1", "'x' is not a number"),
         ("3,NAN,1", "'NAN' is not a number"),
     ],
@@ -537,8 +532,8 @@ def test_bad_in_memory_arrays_are_named() -> None:
         from_arrays(np.array([object()]), [0], logits_name="scores")
     with pytest.raises(InputError, match="logits is not a rectangular array"):
         from_arrays([[1.0, 2.0], [3.0]], [0, 1])
-    with pytest.raises(InputError, match=r"labels\[1\]: the class index is 0.5"):
-        from_arrays(LOGITS[:2], [1.0, 0.5])
+    with pytest.raises(InputError, match=r"labels: 2 of the first 3 labels are fractions"):
+        from_arrays(LOGITS[:3], [1.0, 0.5, 1.5])
 
 
 def test_rows_must_be_positive() -> None:
