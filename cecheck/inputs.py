@@ -26,12 +26,13 @@ import itertools
 import math
 import mmap
 import os
+import re
 import sys
 import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -105,6 +106,17 @@ class _Part:
     shape: tuple[int, ...]
     dtype: np.dtype
     blocks: Callable[[int, int], Iterator[_Columns]]  # (rows, lead ndim) -> [block]
+    notes: tuple[str, ...] = ()  # warnings about how it was read
+
+
+@dataclass(frozen=True)
+class _Index:
+    """A table column that holds pandas' index, as ``to_csv``/``to_parquet`` write it."""
+
+    column: int
+    why: str  # how it was recognised
+    keep_it: str  # how to have it read as data instead
+    row_numbers: bool  # recognised by holding 0, 1, 2, ...: checked on every row as read
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,7 @@ class _Table:
     # one array per group: (n,) for a group of one column, else (n, k); see _grouped
     chunks: Callable[[int, Sequence[Sequence[int]]], Iterator[list[np.ndarray]]]
     place: Callable[[int, int], str]  # (row, column index) -> "line 7, column 'x3'"
+    index: tuple[_Index, ...] = ()  # the columns that hold pandas' index
 
 
 # ---------------------------------------------------------------- public entry points
@@ -182,8 +195,8 @@ def _open_single(path: str, key: str, option: str) -> _Part:
         return _open_npy(path)
     if ext == ".npz":
         return _open_npz(path, [(key, option)])[0]
-    table = _open_table(path, ext)
-    return _table_part(table, list(range(len(table.columns))))
+    table, columns = _without_index(_open_table(path, ext), keep=None)
+    return _table_part(table, columns)
 
 
 def _open_one(
@@ -197,7 +210,8 @@ def _open_one(
         return lg, lb, _zip_parts(lg, lb)
     table = _open_table(path, ext)
     j = _label_index(table, label_column)
-    others = [i for i in range(len(table.columns)) if i != j]
+    table, columns = _without_index(table, keep=j)
+    others = [i for i in columns if i != j]
     if not others:
         raise InputError(f"{path} holds only the label column: add the logit columns")
     lg, lb = _table_part(table, others), _table_part(table, [j])
@@ -443,8 +457,10 @@ def _open_csv(path: str, sep: str) -> _Table:
     with _csv_errors(path), _strict_pandas():
         first = read(header=None, nrows=1, dtype=str, keep_default_na=False)
         header = not all(_is_number(str(c)) for c in first.iloc[0])
+        names = None
         if header:
-            columns = tuple(f"column {c!r}" for c in read(nrows=0).columns)
+            names = [str(c) for c in read(nrows=0).columns]
+            columns = tuple(f"column {c!r}" for c in names)
         else:
             columns = tuple(f"column {i + 1}" for i in range(first.shape[1]))
         kw: dict[str, Any] = (
@@ -457,8 +473,9 @@ def _open_csv(path: str, sep: str) -> _Table:
     first_line = 2 if header else 1
     row_bytes = os.path.getsize(path) / max(1, n_rows)
 
-    def serial(rows: int, done: int) -> Iterator[_Columns]:
-        """Blocks of rows parsed by one pandas reader, the first ``done`` rows skipped."""
+    def serial(rows: int, done: int, used: set[int]) -> Iterator[_Columns]:
+        """Blocks of rows parsed by one pandas reader, the first ``done`` rows skipped; only
+        the ``used`` columns are read as numbers."""
         line = first_line + done
         # read() runs inside _csv_errors: the items of a with statement are entered in order
         with _csv_errors(path), read(chunksize=rows, **kw) as reader:
@@ -468,7 +485,7 @@ def _open_csv(path: str, sep: str) -> _Table:
                     frame, done = frame.iloc[skip:], done - skip
                     if not len(frame):
                         continue
-                yield _csv_columns(frame, path, columns, line)
+                yield _csv_columns(frame, path, columns, line, used)
                 line += len(frame)
 
     def chunks(rows: int, groups: Sequence[Sequence[int]]) -> Iterator[list[np.ndarray]]:
@@ -483,9 +500,9 @@ def _open_csv(path: str, sep: str) -> _Table:
                 done += len(chunk[0])
             else:
                 return
-        yield from _grouped(serial(rows, done), rows, groups)
+        yield from _grouped(serial(rows, done, {j for g in groups for j in g}), rows, groups)
 
-    return _Table(
+    table = _Table(
         path,
         columns,
         (np.dtype(np.float64),) * len(columns),
@@ -493,6 +510,7 @@ def _open_csv(path: str, sep: str) -> _Table:
         chunks,
         lambda row, j: f"{path} line {row + first_line}, {columns[j]}",
     )
+    return replace(table, index=_csv_index(table, names))
 
 
 def _count_plain_lines(path: str, header: bool) -> int | None:
@@ -641,6 +659,7 @@ def _parallel_csv_chunks(
     import pandas as pd
 
     n_columns = 1 + max(max(g) for g in groups)
+    used = {j for g in groups for j in g}  # the others (pandas' index) may hold anything
     parse = _csv_parser()
     lock = threading.Condition()  # guards the two dicts and the flag below
     firsts = {0: 0}  # piece number -> its first row, once the pieces before it are counted
@@ -678,7 +697,8 @@ def _parallel_csv_chunks(
                             low_memory=False)  # fmt: skip
         if frame.shape[1] != n_columns:
             return None
-        cols = [_plain_numbers(frame.iloc[:, j]) for j in range(n_columns)]
+        cols = [_plain_numbers(frame.iloc[:, j]) if j in used else np.broadcast_to(np.nan, lines)
+                for j in range(n_columns)]  # fmt: skip
         return None if any(c is None for c in cols) else cast(_Columns, cols)
 
     def read(k: int, start: int, end: int) -> int | None:
@@ -831,8 +851,13 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _csv_columns(frame: Any, path: str, columns: Sequence[str], first_line: int) -> _Columns:
-    """The columns of a parsed chunk as float64, or an InputError at the first non-number."""
+def _csv_columns(
+    frame: Any, path: str, columns: Sequence[str], first_line: int, used: set[int]
+) -> _Columns:
+    """The columns of a parsed chunk as float64, or an InputError at the first non-number.
+
+    A column not ``used`` (pandas' index, left out) is not read: NaN in its place.
+    """
     import pandas as pd
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
@@ -840,6 +865,9 @@ def _csv_columns(frame: Any, path: str, columns: Sequence[str], first_line: int)
         raise InputError(f"{path} line {first_line}: the rows have a varying number of cells")
     out = []
     for j in range(frame.shape[1]):
+        if j not in used:
+            out.append(np.broadcast_to(np.nan, len(frame)))
+            continue
         cells = frame.iloc[:, j]
         numbers = _plain_numbers(cells)
         if numbers is not None:
@@ -875,7 +903,10 @@ def _open_parquet(path: str) -> _Table:
         raise InputError(
             f"{path} is not a readable Parquet file ({_reason(e)}): write it again"
         ) from None
-    for fld in schema:
+    index = _parquet_index(schema)
+    for j, fld in enumerate(schema):
+        if j in index:  # pandas' index, left out: it may hold anything
+            continue
         if not (pa.types.is_integer(fld.type) or pa.types.is_floating(fld.type)
                 or pa.types.is_boolean(fld.type)):  # fmt: skip
             raise InputError(
@@ -906,7 +937,27 @@ def _open_parquet(path: str) -> _Table:
         n_rows,
         lambda rows, groups: _grouped(blocks(rows), rows, groups),
         lambda row, j: f"{path} row {row}, column {schema[j].name!r}",
+        tuple(index.values()),
     )
+
+
+def _parquet_index(schema: Any) -> dict[int, _Index]:
+    """The columns of a Parquet file that hold pandas' index, by position.
+
+    ``DataFrame.to_parquet`` stores a RangeIndex as metadata only, and any other index as
+    columns named in the file's pandas metadata (``__index_level_0__`` when unnamed).
+    """
+    try:
+        names = (schema.pandas_metadata or {}).get("index_columns", [])
+    except ValueError:  # metadata that is not JSON: not pandas'
+        names = []
+    why = "named so in the file's pandas metadata, as DataFrame.to_parquet writes the index"
+    keep_it = "to read it as data, write the frame with df.reset_index().to_parquet(path)"
+    return {
+        j: _Index(j, why, keep_it, False)
+        for j, name in enumerate(schema.names)
+        if name in names or re.fullmatch(r"__index_level_\d+__", name)
+    }
 
 
 def _label_index(table: _Table, label_column: str | int) -> int:
@@ -939,7 +990,91 @@ def _table_part(table: _Table, idx: list[int]) -> _Part:
         shape,
         dtype,
         lambda rows, _nd: table.chunks(rows, [idx]),
+        tuple(_index_note(table, x) for x in table.index),
     )
+
+
+# ---------------------------------------------------------------- pandas' index
+
+# pandas' name for a column with an empty header ("Unnamed: 0"; "Unnamed: 0.1" if repeated)
+_UNNAMED = re.compile(r"Unnamed: \d+(\.\d+)*")
+# the fewest rows whose first column holding 0, 1, 2, ... marks a headerless index
+INDEX_MIN_ROWS = 3
+
+
+def _without_index(table: _Table, keep: int | None) -> tuple[_Table, list[int]]:
+    """The table without pandas' index columns, and the positions of the columns left.
+
+    ``keep``: the label column, never left out; nor is the only column of a table. Where a
+    column was recognised by its row numbers (decided on the first rows), the chunks of the
+    table returned check every row as it is read: a row that breaks them is an InputError.
+    """
+    index = tuple(x for x in table.index if x.column != keep)
+    left = [i for i in range(len(table.columns)) if i not in {x.column for x in index}]
+    if not left:
+        index, left = (), list(range(len(table.columns)))
+    checked = [x.column for x in index if x.row_numbers]
+    chunks = table.chunks if not checked else _row_numbers_checked(table, checked)
+    return replace(table, index=index, chunks=chunks), left
+
+
+def _index_note(table: _Table, x: _Index) -> str:
+    return (
+        f"{table.name}: {table.columns[x.column]} is pandas' index ({x.why}), not data, so "
+        f"it was left out; {x.keep_it}"
+    )
+
+
+def _row_numbers_checked(
+    table: _Table, checked: list[int]
+) -> Callable[[int, Sequence[Sequence[int]]], Iterator[list[np.ndarray]]]:
+    """``table.chunks`` that also reads the ``checked`` columns and checks that they hold
+    the row numbers, raising an InputError naming the first row that does not."""
+
+    def chunks(rows: int, groups: Sequence[Sequence[int]]) -> Iterator[list[np.ndarray]]:
+        start = 0
+        for chunk in table.chunks(rows, [*groups, *([c] for c in checked)]):
+            for c, values in zip(checked, chunk[len(groups) :], strict=True):
+                wrong = values != np.arange(start, start + len(values))
+                if wrong.any():
+                    i = int(np.argmax(wrong))
+                    raise InputError(
+                        f"{table.place(start + i, c)}: {values[i]:g} breaks the row numbers "
+                        "0, 1, 2, ... of the first rows, for which cecheck read this column "
+                        "as pandas' index and left it out: add a header row naming the "
+                        "columns (a named column is read as data), or fix the file"
+                    )
+            start += len(chunk[-1])
+            yield chunk[: len(groups)]
+
+    return chunks
+
+
+def _csv_index(table: _Table, names: Sequence[str] | None) -> tuple[_Index, ...]:
+    """The columns of a CSV that hold pandas' index; ``names``: the header, or None.
+
+    With a header: the leading columns whose header is empty, as ``DataFrame.to_csv`` writes
+    the index (every level of it). Without: a first column holding 0, 1, 2, ... in the first
+    rows, as ``to_csv(header=False)`` writes it (its later rows are checked as they are read).
+    """
+    if names is not None:
+        leading = itertools.takewhile(lambda n: n.strip() == "" or _UNNAMED.fullmatch(n), names)
+        why = "its header is empty, as DataFrame.to_csv writes the index"
+        keep_it = "to read it as data, give it a header name"
+        return tuple(_Index(j, why, keep_it, False) for j, _ in enumerate(leading))
+    if len(table.columns) < 2 or table.n_rows < INDEX_MIN_ROWS:
+        return ()
+    head = table.chunks(min(HEAD_ROWS, table.n_rows), [[0]])
+    try:
+        first = next(head)[0]
+    except InputError:  # a bad cell: reported with its line when the rows are read
+        return ()
+    finally:
+        head.close()  # type: ignore[attr-defined]
+    if not np.array_equal(first, np.arange(len(first))):
+        return ()
+    why = "it holds the row numbers 0, 1, 2, ..., as DataFrame.to_csv(header=False) writes it"
+    return (_Index(0, why, "to read it as data, add a header row naming the columns", True),)
 
 
 # ---------------------------------------------------------------- chunking
@@ -1230,6 +1365,7 @@ def _finish(
     convert = _converter(shape, form, lg)
     first_logits, _ = convert(head_logits, head_labels)
     found = (
+        *dict.fromkeys((*lg.notes, *lb.notes)),  # one file: the same notes in both parts
         _probability_warning(lg.name, task_, first_logits),
         _multihot_warning(lb.name, task, form, head_labels),
     )
