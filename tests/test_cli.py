@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from numpy.testing import assert_allclose, assert_array_equal
 from textcheck import flat, strict_json
 
-from cecheck import __version__, engine, inputs
+from cecheck import __version__, engine, inputs, rows
 from cecheck.cli import cecheck
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,14 +194,14 @@ def test_csv_is_streamed_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None
     """With tiny chunks the CSV is written per chunk: one header, every row once."""
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 16 * 5)  # 5 rows of 16 classes a chunk
     chunks: list[int] = []
-    real = engine.chunk_frame
+    real = rows.chunk_frame
 
     def counting(*args: object) -> pd.DataFrame:
         frame = real(*args)  # type: ignore[arg-type]
         chunks.append(len(frame))
         return frame
 
-    monkeypatch.setattr(engine, "chunk_frame", counting)
+    monkeypatch.setattr(rows, "chunk_frame", counting)
     result = run(*SEQUENCE, "--format", "csv")
     lines = result.stdout.splitlines()
     assert chunks == [5] * 9 + [3]
