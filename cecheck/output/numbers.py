@@ -28,3 +28,13 @@ def label_text(label: object) -> str:
     if isinstance(label, float):
         return f"{label:g}"
     return str(label)
+
+
+def spell_error(rel: float | None) -> str:
+    """A relative error in 2 significant digits (``1.2e-07``); ``-`` where there is none."""
+    return "-" if rel is None else f"{rel:.2g}"
+
+
+def spell_bits(correct: float | None, bits: int) -> str:
+    """Bits correct out of the dtype's ``bits`` (``23.7/24``); ``-`` where not judged."""
+    return "-" if correct is None else f"{correct:.1f}/{bits}"

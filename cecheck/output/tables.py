@@ -27,15 +27,18 @@ from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.diagnose import NOT_FLAGGED
 from cecheck.output.explain import explain
-from cecheck.output.numbers import label_text, spell
+from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
 from cecheck.output.words import (
     CAUSE_WORDS,
     and_list,
     closing_sentence,
     describe_flags,
+    fail_on_words,
     flag_words,
     header_lines,
+    loss_text,
     plural,
+    row_name,
 )
 
 if TYPE_CHECKING:
@@ -81,8 +84,8 @@ def summary_table(report: Report) -> Table:
             Text(str(p.nan), style="red" if p.nan else ""),
             Text(str(p.inf), style="red" if p.inf else ""),
             Text(spell(p.mean), style=bad if math.isnan(p.mean) else ""),
-            "-" if p.worst_rel_error is None else f"{p.worst_rel_error:.2g}",
-            "-" if p.bits_correct is None else f"{p.bits_correct:.1f}/{bits}",
+            spell_error(p.worst_rel_error),
+            spell_bits(p.bits_correct, bits),
             end_section=p.path == report.settings.paths[-1] and p.dtype == dtypes[-1],
         )
     return table
@@ -106,20 +109,11 @@ def counts_table(report: Report) -> Table | None:
     return table
 
 
-def _row_name(record: RowRecord, source: Source) -> str:
-    if len(source.lead_shape) > 1:
-        return "(" + ", ".join(str(i) for i in record.index) + ")"
-    return str(record.row)
-
-
 def _value_cell(record: RowRecord, column: str) -> Text:
-    value = record.values[column]
-    text = spell(value)
+    value, text = record.values[column], loss_text(record, column)
     if not math.isfinite(value):
         return Text(text, style="bold red")
-    if f"diverged:{column}" in record.flags:
-        return Text(text + "*", style="yellow")
-    return Text(text)
+    return Text(text, style="yellow" if text.endswith("*") else "")
 
 
 def _rows_table(
@@ -143,7 +137,7 @@ def _rows_table(
         for i, path in enumerate(paths):
             first = i == 0
             table.add_row(
-                _row_name(record, source) if first else "",
+                row_name(record, source) if first else "",
                 label_text(record.label) if first else "",
                 spell(record.max_logit) if first else "",
                 path,
@@ -187,7 +181,7 @@ def explanations(records: Sequence[RowRecord], source: Source, settings: Setting
     grid.add_column(overflow="fold")
     for record in records:
         words = [describe_flags(record, source, settings), *explain(record, source, settings)]
-        grid.add_row(f"row {_row_name(record, source)}:", Text("; ".join(words) + "."))
+        grid.add_row(f"row {row_name(record, source)}:", Text("; ".join(words) + "."))
     return grid
 
 
@@ -233,7 +227,7 @@ def print_report(
     console.print(Text(closing_sentence(report), style="bold"))
     failed = report.failed(fail_on)
     if failed:
-        console.print(f"--fail-on {','.join(failed)} met: exit code 1")
+        console.print(fail_on_words(failed))
 
 
 def framework_notes(report: Report) -> list[RenderableType]:

@@ -10,6 +10,7 @@ and :mod:`cecheck.precision`, which compute the paths, never worked out again he
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from cecheck import __version__
 from cecheck import framework_view as fv
 from cecheck import precision as prec
 from cecheck.diagnose import NONFINITE_SEVERITY
-from cecheck.output.numbers import label_text
+from cecheck.output.numbers import label_text, spell
 
 if TYPE_CHECKING:
     from cecheck.engine import Settings
@@ -146,6 +147,25 @@ def flag_words(flag: str, source: Source, settings: Settings) -> str:
 
 
 # ---------------------------------------------------------------- plain words
+
+
+def row_name(record: RowRecord, source: Source) -> str:
+    """The row as people name it: ``7``, or its index ``(2, 3)`` over N-d logits."""
+    if len(source.lead_shape) > 1:
+        return "(" + ", ".join(str(i) for i in record.index) + ")"
+    return str(record.row)
+
+
+def loss_text(record: RowRecord, column: str) -> str:
+    """The row's loss in ``column``; a ``*`` marks a value diverged from float64."""
+    value = record.values[column]
+    diverged = math.isfinite(value) and f"diverged:{column}" in record.flags
+    return spell(value) + ("*" if diverged else "")
+
+
+def fail_on_words(failed: Sequence[str]) -> str:
+    """The ``--fail-on`` verdict: ``--fail-on naive met: exit code 1``."""
+    return f"--fail-on {','.join(failed)} met: exit code 1"
 
 
 def describe_flags(record: RowRecord, source: Source, settings: Settings | None = None) -> str:
