@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cecheck.output.base import Reporter
+from cecheck.output.markdown import MarkdownReporter
 from cecheck.output.tables import chunk_rows, header, print_report
 from cecheck.output.words import closing_sentence
 from cecheck.report import write_csv_frame
@@ -80,4 +81,5 @@ REPORTERS: dict[str, type[Reporter]] = {
     "table": TableReporter,
     "json": JsonReporter,
     "csv": CsvReporter,
+    "markdown": MarkdownReporter,
 }
