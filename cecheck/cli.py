@@ -374,7 +374,8 @@ def cecheck() -> None:
     type=click.Choice(list(REPORTERS)),
     default="table",
     show_default=True,
-    help="table: a report for people; json: the report as strict JSON; csv: one line per row.",
+    help="table: a report for people; json: the report as strict JSON; csv: one line per row; "
+    "markdown: a compact report for a CI job summary.",
 )
 @click.option(
     "-o",
