@@ -24,18 +24,21 @@ from typing import Any, TextIO, TypeVar
 import click
 from rich.console import Console
 
-from cecheck import __version__, engine, inputs, tables
+from cecheck import __version__, engine, inputs
 from cecheck import framework_view as fv
 from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.errors import InputError
-from cecheck.report import FAIL_ON, Report, write_csv_frame
+from cecheck.output.base import Options
+from cecheck.output.reporters import REPORTERS
+from cecheck.output.words import closing_sentence
+from cecheck.report import FAIL_ON, Report
+from cecheck.rows import ChunkRows
 from cecheck.trace import PATHS, parse_row, pick_row, read_row, trace
 from cecheck.trace_render import print_trace, write_trace_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-FORMATS = ("table", "json", "csv")
 # Inputs with more logits than this get a progress bar (when stderr is a terminal).
 PROGRESS_ELEMENTS = 1 << 24
 
@@ -368,10 +371,11 @@ def cecheck() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(list(REPORTERS)),
     default="table",
     show_default=True,
-    help="table: a report for people; json: the report as strict JSON; csv: one line per row.",
+    help="table: a report for people; json: the report as strict JSON; csv: one line per row; "
+    "markdown: a compact report for a CI job summary.",
 )
 @click.option(
     "-o",
@@ -437,10 +441,10 @@ def compare(
     Exit codes: 0 ran (rows may be flagged); 1 a --fail-on condition was met; 2 a usage or
     input error.
     """
-    if all_rows and fmt == "json":
+    if all_rows and not REPORTERS[fmt].all_rows:
         raise click.UsageError(
-            "--all applies to the table (CSV always has every row); JSON keeps the --top "
-            "worst flagged rows"
+            "--all applies to the table (CSV always has every row); "
+            f"{REPORTERS[fmt].title} keeps the --top worst flagged rows"
         )
     if "diverged" in fail_on and "float64" not in dtypes:
         raise click.UsageError(
@@ -464,7 +468,7 @@ def compare(
     with output_stream(output) as out:
         report = _render(source, settings, fmt, out, all_rows, fail_on, quiet)
     if fmt != "table" or output is not None:
-        say(tables.closing_sentence(report), quiet)
+        say(closing_sentence(report), quiet)
     failed = report.failed(fail_on)
     if failed:
         say(f"--fail-on {','.join(failed)} met: exit code 1", quiet)
@@ -480,37 +484,21 @@ def _render(
     fail_on: tuple[str, ...],
     quiet: bool,
 ) -> Report:
-    """Run the engine once and write the report in ``fmt`` to ``out``."""
+    """Run the engine once and write the report in ``fmt`` to ``out`` (its reporter)."""
+    reporter = REPORTERS[fmt](out, report_console(out), Options(fail_on, all_rows, quiet))
+    reporter.start(source, settings)
     on_chunk: Callable[[engine.ChunkResult], None] | None = None
-    console = report_console(out)
-    if fmt == "csv":
-        header = [True]
+    if reporter.streams:
 
         def on_chunk(chunk: engine.ChunkResult) -> None:
-            write_csv_frame(engine.chunk_frame(chunk, source, settings), out, header=header[0])
-            header[0] = False
-
-    elif fmt == "table" and all_rows and not quiet:
-        console.print(tables.header(source, settings))
-
-        def on_chunk(chunk: engine.ChunkResult) -> None:
-            for renderable in tables.chunk_rows(chunk, source, settings, console.width):
-                console.print(renderable)
+            reporter.chunk(ChunkRows(chunk, source, settings))
 
     try:
         with progress_bar(source, quiet) as progress:
             report = engine.run(source, settings, on_chunk=on_chunk, progress=progress)
     except InputError as e:  # a problem found past the first chunk of a file
         raise InputFailure(_one_line(e)) from None
-    if fmt == "json":
-        report.write_json(out, fail_on)
-    elif fmt == "table":
-        if quiet:
-            console.print(tables.closing_sentence(report))
-        else:
-            tables.print_report(
-                report, console, fail_on=fail_on, show_header=not all_rows, show_rows=not all_rows
-            )
+    reporter.finish(report)
     return report
 
 

@@ -28,6 +28,7 @@ from cecheck.diagnose import (
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
 from cecheck.losses import PathResult
 from cecheck.report import PathSummary, Report, RowRecord
+from cecheck.rows import chunk_frame, chunk_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -279,53 +280,6 @@ def frames(source: inputs.Source, s: Settings) -> Iterator[pd.DataFrame]:
         yield chunk_frame(chunk, source, s)
 
 
-def chunk_frame(chunk: ChunkResult, source: inputs.Source, s: Settings) -> pd.DataFrame:
-    """One line per row: row, [index], [batch], label, every loss column, flags, causes.
-
-    ``batch`` (the row's batch number, ``row // batch_size``) only with a batch size.
-    """
-    import pandas as pd  # only here: a run that makes no frame does not pay for the import
-
-    n = chunk.labels.shape[0]
-    rows = np.arange(chunk.start, chunk.start + n)
-    data: dict[str, object] = {"row": rows}
-    if len(source.lead_shape) > 1:
-        data["index"] = [_index_text(i, source.lead_shape) for i in rows]
-    if s.batch_size is not None:
-        data["batch"] = rows // s.batch_size
-    labels = _labels(chunk.labels, source.label_form)
-    # a label that is not a whole number is missing (<NA>) in a column that stays integral
-    data["label"] = pd.Series(labels, dtype="Int64") if None in labels else labels
-    data.update({c: chunk.values[c] for c in s.columns})
-    data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
-    data["causes"] = [";".join(c) for c in chunk.diagnosis.cause_lists()]
-    return pd.DataFrame(data)
-
-
-def _index_text(row: int, lead_shape: tuple[int, ...]) -> str:
-    return ",".join(str(int(i)) for i in np.unravel_index(row, lead_shape))
-
-
-def _labels(labels: Array, label_form: str) -> list[object]:
-    """A scalar per row: the class index, the binary target, or for (N, C) labels a summary."""
-    if labels.ndim == 1 and label_form == "index":  # None: not a whole number
-        return [None if v == inputs.INVALID_LABEL else int(v) for v in labels]
-    if labels.ndim == 1:
-        return [float(v) for v in labels]
-    if label_form == "onehot":
-        return [int(v) for v in labels.argmax(axis=1)]
-    if label_form == "soft":
-        return [f"soft, max at {int(v)}" for v in labels.argmax(axis=1)]
-    return [_positives(row) for row in labels]
-
-
-def _positives(row: Array) -> str:
-    on = np.flatnonzero(row > 0.5)
-    if len(on) <= 4:
-        return "{" + ",".join(str(int(i)) for i in on) + "}"
-    return f"{len(on)} classes"
-
-
 @dataclass
 class _ColumnTotals:
     """Running totals of one loss column over the scored rows."""
@@ -415,25 +369,7 @@ class _Totals:
             beats |= tied & (chunk.start + candidates < last.row)
             candidates = candidates[beats]
         best = _best_rows(candidates, diag.severity, diag.error, k)
-        flag_lists = diag.flag_lists(best)
-        cause_lists = diag.cause_lists(best)
-        labels = _labels(chunk.labels[best], source.label_form)
-        for j, i in enumerate(best):
-            row = chunk.start + int(i)
-            z = chunk.logits[i]
-            self.top.append(
-                RowRecord(
-                    row=row,
-                    index=tuple(int(v) for v in np.unravel_index(row, source.lead_shape)),
-                    label=labels[j],
-                    max_logit=float(np.max(z)) if np.ndim(z) else float(z),
-                    values={c: float(chunk.values[c][i]) for c in self.s.columns},
-                    flags=flag_lists[j],
-                    causes=cause_lists[j],
-                    severity=int(diag.severity[i]),
-                    error=float(diag.error[i]),
-                )
-            )
+        self.top += chunk_records(chunk, source, self.s, best)
         self.top.sort(key=lambda r: (r.severity, -r.error, r.row))
         del self.top[k:]
 

@@ -14,6 +14,7 @@ float16 and what PyTorch does for both on CPU.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -62,6 +63,23 @@ class Precision:
     def tiny(self) -> float:
         """The smallest positive normal number of this format."""
         return float(ml_dtypes.finfo(self.storage).smallest_normal)
+
+    @property
+    def smallest(self) -> float:
+        """The smallest positive (subnormal) number of this format."""
+        return float(ml_dtypes.finfo(self.storage).smallest_subnormal)
+
+    @property
+    def eps(self) -> float:
+        """The machine epsilon: the distance from 1 to the next number of this format."""
+        return 2.0 ** (1 - self.bits)
+
+    def half_spacing(self, x: float) -> float:
+        """Half the distance between neighbouring numbers of this format near ``x``: the
+        rounding error of storing ``x`` (0 for 0 and non-finite ``x``)."""
+        if x == 0 or not math.isfinite(x):
+            return 0.0
+        return 2.0 ** (math.floor(math.log2(abs(x))) - self.bits)
 
 
 PRECISIONS = {

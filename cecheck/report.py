@@ -1,6 +1,6 @@
 """The Report: plain data about one comparison, and its JSON and CSV forms.
 
-The rich rendering lives in :mod:`cecheck.tables`; the exit-code policy lives here, on the
+The rendering lives in :mod:`cecheck.output`; the exit-code policy lives here, on the
 Report, so the library and the CLI agree on it.
 """
 
@@ -64,7 +64,7 @@ class RowRecord:
 
 @dataclass
 class Report:
-    """What a comparison found. Plain data: render with :mod:`cecheck.tables` or :meth:`to_dict`."""
+    """What a comparison found. Plain data: render with :mod:`cecheck.output` or :meth:`to_dict`."""
 
     source: Source
     settings: Settings

@@ -19,8 +19,9 @@ from click.testing import CliRunner, Result
 from numpy.testing import assert_allclose, assert_array_equal
 from textcheck import flat, strict_json
 
-from cecheck import __version__, engine, inputs
+from cecheck import __version__, engine, inputs, rows
 from cecheck.cli import cecheck
+from cecheck.output.reporters import REPORTERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "sample_data"
@@ -194,14 +195,14 @@ def test_csv_is_streamed_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None
     """With tiny chunks the CSV is written per chunk: one header, every row once."""
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 16 * 5)  # 5 rows of 16 classes a chunk
     chunks: list[int] = []
-    real = engine.chunk_frame
+    real = rows.chunk_frame
 
     def counting(*args: object) -> pd.DataFrame:
         frame = real(*args)  # type: ignore[arg-type]
         chunks.append(len(frame))
         return frame
 
-    monkeypatch.setattr(engine, "chunk_frame", counting)
+    monkeypatch.setattr(rows, "chunk_frame", counting)
     result = run(*SEQUENCE, "--format", "csv")
     lines = result.stdout.splitlines()
     assert chunks == [5] * 9 + [3]
@@ -314,6 +315,19 @@ def test_every_option_of_every_command_is_in_the_readme() -> None:
         for param in command.params:
             for opt in param.opts if param.param_type_name == "option" else []:
                 assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", readme), (name, opt)
+
+
+@pytest.mark.parametrize("fmt", list(REPORTERS))
+def test_every_format_reports_and_is_in_the_readme(fmt: str) -> None:
+    """Each registered reporter: the TF example's stable loss, 500 (mpmath), on stdout; and
+    the README's --format row names it."""
+    assert mp.multiclass([1000.0, 2000.0, 2500.0], 1) == 500.0
+    result = run(*TF, "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    assert re.search(r"(?<![\d.])500(\.0)?(?![\d.])", result.stdout)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "`--format [" + "\\|".join(REPORTERS) + "]`" in readme
+    assert f"`{fmt}`: " in readme
 
 
 # ---------------------------------------------------------------- exit codes

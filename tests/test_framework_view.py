@@ -24,11 +24,12 @@ from rich.console import Console
 from textcheck import flat, strict_json
 
 import cecheck
-from cecheck import fast, tables
+from cecheck import fast
 from cecheck import framework_view as fv
 from cecheck import frameworks as fw
 from cecheck.cli import cecheck as cli
 from cecheck.engine import Settings
+from cecheck.output import tables
 
 mpmath.mp.dps = 50
 RTOL = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 1e-6, "float64": 1e-14}

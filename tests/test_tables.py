@@ -19,7 +19,10 @@ from hypothesis import strategies as st
 from rich.console import Console
 from textcheck import check_golden, flat, same_text
 
-from cecheck import compare, engine, inputs, tables
+from cecheck import compare, engine, inputs
+from cecheck import precision as prec
+from cecheck.output import explain, numbers, tables, words
+from cecheck.rows import ChunkRows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +96,7 @@ def test_golden_comparison_allows_rounding_noise_only(text: str, golden: str, sa
 
 def test_four_dtypes_at_80_columns_matches_golden() -> None:
     """With four dtypes the worst-rows table is split in two so that it fits 80 columns."""
-    report = sample_report("float32_diverges", dtypes=tuple(tables.prec.DTYPES), top=3)
+    report = sample_report("float32_diverges", dtypes=tuple(prec.DTYPES), top=3)
     text = render(report, 80)
     check_golden("float32_diverges_4dtypes_80", text)
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -113,7 +116,7 @@ def test_no_line_is_wider_than_the_console(
     rng = np.random.default_rng(seed)
     z = scale * rng.standard_normal((8, 5))
     y = rng.integers(-1, 6, size=8)  # -1 and 5: labels out of range, flagged as input problems
-    report = compare(z, y, dtypes=tables.prec.DTYPES[-n_dtypes:])
+    report = compare(z, y, dtypes=prec.DTYPES[-n_dtypes:])
     text = render(report, width)
     assert max(len(line) for line in text.splitlines()) <= width
     assert "Traceback" not in text
@@ -142,7 +145,7 @@ def test_sigmoid_saturation_words() -> None:
     """z = 100, t = 1: sigmoid(100) is exactly 1, so (1 - t) * log(1 - p) = 0 * -inf."""
     report = compare(np.array([100.0]), np.array([1.0]), task="binary")
     (record,) = report.top
-    words = " ".join(tables.explain(record, report.source, report.settings))
+    words = " ".join(explain.explain(record, report.source, report.settings))
     assert (
         "sigmoid(100) rounds to exactly 1 in float32 and float64, so log(1 - p) = log(0) = "
         "-inf and (1 - t) * -inf = 0 * -inf = NaN" in words
@@ -153,7 +156,7 @@ def test_exp_overflow_binary_names_the_argument() -> None:
     """z = -100, t = 1: exp(100) overflows float32 only; the loss is inf, not NaN."""
     report = compare(np.array([-100.0]), np.array([1.0]), task="binary")
     (record,) = report.top
-    words = " ".join(tables.explain(record, report.source, report.settings))
+    words = " ".join(explain.explain(record, report.source, report.settings))
     assert "exp(100) overflows float32 (largest finite exp argument 88.72)" in words
     assert "sigmoid(-100) rounds to exactly 0 in float32" in words
     assert "so the loss is inf" in words
@@ -167,7 +170,7 @@ def test_cancellation_words_use_the_true_loss() -> None:
     (record,) = report.top
     assert record.values["stable_float32"] == 0.0
     assert record.values["reference"] == pytest.approx(true, rel=1e-15)
-    words = " ".join(tables.explain(record, report.source, report.settings))
+    words = " ".join(explain.explain(record, report.source, report.settings))
     assert f"the stable path returns 0 in float32 where the true loss is {true:.3g}" in words
     assert f"the sum 1 + {true:.3g} rounds to 1" in words
 
@@ -176,11 +179,11 @@ def test_diverged_words_and_marker() -> None:
     """Logits near 20000 are held to 0.00098 by float32: the stable loss diverges."""
     report = sample_report("float32_diverges")
     record = next(r for r in report.top if "diverged:stable_float32" in r.flags)
-    words = " ".join(tables.explain(record, report.source, report.settings))
+    words = " ".join(explain.explain(record, report.source, report.settings))
     assert "float32 holds logits near" in words
     assert "only to within 0.00098" in words
     text = flat(render(report, 120))
-    assert f"{tables.fmt_loss(record.values['stable_float32'])}*" in text
+    assert f"{numbers.spell(record.values['stable_float32'])}*" in text
     assert "* diverged from float64 beyond rtol/atol" in text
 
 
@@ -188,21 +191,21 @@ def test_input_problem_words() -> None:
     z = np.array([[0.0, 1.0, 2.0, 3.0, 4.0], [np.nan, 0.0, 0.0, 0.0, 0.0]])
     report = compare(z, np.array([7, 0]))
     by_row = {r.row: r for r in report.top}
-    assert "label 7 is outside 0..4" in tables.describe_flags(by_row[0], report.source)
-    assert "NaN or inf in the logits" in tables.describe_flags(by_row[1], report.source)
-    sentence = tables.closing_sentence(report)
+    assert "label 7 is outside 0..4" in words.describe_flags(by_row[0], report.source)
+    assert "NaN or inf in the logits" in words.describe_flags(by_row[1], report.source)
+    sentence = words.closing_sentence(report)
     assert "1 row with NaN or inf logits" in sentence
     assert "1 row with a label outside 0..4" in sentence
 
 
 def test_closing_sentence_when_nothing_is_flagged() -> None:
-    sentence = tables.closing_sentence(sample_report("benign"))
+    sentence = words.closing_sentence(sample_report("benign"))
     assert sentence.startswith("Nothing flagged")
     assert "64 scored rows" in sentence
 
 
 def test_closing_sentence_names_naive_and_advice() -> None:
-    sentence = tables.closing_sentence(sample_report("tf_example"))
+    sentence = words.closing_sentence(sample_report("tf_example"))
     assert "naive path gives NaN or inf on 1 row in float32 and 1 in float64" in sentence
     assert "the stable path is finite everywhere: use a fused log-softmax/cross-entropy" in (
         sentence
@@ -211,7 +214,7 @@ def test_closing_sentence_names_naive_and_advice() -> None:
 
 def test_closing_sentence_when_every_row_is_ignored() -> None:
     report = compare(np.zeros((2, 3)), np.array([-100, -100]))
-    sentence = tables.closing_sentence(report)
+    sentence = words.closing_sentence(report)
     assert sentence.startswith("No row was left to compare")
     assert "ignore_index (-100)" in sentence
 
@@ -233,7 +236,7 @@ def test_chunk_rows_shows_every_row() -> None:
     s = engine.Settings()
 
     def show(chunk: engine.ChunkResult) -> None:
-        for renderable in tables.chunk_rows(chunk, source, s, 80):
+        for renderable in tables.chunk_rows(ChunkRows(chunk, source, s), 80):
             report_rows.append(render(lambda c, r=renderable: c.print(r), 80))
 
     engine.run(source, s, on_chunk=show)
@@ -248,12 +251,12 @@ def test_chunk_rows_shows_every_row() -> None:
     [(float("nan"), "NaN"), (float("inf"), "inf"), (-float("inf"), "-inf"),
      (500.0, "500"), (1.0 / 3.0, "0.333333"), (9.357622968839737e-14, "9.35762e-14")],
 )  # fmt: skip
-def test_fmt_loss(value: float, text: str) -> None:
-    assert tables.fmt_loss(value) == text
+def test_spell_six_digits(value: float, text: str) -> None:
+    assert numbers.spell(value) == text
 
 
 def test_and_list() -> None:
-    assert tables.and_list([]) == ""
-    assert tables.and_list(["a"]) == "a"
-    assert tables.and_list(["a", "b"]) == "a and b"
-    assert tables.and_list(["a", "b", "c"]) == "a, b and c"
+    assert words.and_list([]) == ""
+    assert words.and_list(["a"]) == "a"
+    assert words.and_list(["a", "b"]) == "a and b"
+    assert words.and_list(["a", "b", "c"]) == "a, b and c"

@@ -1,0 +1,374 @@
+"""The report's plain words: what each flag and cause means, why a row failed, and the
+closing sentence. No rich here: every function returns text, for the table, the Markdown
+summary and the CLI's stderr alike.
+
+The words are derived from the data: the dtype's largest finite exp argument, the row's
+largest logit, the values each path computed. A fact about the arithmetic (does exp(x)
+overflow in float16? does the naive sigmoid round to 1?) is asked of :mod:`cecheck.losses`
+and :mod:`cecheck.precision`, which compute the paths, never worked out again here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cecheck import __version__
+from cecheck import framework_view as fv
+from cecheck import precision as prec
+from cecheck.diagnose import NONFINITE_SEVERITY
+from cecheck.output.numbers import label_text, spell
+
+if TYPE_CHECKING:
+    from cecheck.engine import Settings
+    from cecheck.inputs import Source
+    from cecheck.report import Report, RowRecord
+
+LABEL_FORMS = {
+    "index": "class index",
+    "onehot": "one-hot",
+    "soft": "soft (probability rows)",
+    "multihot": "multi-hot",
+    "binary": "0/1 or soft target",
+}
+
+CAUSE_WORDS = {
+    "nonfinite_input": "NaN or inf in the logits",
+    "cast_overflow": "a logit beyond the dtype's largest number became inf",
+    "exp_overflow": "exp() of a large logit overflowed to inf",
+    "prob_underflow": "a probability rounded to 0, so log(0) = -inf",
+    "sigmoid_saturated": "a sigmoid rounded to exactly 0 or 1",
+    "zero_times_inf": "a zero target met log(0): 0 * -inf = NaN",
+    "cancellation": "rounding lost the accuracy (1 + tiny = 1, logits too large for the dtype)",
+    "clipped": "the framework clipped a probability (or clamped its log), so its loss is capped",
+}
+
+CAUSE_NAMES = {  # the causes of a non-finite naive value, as the closing sentence names them
+    "cast_overflow": "logits beyond the dtype's range",
+    "exp_overflow": "exp overflow",
+    "prob_underflow": "probability underflow",
+    "sigmoid_saturated": "sigmoid saturation",
+    "zero_times_inf": "0 * inf",
+}
+
+FUSED = {
+    "multiclass": "use a fused log-softmax/cross-entropy (F.cross_entropy, "
+    "tf.nn.softmax_cross_entropy_with_logits), never log(softmax(z))",
+    "binary": "use BCE with logits (F.binary_cross_entropy_with_logits, "
+    "tf.nn.sigmoid_cross_entropy_with_logits), never log(sigmoid(z))",
+}
+
+
+# ---------------------------------------------------------------- small words
+
+
+def and_list(items: Sequence[str]) -> str:
+    """["a"] -> "a"; ["a", "b"] -> "a and b"; ["a", "b", "c"] -> "a, b and c"."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def plural(n: int, word: str) -> str:
+    """``1 row``, ``2 rows``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
+    """What was read and what is computed, as (name, words) lines: files, shapes, task,
+    label form, dtypes, and the framework-view settings that are on."""
+    out = [("cecheck", f"version {__version__}")]
+    if source.logits_name == source.labels_name:
+        out.append(("input", source.logits_name))
+    else:
+        out += [("logits", source.logits_name), ("labels", source.labels_name)]
+    shape, labels = str(tuple(source.logits_shape)), str(tuple(source.labels_shape))
+    out.append(("shapes", f"logits {shape} {source.logits_dtype}, labels {labels}"))
+    rows = plural(source.n_rows, "row")
+    if len(source.lead_shape) > 1:
+        rows += f" over {tuple(source.lead_shape)}"
+    classes = "" if source.task == "binary" else f", {source.n_classes} classes"
+    form = LABEL_FORMS[source.label_form]
+    out.append(("task", f"{source.task}{classes}, {rows}, labels {form}"))
+    out.append(
+        (
+            "dtypes",
+            f"{', '.join(settings.dtypes)}; rtol {settings.rtol:g}, atol {settings.atol:g}, "
+            f"ignore_index {settings.ignore_index}",
+        )
+    )
+    return out + framework_lines(settings)
+
+
+def framework_lines(settings: Settings) -> list[tuple[str, str]]:
+    """Header lines for the framework-view settings that are on (none by default)."""
+    out = []
+    if settings.inputs == "probs":
+        out.append(("inputs", "probabilities (not logits): paths " + and_list(settings.paths)))
+    torch = []
+    if settings.label_smoothing > 0:
+        torch.append(f"label smoothing {settings.label_smoothing:g}")
+    if settings.class_weights is not None:
+        torch.append("class weights " + ", ".join(f"{w:g}" for w in settings.class_weights))
+    if torch:
+        out.append(("pytorch", "cross_entropy with " + and_list(torch)))
+    if settings.batch_size is not None:
+        out.append(
+            ("batches", f"PyTorch's reduction='mean' over batches of {settings.batch_size} rows")
+        )
+    return out
+
+
+def flag_words(flag: str, source: Source, settings: Settings) -> str:
+    """What a flag means, in a few words."""
+    if flag == "nonfinite_input":
+        return f"NaN or inf in the {_input_noun(settings)}"
+    if flag == "invalid_probability":
+        return "not a probability: outside [0, 1], or a row that does not sum to 1: not scored"
+    if flag == "target_prob_zero":
+        return "the target's probability is exactly 0: -log(0) = inf, each framework a constant"
+    if flag == "label_out_of_range":
+        return f"class label outside 0..{source.n_classes - 1}: not scored"
+    if flag == "invalid_label" and source.label_form == "index":
+        return f"{_NOT_A_CLASS}: not scored"
+    if flag == "invalid_label":
+        return f"label is not a valid {LABEL_FORMS[source.label_form]} target"
+    if flag == "ignored":
+        return f"label is ignore_index ({settings.ignore_index}): skipped"
+    head, _, rest = flag.partition(":")
+    path, _, kind = head.rpartition("_")
+    if kind in ("nan", "inf") and path in NONFINITE_SEVERITY:
+        return f"{path} path gives {'NaN' if kind == 'nan' else 'inf'} in {rest}"
+    path, _, dtype = rest.partition("_")
+    if head == "diverged":
+        return f"{path} {dtype} differs from {path} float64 beyond rtol/atol"
+    bits = prec.get(dtype).bits
+    return f"{path} {dtype} keeps fewer than {bits // 2} of {bits} bits (an accuracy note)"
+
+
+# ---------------------------------------------------------------- plain words
+
+
+def row_name(record: RowRecord, source: Source) -> str:
+    """The row as people name it: ``7``, or its index ``(2, 3)`` over N-d logits."""
+    if len(source.lead_shape) > 1:
+        return "(" + ", ".join(str(i) for i in record.index) + ")"
+    return str(record.row)
+
+
+def loss_text(record: RowRecord, column: str) -> str:
+    """The row's loss in ``column``; a ``*`` marks a value diverged from float64."""
+    value = record.values[column]
+    diverged = math.isfinite(value) and f"diverged:{column}" in record.flags
+    return spell(value) + ("*" if diverged else "")
+
+
+def fail_on_words(failed: Sequence[str]) -> str:
+    """The ``--fail-on`` verdict: ``--fail-on naive met: exit code 1``."""
+    return f"--fail-on {','.join(failed)} met: exit code 1"
+
+
+def describe_flags(record: RowRecord, source: Source, settings: Settings | None = None) -> str:
+    """The row's flags in short words: "naive NaN in float32 and float64"."""
+    parts: list[str] = []
+    if "nonfinite_input" in record.flags:
+        parts.append(f"NaN or inf in the {_input_noun(settings)}")
+    if "invalid_probability" in record.flags:
+        parts.append("not a probability row (values in [0, 1] summing to 1), not scored")
+    if "target_prob_zero" in record.flags:
+        parts.append("the target's probability is exactly 0")
+    if "label_out_of_range" in record.flags:
+        parts.append(
+            f"label {label_text(record.label)} is outside 0..{source.n_classes - 1}, not scored"
+        )
+    if "invalid_label" in record.flags:
+        parts.append(_invalid_label_words(source))
+    paths = _by_severity(settings)
+    for path in paths:
+        for kind, word in (("nan", "NaN"), ("inf", "inf")):
+            ds = [f.split(":")[1] for f in record.flags if f.startswith(f"{path}_{kind}:")]
+            if ds:
+                parts.append(f"{path} {word} in {and_list(ds)}")
+    for head, word in (("diverged", "diverged from float64"), ("inaccurate", "inaccurate")):
+        for path in paths:
+            ds = [f.split("_", 1)[1] for f in record.flags if f.startswith(f"{head}:{path}_")]
+            if ds:
+                parts.append(f"{path} {word} in {and_list(ds)}")
+    return "; ".join(parts)
+
+
+def _by_severity(settings: Settings | None) -> list[str]:
+    """The paths in play, most serious first: stable (or the conventions), then naive."""
+    paths = fv.paths(settings.inputs if settings is not None else "logits")
+    return sorted(paths, key=NONFINITE_SEVERITY.__getitem__)
+
+
+def _input_noun(settings: Settings | None) -> str:
+    return "probabilities" if settings is not None and settings.inputs == "probs" else "logits"
+
+
+# What an invalid class-index label is (inputs.INVALID_LABEL), in a few words.
+_NOT_A_CLASS = "the class label is not a whole number (a fraction, NaN or an empty cell)"
+
+
+def _invalid_label_words(source: Source) -> str:
+    if source.label_form == "index":
+        return f"{_NOT_A_CLASS}, not scored"
+    if source.label_form in ("onehot", "soft"):
+        return "the label row is not a probability row (entries >= 0 summing to 1)"
+    return "a target is outside [0, 1] or NaN"
+
+
+# ---------------------------------------------------------------- closing sentence
+
+
+def _per_dtype(report: Report, heads: Sequence[str]) -> dict[str, int]:
+    """Rows per dtype carrying any of the flags ``<head>:<dtype>`` (heads are disjoint)."""
+    out = {}
+    for d in report.settings.dtypes:
+        n = sum(report.counts.get(f"{h}:{d}", 0) for h in heads)
+        if n:
+            out[d] = n
+    return out
+
+
+def _rows_in(counts: dict[str, int]) -> str:
+    """{"float32": 3, "float64": 1} -> "3 rows in float32 and 1 in float64"."""
+    parts = [f"{n} in {d}" for d, n in counts.items()]
+    first = next(iter(counts.values()))
+    parts[0] = f"{plural(first, 'row')} in {next(iter(counts))}"
+    return and_list(parts)
+
+
+def closing_sentence(report: Report) -> str:
+    """What was found and what to do, in plain words, in one sentence or a few clauses."""
+    src, s, counts = report.source, report.settings, report.counts
+    if report.flagged_rows == 0 and report.scored_rows > 0:
+        nothing = (
+            f"Nothing flagged: every path is finite and agrees with the reference on all "
+            f"{plural(report.scored_rows, 'scored row')} in {and_list(list(s.dtypes))}"
+        )
+        return _sentence([nothing, *batch_clauses(report)])
+    clauses = []
+    problems = [
+        f"{plural(counts[f], 'row')} {words}"
+        for f, words in (
+            ("nonfinite_input", f"with NaN or inf {_input_noun(s)}"),
+            ("invalid_probability", "holding values that are not probabilities"),
+            ("label_out_of_range", f"with a label outside 0..{src.n_classes - 1}"),
+            ("invalid_label", "with an invalid label"),
+        )
+        if counts.get(f)
+    ]
+    if problems:
+        clauses.append(f"the data has {and_list(problems)}: fix those rows first")
+    if report.scored_rows == 0:
+        clauses.append(
+            "no row was left to compare: every row has an input problem or the label "
+            f"ignore_index ({s.ignore_index}); check the data and --ignore-index"
+        )
+    if s.inputs == "probs":
+        return _sentence(clauses + probs_clauses(report) + batch_clauses(report))
+    naive = _per_dtype(report, ("naive_nan", "naive_inf"))
+    stable = _per_dtype(report, ("stable_nan", "stable_inf"))
+    if naive:
+        why = [CAUSE_NAMES[c] for c in report.cause_counts if c in CAUSE_NAMES]
+        because = f" ({and_list(why)})" if why else ""
+        clauses.append(f"the naive path gives NaN or inf on {_rows_in(naive)}{because}")
+    if stable:
+        clauses.append(f"the stable path gives NaN or inf on {_rows_in(stable)}")
+    elif naive:
+        advice = FUSED["multiclass" if src.task == "multiclass" else "binary"]
+        clauses.append(f"the stable path is finite everywhere: {advice}")
+    diverged = _per_dtype_path(report, "diverged")
+    if diverged:
+        clauses.append(
+            f"the loss diverges from float64 beyond rtol {s.rtol:g} in {and_list(diverged)}: "
+            "compute the loss in a wider dtype (or center the logits), or loosen "
+            "--rtol/--atol if that error is acceptable"
+        )
+        coarse = [f"{d} ({prec.get(d).eps:.2g})" for d in s.dtypes if prec.get(d).eps > s.rtol]
+        if coarse:
+            clauses.append(
+                f"note that the machine epsilon of {and_list(coarse)} is above rtol "
+                f"{s.rtol:g}, so ordinary rounding in that dtype diverges by itself"
+            )
+    inaccurate = _per_dtype_path(report, "inaccurate")
+    if inaccurate and not (problems or naive or stable or diverged):
+        clauses.append(
+            f"only accuracy notes: fewer than half the bits are correct in "
+            f"{and_list(inaccurate)}, "
+            "where the loss is tiny; harmless for training, use float64 if you need those "
+            "values"
+        )
+    return _sentence(clauses + batch_clauses(report))
+
+
+def _sentence(clauses: list[str]) -> str:
+    sentence = "; ".join(clauses)
+    return sentence[0].upper() + sentence[1:] + "."
+
+
+def probs_clauses(report: Report) -> list[str]:
+    """The closing clauses of probability input: what each convention does, and the advice."""
+    out = []
+    zero = report.counts.get("target_prob_zero", 0)
+    if zero:
+        torch = (
+            "PyTorch's nll_loss(log(p)) keeps as inf"
+            if report.source.task == "multiclass"
+            else "PyTorch's BCELoss reports as 100"
+        )
+        out.append(
+            f"{plural(zero, 'row')} {'has' if zero == 1 else 'have'} a target probability of "
+            f"exactly 0, an infinite loss that {torch}, and Keras and scikit-learn as their "
+            "clip constants"
+        )
+    naive = _per_dtype(report, ("naive_nan", "naive_inf"))
+    if naive:
+        out.append(f"-log(p) gives NaN or inf on {_rows_in(naive)}")
+    for path in ("torch", "keras", "sklearn"):
+        bad = _per_dtype(report, (f"{path}_nan", f"{path}_inf"))
+        if bad:
+            out.append(f"the {path} convention gives NaN or inf on {_rows_in(bad)}")
+    clipped = report.cause_counts.get("clipped", 0)
+    if clipped:
+        out.append(f"the frameworks' clips change the loss of {plural(clipped, 'row')}")
+    if out:
+        out.append(
+            "no stable path exists once the logits are gone: export the logits and use a "
+            "loss that takes them"
+        )
+    elif report.flagged_rows:
+        out.append("only rounding differences between the dtypes")
+    return out
+
+
+def batch_clauses(report: Report) -> list[str]:
+    """The closing clause on PyTorch's batch means, when a batch mean is NaN or inf."""
+    b = report.batches
+    if b is None or not b.nonfinite_batches:
+        return []
+    first = b.issues[0] if b.issues else None
+    where = ""
+    if first is not None:
+        reasons = set(first.reasons.values())
+        why = f": {reasons.pop()}" if len(reasons) == 1 else ""
+        where = f" (the first is batch {first.batch}{why})"
+    batches = "1 batch" if b.batches == 1 else f"{b.batches} batches"
+    return [
+        f"PyTorch's reduction='mean' is NaN or inf in {b.nonfinite_batches} of {batches} of "
+        f"{plural(b.batch_size, 'row')}{where}"
+    ]
+
+
+def _per_dtype_path(report: Report, head: str) -> list[str]:
+    """["stable float32 (9 rows)", ...] for the flags ``<head>:<path>_<dtype>``."""
+    out = []
+    for flag, n in report.counts.items():
+        if flag.startswith(head + ":"):
+            path, _, dtype = flag.split(":")[1].partition("_")
+            out.append(f"{path} {dtype} ({plural(n, 'row')})")
+    return out

@@ -1,0 +1,126 @@
+"""A chunk's per-row results, built here only: as :class:`~cecheck.report.RowRecord` (the
+report's worst rows, the table's ``--all``) and as a DataFrame (the CSV stream,
+:meth:`~cecheck.report.Report.iter_frames`).
+
+:class:`ChunkRows` hands a chunk to the reporters, which read its rows without knowing the
+engine's :class:`~cecheck.engine.ChunkResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from cecheck.inputs import INVALID_LABEL
+from cecheck.report import RowRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cecheck.engine import ChunkResult, Settings
+    from cecheck.inputs import Source
+
+Array = npt.NDArray
+
+
+def chunk_records(
+    chunk: ChunkResult, source: Source, s: Settings, rows: Array | None = None
+) -> list[RowRecord]:
+    """The chunk's ``rows`` (positions in the chunk; every row by default) as RowRecords."""
+    diag = chunk.diagnosis
+    positions = np.arange(chunk.labels.shape[0]) if rows is None else rows
+    labels = row_labels(chunk.labels[positions], source.label_form)
+    flag_lists, cause_lists = diag.flag_lists(rows), diag.cause_lists(rows)
+    records = []
+    for j, i in enumerate(positions):
+        row = chunk.start + int(i)
+        z = chunk.logits[i]
+        records.append(
+            RowRecord(
+                row=row,
+                index=tuple(int(v) for v in np.unravel_index(row, source.lead_shape)),
+                label=labels[j],
+                max_logit=float(np.max(z)) if np.ndim(z) else float(z),
+                values={c: float(chunk.values[c][i]) for c in s.columns},
+                flags=flag_lists[j],
+                causes=cause_lists[j],
+                severity=int(diag.severity[i]),
+                error=float(diag.error[i]),
+            )
+        )
+    return records
+
+
+def chunk_frame(chunk: ChunkResult, source: Source, s: Settings) -> pd.DataFrame:
+    """One line per row: row, [index], [batch], label, every loss column, flags, causes.
+
+    ``batch`` (the row's batch number, ``row // batch_size``) only with a batch size.
+    """
+    import pandas as pd  # only here: a run that makes no frame does not pay for the import
+
+    n = chunk.labels.shape[0]
+    rows = np.arange(chunk.start, chunk.start + n)
+    data: dict[str, object] = {"row": rows}
+    if len(source.lead_shape) > 1:
+        data["index"] = [_index_text(i, source.lead_shape) for i in rows]
+    if s.batch_size is not None:
+        data["batch"] = rows // s.batch_size
+    labels = row_labels(chunk.labels, source.label_form)
+    # a label that is not a whole number is missing (<NA>) in a column that stays integral
+    data["label"] = pd.Series(labels, dtype="Int64") if None in labels else labels
+    data.update({c: chunk.values[c] for c in s.columns})
+    data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
+    data["causes"] = [";".join(c) for c in chunk.diagnosis.cause_lists()]
+    return pd.DataFrame(data)
+
+
+@dataclass(frozen=True)
+class ChunkRows:
+    """One computed chunk, as the reporters read it: where it starts, and its rows."""
+
+    chunk: ChunkResult
+    source: Source
+    settings: Settings
+
+    @property
+    def start(self) -> int:
+        """The flat number of the chunk's first row."""
+        return self.chunk.start
+
+    def __len__(self) -> int:
+        return int(self.chunk.labels.shape[0])
+
+    def records(self) -> list[RowRecord]:
+        """Every row of the chunk, in row order."""
+        return chunk_records(self.chunk, self.source, self.settings)
+
+    def frame(self) -> pd.DataFrame:
+        """Every row of the chunk as a DataFrame (see :func:`chunk_frame`)."""
+        return chunk_frame(self.chunk, self.source, self.settings)
+
+
+def _index_text(row: int, lead_shape: tuple[int, ...]) -> str:
+    return ",".join(str(int(i)) for i in np.unravel_index(row, lead_shape))
+
+
+def row_labels(labels: Array, label_form: str) -> list[object]:
+    """A scalar per row: the class index, the binary target, or for (N, C) labels a summary."""
+    if labels.ndim == 1 and label_form == "index":  # None: not a whole number
+        return [None if v == INVALID_LABEL else int(v) for v in labels]
+    if labels.ndim == 1:
+        return [float(v) for v in labels]
+    if label_form == "onehot":
+        return [int(v) for v in labels.argmax(axis=1)]
+    if label_form == "soft":
+        return [f"soft, max at {int(v)}" for v in labels.argmax(axis=1)]
+    return [_positives(row) for row in labels]
+
+
+def _positives(row: Array) -> str:
+    on = np.flatnonzero(row > 0.5)
+    if len(on) <= 4:
+        return "{" + ",".join(str(int(i)) for i in on) + "}"
+    return f"{len(on)} classes"
