@@ -30,7 +30,8 @@ from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.errors import InputError
 from cecheck.report import FAIL_ON, Report, write_csv_frame
-from cecheck.trace import PATHS, parse_row, pick_row, read_row, trace
+from cecheck.rowpick import parse_row, pick_row, read_row
+from cecheck.trace import PATHS, trace
 from cecheck.trace_render import print_trace, write_trace_json
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -20,7 +20,8 @@ from rich.text import Text
 
 from cecheck import __version__
 from cecheck.report import _strict
-from cecheck.trace import PathTrace, Rest, Step, Trace, format_value
+from cecheck.trace import PathTrace, Rest, Step, Trace
+from cecheck.trace_explain import format_value
 
 SCHEMA_VERSION = 1
 BAD = "✗"

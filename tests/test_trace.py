@@ -34,16 +34,9 @@ from cecheck import cli, inputs, losses
 from cecheck import precision as prec
 from cecheck.engine import Settings
 from cecheck.precision import DTYPES
-from cecheck.trace import (
-    PATHS,
-    Step,
-    Trace,
-    format_value,
-    parse_row,
-    pick_row,
-    read_row,
-    trace,
-)
+from cecheck.rowpick import parse_row, pick_row, read_row
+from cecheck.trace import PATHS, Step, Trace, trace
+from cecheck.trace_explain import format_value
 from cecheck.trace_render import print_trace, trace_to_dict, write_trace_json
 
 FLOAT64_RTOL = 1e-13
