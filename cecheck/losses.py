@@ -21,6 +21,21 @@ rounded to it (see :mod:`cecheck.precision` for how float16 and bfloat16 are emu
 Each returns a :class:`PathResult`: the losses and the evidence of what went wrong inside,
 read off the intermediate values the path really computed.
 
+Recording
+---------
+Each function takes an optional :class:`Recorder`, which receives every elementary step (its
+name, formula and value) as the function computes it: :mod:`cecheck.trace` walks a row
+through these very functions. Without one (the engine), the default :func:`ignore` returns
+each value as it is: a function call per step and chunk.
+
+Memory
+------
+The engine calls these functions on chunks sized to a memory budget, so a recorded step
+must not outlive its use: an ``(N, C)`` temporary is dropped (``del``) as soon as the next
+step has used it, and where numpy writes an operation's result into a temporary operand
+(``a + b`` with ``b`` a temporary), the steps stay nested in one expression. The peak
+memory of each function is the same as without the recording steps.
+
 Label conventions: ``index`` labels are valid class numbers (the engine masks ignored and
 out-of-range rows before calling); ``soft`` labels are (N, C) probability rows; binary
 targets are 0/1 or soft in [0, 1]; ``multilabel`` targets are (N, C) in [0, 1], and a row's loss
@@ -107,12 +122,10 @@ def naive_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -
     """``-log(softmax(z)[y])`` with the softmax computed as ``exp(z) / sum(exp(z))``."""
     r = p.round
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the failures we show
-        zc = rec("z", f"z as {p.name}", p.cast(z))
-        e = rec("exp", "exp(z)", r(np.exp(zc)))
+        e = rec("exp", "exp(z)", r(np.exp(rec("z", f"z as {p.name}", p.cast(z)))))
         s = rec("sum", "Σ exp(z)", r(e.sum(axis=1)))
         prob = rec("p", "p = exp(z_y) / Σ", r(e[_rows(len(y)), y] / s))
-        log_p = rec("log_p", "log p", r(np.log(prob)))
-        loss = rec("loss", "loss = -log p", negate(log_p))
+        loss = rec("loss", "loss = -log p", negate(rec("log_p", "log p", r(np.log(prob)))))
     return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=prob == 0)
 
 
@@ -126,9 +139,12 @@ def stable_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) 
         m = zc.max(axis=1, keepdims=True)
         rec("max", "max(z)", m[:, 0])
         d = rec("shifted", "z - max", r(zc - m))
+        del m  # see Memory in the module docstring
         e = rec("exp", "exp(z - max)", r(np.exp(d)))
         s = rec("sum", "Σ exp(z - max)", r(e.sum(axis=1)))
+        del e
         lse = rec("lse", "lse = log Σ", r(np.log(s)))
+        del s
         loss = rec("loss", "loss = lse - (z_y - max)", r(lse - d[_rows(len(y)), y]))
     return PathResult(loss)
 
@@ -138,14 +154,15 @@ def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Path
     r = p.round
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
-        zc = rec("z", f"z as {p.name}", p.cast(z))
-        e = rec("exp", "exp(z)", r(np.exp(zc)))
+        e = rec("exp", "exp(z)", r(np.exp(rec("z", f"z as {p.name}", p.cast(z)))))
         s = r(e.sum(axis=1, keepdims=True))
         rec("sum", "Σ exp(z)", s[:, 0])
         prob = rec("p", "p = exp(z) / Σ", r(e / s))
+        del s
         log_p = rec("log_p", "log p", r(np.log(prob)))
         t_log_p = rec("t_log_p", "t · log p", r(tc * log_p))
         total = rec("sum_t_log_p", "Σ t · log p", r(t_log_p.sum(axis=1)))
+        del t_log_p  # see Memory in the module docstring
         loss = rec("loss", "loss = -Σ t · log p", negate(total))
     return PathResult(
         loss,
@@ -164,14 +181,21 @@ def stable_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Pat
         m = zc.max(axis=1, keepdims=True)
         rec("max", "max(z)", m[:, 0])
         d = rec("shifted", "z - max", r(zc - m))
+        del m  # see Memory in the module docstring
         e = rec("exp", "exp(z - max)", r(np.exp(d)))
         s = r(e.sum(axis=1, keepdims=True))
+        del e
         rec("sum", "Σ exp(z - max)", s[:, 0])
         lse = r(np.log(s))
+        del s
         rec("lse", "lse = log Σ", lse[:, 0])
-        log_softmax = rec("log_softmax", "z - max - lse", r(d - lse))
-        t_log = rec("t_log_softmax", "t · (z - max - lse)", r(tc * log_softmax))
+        t_log = rec(  # one expression: see Memory in the module docstring
+            "t_log_softmax",
+            "t · (z - max - lse)",
+            r(tc * rec("log_softmax", "z - max - lse", r(d - lse))),
+        )
         total = rec("sum_t_log_softmax", "Σ t · (z - max - lse)", r(t_log.sum(axis=1)))
+        del t_log
         loss = rec("loss", "loss = -Σ", negate(total))
     return PathResult(loss)
 
@@ -242,11 +266,23 @@ def _naive_sigmoid_bce(
         q = rec("one_minus_sigmoid", "1 - s", r(1 - prob))
         log_p = rec("log_sigmoid", "log s", r(np.log(prob)))
         log_q = rec("log_one_minus_sigmoid", "log(1 - s)", r(np.log(q)))
-        t_log_p = rec("t_log_sigmoid", "t · log s", r(tc * log_p))
+        del q  # see Memory in the module docstring
         one_minus_t = r(1 - tc)
-        rest_log_q = rec("one_minus_t_log", "(1 - t) · log(1 - s)", r(one_minus_t * log_q))
-        total = rec("sum", "t · log s + (1 - t) · log(1 - s)", r(t_log_p + rest_log_q))
-        loss = rec(_loss_name(z), "loss = -sum", negate(total))
+        # one expression: see Memory in the module docstring
+        loss = rec(
+            _loss_name(z),
+            "loss = -sum",
+            negate(
+                rec(
+                    "sum",
+                    "t · log s + (1 - t) · log(1 - s)",
+                    r(
+                        rec("t_log_sigmoid", "t · log s", r(tc * log_p))
+                        + rec("one_minus_t_log", "(1 - t) · log(1 - s)", r(one_minus_t * log_q))
+                    ),
+                )
+            ),
+        )
     evidence = {
         "exp_overflow": np.isinf(en),
         "sigmoid_saturated": (prob == 0) | (prob == 1),
@@ -263,12 +299,26 @@ def _stable_sigmoid_bce(z: Array, t: Array, p: Precision, rec: Recorder) -> Arra
     with np.errstate(over="ignore", invalid="ignore"):
         zc = rec("z", f"z as {p.name}", p.cast(z))
         tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
-        max_z_0 = rec("max_z_0", "max(z, 0)", np.maximum(zc, 0))
-        t_z = rec("t_z", "t · z", r(tc * zc))
-        linear = rec("linear", "max(z, 0) - t · z", r(max_z_0 - t_z))
-        e = rec("exp", "exp(-|z|)", r(np.exp(-np.abs(zc))))
-        log1p = rec("log1p", "log1p(exp(-|z|))", r(np.log1p(e)))
-        return rec(_loss_name(z), "loss = max(z, 0) - t · z + log1p", r(linear + log1p))
+        # one expression: see Memory in the module docstring
+        return rec(
+            _loss_name(z),
+            "loss = max(z, 0) - t · z + log1p",
+            r(
+                rec(
+                    "linear",
+                    "max(z, 0) - t · z",
+                    r(
+                        rec("max_z_0", "max(z, 0)", np.maximum(zc, 0))
+                        - rec("t_z", "t · z", r(tc * zc))
+                    ),
+                )
+                + rec(
+                    "log1p",
+                    "log1p(exp(-|z|))",
+                    r(np.log1p(rec("exp", "exp(-|z|)", r(np.exp(-np.abs(zc)))))),
+                )
+            ),
+        )
 
 
 def _reference_sigmoid_bce(z: Array, t: Array, rec: Recorder) -> Array:
