@@ -189,7 +189,8 @@ def trace(
             f"label {int(y[0])} is not a class of this row (0..{n_classes - 1}), "
             "so the row has no loss to trace"
         )
-    ref = float(losses.PATHS[kind][2](z, y)[0])
+    _, _, reference = losses.PATHS[kind]
+    ref = float(reference(z, y)[0])
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
         for path in ("naive", "stable"):
@@ -384,11 +385,6 @@ def _shown(kind: str, z: Array, y: Array, bad: list[int]) -> tuple[int, ...]:
         first = [int(i) for i in np.argsort(-t, kind="stable")[:3] if t[i] > 0]
     chosen = set(first) | set(order[:TOP]) | set(bad[:3])
     return tuple(first + [i for i in order if i in chosen and i not in first])
-
-
-# Each builder takes the row as losses.py takes a chunk (z (1, C) or (1,), labels), a
-# Precision and the reference loss, and returns the path's steps. The operations and their
-# rounding are those of the losses.py function named in the docstring, in the same order.
 
 
 # ---------------------------------------------------------------------- where paths part
