@@ -33,8 +33,9 @@ from cecheck.output.base import Options
 from cecheck.output.reporters import REPORTERS
 from cecheck.output.words import closing_sentence
 from cecheck.report import FAIL_ON, Report
+from cecheck.rowpick import parse_row, pick_row, read_row
 from cecheck.rows import ChunkRows
-from cecheck.trace import PATHS, parse_row, pick_row, read_row, trace
+from cecheck.trace import PATHS, trace
 from cecheck.trace_render import print_trace, write_trace_json
 
 F = TypeVar("F", bound=Callable[..., Any])

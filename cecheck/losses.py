@@ -21,6 +21,21 @@ rounded to it (see :mod:`cecheck.precision` for how float16 and bfloat16 are emu
 Each returns a :class:`PathResult`: the losses and the evidence of what went wrong inside,
 read off the intermediate values the path really computed.
 
+Recording
+---------
+Each function takes an optional :class:`Recorder`, which receives every elementary step (its
+name, formula and value) as the function computes it: :mod:`cecheck.trace` walks a row
+through these very functions. Without one (the engine), the default :func:`ignore` returns
+each value as it is: a function call per step and chunk.
+
+Memory
+------
+The engine calls these functions on chunks sized to a memory budget, so a recorded step
+must not outlive its use: an ``(N, C)`` temporary is dropped (``del``) as soon as the next
+step has used it, and where numpy writes an operation's result into a temporary operand
+(``a + b`` with ``b`` a temporary), the steps stay nested in one expression. The peak
+memory of each function is the same as without the recording steps.
+
 Label conventions: ``index`` labels are valid class numbers (the engine masks ignored and
 out-of-range rows before calling); ``soft`` labels are (N, C) probability rows; binary
 targets are 0/1 or soft in [0, 1]; ``multilabel`` targets are (N, C) in [0, 1], and a row's loss
@@ -31,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +75,29 @@ class PathResult:
 EVIDENCE = ("exp_overflow", "prob_underflow", "sigmoid_saturated", "zero_times_inf")
 
 
+class Recorder(Protocol):
+    """What a loss function tells about each elementary step as it computes it.
+
+    Called with the step's name (a stable identifier: ``"exp"``, ``"sum"``, ``"loss"``), its
+    formula as a person reads it (a :meth:`str.format` template when ``fields`` are given,
+    such as ``"max = z[{k}]"`` with ``k`` the argmax), and its value: per class ``(N, C)`` or
+    one per row ``(N,)``, in the dtype of the path (its name is in the ``"z as ..."`` step).
+    ``shown=False`` marks an operand that is not a step of its own (``exp(-z)`` inside the
+    sigmoid) but that an explanation may need. Returns ``value`` unchanged.
+    :mod:`cecheck.trace` records one row this way; the engine passes no recorder
+    (:func:`ignore`), which costs a function call per step and chunk.
+    """
+
+    def __call__(
+        self, name: str, formula: str, value: Array, *, shown: bool = True, **fields: Any
+    ) -> Array: ...
+
+
+def ignore(name: str, formula: str, value: Array, *, shown: bool = True, **fields: Any) -> Array:
+    """The recorder of an unrecorded call: ``value``, nothing kept."""
+    return value
+
+
 def family(task: str, label_form: str) -> str:
     """The family of functions here for a task and label form: index, soft, binary or
     multilabel."""
@@ -79,85 +118,119 @@ def _rows(n: int) -> Array:
 # ----------------------------------------------------------------------------- multiclass
 
 
-def naive_multiclass(z: Array, y: Array, p: Precision) -> PathResult:
+def naive_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """``-log(softmax(z)[y])`` with the softmax computed as ``exp(z) / sum(exp(z))``."""
     r = p.round
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the failures we show
-        e = r(np.exp(p.cast(z)))
-        s = r(e.sum(axis=1))
-        prob = r(e[_rows(len(y)), y] / s)
-        loss = negate(r(np.log(prob)))
+        e = rec("exp", "exp(z)", r(np.exp(rec("z", f"z as {p.name}", p.cast(z)))))
+        s = rec("sum", "Σ exp(z)", r(e.sum(axis=1)))
+        prob = rec("p", "p = exp(z_y) / Σ", r(e[_rows(len(y)), y] / s))
+        loss = rec("loss", "loss = -log p", negate(rec("log_p", "log p", r(np.log(prob)))))
     return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=prob == 0)
 
 
-def stable_multiclass(z: Array, y: Array, p: Precision) -> PathResult:
+def stable_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """``log(sum(exp(z - max))) - (z[y] - max)``, as log_softmax followed by NLL."""
     r = p.round
     # over: a value beyond the format's range rounds to inf, as the format would store it;
     # invalid: inf - inf for a non-finite input row
     with np.errstate(over="ignore", invalid="ignore"):
-        zc = p.cast(z)
-        d = r(zc - zc.max(axis=1, keepdims=True))
-        lse = r(np.log(r(r(np.exp(d)).sum(axis=1))))
-        loss = r(lse - d[_rows(len(y)), y])
+        zc = rec("z", f"z as {p.name}", p.cast(z))
+        m = zc.max(axis=1, keepdims=True)
+        rec("max", "max(z)", m[:, 0])
+        d = rec("shifted", "z - max", r(zc - m))
+        del m  # see Memory in the module docstring
+        e = rec("exp", "exp(z - max)", r(np.exp(d)))
+        s = rec("sum", "Σ exp(z - max)", r(e.sum(axis=1)))
+        del e
+        lse = rec("lse", "lse = log Σ", r(np.log(s)))
+        del s
+        loss = rec("loss", "loss = lse - (z_y - max)", r(lse - d[_rows(len(y)), y]))
     return PathResult(loss)
 
 
-def naive_soft(z: Array, t: Array, p: Precision) -> PathResult:
+def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """``-sum(t * log(softmax(z)))`` with the softmax computed first."""
     r = p.round
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        tc = p.cast(t)
-        e = r(np.exp(p.cast(z)))
-        prob = r(e / r(e.sum(axis=1, keepdims=True)))
-        logp = r(np.log(prob))
-        loss = negate(r(r(tc * logp).sum(axis=1)))
+        tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
+        e = rec("exp", "exp(z)", r(np.exp(rec("z", f"z as {p.name}", p.cast(z)))))
+        s = r(e.sum(axis=1, keepdims=True))
+        rec("sum", "Σ exp(z)", s[:, 0])
+        prob = rec("p", "p = exp(z) / Σ", r(e / s))
+        del s
+        log_p = rec("log_p", "log p", r(np.log(prob)))
+        t_log_p = rec("t_log_p", "t · log p", r(tc * log_p))
+        total = rec("sum_t_log_p", "Σ t · log p", r(t_log_p.sum(axis=1)))
+        del t_log_p  # see Memory in the module docstring
+        loss = rec("loss", "loss = -Σ t · log p", negate(total))
     return PathResult(
         loss,
         exp_overflow=np.isinf(e).any(axis=1),
         prob_underflow=((prob == 0) & (tc > 0)).any(axis=1),
-        zero_times_inf=((tc == 0) & np.isinf(logp)).any(axis=1),
+        zero_times_inf=((tc == 0) & np.isinf(log_p)).any(axis=1),
     )
 
 
-def stable_soft(z: Array, t: Array, p: Precision) -> PathResult:
+def stable_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """``-sum(t * log_softmax(z))`` with the max-shifted log-sum-exp."""
     r = p.round
     with np.errstate(over="ignore", invalid="ignore"):  # as in stable_multiclass
-        zc, tc = p.cast(z), p.cast(t)
-        d = r(zc - zc.max(axis=1, keepdims=True))
-        lse = r(np.log(r(r(np.exp(d)).sum(axis=1, keepdims=True))))
-        loss = negate(r(r(tc * r(d - lse)).sum(axis=1)))
+        tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
+        zc = rec("z", f"z as {p.name}", p.cast(z))
+        m = zc.max(axis=1, keepdims=True)
+        rec("max", "max(z)", m[:, 0])
+        d = rec("shifted", "z - max", r(zc - m))
+        del m  # see Memory in the module docstring
+        e = rec("exp", "exp(z - max)", r(np.exp(d)))
+        s = r(e.sum(axis=1, keepdims=True))
+        del e
+        rec("sum", "Σ exp(z - max)", s[:, 0])
+        lse = r(np.log(s))
+        del s
+        rec("lse", "lse = log Σ", lse[:, 0])
+        t_log = rec(  # one expression: see Memory in the module docstring
+            "t_log_softmax",
+            "t · (z - max - lse)",
+            r(tc * rec("log_softmax", "z - max - lse", r(d - lse))),
+        )
+        total = rec("sum_t_log_softmax", "Σ t · (z - max - lse)", r(t_log.sum(axis=1)))
+        del t_log
+        loss = rec("loss", "loss = -Σ", negate(total))
     return PathResult(loss)
 
 
-def reference_multiclass(z: Array, y: Array) -> Array:
+def reference_multiclass(z: Array, y: Array, rec: Recorder = ignore) -> Array:
     """Accurate ``lse(z) - z[y]`` in float64, as ``(m - z[y]) + log1p(sum_{j != k} exp(z_j - m))``.
 
     ``k`` is the position of the row max. Both terms are non-negative, so nothing cancels,
     and ``log1p`` keeps full relative accuracy when the target holds the max and the loss
     is tiny (logits [30, 0], target 0: 9.3576229688397368e-14, where ``stable`` gives 0).
     """
-    z = np.asarray(z, dtype=np.float64)
-    rows = _rows(len(y))
-    m, l1 = _max_and_log1p_rest(z)
+    z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
+    m, l1 = _max_and_log1p_rest(z, rec)
     with np.errstate(invalid="ignore"):
-        return (m - z[rows, y]) + l1
+        gap = rec("gap", "max - z_y", m - z[_rows(len(y)), y])
+        return rec("loss", "loss = (max - z_y) + log1p", gap + l1)
 
 
-def reference_soft(z: Array, t: Array) -> Array:
+def reference_soft(z: Array, t: Array, rec: Recorder = ignore) -> Array:
     """Accurate ``sum_i t_i (lse(z) - z_i)``, as ``sum_i t_i (m - z_i) + log1p(...) sum_i t_i``."""
-    z = np.asarray(z, dtype=np.float64)
+    z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
     t = np.asarray(t, dtype=np.float64)
-    m, l1 = _max_and_log1p_rest(z)
+    m, l1 = _max_and_log1p_rest(z, rec)
     with np.errstate(invalid="ignore"):
-        return (t * (m[:, None] - z)).sum(axis=1) + l1 * t.sum(axis=1)
+        gaps = rec("gaps", "Σ t · (max - z)", (t * (m[:, None] - z)).sum(axis=1))
+        mass = rec("mass", "Σ t", t.sum(axis=1))
+        return rec("loss", "loss = Σ t · (max - z) + log1p · Σ t", gaps + l1 * mass)
 
 
-def _max_and_log1p_rest(z: Array) -> tuple[Array, Array]:
+def _max_and_log1p_rest(z: Array, rec: Recorder) -> tuple[Array, Array]:
     """Row max ``m`` and ``log1p(sum over j != argmax of exp(z_j - m))``, so lse = m + that."""
-    _, m, rest = max_and_rest(z)
-    return m, np.log1p(rest)
+    k, m, rest = max_and_rest(z)
+    rec("max", "max = z[{k}]", m, k=k)
+    rec("rest", "Σ exp(z - max), all but class {k}", rest, k=k)
+    return m, rec("log1p", "log1p(that)", np.log1p(rest))
 
 
 def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
@@ -175,17 +248,41 @@ def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
 # ------------------------------------------------------------------ binary and multilabel
 
 
-def _naive_sigmoid_bce(z: Array, t: Array, p: Precision) -> tuple[Array, dict[str, Array]]:
+def _loss_name(z: Array) -> str:
+    """A binary row's loss is the row's; a multilabel class's loss is one of its terms."""
+    return "loss" if z.ndim == 1 else "class_loss"
+
+
+def _naive_sigmoid_bce(
+    z: Array, t: Array, p: Precision, rec: Recorder
+) -> tuple[Array, dict[str, Array]]:
     """Elementwise ``-(t log(sigmoid z) + (1-t) log(1 - sigmoid z))``, sigmoid = 1/(1+exp(-z))."""
     r = p.round
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        zc, tc = p.cast(z), p.cast(t)
-        en = r(np.exp(-zc))
-        prob = r(1 / r(1 + en))
-        log_p = r(np.log(prob))
-        log_q = r(np.log(r(1 - prob)))
+        zc = rec("z", f"z as {p.name}", p.cast(z))
+        tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
+        en = rec("exp_neg", "exp(-z)", r(np.exp(-zc)), shown=False)
+        prob = rec("sigmoid", "s = sigmoid(z) = 1 / (1 + exp(-z))", r(1 / r(1 + en)))
+        q = rec("one_minus_sigmoid", "1 - s", r(1 - prob))
+        log_p = rec("log_sigmoid", "log s", r(np.log(prob)))
+        log_q = rec("log_one_minus_sigmoid", "log(1 - s)", r(np.log(q)))
+        del q  # see Memory in the module docstring
         one_minus_t = r(1 - tc)
-        loss = negate(r(r(tc * log_p) + r(one_minus_t * log_q)))
+        # one expression: see Memory in the module docstring
+        loss = rec(
+            _loss_name(z),
+            "loss = -sum",
+            negate(
+                rec(
+                    "sum",
+                    "t · log s + (1 - t) · log(1 - s)",
+                    r(
+                        rec("t_log_sigmoid", "t · log s", r(tc * log_p))
+                        + rec("one_minus_t_log", "(1 - t) · log(1 - s)", r(one_minus_t * log_q))
+                    ),
+                )
+            ),
+        )
     evidence = {
         "exp_overflow": np.isinf(en),
         "sigmoid_saturated": (prob == 0) | (prob == 1),
@@ -194,66 +291,91 @@ def _naive_sigmoid_bce(z: Array, t: Array, p: Precision) -> tuple[Array, dict[st
     return loss, evidence
 
 
-def _stable_sigmoid_bce(z: Array, t: Array, p: Precision) -> Array:
+def _stable_sigmoid_bce(z: Array, t: Array, p: Precision, rec: Recorder) -> Array:
     """Elementwise ``max(z, 0) - t*z + log1p(exp(-|z|))``."""
     r = p.round
     # over: a value beyond the format's range rounds to inf; invalid: inf - inf for an
     # infinite logit
     with np.errstate(over="ignore", invalid="ignore"):
-        zc, tc = p.cast(z), p.cast(t)
-        return r(r(np.maximum(zc, 0) - r(tc * zc)) + r(np.log1p(r(np.exp(-np.abs(zc))))))
+        zc = rec("z", f"z as {p.name}", p.cast(z))
+        tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
+        # one expression: see Memory in the module docstring
+        return rec(
+            _loss_name(z),
+            "loss = max(z, 0) - t · z + log1p",
+            r(
+                rec(
+                    "linear",
+                    "max(z, 0) - t · z",
+                    r(
+                        rec("max_z_0", "max(z, 0)", np.maximum(zc, 0))
+                        - rec("t_z", "t · z", r(tc * zc))
+                    ),
+                )
+                + rec(
+                    "log1p",
+                    "log1p(exp(-|z|))",
+                    r(np.log1p(rec("exp", "exp(-|z|)", r(np.exp(-np.abs(zc)))))),
+                )
+            ),
+        )
 
 
-def _softplus(x: Array) -> Array:
-    """``log(1 + exp(x))`` accurate for every x: ``max(x, 0) + log1p(exp(-|x|))``."""
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+def _reference_sigmoid_bce(z: Array, t: Array, rec: Recorder) -> Array:
+    """Elementwise ``(1 - t) softplus(z) + t softplus(-z)``: two non-negative terms.
 
-
-def _reference_sigmoid_bce(z: Array, t: Array) -> Array:
-    """Elementwise ``(1 - t) softplus(z) + t softplus(-z)``: two non-negative terms."""
-    z = np.asarray(z, dtype=np.float64)
+    ``softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))``, accurate for every x;
+    ``softplus(z)`` and ``softplus(-z)`` share the ``log1p`` term.
+    """
+    z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
     t = np.asarray(t, dtype=np.float64)
     with np.errstate(invalid="ignore"):  # 0 * inf for an infinite logit
-        return (1 - t) * _softplus(z) + t * _softplus(-z)
+        log1p = rec("log1p", "log1p(exp(-|z|))", np.log1p(np.exp(-np.abs(z))))
+        sp = rec("softplus", "softplus(z) = max(z, 0) + log1p", np.maximum(z, 0) + log1p)
+        sn = rec("softplus_neg", "softplus(-z) = max(-z, 0) + log1p", np.maximum(-z, 0) + log1p)
+        loss = (1 - t) * sp + t * sn
+    return rec(_loss_name(z), "(1 - t) · softplus(z) + t · softplus(-z)", loss)
 
 
-def naive_binary(z: Array, t: Array, p: Precision) -> PathResult:
+def naive_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """Binary cross-entropy of one logit per row, sigmoid first."""
-    loss, ev = _naive_sigmoid_bce(z, t, p)
+    loss, ev = _naive_sigmoid_bce(z, t, p, rec)
     return PathResult(loss, **ev)
 
 
-def stable_binary(z: Array, t: Array, p: Precision) -> PathResult:
+def stable_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """Binary cross-entropy with logits, as PyTorch's ``binary_cross_entropy_with_logits``."""
-    return PathResult(_stable_sigmoid_bce(z, t, p))
+    return PathResult(_stable_sigmoid_bce(z, t, p, rec))
 
 
-def reference_binary(z: Array, t: Array) -> Array:
+def reference_binary(z: Array, t: Array, rec: Recorder = ignore) -> Array:
     """Accurate binary cross-entropy with logits in float64."""
-    return _reference_sigmoid_bce(z, t)
+    return _reference_sigmoid_bce(z, t, rec)
 
 
-def _class_mean(x: Array, p: Precision) -> Array:
+def _class_mean(x: Array, p: Precision, rec: Recorder) -> Array:
     """The mean over classes (axis 1), the sum and the division each rounded to ``p``."""
     with np.errstate(over="ignore", invalid="ignore"):  # a sum beyond the format's range: inf
-        return p.round(p.round(x.sum(axis=1)) / x.shape[1])
+        total = rec("sum_classes", "Σ over classes", p.round(x.sum(axis=1)))
+        return rec("loss", f"loss = Σ / {x.shape[1]}", p.round(total / x.shape[1]))
 
 
-def naive_multilabel(z: Array, t: Array, p: Precision) -> PathResult:
+def naive_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """Mean over classes of the naive binary loss of each (logit, target) pair."""
-    loss, ev = _naive_sigmoid_bce(z, t, p)
+    loss, ev = _naive_sigmoid_bce(z, t, p, rec)
     per_row: dict[str, Array] = {k: np.asarray(v.any(axis=1)) for k, v in ev.items()}
-    return PathResult(_class_mean(loss, p), **per_row)
+    return PathResult(_class_mean(loss, p, rec), **per_row)
 
 
-def stable_multilabel(z: Array, t: Array, p: Precision) -> PathResult:
+def stable_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """Mean over classes of the stable binary loss, as ``MultiLabelSoftMarginLoss``."""
-    return PathResult(_class_mean(_stable_sigmoid_bce(z, t, p), p))
+    return PathResult(_class_mean(_stable_sigmoid_bce(z, t, p, rec), p, rec))
 
 
-def reference_multilabel(z: Array, t: Array) -> Array:
+def reference_multilabel(z: Array, t: Array, rec: Recorder = ignore) -> Array:
     """Accurate mean over classes of the binary loss, in float64."""
-    return _reference_sigmoid_bce(z, t).mean(axis=1)
+    loss = _reference_sigmoid_bce(z, t, rec)
+    return rec("loss", f"loss = mean over {loss.shape[1]} classes", loss.mean(axis=1))
 
 
 # The (naive, stable, reference) functions of each family (see family()).

@@ -4,22 +4,13 @@
 inf / inf is NaN; while shifting by the max gives [-1500, -500, 0] and a loss of 500.
 :func:`trace` gives that walk for any row: every intermediate value of the naive, stable and
 reference paths in each dtype, with the first step that produced inf, NaN, or an exact 0 or 1
-that matters marked, and one sentence on why.
+that matters marked, and one sentence on why (:mod:`cecheck.trace_explain` says what counts
+as bad, and why).
 
-The steps are computed with the operations of :mod:`cecheck.losses`, in the same order and
-with the same :class:`~cecheck.precision.Precision` rounding, so the last step of each path
-is exactly the loss ``compare`` reports for that row (the tests check this bit for bit).
-
-What counts as bad, so that the mark points at a cause rather than at harmless rounding:
-
-- any step whose value holds inf or NaN (the first one only: the rest follow from it);
-- a probability rounding to exactly 0 (``log`` then gives -inf), a sigmoid rounding to
-  exactly 0 or 1 (one of the two logs gives -inf);
-- a probability, or the stable path's ``sum exp(z - max)``, rounding to exactly 1 when that
-  makes the loss exactly 0 although the reference loss is a normal number of the dtype (the
-  case ``compare`` flags as ``inaccurate``).
-
-``exp(z - max)`` underflowing to 0, or the target's shifted logit being 0, is not bad.
+The steps are not computed here: :func:`trace` calls the very functions of
+:mod:`cecheck.losses` that ``compare`` runs, on the row alone, with a recorder that keeps
+each step they compute (see :class:`cecheck.losses.Recorder`). So the last step of each path
+is exactly the loss ``compare`` reports for that row.
 
 Steps hold every class's value while they are computed; a :class:`Trace` keeps only the
 classes worth showing (all of them up to :data:`ALL_CLASSES`, else the target(s), the top
@@ -31,26 +22,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
-import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
 from cecheck import inputs, losses
 from cecheck import precision as prec
+from cecheck import trace_explain as explain
 from cecheck.diagnose import bits_correct
+from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
-
-if TYPE_CHECKING:
-    from cecheck.engine import Settings
 
 Array = npt.NDArray
 
 PATHS = ("naive", "stable", "reference")
 ALL_CLASSES = 8  # rows with at most this many classes show every class
 TOP = 5  # otherwise: the target(s), the TOP largest logits, and the classes that went wrong
+
 
 
 # ---------------------------------------------------------------------- the data
@@ -206,15 +197,15 @@ def trace(
             f"label {int(y[0])} is not a class of this row (0..{n_classes - 1}), "
             "so the row has no loss to trace"
         )
-    ref = float(_REFERENCE[kind](z, y)[0])
+    _, _, reference = losses.PATHS[kind]
+    ref = float(reference(z, y)[0])
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
-        p = prec.get(d)
         for path in ("naive", "stable"):
             if path in wanted:
-                walks.append((path, d, _BUILDERS[(path, kind)](z, y, p, ref)))
+                walks.append((path, d, _walk(path, kind, z, y, prec.get(d), ref)))
     if "reference" in wanted:
-        walks.append(("reference", "float64", _BUILDERS[("reference", kind)](z, y, _F64, ref)))
+        walks.append(("reference", "float64", _walk("reference", kind, z, y, _F64, ref)))
 
     marked = [(path, d, raw, *_mark(raw)) for path, d, raw in walks]
     classes = _shown(kind, z, y, [c for *_, bad in marked for c in bad])
@@ -256,107 +247,6 @@ def trace(
     )
 
 
-# ---------------------------------------------------------------------- rows of an input
-
-
-@dataclass(frozen=True)
-class RowPick:
-    """A row of a Source: its flat number, index tuple, and how it was chosen."""
-
-    row: int
-    index: tuple[int, ...]
-    origin: str | None = None
-
-
-def _plural_axes(n: int) -> str:
-    return "1 axis" if n == 1 else f"{n} axes"
-
-
-def parse_row(text: str, lead_shape: tuple[int, ...]) -> RowPick:
-    """``--row`` as a flat row number (``"17"``) or an index tuple (``"3,17"``).
-
-    Raises ValueError with one sentence when the text is not numbers, the tuple has the
-    wrong length, or the row is out of range.
-    """
-    n_rows = math.prod(lead_shape)
-    parts = [s.strip() for s in text.split(",")]
-    try:
-        numbers = [int(s) for s in parts]
-    except ValueError:
-        raise ValueError(
-            f"--row {text!r} is not a row number or an index tuple such as 3,17"
-        ) from None
-    if len(numbers) == 1:
-        row = numbers[0]
-        if not 0 <= row < n_rows:
-            raise ValueError(
-                f"row {row} is out of range: the input has {n_rows} rows (0..{n_rows - 1})"
-            )
-        index = tuple(int(i) for i in np.unravel_index(row, lead_shape))
-        return RowPick(row, index)
-    if len(numbers) != len(lead_shape):
-        raise ValueError(
-            f"row index {text} has {len(numbers)} numbers but the rows have "
-            f"{_plural_axes(len(lead_shape))} (shape {_shape(lead_shape)}): give {len(lead_shape)} "
-            "numbers, or one flat row number"
-        )
-    for i, (n, size) in enumerate(zip(numbers, lead_shape, strict=True)):
-        if not 0 <= n < size:
-            raise ValueError(
-                f"row index {text} is out of range: axis {i} has size {size} (0..{size - 1})"
-            )
-    return RowPick(int(np.ravel_multi_index(numbers, lead_shape)), tuple(numbers))
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
-
-
-def read_row(source: inputs.Source, row: int) -> tuple[Array, Array]:
-    """The logits and label of flat row ``row``, reading chunk by chunk (bounded memory)."""
-    from cecheck.engine import chunk_rows  # the engine imports inputs; keep this module light
-
-    start = 0
-    chunks = source.chunks(chunk_rows(source.n_classes))
-    try:
-        for logits, labels in chunks:
-            n = labels.shape[0]
-            if row < start + n:
-                return np.array(logits[row - start]), np.array(labels[row - start])
-            start += n
-    finally:
-        close = getattr(chunks, "close", None)  # release the file of a generator left early
-        if close is not None:
-            close()
-    raise ValueError(f"row {row} is out of range: the input has {start} rows")
-
-
-def pick_row(
-    source: inputs.Source, settings: Settings, progress: Callable[[int], None] | None = None
-) -> RowPick:
-    """The worst flagged row that has a loss (a class label in range), or row 0 if none is
-    flagged.
-
-    One pass of :func:`cecheck.engine.run` over ``source`` with ``settings`` (so the same
-    rows are flagged as by ``compare``); ``progress`` as there.
-    """
-    from cecheck import engine
-
-    report = engine.run(source, replace(settings, top=max(settings.top, 50)), progress=progress)
-    for r in report.top:
-        if "label_out_of_range" in r.flags or r.label is None:  # None: not a whole number
-            continue
-        flags = ", ".join(r.flags)
-        causes = f" (cause: {', '.join(r.causes)})" if r.causes else ""
-        return RowPick(r.row, r.index, f"the worst flagged row: {flags}{causes}")
-    index = tuple(0 for _ in source.lead_shape)
-    if report.flagged_rows:
-        return RowPick(
-            0, index, "every flagged row has a label out of range or not a whole number, so row 0"
-        )
-    return RowPick(0, index, "no row is flagged, so row 0")
-
-
 # ---------------------------------------------------------------------- inputs of one row
 
 
@@ -395,7 +285,8 @@ def _row(
     return z, y, task, label_form
 
 
-# ---------------------------------------------------------------------- building the steps
+
+# ---------------------------------------------------------------------- the walk
 
 
 _F64 = prec.get("float64")
@@ -403,39 +294,57 @@ _F64 = prec.get("float64")
 
 @dataclass
 class _Raw:
-    """A step while it is built: every class's value, and a lazy check of whether it is bad."""
+    """A step as recorded: every class's value, and a lazy check of whether it is bad."""
 
     name: str
     formula: str
     value: Array  # (1, C) per class, or (1,) one value
-    why: Callable[[], _Bad | None] | None = None
+    why: Callable[[], explain.Bad | None] | None = None
 
 
-@dataclass(frozen=True)
-class _Bad:
-    note: str
-    classes: tuple[int, ...] = ()  # the classes where it happened, to be shown
+@dataclass
+class _Recording:
+    """A :class:`cecheck.losses.Recorder` of one row: the steps in order, every value by name."""
+
+    steps: list[_Raw] = field(default_factory=list)
+    values: dict[str, Array] = field(default_factory=dict)
+
+    def __call__(
+        self, name: str, formula: str, value: Array, *, shown: bool = True, **fields: Any
+    ) -> Array:
+        self.values[name] = value
+        if shown:
+            if fields:  # one row: each field is one number, such as the argmax
+                formula = formula.format(**{k: np.asarray(v).item() for k, v in fields.items()})
+            self.steps.append(_Raw(name, formula, value))
+        return value
+
+
+def _walk(path: str, kind: str, z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
+    """The steps of the row's loss along ``path``, as its function in :mod:`cecheck.losses`
+    computes them, each with its check from :mod:`cecheck.trace_explain`."""
+    rec = _Recording()
+    loss_function = losses.PATHS[kind][PATHS.index(path)]
+    with np.errstate(all="ignore"):  # overflow, log(0), inf - inf: the failures we trace
+        if path == "reference":
+            loss_function(z, y, rec)
+        else:
+            loss_function(z, y, p, rec)
+    row = explain.Row(z, y, p, ref)
+    for s in rec.steps:
+        check = explain.check(path, kind, s.name)
+        if check is not None:
+            s.why = partial(check, rec.values, row)
+    return rec.steps
 
 
 def _mark(raw: list[_Raw]) -> tuple[int | None, str | None, tuple[int, ...]]:
     """The first bad step of a path: its position, note and classes (None, None, () if none)."""
     for i, r in enumerate(raw):
-        bad = (r.why() if r.why is not None else None) or _nonfinite(r)
+        bad = (r.why() if r.why is not None else None) or explain.nonfinite(r.formula, r.value)
         if bad is not None:
             return i, bad.note, bad.classes
     return None, None, ()
-
-
-def _nonfinite(r: _Raw) -> _Bad | None:
-    """The catch-all: a step whose value holds inf or NaN, when no specific check explained it."""
-    v = r.value
-    bad = ~np.isfinite(v)
-    if not bad.any():
-        return None
-    if v.ndim == 2:
-        j = int(np.argmax(bad[0]))
-        return _Bad(f"{r.formula} gives {_fmt(v[0, j])} for class {j}", (j,))
-    return _Bad(f"{r.formula} gives {_fmt(v[0])}")
 
 
 def _loss(value: Array) -> float:
@@ -487,484 +396,6 @@ def _shown(kind: str, z: Array, y: Array, bad: list[int]) -> tuple[int, ...]:
     return tuple(first + [i for i in order if i in chosen and i not in first])
 
 
-# Each builder takes the row as losses.py takes a chunk (z (1, C) or (1,), labels), a
-# Precision and the reference loss, and returns the path's steps. The operations and their
-# rounding are those of the losses.py function named in the docstring, in the same order.
-
-
-def _naive_index(z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.naive_multiclass`."""
-    r = p.round
-    with np.errstate(all="ignore"):  # overflow, log(0), inf/inf: the failures we trace
-        zc = p.cast(z)
-        e = r(np.exp(zc))
-        s = r(e.sum(axis=1))
-        prob = r(e[:, y[0]] / s)
-        logp = r(np.log(prob))
-        loss = losses.negate(logp)
-    return [
-        _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
-        _Raw("exp", "exp(z)", e, lambda: _exp_bad(zc, e, p)),
-        _Raw("sum", "Σ exp(z)", s, lambda: _sum_bad("Σ exp(z)", e, s, p)),
-        _Raw("p", "p = exp(z_y) / Σ", prob, lambda: _prob_bad(zc, e, prob, p, ref, loss, y)),
-        _Raw("log_p", "log p", logp),
-        _Raw("loss", "loss = -log p", loss),
-    ]
-
-
-def _stable_index(z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.stable_multiclass`."""
-    r = p.round
-    with np.errstate(all="ignore"):  # a value beyond the format's range, inf - inf
-        zc = p.cast(z)
-        m = zc.max(axis=1, keepdims=True)
-        d = r(zc - m)
-        e = r(np.exp(d))
-        s = r(e.sum(axis=1))
-        lse = r(np.log(s))
-        loss = r(lse - d[:, y[0]])
-    return [
-        _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
-        _Raw("max", "max(z)", m[:, 0]),
-        _Raw("shifted", "z - max", d, lambda: _shift_bad(zc, m, d, p)),
-        _Raw("exp", "exp(z - max)", e),
-        _Raw("sum", "Σ exp(z - max)", s, lambda: _sum_one_bad(zc, s, p, ref, loss)),
-        _Raw("lse", "lse = log Σ", lse),
-        _Raw("loss", "loss = lse - (z_y - max)", loss),
-    ]
-
-
-def _naive_soft(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.naive_soft`."""
-    r = p.round
-    with np.errstate(all="ignore"):  # overflow, log(0), 0 * -inf: the failures we trace
-        tc = p.cast(t)
-        zc = p.cast(z)
-        e = r(np.exp(zc))
-        s = r(e.sum(axis=1, keepdims=True))
-        prob = r(e / s)
-        logp = r(np.log(prob))
-        tl = r(tc * logp)
-        total = r(tl.sum(axis=1))
-        loss = losses.negate(total)
-    return [
-        _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
-        _Raw("exp", "exp(z)", e, lambda: _exp_bad(zc, e, p)),
-        _Raw("sum", "Σ exp(z)", s[:, 0], lambda: _sum_bad("Σ exp(z)", e, s, p)),
-        _Raw("p", "p = exp(z) / Σ", prob, lambda: _probs_bad(zc, e, prob, tc, p, ref, loss)),
-        _Raw("log_p", "log p", logp),
-        _Raw("t_log_p", "t · log p", tl),
-        _Raw("sum_t_log_p", "Σ t · log p", total),
-        _Raw("loss", "loss = -Σ t · log p", loss),
-    ]
-
-
-def _stable_soft(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.stable_soft`."""
-    r = p.round
-    with np.errstate(all="ignore"):  # a value beyond the format's range, inf - inf
-        zc, tc = p.cast(z), p.cast(t)
-        m = zc.max(axis=1, keepdims=True)
-        d = r(zc - m)
-        e = r(np.exp(d))
-        s = r(e.sum(axis=1, keepdims=True))
-        lse = r(np.log(s))
-        ls = r(d - lse)
-        tl = r(tc * ls)
-        total = r(tl.sum(axis=1))
-        loss = losses.negate(total)
-    return [
-        _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
-        _Raw("max", "max(z)", m[:, 0]),
-        _Raw("shifted", "z - max", d, lambda: _shift_bad(zc, m, d, p)),
-        _Raw("exp", "exp(z - max)", e),
-        _Raw("sum", "Σ exp(z - max)", s[:, 0], lambda: _sum_one_bad(zc, s[:, 0], p, ref, loss)),
-        _Raw("lse", "lse = log Σ", lse[:, 0]),
-        _Raw("log_softmax", "z - max - lse", ls),
-        _Raw("t_log_softmax", "t · (z - max - lse)", tl),
-        _Raw("sum_t_log_softmax", "Σ t · (z - max - lse)", total),
-        _Raw("loss", "loss = -Σ", loss),
-    ]
-
-
-def _naive_sigmoid(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.naive_binary` and ``naive_multilabel``."""
-    r = p.round
-    with np.errstate(all="ignore"):  # overflow, log(0), 0 * -inf: the failures we trace
-        zc, tc = p.cast(z), p.cast(t)
-        en = r(np.exp(-zc))
-        prob = r(1 / r(1 + en))
-        log_p = r(np.log(prob))
-        q = r(1 - prob)
-        log_q = r(np.log(q))
-        a = r(tc * log_p)
-        b = r(r(1 - tc) * log_q)
-        total = r(a + b)
-        loss = losses.negate(total)
-    steps = [
-        _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
-        _Raw(
-            "sigmoid",
-            "s = sigmoid(z) = 1 / (1 + exp(-z))",
-            prob,
-            lambda: _sigmoid_bad(zc, en, prob, p),
-        ),
-        _Raw("one_minus_sigmoid", "1 - s", q),
-        _Raw("log_sigmoid", "log s", log_p),
-        _Raw("log_one_minus_sigmoid", "log(1 - s)", log_q),
-        _Raw("t_log_sigmoid", "t · log s", a),
-        _Raw("one_minus_t_log", "(1 - t) · log(1 - s)", b),
-        _Raw("sum", "t · log s + (1 - t) · log(1 - s)", total),
-        _Raw("loss" if z.ndim == 1 else "class_loss", "loss = -sum", loss),
-    ]
-    return steps + _class_mean(loss, p)
-
-
-def _stable_sigmoid(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.stable_binary` and ``stable_multilabel``."""
-    r = p.round
-    with np.errstate(all="ignore"):  # a value beyond the format's range, inf - inf
-        zc, tc = p.cast(z), p.cast(t)
-        mz = np.maximum(zc, 0)
-        tz = r(tc * zc)
-        a = r(mz - tz)
-        e = r(np.exp(-np.abs(zc)))
-        lg = r(np.log1p(e))
-        loss = r(a + lg)
-    steps = [
-        _Raw("z", f"z as {p.name}", zc, lambda: _cast_bad(z, zc, p)),
-        _Raw("max_z_0", "max(z, 0)", mz),
-        _Raw("t_z", "t · z", tz),
-        _Raw("linear", "max(z, 0) - t · z", a),
-        _Raw("exp", "exp(-|z|)", e),
-        _Raw("log1p", "log1p(exp(-|z|))", lg),
-        _Raw("loss" if z.ndim == 1 else "class_loss", "loss = max(z, 0) - t · z + log1p", loss),
-    ]
-    return steps + _class_mean(loss, p)
-
-
-def _class_mean(loss: Array, p: Precision) -> list[_Raw]:
-    """The multilabel row loss: :func:`cecheck.losses._class_mean` of the per-class losses."""
-    if loss.ndim == 1:  # binary: the loss is already the row's
-        return []
-    with np.errstate(all="ignore"):  # a sum beyond the format's range
-        total = p.round(loss.sum(axis=1))
-        mean = p.round(total / loss.shape[1])
-    return [
-        _Raw("sum_classes", "Σ over classes", total, lambda: _sum_bad("Σ", loss, total, p)),
-        _Raw("loss", f"loss = Σ / {loss.shape[1]}", mean),
-    ]
-
-
-def _reference_index(z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.reference_multiclass` (float64, log1p form)."""
-    z64 = np.asarray(z, dtype=np.float64)
-    ks, m, rest = losses.max_and_rest(z64)
-    k = int(ks[0])
-    with np.errstate(all="ignore"):  # inf - inf on a non-finite row gives NaN, as it should
-        l1 = np.log1p(rest)
-        gap = m - z64[:, y[0]]
-        loss = gap + l1
-    return [
-        _Raw("z", "z as float64", z64, lambda: _cast_bad(z, z64, p)),
-        _Raw("max", f"max = z[{k}]", m),
-        _Raw("rest", f"Σ exp(z - max), all but class {k}", rest),
-        _Raw("log1p", "log1p(that)", l1),
-        _Raw("gap", "max - z_y", gap),
-        _Raw("loss", "loss = (max - z_y) + log1p", loss),
-    ]
-
-
-def _reference_soft(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.reference_soft` (float64, log1p form)."""
-    z64 = np.asarray(z, dtype=np.float64)
-    t64 = np.asarray(t, dtype=np.float64)
-    ks, m, rest = losses.max_and_rest(z64)
-    k = int(ks[0])
-    with np.errstate(all="ignore"):  # inf - inf on a non-finite row gives NaN, as it should
-        l1 = np.log1p(rest)
-        gaps = (t64 * (m[:, None] - z64)).sum(axis=1)
-        mass = t64.sum(axis=1)
-        loss = gaps + l1 * mass
-    return [
-        _Raw("z", "z as float64", z64, lambda: _cast_bad(z, z64, p)),
-        _Raw("max", f"max = z[{k}]", m),
-        _Raw("rest", f"Σ exp(z - max), all but class {k}", rest),
-        _Raw("log1p", "log1p(that)", l1),
-        _Raw("gaps", "Σ t · (max - z)", gaps),
-        _Raw("mass", "Σ t", mass),
-        _Raw("loss", "loss = Σ t · (max - z) + log1p · Σ t", loss),
-    ]
-
-
-def _reference_sigmoid(z: Array, t: Array, p: Precision, ref: float) -> list[_Raw]:
-    """Steps of :func:`cecheck.losses.reference_binary` and ``reference_multilabel``."""
-    z64 = np.asarray(z, dtype=np.float64)
-    t64 = np.asarray(t, dtype=np.float64)
-    with np.errstate(all="ignore"):  # 0 * inf for an infinite logit
-        lg = np.log1p(np.exp(-np.abs(z64)))
-        sp = np.maximum(z64, 0) + lg
-        sn = np.maximum(-z64, 0) + lg
-        loss = (1 - t64) * sp + t64 * sn
-    steps = [
-        _Raw("z", "z as float64", z64, lambda: _cast_bad(z, z64, p)),
-        _Raw("log1p", "log1p(exp(-|z|))", lg),
-        _Raw("softplus", "softplus(z) = max(z, 0) + log1p", sp),
-        _Raw("softplus_neg", "softplus(-z) = max(-z, 0) + log1p", sn),
-        _Raw(
-            "loss" if z.ndim == 1 else "class_loss",
-            "(1 - t) · softplus(z) + t · softplus(-z)",
-            loss,
-        ),
-    ]
-    if z.ndim == 2:
-        steps.append(_Raw("loss", f"loss = mean over {z.shape[1]} classes", loss.mean(axis=1)))
-    return steps
-
-
-_Builder = Callable[[Array, Array, Precision, float], list[_Raw]]
-_BUILDERS: dict[tuple[str, str], _Builder] = {
-    ("naive", "index"): _naive_index,
-    ("stable", "index"): _stable_index,
-    ("reference", "index"): _reference_index,
-    ("naive", "soft"): _naive_soft,
-    ("stable", "soft"): _stable_soft,
-    ("reference", "soft"): _reference_soft,
-    ("naive", "binary"): _naive_sigmoid,
-    ("stable", "binary"): _stable_sigmoid,
-    ("reference", "binary"): _reference_sigmoid,
-    ("naive", "multilabel"): _naive_sigmoid,
-    ("stable", "multilabel"): _stable_sigmoid,
-    ("reference", "multilabel"): _reference_sigmoid,
-}
-_REFERENCE: dict[str, Callable[[Array, Array], Array]] = {
-    "index": losses.reference_multiclass,
-    "soft": losses.reference_soft,
-    "binary": losses.reference_binary,
-    "multilabel": losses.reference_multilabel,
-}
-
-
-# ---------------------------------------------------------------------- why a step is bad
-
-
-def _fmt(x: Any, dtype: str = "float64") -> str:
-    return format_value(float(x), dtype)
-
-
-def _zname(j: int | None) -> str:
-    return "z" if j is None else f"z[{j}]"
-
-
-def _at(v: Array, mask: Array) -> tuple[int | None, float]:
-    """The first position where ``mask`` holds (class or None for a one-value step), value."""
-    j = int(np.argmax(mask.reshape(-1)))
-    return (j if v.ndim == 2 else None), float(v.reshape(-1)[j])
-
-
-def _cls(j: int | None) -> tuple[int, ...]:
-    return () if j is None else (j,)
-
-
-def _cast_bad(z: Array, zc: Array, p: Precision) -> _Bad | None:
-    """A logit that is not finite as given, or beyond the dtype's range once stored in it."""
-    bad = ~np.isfinite(zc)
-    if not bad.any():
-        return None
-    j, stored = _at(zc, bad)
-    given = float(np.asarray(z, dtype=np.float64).reshape(-1)[0 if j is None else j])
-    if not math.isfinite(given):
-        return _Bad(
-            f"the input logit {_zname(j)} is {_fmt(given)}: no loss can come of it", _cls(j)
-        )
-    return _Bad(
-        f"{_zname(j)} = {_fmt(given)} is beyond {_big(p.max)}, the largest {p.name}: "
-        f"stored as {p.name} it becomes {_fmt(stored)}",
-        _cls(j),
-    )
-
-
-def _exp_bad(zc: Array, e: Array, p: Precision) -> _Bad | None:
-    """exp of a finite logit overflowing; the smallest such logit is named."""
-    over = np.isinf(e) & np.isfinite(zc)
-    if not over.any():
-        return None
-    j = int(np.argmin(np.where(over[0], zc[0], np.inf)))
-    return _Bad(
-        f"exp({_fmt(zc[0, j], p.name)}) is above {_big(p.max)}, the largest {p.name}: "
-        "it overflows to inf",
-        (j,),
-    )
-
-
-def _sum_bad(what: str, terms: Array, s: Array, p: Precision) -> _Bad | None:
-    """A sum of finite terms overflowing."""
-    if not (np.isinf(s).any() and np.isfinite(terms).all()):
-        return None
-    with np.errstate(over="ignore"):
-        total = float(np.sum(np.asarray(terms, dtype=np.float64)))
-    size = f", {_big(total)}," if math.isfinite(total) else ""
-    return _Bad(
-        f"the sum {what}{size} is above {_big(p.max)}, the largest {p.name}: it overflows to inf"
-    )
-
-
-def _shift_bad(zc: Array, m: Array, d: Array, p: Precision) -> _Bad | None:
-    """``z - max`` of finite logits beyond the dtype's range (float16 logits far apart)."""
-    over = np.isinf(d) & np.isfinite(zc)
-    if not over.any():
-        return None
-    j = int(np.argmax(over[0]))
-    true = float(zc[0, j]) - float(m[0, 0])
-    return _Bad(
-        f"z[{j}] - max = {_fmt(zc[0, j], p.name)} - {_fmt(m[0, 0], p.name)} = {_big(true)} "
-        f"is beyond -{_big(p.max)}, the most negative {p.name}: it overflows to -inf",
-        (j,),
-    )
-
-
-def _log_softmax64(zc: Array) -> Array:
-    """``z - lse(z)`` in float64 of the logits as the dtype stores them (finite row)."""
-    z = np.asarray(zc, dtype=np.float64)
-    k = int(np.argmax(z[0]))
-    e = np.exp(z - z[0, k])
-    e[0, k] = 0.0
-    return z - (z[0, k] + np.log1p(e.sum()))
-
-
-def _matters(loss: Array, ref: float, p: Precision) -> bool:
-    """A loss of exactly 0 where the reference is a normal number of the dtype."""
-    return bool(np.asarray(loss).reshape(-1)[0] == 0) and ref >= p.tiny
-
-
-def _prob_bad(
-    zc: Array, e: Array, prob: Array, p: Precision, ref: float, loss: Array, y: Array
-) -> _Bad | None:
-    """The naive target probability rounding to 0, or to 1 when that zeroes the loss."""
-    v = float(prob[0])
-    c = int(y[0])
-    if v == 0 and np.isfinite(zc).all():
-        if e[0, c] == 0:
-            return _Bad(
-                f"exp({_fmt(zc[0, c], p.name)}) is below {_small(p)}, the smallest {p.name}: "
-                "it underflows to 0, so p = 0 and log(0) = -inf follows",
-                (c,),
-            )
-        true = _from_log(float(_log_softmax64(zc)[0, c]))
-        return _Bad(
-            f"p, truly {true}, is below {_small(p)}, the smallest {p.name}: it rounds to 0, "
-            "and log(0) = -inf follows",
-            (c,),
-        )
-    if v == 1 and zc.shape[1] > 1 and _matters(loss, ref, p):
-        return _Bad(_one_note("p", p, ref), (c,))
-    return None
-
-
-def _probs_bad(
-    zc: Array, e: Array, prob: Array, tc: Array, p: Precision, ref: float, loss: Array
-) -> _Bad | None:
-    """A naive softmax probability rounding to 0, or to 1 when that zeroes the loss."""
-    if not np.isfinite(prob).all():
-        return None
-    zero = prob[0] == 0
-    if zero.any():
-        j = int(np.argmin(np.where(zero, zc[0], np.inf)))
-        then = (
-            "and t = 0 there makes 0 · (-inf) = NaN"
-            if tc[0, j] == 0
-            else f"and t = {_fmt(tc[0, j], p.name)} there makes the loss inf"
-        )
-        if e[0, j] == 0:
-            how = (
-                f"exp({_fmt(zc[0, j], p.name)}) is below {_small(p)}, the smallest {p.name}: "
-                f"it underflows to 0, so p[{j}] = 0"
-            )
-        else:
-            true = _from_log(float(_log_softmax64(zc)[0, j]))
-            how = (
-                f"p[{j}], truly {true}, is below {_small(p)}, the smallest {p.name}: it rounds to 0"
-            )
-        return _Bad(f"{how}; log p[{j}] = -inf, {then}", (j,))
-    one = prob[0] == 1
-    if one.any() and zc.shape[1] > 1 and _matters(loss, ref, p):
-        j = int(np.argmax(one))
-        return _Bad(_one_note(f"p[{j}]", p, ref), (j,))
-    return None
-
-
-def _one_note(what: str, p: Precision, ref: float) -> str:
-    below = _sci(float(ml_dtypes.finfo(p.storage).epsneg))
-    return (
-        f"{what}, truly 1 - {_sci(-math.expm1(-ref))}, rounds to exactly 1 in {p.name} "
-        f"(the nearest {p.name} below 1 is 1 - {below}): log(1) = 0, so the loss, "
-        f"truly {_sci(ref)}, comes out as 0"
-    )
-
-
-def _sum_one_bad(zc: Array, s: Array, p: Precision, ref: float, loss: Array) -> _Bad | None:
-    """The stable sum rounding to exactly 1 while the other classes add something: loss 0."""
-    if not (float(s[0]) == 1 and zc.shape[1] > 1 and _matters(loss, ref, p)):
-        return None
-    z = np.asarray(zc, dtype=np.float64)
-    k = int(np.argmax(z[0]))
-    e = np.exp(z - z[0, k])
-    e[0, k] = 0.0
-    eps = _sci(float(ml_dtypes.finfo(p.storage).eps))
-    return _Bad(
-        f"Σ exp(z - max) rounds to exactly 1: the other classes add {_sci(float(e.sum()))}, "
-        f"too little to move 1 in {p.name} (the next {p.name} above 1 is 1 + {eps}); "
-        f"log(1) = 0, so the loss, truly {_sci(ref)}, comes out as 0",
-        (k,),
-    )
-
-
-def _softplus64(x: float) -> float:
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-def _sigmoid_bad(zc: Array, en: Array, prob: Array, p: Precision) -> _Bad | None:
-    """A naive sigmoid rounding to exactly 0 or 1: one of the two logs becomes log(0)."""
-    hit = ((prob == 0) | (prob == 1)) & np.isfinite(zc)
-    if not hit.any():
-        return None
-    j, v = _at(prob, hit)
-    zj = float(zc.reshape(-1)[0 if j is None else j])
-    ej = float(en.reshape(-1)[0 if j is None else j])
-    z_txt, mz_txt = _fmt(zj, p.name), _fmt(-zj, p.name)
-    where = "" if j is None else f" (class {j})"
-    if v == 0:
-        true = _from_log(-_softplus64(-zj))
-        if math.isinf(ej):
-            how = (
-                f"exp({mz_txt}) is above {_big(p.max)}, the largest {p.name}, so it overflows "
-                f"to inf and sigmoid({z_txt}) = 1 / (1 + inf)"
-            )
-        else:
-            how = f"sigmoid({z_txt}) is below {_small(p)}, the smallest {p.name}, so it"
-        return _Bad(
-            f"{how}, truly {true}, comes out as exactly 0{where}; log s = log(0) = -inf follows",
-            _cls(j),
-        )
-    true = _from_log(-_softplus64(zj))
-    if ej == 0:
-        how = (
-            f"exp({mz_txt}) is below {_small(p)}, the smallest {p.name}: it underflows to 0, "
-            f"so sigmoid({z_txt}) = 1 / (1 + 0)"
-        )
-    else:
-        eps = _sci(float(ml_dtypes.finfo(p.storage).eps))
-        how = (
-            f"1 + exp({mz_txt}) = 1 + {_fmt(ej, p.name)} rounds to 1 in {p.name} (the next "
-            f"{p.name} above 1 is 1 + {eps}), so sigmoid({z_txt})"
-        )
-    return _Bad(
-        f"{how}, truly 1 - {true}, comes out as exactly 1{where}; "
-        "log(1 - s) = log(0) = -inf follows",
-        _cls(j),
-    )
-
-
 # ---------------------------------------------------------------------- where paths part
 
 
@@ -976,9 +407,9 @@ def _partings(traces: tuple[PathTrace, ...], ref: float, dtypes: tuple[str, ...]
         if not here:
             continue
         bits = prec.get(d).bits
-        refs = f"the reference {_fmt(ref)}"
+        refs = f"the reference {format_value(ref, 'float64')}"
         wrong = {k: t for k, t in here.items() if t.first_bad is not None}
-        values = {k: _fmt(t.loss, d) for k, t in here.items()}
+        values = {k: format_value(t.loss, d) for k, t in here.items()}
         if len(here) == 1:
             ((k, t),) = here.items()
             if t.first_bad is None:
@@ -1027,64 +458,3 @@ def _where(t: PathTrace) -> str:
 def _bits(value: float, ref: float, bits: int) -> float:
     b = bits_correct(np.array([value]), np.array([ref]), bits)[0]
     return float(b) if np.isfinite(b) else 0.0
-
-
-# ---------------------------------------------------------------------- numbers as text
-
-
-def format_value(x: float, dtype: str) -> str:
-    """``x``, a value of ``dtype``, in the fewest significant digits that read back to it.
-
-    float16 needs up to 5 digits, bfloat16 4, float32 9 and float64 17; a value of a narrow
-    format therefore shows exactly the digits that format holds. Positional between 1e-4
-    and 1e6, scientific otherwise; non-finite as ``NaN``, ``inf``, ``-inf``.
-    """
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "-0" if math.copysign(1.0, x) < 0 else "0"
-    storage = prec.get(dtype).storage
-    target = np.array(x).astype(storage)
-    with np.errstate(over="ignore"):  # a shorter text may round past the format's largest
-        for digits in range(1, 18):
-            if np.array(float(f"{x:.{digits - 1}e}")).astype(storage) == target:
-                break
-    if 1e-4 <= abs(x) < 1e6:
-        return np.format_float_positional(
-            x, precision=digits, unique=False, fractional=False, trim="-"
-        )
-    return np.format_float_scientific(x, precision=digits - 1, unique=False, trim="-", exp_digits=1)
-
-
-def _sci(x: float) -> str:
-    """Two significant digits: ``3.4e38``, ``6.0e-8``; plain between 0.01 and 1e5."""
-    if not math.isfinite(x) or x == 0:
-        return _fmt(x)
-    if 1e-2 <= abs(x) < 1e5:
-        return f"{x:.2g}"
-    mant, exp = f"{x:.1e}".split("e")
-    return f"{mant}e{int(exp)}"
-
-
-def _big(x: float) -> str:
-    """A format's largest number as people quote it: 65504, 3.4e38, 1.8e308."""
-    return _fmt(x) if abs(x) < 1e5 else _sci(x)
-
-
-def _small(p: Precision) -> str:
-    """The smallest positive (subnormal) number of the format."""
-    return _sci(float(ml_dtypes.finfo(p.storage).smallest_subnormal))
-
-
-def _from_log(log_value: float) -> str:
-    """``exp(log_value)`` as two significant digits, even far below float64's range."""
-    if log_value > -700:
-        return _sci(math.exp(log_value))
-    exp10 = log_value / math.log(10)
-    e = math.floor(exp10)
-    mant = round(10 ** (exp10 - e), 1)
-    if mant >= 10:
-        mant, e = mant / 10, e + 1
-    return f"{mant:.1f}e{e}"

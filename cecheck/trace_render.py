@@ -19,8 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cecheck import __version__
+from cecheck.output.numbers import format_value
 from cecheck.report import _strict
-from cecheck.trace import PathTrace, Rest, Step, Trace, format_value
+from cecheck.trace import PathTrace, Rest, Step, Trace
 
 SCHEMA_VERSION = 1
 BAD = "✗"

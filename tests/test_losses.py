@@ -483,3 +483,67 @@ def test_multilabel_row_loss_is_the_mean_of_binary_losses() -> None:
         p = get(dtype)
         got = losses.stable_multilabel(z, t, p).loss[0]
         assert abs(got - exact) <= stable_bound(p, z[0], exact)
+
+
+# ---------------------------------------------------------------------- recording the steps
+
+
+class Steps:
+    """A recorder that keeps every call: (name, formula as given, value, shown, fields)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, np.ndarray, bool, dict]] = []
+
+    def __call__(
+        self, name: str, formula: str, value: np.ndarray, *, shown: bool = True, **fields: object
+    ) -> np.ndarray:
+        self.calls.append((name, formula, value, shown, fields))
+        return value
+
+    def shown(self) -> list[str]:
+        return [name for name, _, _, shown, _ in self.calls if shown]
+
+
+def test_a_recorder_receives_each_step_of_the_tf_example_as_it_is_computed() -> None:
+    z, y = np.array([[1000.0, 2000.0, 2500.0]]), np.array([1])
+    steps = Steps()
+    result = losses.naive_multiclass(z, y, get("float32"), steps)
+    assert steps.shown() == ["z", "exp", "sum", "p", "log_p", "loss"]
+    by_name = {name: (formula, value) for name, formula, value, _, _ in steps.calls}
+    assert by_name["z"][0] == "z as float32"
+    assert by_name["exp"] == ("exp(z)", by_name["exp"][1])
+    assert np.isinf(by_name["exp"][1]).all()  # exp(1000) overflows float32: the NaN's cause
+    assert by_name["loss"][1] is result.loss  # the last step is the loss itself
+    ref_steps = Steps()
+    ref = losses.reference_multiclass(z, y, ref_steps)
+    assert ref[0] == 500.0 == mp.multiclass([1000.0, 2000.0, 2500.0], 1)
+    name, formula, value, _, fields = ref_steps.calls[1]
+    assert (name, formula, value[0]) == ("max", "max = z[{k}]", 2500.0)
+    assert formula.format(k=int(fields["k"][0])) == "max = z[2]"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recording_changes_no_loss_and_ends_at_the_loss(kind: str) -> None:
+    rng = np.random.default_rng(5)
+    c = 5
+    z = rng.normal(size=(40,) if kind == "binary" else (40, c)) * 50
+    if kind == "index":
+        y = rng.integers(0, c, 40)
+    elif kind == "soft":
+        y = rng.dirichlet(np.ones(c), size=40)
+    else:
+        y = rng.integers(0, 2, size=z.shape).astype(np.float64)
+    naive, stable, reference = PATHS[kind]
+    for d in DTYPES:
+        for path in (naive, stable):
+            steps = Steps()
+            recorded = path(z, y, get(d), steps).loss
+            assert np.array_equal(recorded, path(z, y, get(d)).loss, equal_nan=True)
+            assert steps.calls[-1][0] == "loss"
+            assert steps.calls[-1][2] is recorded
+            assert all(v.shape[0] == 40 for _, _, v, _, _ in steps.calls)  # one value per row
+    steps = Steps()
+    recorded = reference(z, y, steps)
+    assert np.array_equal(recorded, reference(z, y), equal_nan=True)
+    assert steps.calls[-1][0] == "loss"
+    assert steps.calls[-1][2] is recorded
