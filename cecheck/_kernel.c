@@ -569,8 +569,8 @@ INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ss
 }
 
 /* Rows of at most SMALL classes, BATCH at a time with one row per vector lane (a row's own
- * vector would be mostly empty): the same steps as row() on tame rows, each row's terms
- * summed in order. Computes nothing and returns 0 unless every row of the batch is tame. */
+ * vector would be mostly empty): the same steps as row() on tame rows, in the same order,
+ * so the same bits. Computes nothing and returns 0 unless every row of the batch is tame. */
 INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, double *loss,
                        Py_ssize_t stride, uint8_t *bits)
 {
@@ -600,28 +600,42 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
         return 0;
     /* In loops of one kind each, which vectorise on AVX2 too (a loop with all of them
      * stays scalar there, 40% slower): the exps, the float32 terms, the reference's. */
-    double em[BATCH], rest[BATCH], et[BATCH], ek[BATCH], exps[SMALL][BATCH];
-    float m32[BATCH], n32[BATCH], s32[BATCH], et32[BATCH];
+    double em[BATCH], et[BATCH], ek[BATCH], exps[SMALL][BATCH], rest[SMALL][BATCH];
+    float m32[BATCH], et32[BATCH], n32[SMALL][BATCH], s32[SMALL][BATCH];
     for (int b = 0; b < BATCH; b++) {
         em[b] = exp_tame(-m[b]);
         m32[b] = (float)m[b];
-        rest[b] = 0.0;
-        n32[b] = s32[b] = 0.0f;
     }
     for (int j = 0; j < c; j++)
         for (int b = 0; b < BATCH; b++)
             exps[j][b] = exp_tame(tile[j][b]);
     for (int j = 0; j < c; j++) {
         for (int b = 0; b < BATCH; b++) {
-            float e32, es32;
-            tame_terms32(tile[j][b], exps[j][b], narrow, m[b], m32[b], em[b], &e32, &es32);
-            n32[b] += e32;
-            s32[b] += es32;
+            tame_terms32(tile[j][b], exps[j][b], narrow, m[b], m32[b], em[b], &n32[j][b],
+                         &s32[j][b]);
+            rest[j][b] = j != k[b] ? exps[j][b] : 0.0;
         }
     }
-    for (int j = 0; j < c; j++)
-        for (int b = 0; b < BATCH; b++)
-            rest[b] += j != k[b] ? exps[j][b] : 0.0;
+    /* Each row's sums in row()'s order, term j in lane j of a block of SMALL (the zeros
+     * past c added only where row() adds them, which leaves the sum unchanged): a row gets
+     * the same bits in a batch or alone. */
+    for (int j = c; j < SMALL; j++) {
+        for (int b = 0; b < BATCH; b++) {
+            n32[j][b] = s32[j][b] = 0.0f;
+            rest[j][b] = 0.0;
+        }
+    }
+    for (int h = SMALL / 2; h >= 1; h /= 2) {
+        if (h >= c)
+            continue; /* the upper half is zeros */
+        for (int l = 0; l < h; l++) {
+            for (int b = 0; b < BATCH; b++) {
+                n32[l][b] += n32[l + h][b];
+                s32[l][b] += s32[l + h][b];
+                rest[l][b] += rest[l + h][b];
+            }
+        }
+    }
     double zt[BATCH];
     for (int b = 0; b < BATCH; b++) {
         ek[b] = exps[k[b]][b];
@@ -634,7 +648,7 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
     double out[5][BATCH];
     uint8_t status[BATCH];
     for (int b = 0; b < BATCH; b++) {
-        Sums s = {0.0, 0.0, rest[b], n32[b], s32[b]};
+        Sums s = {0.0, 0.0, rest[0][b], n32[0][b], s32[0][b]};
         tame_sums(&s, ek[b], em[b]);
         finish(m[b], zt[b], et[b], et32[b], s, 0, 0, &out[0][b], BATCH, &status[b]);
     }
