@@ -194,6 +194,7 @@ def test_csv_reference_matches_mpmath() -> None:
 def test_csv_is_streamed_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     """With tiny chunks the CSV is written per chunk: one header, every row once."""
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 16 * 5)  # 5 rows of 16 classes a chunk
+    monkeypatch.setattr(engine.fast, "CHUNK_BYTES", 16 * 5 * 4)  # the same with the kernel
     chunks: list[int] = []
     real = rows.chunk_frame
 
