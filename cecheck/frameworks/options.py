@@ -33,30 +33,44 @@ def parse_class_weights(text_or_path: str, n_classes: int) -> Array:
     source = text_or_path.strip()
     if os.path.isfile(source):
         where = f"class weights file {source}"
-        if source.endswith(".npy"):
-            try:
-                values = np.load(source, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"{where} is not a readable .npy array ({e})") from None
-            if values.dtype.kind not in "fiu":
-                raise ValueError(f"{where} holds {values.dtype} values, not numbers")
-            weights = np.asarray(values, dtype=np.float64).ravel()
-        else:
-            try:
-                with open(source, encoding="utf-8") as f:
-                    text = f.read()
-            except (OSError, UnicodeDecodeError) as e:
-                raise ValueError(f"cannot read {where}: {e}") from None
-            weights = _numbers(text, where)
+        weights = _read_weights_file(source, where)
     else:
         where = "class weights"
-        if not source:
-            raise ValueError("class weights are empty: give C numbers such as 1,2,0.5 or a file")
-        if not re.search(r"[,\s]", source) and not _is_number(source):
-            raise ValueError(
-                f"class weights {source!r}: no such file, and not a comma-separated list of numbers"
-            )
-        weights = _numbers(source, where)
+        weights = _weights_from_list(source)
+    return _checked_weights(weights, where, n_classes)
+
+
+def _read_weights_file(path: str, where: str) -> Array:
+    """The numbers of a ``.npy`` array or a text file: the only code that reads a file."""
+    if path.endswith(".npy"):
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{where} is not a readable .npy array ({e})") from None
+        if values.dtype.kind not in "fiu":
+            raise ValueError(f"{where} holds {values.dtype} values, not numbers")
+        return np.asarray(values, dtype=np.float64).ravel()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {where}: {e}") from None
+    return _numbers(text, where)
+
+
+def _weights_from_list(source: str) -> Array:
+    """The numbers of a comma list given on the command line (not the name of a file)."""
+    if not source:
+        raise ValueError("class weights are empty: give C numbers such as 1,2,0.5 or a file")
+    if not re.search(r"[,\s]", source) and not _is_number(source):
+        raise ValueError(
+            f"class weights {source!r}: no such file, and not a comma-separated list of numbers"
+        )
+    return _numbers(source, "class weights")
+
+
+def _checked_weights(weights: Array, where: str, n_classes: int) -> Array:
+    """``weights`` if they are ``n_classes`` finite numbers >= 0, not all 0; else ValueError."""
     if weights.size != n_classes:
         raise ValueError(
             f"{where}: expected {n_classes} weights (one per class), got {weights.size}"

@@ -103,6 +103,13 @@ def _binary_evidence(q: Array, t: Array) -> Array:
     return ((t > 0) & (q == 0)) | ((t < 1) & (q == 1))
 
 
+def _multiclass_evidence(q: Array, t: Array) -> Array:
+    """(N,) bool: ``q[y] = 0`` for index labels ``t``, ``q_c = 0`` with ``t_c > 0`` for rows."""
+    if t.ndim == 1:
+        return np.asarray(_take(q, t) == 0)
+    return _any_per_row((t > 0) & (q == 0))
+
+
 def _any_per_row(x: Array) -> Array:
     """(N,) bool: any true in each row of an (N, C) array."""
     return np.asarray(x.any(axis=1), dtype=bool)
@@ -190,14 +197,17 @@ def _naive_multiclass(q: Array, target: Array, p: Precision) -> PathResult:
         return _multiclass_from_log(p.round(np.log(q)), target, p)
 
 
+def _keras_renormalised(q: Array, p: Precision) -> Array:
+    """``q / sum(q)`` per row, rounded to ``p``: what Keras does to a categorical row first."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero row: 0 / 0
+        return p.round(q / p.round(q.sum(axis=1, keepdims=True)))
+
+
 def _keras_multiclass(q: Array, target: Array, p: Precision) -> PathResult:
     """Renormalise ``q / sum(q)``, clip to [1e-7, 1 - 1e-7], log (Keras 3, numpy/jax backend)."""
-    r = p.round
     lo, hi = _keras_bounds(p)
-    with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero row: 0 / 0
-        o = np.clip(r(q / r(q.sum(axis=1, keepdims=True))), lo, hi)
-        logq = r(np.log(o))
-    return _multiclass_from_log(logq, target, p)
+    o = np.clip(_keras_renormalised(q, p), lo, hi)  # >= 1e-7 > 0, or NaN: log(o) is quiet
+    return _multiclass_from_log(p.round(np.log(o)), target, p)
 
 
 def _sklearn_multiclass(q: Array, target: Array, p: Precision) -> PathResult:
@@ -232,9 +242,7 @@ def zero_target_probability(task: str, probs: Array, target: Array) -> Array:
         return _binary_evidence(q, t)
     if task == "multilabel":
         return _any_per_row(_binary_evidence(q, t))
-    if t.ndim == 1:
-        return np.asarray(_take(q, t) == 0)
-    return _any_per_row((t > 0) & (q == 0))
+    return _multiclass_evidence(q, t)
 
 
 def probs_loss(path: str, task: str, probs: Array, target: Array, p: Precision) -> PathResult:
@@ -277,10 +285,8 @@ def probs_loss(path: str, task: str, probs: Array, target: Array, p: Precision) 
     if task == "multiclass":
         target = np.asarray(target)
         result = _MULTICLASS[path](q, target, p)
-        if target.ndim == 1:
-            result.prob_underflow = _take(q, target) == 0
-        else:
-            result.prob_underflow = ((p.cast(target) > 0) & (q == 0)).any(axis=1)
+        rows = target if target.ndim == 1 else p.cast(target)
+        result.prob_underflow = _multiclass_evidence(q, rows)
         return result
     t = p.cast(target)
     loss, zti = _BINARY_ELEMENTS[path](q, t, p)
@@ -335,13 +341,12 @@ def clipped_rows(path: str, task: str, probs: Array, target: Array, p: Precision
         return none
     if task == "multiclass":
         if path == "keras":
-            with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero row: 0 / 0
-                q = p.round(q / p.round(q.sum(axis=1, keepdims=True)))
+            q = _keras_renormalised(q, p)
             lo, hi = _keras_bounds(p)
         else:
             eps = _sklearn_eps(p)
             lo, hi = np.asarray(eps), np.asarray(1 - eps)
-        outside = (q < lo) | (q > hi)
+        outside = _outside(q, lo, hi)
         if target.ndim == 1:
             return np.asarray(_take(outside, target), dtype=bool)
         return _any_per_row(outside & (p.cast(target) > 0))
@@ -353,14 +358,17 @@ def clipped_rows(path: str, task: str, probs: Array, target: Array, p: Precision
             )
         elif path == "keras":  # both terms read the same clipped o
             lo, hi = _keras_bounds(p)
-            hit = (q < lo) | (q > hi)
+            hit = _outside(q, lo, hi)
         else:  # the columns [1 - q, q], each read where its target weight is not 0
             eps = _sklearn_eps(p)
             neg = p.round(1 - q)
-            hit = ((t > 0) & ((q < eps) | (q > 1 - eps))) | (
-                (t < 1) & ((neg < eps) | (neg > 1 - eps))
-            )
+            hit = ((t > 0) & _outside(q, eps, 1 - eps)) | ((t < 1) & _outside(neg, eps, 1 - eps))
     return np.asarray(hit, dtype=bool) if task == "binary" else _any_per_row(hit)
+
+
+def _outside(x: Array, lo: Array | float, hi: Array | float) -> Array:
+    """Where a clip to ``[lo, hi]`` moves ``x``."""
+    return (x < lo) | (x > hi)
 
 
 def invalid_probabilities(task: str, probs: Array, sum_tolerance: float = 1e-3) -> Array:
