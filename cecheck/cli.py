@@ -279,7 +279,8 @@ def open_source(
         raise InputFailure(_one_line(e)) from None
     except OSError as e:  # such as a file the user may not read
         name = e.filename if e.filename is not None else logits
-        what = "check its permissions" if e.errno in (errno.EACCES, errno.EPERM) else "check the file"
+        denied = e.errno in (errno.EACCES, errno.EPERM)
+        what = "check its permissions" if denied else "check the file"
         raise InputFailure(f"cannot read {name} ({e.strerror or e}): {what}") from None
 
 
