@@ -64,12 +64,14 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
 
 from cecheck import losses
 from cecheck import precision as prec
+from cecheck.errors import SetupError
 from cecheck.losses import PathResult
 
 Array = npt.NDArray
@@ -135,7 +137,25 @@ def usable(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
     """
     if os.environ.get("CECHECK_NO_KERNEL"):
         return False
-    return covers(task, label_form, dtypes) and installed()
+    if not (covers(task, label_form, dtypes) and installed()):
+        return False
+    kernel()  # a CECHECK_KERNEL_ISA this CPU cannot run is said before any output
+    return True
+
+
+def kernel() -> ModuleType:
+    """The compiled kernel: the copy ``CECHECK_KERNEL_ISA`` names, or the best this CPU runs.
+
+    Raises :class:`cecheck.errors.SetupError` when the variable names a copy this build lacks
+    or this CPU cannot run.
+    """
+    try:
+        from cecheck import _kernel
+    except ImportError as e:
+        if not os.environ.get("CECHECK_KERNEL_ISA"):
+            raise
+        raise SetupError(f"{e} (unset CECHECK_KERNEL_ISA, or name one of those)") from None
+    return _kernel
 
 
 def chunk_rows(n_classes: int, itemsize: int = 4) -> int:
@@ -173,11 +193,9 @@ def multiclass_index(
         :func:`cecheck.losses.stable_multiclass` give them, the reference losses, and the
         rows holding a non-finite logit.
     """
-    from cecheck import _kernel
-
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
-    loss, bits = _run(_kernel.multiclass_index, z, y)
+    loss, bits = _run(kernel().multiclass_index, z, y)
     special = np.flatnonzero(bits & _SPECIAL)
     evidence = {
         (d, kind): (bits & flag) != 0
@@ -207,10 +225,8 @@ def sigmoid(
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.naive_binary` and
     the other binary and multilabel functions (a row's loss is the mean over its classes).
     """
-    from cecheck import _kernel
-
     family = "binary" if np.ndim(logits) == 1 else "multilabel"
-    return _per_class(_kernel.sigmoid, family, "sigmoid_saturated", logits, target, dtypes)
+    return _per_class(kernel().sigmoid, family, "sigmoid_saturated", logits, target, dtypes)
 
 
 def soft(
@@ -221,9 +237,7 @@ def soft(
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.naive_soft` and the
     other soft-label functions.
     """
-    from cecheck import _kernel
-
-    return _per_class(_kernel.soft, "soft", "prob_underflow", logits, target, dtypes)
+    return _per_class(kernel().soft, "soft", "prob_underflow", logits, target, dtypes)
 
 
 def _per_class(

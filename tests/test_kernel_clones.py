@@ -109,3 +109,22 @@ def test_forcing_an_unknown_copy_is_refused(tmp_path: Path) -> None:
     done = _run("x86-64-v9", tmp_path)
     assert done.returncode == 1
     assert "CECHECK_KERNEL_ISA=x86-64-v9: no such kernel; this CPU runs " in done.stderr
+
+
+def test_the_cli_says_an_unknown_copy_in_one_line() -> None:
+    """An environment problem is one `Error:` line and exit 2, like a file problem."""
+    data = ROOT / "sample_data"
+    args = ["compare", str(data / "benign_logits.npy"), str(data / "benign_labels.npy")]
+    env = dict(os.environ, CECHECK_KERNEL_ISA="x86-64-v9")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.pop("CECHECK_NO_KERNEL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "cecheck", *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1
+    said = "Error: CECHECK_KERNEL_ISA=x86-64-v9: no such kernel; this CPU runs "
+    assert lines[0].startswith(said)
+    assert lines[0].endswith("(unset CECHECK_KERNEL_ISA, or name one of those)")
