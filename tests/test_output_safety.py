@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,28 +213,38 @@ def test_atomic_text_file_writes_through_a_symlink(tmp_path: Path) -> None:
     assert snapshot(tmp_path).keys() == {"link.txt", "real.txt"}
 
 
-def _wait_for_temp(directory: Path, proc: subprocess.Popen[bytes]) -> None:
-    """Until the run has created its temporary report (it is then computing)."""
-    while not any(p.name.endswith(".tmp") for p in directory.iterdir()):
-        assert proc.poll() is None, proc.communicate()
-        os.sched_yield()
+# ``python -m cecheck`` whose report, once written in full, waits before it is renamed into
+# place (os.fsync is the last step before the rename): the test's SIGINT then always arrives
+# while the run is unfinished, however busy the machine is.
+_HELD_AT_FSYNC = """
+import os, runpy, sys, time
+def held(fd):
+    open("fsync-reached", "w").close()
+    time.sleep(600)
+os.fsync = held
+sys.argv = ["cecheck", *sys.argv[1:]]
+runpy.run_module("cecheck", run_name="__main__")
+"""
 
 
 def test_sigint_exits_130_and_keeps_the_previous_report(tmp_path: Path) -> None:
-    """A real Ctrl-C: SIGINT sent to ``python -m cecheck`` while it works on a big input."""
-    n = 1_000_000
+    """A real Ctrl-C: SIGINT sent to ``python -m cecheck`` before its report is in place."""
+    n = 1_000
     np.save(tmp_path / "z.npy", np.linspace(-50, 50, n))
     np.save(tmp_path / "y.npy", (np.arange(n) % 2).astype(np.float64))
     out = tmp_path / "out"
     out.mkdir()
     (out / "r.csv").write_bytes(OLD)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cecheck", "compare", "z.npy", "y.npy", "--format", "csv",
+        [sys.executable, "-c", _HELD_AT_FSYNC, "compare", "z.npy", "y.npy", "--format", "csv",
          "-o", "out/r.csv"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    _wait_for_temp(out, proc)
+    while not (tmp_path / "fsync-reached").exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # the report, unrenamed
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
