@@ -17,7 +17,7 @@ def spell(x: float, dtype: str | None = None) -> str:
     read back to ``x`` in that dtype, as ``cecheck trace`` shows each step
     (:func:`format_value` computes that one).
 
-    >>> spell(500.0), spell(float("nan")), spell(2.0 / 3.0), spell(2.0 / 3.0, "float16")
+    >>> spell(500.0), spell(float("nan")), spell(2.0 / 3.0), spell(0.66650390625, "float16")
     ('500', 'NaN', '0.666667', '0.6665')
     """
     if dtype is not None or not math.isfinite(x):
