@@ -44,7 +44,10 @@ class CharLM(torch.nn.Module):
         return self.out(self.emb(x).flatten(1))
 
 
-def train_until_the_loss_breaks(max_steps: int = 20_000) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+Tensor = torch.Tensor
+
+
+def train_until_the_loss_breaks(max_steps: int = 20_000) -> tuple[int, Tensor, Tensor, Tensor]:
     """The step, logits, targets and per-row losses of the first batch whose loss is not
     finite."""
     torch.manual_seed(SEED)
