@@ -39,6 +39,12 @@ SOFT_SMOOTHING_NOTE = (
 )
 
 
+def smoothing_notes(label_smoothing: float, soft_targets: bool) -> list[str]:
+    """The notes a report prints about label smoothing: :data:`SOFT_SMOOTHING_NOTE` when it
+    is on and the targets are soft."""
+    return [SOFT_SMOOTHING_NOTE] if label_smoothing > 0 and soft_targets else []
+
+
 def _valid_index(labels: Array, n_classes: int) -> Array:
     return (labels >= 0) & (labels < n_classes)
 
