@@ -116,10 +116,15 @@ def known(task: str, label_form: str) -> bool:
 
 def of_form(label_form: str) -> Family:
     """The family of a label form (each label form belongs to one task)."""
-    try:
-        return _BY_FORM[label_form]
-    except KeyError:
-        raise ValueError(f"unknown label form {label_form!r}") from None
+    family = find_form(label_form)
+    if family is None:
+        raise ValueError(f"unknown label form {label_form!r}")
+    return family
+
+
+def find_form(label_form: str) -> Family | None:
+    """The family of a label form, None for a label form cecheck does not know."""
+    return _BY_FORM.get(label_form)
 
 
 def label_problems(
