@@ -1,7 +1,6 @@
 """cecheck: find the rows where a cross-entropy loss blows up, and say why."""
 
-__version__ = "0.1.0"
-
+from cecheck._version import __version__
 from cecheck.engine import compare
 from cecheck.errors import InputError
 from cecheck.report import Report

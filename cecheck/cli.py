@@ -32,10 +32,10 @@ from typing import Any, TextIO, TypeVar
 import click
 from rich.console import Console
 
-from cecheck import __version__, engine, inputs
-from cecheck import framework_view as fv
+from cecheck import engine, families, inputs, pipeline
 from cecheck import frameworks as fw
 from cecheck import precision as prec
+from cecheck._version import __version__
 from cecheck.atomicfile import atomic_text_file
 from cecheck.errors import InputError
 from cecheck.output.base import Options
@@ -44,6 +44,7 @@ from cecheck.output.words import closing_sentence
 from cecheck.report import FAIL_ON, Report
 from cecheck.rowpick import parse_row, pick_row, read_row
 from cecheck.rows import ChunkRows
+from cecheck.settings import INPUT_KINDS, Settings, check_weighting
 from cecheck.trace import PATHS, trace
 from cecheck.trace_render import print_trace, write_trace_json
 
@@ -189,7 +190,7 @@ def framework_options(f: F) -> F:
         click.option(
             "--inputs",
             "inputs_kind",
-            type=click.Choice(fv.INPUT_KINDS),
+            type=click.Choice(INPUT_KINDS),
             default="logits",
             show_default=True,
             help="probs: the file holds probabilities (softmax or sigmoid outputs), not "
@@ -229,22 +230,24 @@ def framework_options(f: F) -> F:
 # ---------------------------------------------------------------- library calls
 
 
+# How the CLI names the weighting options in its errors.
+WEIGHTING_FLAGS = "--label-smoothing and --class-weights"
+
+
 def framework_settings(
-    settings: engine.Settings,
+    settings: Settings,
     source: inputs.Source,
     inputs_kind: str,
     batch_size: int | None,
     label_smoothing: float,
     class_weights: str | None,
-) -> tuple[engine.Settings, inputs.Source]:
-    """The settings with the framework-view options, and the source checked against them;
-    a rejected combination becomes an exit-2 :class:`InputFailure`."""
+) -> tuple[Settings, inputs.Source, pipeline.Plan]:
+    """The settings with the framework-view options, the source checked against them, and
+    the run's plan; a rejected combination becomes an exit-2 :class:`InputFailure`."""
     try:
-        if (label_smoothing > 0 or class_weights is not None) and source.task != "multiclass":
-            raise ValueError(
-                "--label-smoothing and --class-weights apply to multiclass logits (PyTorch's "
-                f"cross_entropy), not to this {source.task} input"
-            )
+        wanted = label_smoothing > 0 or class_weights is not None
+        applies = families.of(source).weighting  # before a weights file is read
+        check_weighting(wanted, source.task, applies, options=WEIGHTING_FLAGS, noun="logits")
         weights = None
         if class_weights is not None:
             weights = tuple(fw.parse_class_weights(class_weights, source.n_classes))
@@ -255,7 +258,8 @@ def framework_settings(
             label_smoothing=label_smoothing,
             class_weights=weights,
         )
-        return settings, fv.prepare(source, settings)
+        plan, source = pipeline.plan(source, settings, options=WEIGHTING_FLAGS, noun="logits")
+        return settings, source, plan
     except ValueError as e:
         raise InputFailure(_one_line(e)) from None
 
@@ -290,10 +294,10 @@ def open_source(
 
 def make_settings(
     dtypes: tuple[str, ...], ignore_index: int, rtol: float, atol: float, top: int
-) -> engine.Settings:
+) -> Settings:
     """Settings from the options; a rejected value becomes an exit-2 :class:`InputFailure`."""
     try:
-        return engine.Settings(dtypes, ignore_index, rtol, atol, top)
+        return Settings(dtypes, ignore_index, rtol, atol, top)
     except ValueError as e:
         raise InputFailure(_one_line(e)) from None
 
@@ -545,13 +549,13 @@ def compare(
         logits_key=logits_key,
         labels_key=labels_key,
     )
-    settings, source = framework_settings(
+    settings, source, plan = framework_settings(
         settings, source, inputs_kind, batch_size, label_smoothing, class_weights
     )
     for warning in source.warnings:
         say(f"warning: {warning}", quiet)
     with output_stream(output) as out:
-        report = _render(source, settings, fmt, out, all_rows, fail_on, quiet)
+        report = _render(source, settings, plan, fmt, out, all_rows, fail_on, quiet)
     if fmt != "table" or output is not None:
         say(closing_sentence(report), quiet)
     failed = report.failed(fail_on)
@@ -562,7 +566,8 @@ def compare(
 
 def _render(
     source: inputs.Source,
-    settings: engine.Settings,
+    settings: Settings,
+    plan: pipeline.Plan,
     fmt: str,
     out: TextIO,
     all_rows: bool,
@@ -580,7 +585,7 @@ def _render(
 
     try:
         with progress_bar(source, quiet) as progress:
-            report = engine.run(source, settings, on_chunk=on_chunk, progress=progress)
+            report = engine.run(source, settings, on_chunk=on_chunk, progress=progress, plan=plan)
     except InputError as e:  # a problem found past the first chunk of a file
         raise InputFailure(_one_line(e)) from None
     reporter.finish(report)

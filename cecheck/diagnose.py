@@ -12,7 +12,7 @@ Flags, by severity (most serious first):
    reference is below the dtype's smallest normal number: no value of that dtype could
    hold it to that accuracy.
 
-With probability input (:mod:`cecheck.framework_view`) the paths are ``naive``, ``torch``,
+With probability input (:class:`cecheck.pathsets.ProbPaths`) the paths are ``naive``, ``torch``,
 ``keras`` and ``sklearn``: a framework convention's ``<path>_nan``/``<path>_inf`` ranks with
 ``stable`` (severity 1: it is the loss that framework itself reports), ``naive`` stays at 2;
 ``invalid_probability`` (not a probability row) is an input problem, and
@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from cecheck.inputs import INVALID_LABEL
 from cecheck.losses import EVIDENCE, PathResult
 from cecheck.precision import Precision
 
@@ -63,12 +62,11 @@ CAUSES = (
 )
 NOT_FLAGGED = 9  # the severity of a row with no problem
 SEVERITY_NAMES = ("input", "stable", "naive", "diverged", "inaccurate")
-SOFT_SUM_TOLERANCE = 1e-3
 LOGIT_PATHS = ("stable", "naive")
 # The severity of a path's NaN/inf: the loss a framework computes (stable, or a framework's
 # probability-input convention) before the textbook formula.
 NONFINITE_SEVERITY = {"stable": 1, "torch": 1, "keras": 1, "sklearn": 1, "naive": 2}
-# Flags and causes of probability input only, raised by cecheck.framework_view.
+# Flags and causes of probability input only, raised by cecheck.pathsets.ProbPaths.
 PROBABILITY_FLAGS = ("invalid_probability", "target_prob_zero")
 PROBABILITY_CAUSES = ("clipped",)
 _FIXED_SEVERITY = {
@@ -211,39 +209,6 @@ def _names(matrix: Array, names: tuple[str, ...]) -> list[list[str]]:
 def unscored(label_masks: dict[str, Array]) -> Array:
     """Rows whose label rules out judging any path: ignored, out of range or invalid."""
     return label_masks["ignored"] | label_masks["label_out_of_range"] | label_masks["invalid_label"]
-
-
-def label_problems(
-    label_form: str, labels: Array, n_classes: int, ignore_index: int
-) -> dict[str, Array]:
-    """Row masks ``ignored``, ``label_out_of_range`` and ``invalid_label`` from the labels alone.
-
-    And ``no_loss``: the rows with no loss to compute (an index label out of range, or
-    :data:`~cecheck.inputs.INVALID_LABEL`, a label that was not a whole number), whose
-    losses are NaN. An invalid soft, multi-hot or binary target still has a formula value.
-    """
-    n = labels.shape[0]
-    none = np.zeros(n, dtype=bool)
-    if label_form == "index":
-        # Two cheap reductions settle the common chunk: every label a class, and the
-        # ignore_index (outside the classes) none of them.
-        outside = n > 0 and not 0 <= ignore_index < n_classes
-        if outside and labels.min() >= 0 and labels.max() < n_classes:
-            return {"ignored": none, "label_out_of_range": none, "invalid_label": none,
-                    "no_loss": none}  # fmt: skip
-        ignored = labels == ignore_index
-        invalid = labels == INVALID_LABEL
-        out = ~(ignored | invalid) & ((labels < 0) | (labels >= n_classes))
-        return {"ignored": ignored, "label_out_of_range": out, "invalid_label": invalid,
-                "no_loss": out | invalid}  # fmt: skip
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(labels) | (labels < 0)
-        if label_form in ("onehot", "soft"):
-            bad = bad.any(axis=1) | ~(np.abs(labels.sum(axis=1) - 1) <= SOFT_SUM_TOLERANCE)
-        else:
-            bad = bad | (labels > 1)
-            bad = bad.any(axis=1) if bad.ndim == 2 else bad
-    return {"ignored": none, "label_out_of_range": none, "invalid_label": bad, "no_loss": none}
 
 
 def cast_overflow_rows(logits: Array, precisions: Iterable[Precision]) -> dict[str, Array]:

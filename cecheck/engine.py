@@ -14,21 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from cecheck import fast, inputs, losses
-from cecheck import framework_view as fv
+from cecheck import fast, inputs, pipeline
 from cecheck import precision as prec
-from cecheck.diagnose import (
-    CAUSES,
-    NOT_FLAGGED,
-    Diagnosis,
-    cast_overflow_rows,
-    diagnose,
-    label_problems,
-)
+from cecheck.diagnose import CAUSES, NOT_FLAGGED
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
-from cecheck.losses import PathResult
+from cecheck.pipeline import ChunkResult
 from cecheck.report import PathSummary, Report, RowRecord
 from cecheck.rows import chunk_frame, chunk_records
+from cecheck.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,61 +30,6 @@ Array = npt.NDArray
 
 # Elements of one chunk: ~2 MB of float64 per temporary, so a chunk's work stays in cache.
 CHUNK_ELEMENTS = 1 << 18
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What to compute and how strictly to judge it."""
-
-    dtypes: tuple[str, ...] = ("float32", "float64")
-    ignore_index: int = -100
-    rtol: float = 1e-4
-    atol: float = 1e-6
-    top: int = 20
-    # The framework view (cecheck.framework_view): "logits" or "probs"; PyTorch's batch mean
-    # over batches of this many rows; label smoothing and class weights (multiclass logits).
-    inputs: str = "logits"
-    batch_size: int | None = None
-    label_smoothing: float = 0.0
-    class_weights: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.dtypes:
-            raise ValueError("dtypes is empty: name at least one of " + ", ".join(prec.DTYPES))
-        for d in self.dtypes:
-            prec.get(d)
-        order = {d: i for i, d in enumerate(prec.DTYPES)}
-        object.__setattr__(self, "dtypes", tuple(sorted(set(self.dtypes), key=order.__getitem__)))
-        if self.rtol < 0 or self.atol < 0:
-            raise ValueError("rtol and atol must be >= 0")
-        if self.top < 0:
-            raise ValueError("top must be >= 0")
-        if self.class_weights is not None:
-            weights = tuple(float(w) for w in self.class_weights)
-            object.__setattr__(self, "class_weights", weights)
-        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
-        fv.check_settings(self)
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        """The paths computed: naive and stable, or the probability conventions."""
-        return fv.paths(self.inputs)
-
-    @property
-    def columns(self) -> list[str]:
-        """The per-row loss columns: ``<path>_<dtype>`` then ``reference``."""
-        return [f"{p}_{d}" for p in self.paths for d in self.dtypes] + ["reference"]
-
-
-@dataclass
-class ChunkResult:
-    """Everything computed for one chunk of rows."""
-
-    start: int
-    logits: Array
-    labels: Array
-    values: dict[str, Array]  # column name -> float64 losses
-    diagnosis: Diagnosis
 
 
 def evaluate(
@@ -108,85 +46,13 @@ def evaluate(
     """Compute every path and dtype for one chunk and diagnose it.
 
     ``use_fast``: compute the paths with the fused kernel of :mod:`cecheck.fast` where it
-    covers the task and dtypes (same flags and causes; losses within a few ulp); the numpy
+    covers the family and dtypes (same flags and causes; losses within a few ulp); the numpy
     functions of :mod:`cecheck.losses` otherwise, and always by default. With probability
-    input, label smoothing or class weights, :mod:`cecheck.framework_view` computes the chunk
+    input, label smoothing or class weights, the framework view's path sets compute the chunk
     (``logits`` then holds what the input holds: the probabilities for ``inputs="probs"``).
     """
-    if fv.changes_losses(s):
-        values, diag = fv.evaluate(logits, labels, task, label_form, n_classes, s)
-        return ChunkResult(start, logits, labels, values, diag)
-    paths = _paths(logits, labels, task, label_form, n_classes, s, use_fast)
-    return _diagnosed(paths, logits, labels, s, start)
-
-
-@dataclass
-class _Paths:
-    """A chunk's losses in every path and dtype, before the diagnosis."""
-
-    results: dict[tuple[str, str], PathResult]
-    reference: Array
-    nonfinite: Array
-    masks: dict[str, Array]
-    masked: bool  # whether any row is ignored or has an out-of-range label
-
-
-def _paths(
-    logits: Array,
-    labels: Array,
-    task: str,
-    label_form: str,
-    n_classes: int,
-    s: Settings,
-    use_fast: bool,
-) -> _Paths:
-    """The first half of :func:`evaluate`: every path and dtype of the chunk."""
-    naive, stable, reference = losses.PATHS[losses.family(task, label_form)]
-    masks = label_problems(label_form, labels, n_classes, s.ignore_index)
-    # rows whose loss is masked (checked once per chunk); none in the common chunk, which
-    # then takes the labels as targets and the losses as values, without a copy
-    masked = bool(masks["ignored"].any() or masks["no_loss"].any())
-    target = labels
-    if label_form == "index" and masked:  # a valid class for the rows without one
-        target = np.where(masks["ignored"] | masks["no_loss"], 0, labels)
-    if use_fast and fast.covers(task, label_form, s.dtypes):
-        results, ref, nonfinite = fast.compute(task, label_form, logits, target, s.dtypes)
-        return _Paths(results, ref, nonfinite, masks, masked)
-    nonfinite = ~np.isfinite(logits)
-    nonfinite = nonfinite.any(axis=1) if nonfinite.ndim == 2 else nonfinite
-    results = {}
-    for d in s.dtypes:
-        p = prec.get(d)
-        results[("naive", d)] = naive(logits, target, p)
-        results[("stable", d)] = stable(logits, target, p)
-    return _Paths(results, reference(logits, target), nonfinite, masks, masked)
-
-
-def _diagnosed(paths: _Paths, logits: Array, labels: Array, s: Settings, start: int) -> ChunkResult:
-    """The second half of :func:`evaluate`: the chunk's values and diagnosis."""
-    masks, masked = paths.masks, paths.masked
-    values = {f"{path}_{d}": _mask(r.loss, masks, masked) for (path, d), r in paths.results.items()}
-    values["reference"] = _mask(paths.reference, masks, masked)
-    precisions = {d: prec.get(d) for d in s.dtypes}
-    overflow = cast_overflow_rows(logits, precisions.values())
-    diag = diagnose(
-        paths.nonfinite, masks, paths.results, paths.reference, precisions, s.rtol, s.atol, overflow
-    )
-    return ChunkResult(start, logits, labels, values, diag)
-
-
-def _mask(loss: Array, masks: dict[str, Array], masked: bool) -> Array:
-    """float64 losses with ignored rows at 0 (as PyTorch) and rows without a class (an index
-    label out of range or not a whole number) at NaN.
-
-    ``masked``: whether the chunk has such a row at all.
-    """
-    out = np.asarray(loss, dtype=np.float64)
-    if masked:
-        out = out.copy()  # never write into the path's own result
-        out[masks["ignored"]] = 0.0
-        out[masks["no_loss"]] = np.nan
-    return out
+    p = pipeline.chunk_plan(task, label_form, n_classes, s, use_fast=use_fast)
+    return p.evaluate(logits, labels, start)
 
 
 def chunk_rows(n_classes: int) -> int:
@@ -195,33 +61,37 @@ def chunk_rows(n_classes: int) -> int:
 
 
 def iter_chunks(
-    source: inputs.Source, s: Settings, progress: Callable[[int], None] | None = None
+    source: inputs.Source,
+    s: Settings,
+    progress: Callable[[int], None] | None = None,
+    *,
+    plan: pipeline.Plan | None = None,
 ) -> Iterator[ChunkResult]:
-    """Evaluate ``source`` chunk by chunk, in row order."""
-    start = 0
-    use_fast = not fv.active(s) and fast.usable(source.task, source.label_form, s.dtypes)
-    if use_fast:
-        yield from _pipelined(source, s, progress)
+    """Evaluate ``source`` chunk by chunk, in row order (by ``plan``, made here by default)."""
+    if plan is None:
+        plan, source = pipeline.plan(source, s)
+    if plan.paths.kernel:
+        yield from _pipelined(source, plan, progress)
         return
+    start = 0
     for logits, labels in source.chunks(chunk_rows(source.n_classes)):
-        yield evaluate(logits, labels, source.task, source.label_form, source.n_classes, s, start)
+        yield plan.evaluate(logits, labels, start)
         start += labels.shape[0]
         if progress is not None:
             progress(start)
 
 
 def _pipelined(
-    source: inputs.Source, s: Settings, progress: Callable[[int], None] | None
+    source: inputs.Source, plan: pipeline.Plan, progress: Callable[[int], None] | None
 ) -> Iterator[ChunkResult]:
     """:func:`iter_chunks` on the fast path: the kernel computes a chunk on its threads while
     this thread diagnoses the chunk before it (numpy, on one core), so neither waits for the
     other. Memory: two chunks' results instead of one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    task, form, c = source.task, source.label_form, source.n_classes
     start = 0
-    done: tuple[_Paths, Array, Array] | None = None  # computed, not yet diagnosed
-    chunks = source.chunks(fast.chunk_rows(c))
+    done: tuple[pipeline.Masked, Array, Array] | None = None  # computed, not yet diagnosed
+    chunks = source.chunks(fast.chunk_rows(source.n_classes))
     with ThreadPoolExecutor(1, thread_name_prefix="cecheck-ahead") as ahead:
         while True:
             try:
@@ -230,18 +100,18 @@ def _pipelined(
                 break
             except Exception:  # a bad chunk: the rows before it first, as without the kernel
                 if done is not None:
-                    yield _diagnosed(*done, s, start)
+                    yield plan.diagnosed(*done, start)
                 raise
-            computing = ahead.submit(_paths, logits, labels, task, form, c, s, True)
+            computing = ahead.submit(plan.compute, logits, labels)
             if done is not None:
-                yield _diagnosed(*done, s, start)
+                yield plan.diagnosed(*done, start)
                 start += done[2].shape[0]
                 if progress is not None:
                     progress(start)
             # before the reader moves on (and releases this chunk's pages)
             done = (computing.result(), logits, labels)
     if done is not None:
-        yield _diagnosed(*done, s, start)
+        yield plan.diagnosed(*done, start)
         if progress is not None:
             progress(start + done[2].shape[0])
 
@@ -252,29 +122,36 @@ def run(
     *,
     on_chunk: Callable[[ChunkResult], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    plan: pipeline.Plan | None = None,
 ) -> Report:
     """One pass over ``source``: the Report (totals and top rows); ``on_chunk`` sees each chunk.
 
-    Raises ValueError when a framework-view setting does not fit the input (class weights
-    for a binary input, or not one per class).
+    ``plan``: the run's plan, when the caller made it with :func:`cecheck.pipeline.plan`
+    (which returned ``source``); else it is made here. Raises ValueError when a
+    framework-view setting does not fit the input (class weights for a binary input, or not
+    one per class).
     """
-    source = fv.prepare(source, s)
+    if plan is None:
+        plan, source = pipeline.plan(source, s)
     totals = _Totals(s)
-    batches = fv.Batches.start(source, s)
-    for chunk in iter_chunks(source, s, progress):
+    batches = pipeline.Batches.start(plan)
+    for chunk in iter_chunks(source, s, progress, plan=plan):
         totals.add(chunk, source)
         if batches is not None:
             batches.add(chunk.values, chunk.labels)
         if on_chunk is not None:
             on_chunk(chunk)
-    report = totals.report(source, lambda: frames(source, s))
+    ran = plan  # the same choices for every later pass over the rows
+    report = totals.report(source, lambda: frames(source, s, plan=ran))
     report.batches = None if batches is None else batches.result()
     return report
 
 
-def frames(source: inputs.Source, s: Settings) -> Iterator[pd.DataFrame]:
+def frames(
+    source: inputs.Source, s: Settings, *, plan: pipeline.Plan | None = None
+) -> Iterator[pd.DataFrame]:
     """Per-row results as DataFrames, one per chunk (see :func:`chunk_frame`)."""
-    for chunk in iter_chunks(source, s):
+    for chunk in iter_chunks(source, s, plan=plan):
         yield chunk_frame(chunk, source, s)
 
 

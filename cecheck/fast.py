@@ -69,12 +69,14 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from cecheck import losses
+from cecheck import families, losses
 from cecheck import precision as prec
 from cecheck.errors import SetupError
 from cecheck.losses import PathResult
 
 Array = npt.NDArray
+# Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows.
+KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array]
 
 # Bytes of logits per chunk on the fast path: big enough that per-chunk work in numpy
 # (labels, diagnosis, totals) is small next to the kernel, small enough to stay far below
@@ -83,14 +85,10 @@ CHUNK_BYTES = 32 << 20
 # Rows per chunk at most: bounds the (rows, flags) matrices of the diagnosis.
 MAX_CHUNK_ROWS = 1 << 17
 DTYPES = ("float32", "float64")
-# The label forms of each task the kernels compute: multiclass index labels (the index
-# kernel), one-hot or soft labels (the soft-label kernel), binary and multi-hot targets (the
-# sigmoid kernel); the losses.family of each is what compute() dispatches on.
-FORMS = {
-    "multiclass": ("index", "onehot", "soft"),
-    "binary": ("binary",),
-    "multilabel": ("multihot",),
-}
+# The kernels a family may name (cecheck.families.Family.kernel): the multiclass index
+# kernel, the soft-label kernel (one-hot or soft labels), the sigmoid kernel (binary and
+# multi-hot targets).
+KERNELS = ("index", "soft", "sigmoid")
 LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Bits of the per-row status bytes the kernels write (as in _kernel.c): the multiclass
@@ -109,21 +107,24 @@ def installed() -> bool:
 
 
 def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
-    """Whether the kernels compute this task, label form and set of dtypes: a task and label
-    form of :data:`FORMS`, in float32 and float64 only."""
-    return label_form in FORMS.get(task, ()) and set(dtypes) <= set(DTYPES)
+    """Whether the kernels compute this task, label form and set of dtypes: a family of
+    :mod:`cecheck.families` that names a kernel of :data:`KERNELS`, in float32 and float64
+    only."""
+    if not families.known(task, label_form):
+        return False
+    kernel = families.get(task, label_form).kernel
+    return kernel in KERNELS and set(dtypes) <= set(DTYPES)
 
 
 def compute(
     task: str, label_form: str, logits: Array, target: Array, dtypes: Sequence[str]
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
-    """Every path of a chunk: :func:`multiclass_index`, :func:`soft` or :func:`sigmoid`."""
-    family = losses.family(task, label_form)
-    if family == "index":
-        return multiclass_index(logits, target, dtypes)
-    if family == "soft":
-        return soft(logits, target, dtypes)
-    return sigmoid(logits, target, dtypes)
+    """Every path of a chunk, by the family's kernel: :func:`multiclass_index`,
+    :func:`soft` or :func:`sigmoid`. ValueError for a family no kernel computes."""
+    kernel = families.get(task, label_form).kernel
+    if kernel not in KERNELS:
+        raise ValueError(f"no kernel computes {task} with {label_form} labels")
+    return _kernels()[kernel](logits, target, dtypes)
 
 
 def usable(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
@@ -332,3 +333,9 @@ def _overwrite(
             if mine is not None and value is not None:
                 mine[rows] = value
     ref[rows] = reference(z, t)
+
+
+def _kernels() -> dict[str, Callable[[Array, Array, Sequence[str]], KernelResult]]:
+    """The kernels by the name a family gives (looked up at each call, so a test may
+    replace one)."""
+    return {"index": multiclass_index, "soft": soft, "sigmoid": sigmoid}

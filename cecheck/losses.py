@@ -98,14 +98,6 @@ def ignore(name: str, formula: str, value: Array, *, shown: bool = True, **field
     return value
 
 
-def family(task: str, label_form: str) -> str:
-    """The family of functions here for a task and label form: index, soft, binary or
-    multilabel."""
-    if task == "multiclass":
-        return "index" if label_form == "index" else "soft"
-    return task
-
-
 def negate(x: Array) -> Array:
     """``-x`` with +0 for a zero, so that a certain row's loss prints as 0, not -0."""
     return 0 - x
@@ -380,7 +372,8 @@ def reference_multilabel(z: Array, t: Array, rec: Recorder = ignore) -> Array:
     return rec("loss", f"loss = mean over {loss.shape[1]} classes", loss.mean(axis=1))
 
 
-# The (naive, stable, reference) functions of each family (see family()).
+# The (naive, stable, reference) functions of each kind of loss; cecheck.families names the
+# kind of each task and label form.
 Family = tuple[Callable[..., PathResult], Callable[..., PathResult], Callable[..., Array]]
 PATHS: dict[str, Family] = {
     "index": (naive_multiclass, stable_multiclass, reference_multiclass),

@@ -12,19 +12,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cecheck import __version__
+from cecheck import families
 from cecheck import frameworks as fw
+from cecheck._version import __version__
 from cecheck.diagnose import NOT_FLAGGED, SEVERITY_NAMES, severity_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cecheck.engine import Settings
     from cecheck.frameworks import BatchSummary
     from cecheck.inputs import Source
+    from cecheck.settings import Settings
 
 SCHEMA_VERSION = 1
-PATH_ORDER = ("naive", "stable")
 FAIL_ON = ("input", "naive", "stable", "diverged", "inaccurate", "any")
 
 
@@ -201,13 +201,12 @@ def _framework_view(report: Report) -> dict[str, Any]:
             "paths": dict(fw.CONVENTIONS),
             "no_stable_path": fw.NO_STABLE_PATH,
         }
-    if s.label_smoothing > 0 or s.class_weights is not None:
+    if s.weighted:
+        family = families.get(report.source.task, report.source.label_form)
         out["pytorch"] = {
             "label_smoothing": s.label_smoothing,
             "class_weights": None if s.class_weights is None else list(s.class_weights),
-            "notes": [fw.SOFT_SMOOTHING_NOTE]
-            if s.label_smoothing > 0 and report.source.label_form == "soft"
-            else [],
+            "notes": fw.smoothing_notes(s.label_smoothing, family.soft_targets),
         }
     if report.batches is not None:
         out["batches"] = report.batches.to_dict()

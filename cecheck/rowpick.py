@@ -18,7 +18,7 @@ import numpy.typing as npt
 from cecheck import inputs
 
 if TYPE_CHECKING:
-    from cecheck.engine import Settings
+    from cecheck.settings import Settings
 
 Array = npt.NDArray
 

@@ -3,7 +3,7 @@ report's worst rows, the table's ``--all``) and as a DataFrame (the CSV stream,
 :meth:`~cecheck.report.Report.iter_frames`).
 
 :class:`ChunkRows` hands a chunk to the reporters, which read its rows without knowing the
-engine's :class:`~cecheck.engine.ChunkResult`.
+pipeline's :class:`~cecheck.pipeline.ChunkResult`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from cecheck.inputs import INVALID_LABEL
+from cecheck import families
 from cecheck.report import RowRecord
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cecheck.engine import ChunkResult, Settings
     from cecheck.inputs import Source
+    from cecheck.pipeline import ChunkResult
+    from cecheck.settings import Settings
 
 Array = npt.NDArray
 
@@ -108,19 +109,4 @@ def _index_text(row: int, lead_shape: tuple[int, ...]) -> str:
 
 def row_labels(labels: Array, label_form: str) -> list[object]:
     """A scalar per row: the class index, the binary target, or for (N, C) labels a summary."""
-    if labels.ndim == 1 and label_form == "index":  # None: not a whole number
-        return [None if v == INVALID_LABEL else int(v) for v in labels]
-    if labels.ndim == 1:
-        return [float(v) for v in labels]
-    if label_form == "onehot":
-        return [int(v) for v in labels.argmax(axis=1)]
-    if label_form == "soft":
-        return [f"soft, max at {int(v)}" for v in labels.argmax(axis=1)]
-    return [_positives(row) for row in labels]
-
-
-def _positives(row: Array) -> str:
-    on = np.flatnonzero(row > 0.5)
-    if len(on) <= 4:
-        return "{" + ",".join(str(int(i)) for i in on) + "}"
-    return f"{len(on)} classes"
+    return families.of_form(label_form).show_labels(labels)

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cecheck import inputs, losses
+from cecheck import families, inputs, losses
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
 from cecheck.diagnose import bits_correct
+from cecheck.families import Family
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
 
@@ -184,19 +185,20 @@ def trace(
     if unknown or not wanted:
         raise ValueError(f"paths must be among {', '.join(PATHS)}, got {list(paths)}")
     z, y, task, label_form = _row(logits_row, label, task, label_form)
-    kind = losses.family(task, label_form)
-    n_classes = 1 if kind == "binary" else z.shape[1]
-    if kind == "index" and int(y[0]) == inputs.INVALID_LABEL:
+    family = families.get(task, label_form)
+    kind = family.kind  # the key of its loss functions and of their steps' checks
+    n_classes = 1 if family.one_logit else z.shape[1]
+    if family.class_labels and int(y[0]) == inputs.INVALID_LABEL:
         raise ValueError(
             "the class label is not a whole number (a fraction, NaN or an empty cell), "
             "so the row has no loss to trace"
         )
-    if kind == "index" and not 0 <= int(y[0]) < n_classes:
+    if family.class_labels and not 0 <= int(y[0]) < n_classes:
         raise ValueError(
             f"label {int(y[0])} is not a class of this row (0..{n_classes - 1}), "
             "so the row has no loss to trace"
         )
-    _, _, reference = losses.PATHS[kind]
+    _, _, reference = family.paths
     ref = float(reference(z, y)[0])
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
@@ -207,7 +209,7 @@ def trace(
         walks.append(("reference", "float64", _walk("reference", kind, z, y, _F64, ref)))
 
     marked = [(path, d, raw, *_mark(raw)) for path, d, raw in walks]
-    classes = _shown(kind, z, y, [c for *_, bad in marked for c in bad])
+    classes = _shown(family, z, y, [c for *_, bad in marked for c in bad])
     traces = tuple(
         PathTrace(
             path,
@@ -218,16 +220,16 @@ def trace(
         for path, d, raw, at, note, _ in marked
     )
     z64 = np.asarray(z, dtype=np.float64).reshape(1, -1)
-    given = (0,) if kind == "binary" else classes  # a binary row's one logit is "class 0"
+    given = (0,) if family.one_logit else classes  # a binary row's one logit is "class 0"
     logit_vals = tuple((c, float(z64[0, c])) for c in given)
     targets: tuple[tuple[int, float], ...] = ()
-    if kind in ("soft", "multilabel"):
+    if not family.class_labels and not family.one_logit:  # a target per class
         t64 = np.asarray(y, dtype=np.float64)
         targets = tuple((c, float(t64[0, c])) for c in classes)
     scalar_label: int | float | None = None
-    if kind == "index":
+    if family.class_labels:
         scalar_label = int(y[0])
-    elif kind == "binary":
+    elif family.one_logit:
         scalar_label = float(y[0])
     return Trace(
         task=task,
@@ -269,12 +271,11 @@ def _row(
         task, label_form = src.task, src.label_form
         z, y = next(iter(src.chunks(1)))
         return z, y, task, label_form
-    if task not in inputs.TASKS or label_form not in inputs.LABEL_FORMS:
-        raise ValueError(f"unknown task {task!r} or label form {label_form!r}")
-    if losses.family(task, label_form) == "binary":
+    family = families.get(task, label_form)  # ValueError for a pair cecheck does not compute
+    if family.one_logit:
         return z.reshape(1), y.astype(np.float64).reshape(1), task, label_form
     z = z.reshape(1, -1)
-    if label_form == "index":
+    if family.class_labels:
         y = y.reshape(1)  # a fraction or NaN becomes INVALID_LABEL; integers stay as they are
         y = y.astype(np.int64) if y.dtype.kind in "iu" else inputs.class_indices(y)
         return z, y, task, label_form
@@ -373,21 +374,21 @@ def _rest(v: Array, classes: tuple[int, ...]) -> Rest | None:
     return Rest(int(others.size), low, high, int(others.size - finite.size))
 
 
-def _shown(kind: str, z: Array, y: Array, bad: list[int]) -> tuple[int, ...]:
+def _shown(family: Family, z: Array, y: Array, bad: list[int]) -> tuple[int, ...]:
     """The classes to show: all for a small row, else targets, top logits, bad classes."""
-    if kind == "binary":
+    if family.one_logit:
         return ()
     c = z.shape[1]
     if c <= ALL_CLASSES:
         return tuple(range(c))
     z64 = np.asarray(z[0], dtype=np.float64)
-    key = np.abs(z64) if kind == "multilabel" else z64
+    key = z64 if family.softmax else np.abs(z64)  # a sigmoid per class: by |z|
     key = np.where(np.isnan(key), np.inf, key)  # NaN logits count among the largest
     order = [int(i) for i in np.argsort(-key, kind="stable")]
     first: list[int] = []
-    if kind == "index":
+    if family.class_labels:
         first = [int(y[0])]
-    elif kind == "soft":
+    elif family.softmax:  # one-hot or soft targets
         t = np.asarray(y[0], dtype=np.float64)
         first = [int(i) for i in np.argsort(-t, kind="stable")[:3] if t[i] > 0]
     chosen = set(first) | set(order[:TOP]) | set(bad[:3])

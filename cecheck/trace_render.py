@@ -18,7 +18,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from cecheck import __version__
+from cecheck import families
+from cecheck._version import __version__
 from cecheck.output.numbers import format_value
 from cecheck.report import _strict
 from cecheck.trace import PathTrace, Rest, Step, Trace
@@ -63,7 +64,7 @@ def _header(trace: Trace, width: int) -> RenderableType:
         grid.add_row("row", where)
     grid.add_row("task", _task_text(trace))
     value_width = max(20, width - 12)
-    if trace.label_form == "binary":
+    if families.of(trace).one_logit:
         grid.add_row("logit", format_value(trace.logits[0][1], trace.logits_dtype))
     else:
         logits = _vector_text(trace, trace.logits, trace.rest, trace.logits_dtype, value_width)
@@ -75,9 +76,10 @@ def _header(trace: Trace, width: int) -> RenderableType:
 
 
 def _task_text(trace: Trace) -> str:
-    if trace.label_form == "index":
+    family = families.of(trace)
+    if family.class_labels:
         return f"{trace.task}, {trace.n_classes} classes, label: class {trace.label} (marked *)"
-    if trace.label_form == "binary":
+    if family.one_logit:
         t = format_value(float(trace.label or 0), "float64")
         return f"binary, one sigmoid logit, target t = {t}"
     return f"{trace.task}, {trace.n_classes} classes, {trace.label_form} targets t per class"
@@ -129,7 +131,7 @@ def _vector_text(
     width: int,
 ) -> str:
     """``[c] v`` entries wrapped at ``width`` (never inside an entry), then the others."""
-    target = trace.label if trace.label_form == "index" else None
+    target = trace.label if families.of(trace).class_labels else None
     entries = [f"[{c}{'*' if c == target else ''}] {format_value(v, dtype)}" for c, v in values]
     lines: list[str] = []
     for entry in entries:

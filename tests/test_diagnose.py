@@ -18,10 +18,10 @@ from cecheck.diagnose import (
     bits_correct,
     diagnose,
     flag_names,
-    label_problems,
     relative_error,
     severity_of,
 )
+from cecheck.families import label_problems
 from cecheck.losses import PathResult
 from cecheck.precision import DTYPES, PRECISIONS
 

@@ -39,6 +39,7 @@ from cecheck.frameworks.weighting import (
     apply_row_weights,
     row_weights,
     smoothed_targets,
+    smoothing_notes,
 )
 
 __all__ = [
@@ -63,5 +64,6 @@ __all__ = [
     "probs_reference",
     "row_weights",
     "smoothed_targets",
+    "smoothing_notes",
     "zero_target_probability",
 ]

@@ -11,15 +11,11 @@ import re
 import numpy as np
 import numpy.typing as npt
 
+from cecheck.settings import check_label_smoothing
+
 Array = npt.NDArray
 
-
-def check_label_smoothing(eps: float) -> float:
-    """``eps`` as a float if ``0 <= eps <= 1`` (PyTorch's own check); ValueError otherwise."""
-    value = float(eps)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"label smoothing must be between 0 and 1, got {eps}")
-    return value
+__all__ = ["check_label_smoothing", "parse_class_weights"]
 
 
 def parse_class_weights(text_or_path: str, n_classes: int) -> Array:

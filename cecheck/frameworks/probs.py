@@ -56,10 +56,11 @@ import numpy.typing as npt
 
 from cecheck.losses import PathResult
 from cecheck.precision import Precision
+from cecheck.settings import INPUT_PATHS
 
 Array = npt.NDArray
 
-PROB_PATHS = ("naive", "torch", "keras", "sklearn")
+PROB_PATHS = INPUT_PATHS["probs"]
 PROB_TASKS = ("binary", "multiclass", "multilabel")
 
 KERAS_EPSILON = 1e-7  # keras.config.epsilon() default

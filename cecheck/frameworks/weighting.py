@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from cecheck import families
+from cecheck.families import Family
 from cecheck.losses import PathResult
 from cecheck.precision import Precision
 
@@ -39,16 +41,25 @@ SOFT_SMOOTHING_NOTE = (
 )
 
 
+def smoothing_notes(label_smoothing: float, soft_targets: bool) -> list[str]:
+    """The notes a report prints about label smoothing: :data:`SOFT_SMOOTHING_NOTE` when it
+    is on and the targets are soft."""
+    return [SOFT_SMOOTHING_NOTE] if label_smoothing > 0 and soft_targets else []
+
+
 def _valid_index(labels: Array, n_classes: int) -> Array:
     return (labels >= 0) & (labels < n_classes)
 
 
-def _check_form(label_form: str) -> None:
-    if label_form not in ("index", "onehot", "soft"):
+def _weighted_family(label_form: str) -> Family:
+    """The family of ``label_form`` if PyTorch's smoothing and weights apply to it."""
+    family = families.find_form(label_form)
+    if family is None or not family.weighting:
         raise ValueError(
             "label smoothing and class weights apply to multiclass labels (index, one-hot or "
             f"soft), not to {label_form} labels"
         )
+    return family
 
 
 def smoothed_targets(
@@ -66,9 +77,9 @@ def smoothed_targets(
     Index labels that are not a class (``ignore_index``, out of range) get a row of zeros, so
     their loss is 0; the engine masks them as usual.
     """
-    _check_form(label_form)
+    family = _weighted_family(label_form)
     labels = np.asarray(labels)
-    if label_form == "index":
+    if family.class_labels:
         valid = _valid_index(labels, n_classes)
         t = np.zeros((labels.shape[0], n_classes))
         t[np.flatnonzero(valid), labels[valid]] = 1.0
@@ -97,7 +108,7 @@ def row_weights(
     ``eps = 0`` this is also the factor PyTorch's ``nll_loss`` puts on each row's loss.
     """
     labels = np.asarray(labels)
-    if label_form != "index":
+    if not families.of_form(label_form).class_labels:
         return np.ones(labels.shape[0])
     valid = (labels != ignore_index) & _valid_index(labels, n_classes)
     out = np.zeros(labels.shape[0])

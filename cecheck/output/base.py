@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, ClassVar, TextIO
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from cecheck.engine import Settings
     from cecheck.inputs import Source
     from cecheck.report import Report
     from cecheck.rows import ChunkRows
+    from cecheck.settings import Settings
 
 
 @dataclass(frozen=True)

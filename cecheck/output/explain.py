@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cecheck import losses
+from cecheck import families, losses
 from cecheck import precision as prec
 from cecheck.output.numbers import spell
 from cecheck.output.words import and_list
 
 if TYPE_CHECKING:
-    from cecheck.engine import Settings
     from cecheck.inputs import Source
     from cecheck.report import RowRecord
+    from cecheck.settings import Settings
 
 ZERO_TIMES_INF = "a zero target multiplies log(0) = -inf: 0 * -inf = NaN"
 
@@ -71,9 +71,10 @@ def explain(record: RowRecord, source: Source, settings: Settings) -> list[str]:
         return _explain_probs(record, source, settings, causes)
     if "cast_overflow" in causes:
         out += _explain_cast_overflow(record, settings)
-    if source.task == "binary":
+    family = families.of(source)
+    if family.one_logit:
         out += _explain_sigmoid(record, settings, causes)
-    elif source.task == "multilabel":
+    elif not family.softmax:  # a sigmoid per class
         out += _explain_multilabel(record, settings, causes)
     else:
         out += _explain_softmax(record, source, settings, causes)
@@ -173,7 +174,7 @@ def _explain_softmax(
             if math.isinf(record.values[f"naive_{d}"]) and d not in explained
         ]  # fmt: skip
         ref = record.values["reference"]
-        if under and source.label_form == "index" and math.isfinite(ref):
+        if under and families.of(source).class_labels and math.isfinite(ref):
             out.append(
                 f"the target probability exp(-{ref:.4g}) is below the smallest positive "
                 f"{and_list(under)} number ({and_list([_smallest(d) for d in under])}),"
@@ -272,7 +273,7 @@ def _zero_words(path: str, dtypes: list[str], ref: float, z: float, source: Sour
             f"{head}: the sum 1 + {ref:.3g} rounds to 1 and log(1) = 0 (cancellation); "
             "the reference uses log1p"
         )
-    if source.task == "binary":
+    if families.of(source).one_logit:
         p = f"sigmoid({z:.6g})"
         what = f"1 - {p}" if z < 0 else p
         return f"{head}: {what} rounds to 1 and log(1) = 0 (cancellation); use log1p"

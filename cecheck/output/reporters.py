@@ -12,10 +12,10 @@ from cecheck.output.words import closing_sentence
 from cecheck.report import write_csv_frame
 
 if TYPE_CHECKING:
-    from cecheck.engine import Settings
     from cecheck.inputs import Source
     from cecheck.report import Report
     from cecheck.rows import ChunkRows
+    from cecheck.settings import Settings
 
 
 class TableReporter(Reporter):

@@ -22,7 +22,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from cecheck import framework_view as fv
+from cecheck import families
 from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.diagnose import NOT_FLAGGED
@@ -42,10 +42,10 @@ from cecheck.output.words import (
 )
 
 if TYPE_CHECKING:
-    from cecheck.engine import Settings
     from cecheck.inputs import Source
     from cecheck.report import Report, RowRecord
     from cecheck.rows import ChunkRows
+    from cecheck.settings import Settings
 
 
 # ---------------------------------------------------------------- header and tables
@@ -128,7 +128,7 @@ def _rows_table(
     table.add_column("row", no_wrap=True)
     table.add_column("label", overflow="fold")
     value = "p" if paths == fw.PROB_PATHS else "logit"
-    table.add_column(value if source.task == "binary" else f"max {value}", justify="right")
+    table.add_column(value if families.of(source).one_logit else f"max {value}", justify="right")
     table.add_column("path")
     for d in dtypes:
         table.add_column(d, justify="right", no_wrap=True)
@@ -246,7 +246,8 @@ def framework_notes(report: Report) -> list[RenderableType]:
         for path, rule in fw.CONVENTIONS.items():
             legend.add_row(path, Text(rule))
         out += [legend, Text(fw.NO_STABLE_PATH), Text("")]
-    out += [Text(note) for note in fv.notes(report.source, report.settings)]
+    smoothing = report.settings.label_smoothing
+    out += [Text(n) for n in fw.smoothing_notes(smoothing, families.of(report.source).soft_targets)]
     return out
 
 

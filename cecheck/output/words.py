@@ -14,16 +14,17 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from cecheck import __version__
-from cecheck import framework_view as fv
+from cecheck import families
 from cecheck import precision as prec
+from cecheck._version import __version__
 from cecheck.diagnose import NONFINITE_SEVERITY
 from cecheck.output.numbers import label_text, spell
+from cecheck.settings import INPUT_PATHS
 
 if TYPE_CHECKING:
-    from cecheck.engine import Settings
     from cecheck.inputs import Source
     from cecheck.report import Report, RowRecord
+    from cecheck.settings import Settings
 
 LABEL_FORMS = {
     "index": "class index",
@@ -89,7 +90,7 @@ def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
     rows = plural(source.n_rows, "row")
     if len(source.lead_shape) > 1:
         rows += f" over {tuple(source.lead_shape)}"
-    classes = "" if source.task == "binary" else f", {source.n_classes} classes"
+    classes = "" if families.of(source).one_logit else f", {source.n_classes} classes"
     form = LABEL_FORMS[source.label_form]
     out.append(("task", f"{source.task}{classes}, {rows}, labels {form}"))
     out.append(
@@ -131,7 +132,7 @@ def flag_words(flag: str, source: Source, settings: Settings) -> str:
         return "the target's probability is exactly 0: -log(0) = inf, each framework a constant"
     if flag == "label_out_of_range":
         return f"class label outside 0..{source.n_classes - 1}: not scored"
-    if flag == "invalid_label" and source.label_form == "index":
+    if flag == "invalid_label" and families.of(source).class_labels:
         return f"{_NOT_A_CLASS}: not scored"
     if flag == "invalid_label":
         return f"label is not a valid {LABEL_FORMS[source.label_form]} target"
@@ -201,7 +202,7 @@ def describe_flags(record: RowRecord, source: Source, settings: Settings | None 
 
 def _by_severity(settings: Settings | None) -> list[str]:
     """The paths in play, most serious first: stable (or the conventions), then naive."""
-    paths = fv.paths(settings.inputs if settings is not None else "logits")
+    paths = INPUT_PATHS[settings.inputs if settings is not None else "logits"]
     return sorted(paths, key=NONFINITE_SEVERITY.__getitem__)
 
 
@@ -214,9 +215,10 @@ _NOT_A_CLASS = "the class label is not a whole number (a fraction, NaN or an emp
 
 
 def _invalid_label_words(source: Source) -> str:
-    if source.label_form == "index":
+    family = families.of(source)
+    if family.class_labels:
         return f"{_NOT_A_CLASS}, not scored"
-    if source.label_form in ("onehot", "soft"):
+    if family.softmax:  # one-hot or soft rows
         return "the label row is not a probability row (entries >= 0 summing to 1)"
     return "a target is outside [0, 1] or NaN"
 
@@ -280,7 +282,7 @@ def closing_sentence(report: Report) -> str:
     if stable:
         clauses.append(f"the stable path gives NaN or inf on {_rows_in(stable)}")
     elif naive:
-        advice = FUSED["multiclass" if src.task == "multiclass" else "binary"]
+        advice = FUSED["multiclass" if families.of(src).softmax else "binary"]
         clauses.append(f"the stable path is finite everywhere: {advice}")
     diverged = _per_dtype_path(report, "diverged")
     if diverged:
@@ -318,7 +320,7 @@ def probs_clauses(report: Report) -> list[str]:
     if zero:
         torch = (
             "PyTorch's nll_loss(log(p)) keeps as inf"
-            if report.source.task == "multiclass"
+            if families.of(report.source).softmax
             else "PyTorch's BCELoss reports as 100"
         )
         out.append(

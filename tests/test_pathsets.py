@@ -1,5 +1,6 @@
-"""The framework view end to end: probability input, PyTorch's batch means, label smoothing and
-class weights, through ``cecheck.compare`` and the ``cecheck compare`` command.
+"""The framework view's path sets (cecheck.pathsets) end to end: probability input,
+PyTorch's batch means, label smoothing and class weights, through ``cecheck.compare`` and the
+``cecheck compare`` command.
 
 Expected losses are computed independently with mpmath (50 digits, far beyond float64): the
 conventions' constants from the rule each framework documents (``-log`` of the clip bound as
@@ -25,11 +26,10 @@ from textcheck import flat, strict_json
 
 import cecheck
 from cecheck import fast
-from cecheck import framework_view as fv
 from cecheck import frameworks as fw
 from cecheck.cli import cecheck as cli
-from cecheck.engine import Settings
 from cecheck.output import tables
+from cecheck.settings import Settings
 
 mpmath.mp.dps = 50
 RTOL = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 1e-6, "float64": 1e-14}
@@ -359,7 +359,7 @@ def test_defaults_leave_the_report_as_it_was() -> None:
     data = report.to_dict()
     assert not {"batches", "conventions", "pytorch"} & set(data)
     assert data["inputs"]["kind"] == "logits"
-    assert not fv.active(report.settings)
+    assert not report.settings.framework_view
 
 
 def test_any_framework_setting_keeps_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,7 +372,7 @@ def test_any_framework_setting_keeps_the_fast_path_off(monkeypatch: pytest.Monke
     monkeypatch.setattr(fast, "multiclass_index", refuse)
     z, y = _logits(8, 3), np.array([0, 1, 2, 0, 1, 2, 0, 1])
     for kw in ({"batch_size": 4}, {"label_smoothing": 0.1}, {"class_weights": [1, 2, 3]}):
-        assert fv.active(Settings(**kw))  # type: ignore[arg-type]
+        assert Settings(**kw).framework_view  # type: ignore[arg-type]
         cecheck.compare(z, y, **kw)  # type: ignore[arg-type]
     with pytest.raises(AssertionError, match="fast path ran"):
         cecheck.compare(z, y)
