@@ -260,7 +260,7 @@ def framework_settings(
         )
         plan, source = pipeline.plan(source, settings, options=WEIGHTING_FLAGS, noun="logits")
         return settings, source, plan
-    except ValueError as e:
+    except (InputError, ValueError) as e:  # InputError: such as a CECHECK_KERNEL_ISA refused
         raise InputFailure(_one_line(e)) from None
 
 
