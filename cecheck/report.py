@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from cecheck import __version__
 from cecheck import frameworks as fw
+from cecheck.choices import FAIL_ON
 from cecheck.diagnose import NOT_FLAGGED, SEVERITY_NAMES, severity_of
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 PATH_ORDER = ("naive", "stable")
-FAIL_ON = ("input", "naive", "stable", "diverged", "inaccurate", "any")
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,14 @@ import numpy.typing as npt
 from cecheck import inputs, losses
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
+from cecheck.choices import TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
 
 Array = npt.NDArray
 
-PATHS = ("naive", "stable", "reference")
+PATHS = TRACE_PATHS
 ALL_CLASSES = 8  # rows with at most this many classes show every class
 TOP = 5  # otherwise: the target(s), the TOP largest logits, and the classes that went wrong
 
