@@ -10,29 +10,52 @@ next operation uses it. An operation computed in float32 and rounded once to an 
 8-bit significand is the correctly rounded result except in rare double-rounding cases.
 Sums over classes accumulate in float32 and are rounded once, which is what numpy does for
 float16 and what PyTorch does for both on CPU.
+
+bfloat16 is ml_dtypes' type, imported only when a bfloat16 value is touched (its import
+takes about half a second): a run in float32 and float64 never loads it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+from cecheck.choices import DTYPES
+
+__all__ = ["DTYPES", "PRECISIONS", "Precision", "get", "names"]
 
 
 @dataclass(frozen=True)
 class Precision:
     """A floating-point format a path is computed in."""
 
-    name: str
-    storage: np.dtype  # the format itself
+    name: str  # the format itself, :attr:`storage`, by its numpy or ml_dtypes name
     work: np.dtype  # the numpy dtype arithmetic is carried out in
     bits: int  # significand bits, the implicit one included
+
+    @functools.cached_property
+    def storage(self) -> np.dtype:
+        """The format itself as a numpy dtype (bfloat16's imports ml_dtypes)."""
+        if self.name == "bfloat16":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(self.name)
+
+    @functools.cached_property
+    def finfo(self) -> Any:
+        """The machine limits of the format: numpy's ``finfo``, ml_dtypes' for bfloat16."""
+        if self.name == "bfloat16":
+            import ml_dtypes
+
+            return ml_dtypes.finfo(self.storage)
+        return np.finfo(self.storage)
 
     @property
     def emulated(self) -> bool:
@@ -53,21 +76,21 @@ class Precision:
     @property
     def max_exp_arg(self) -> float:
         """The largest x whose exp(x) is finite in this format."""
-        return float(np.log(np.float64(ml_dtypes.finfo(self.storage).max)))
+        return float(np.log(np.float64(self.finfo.max)))
 
     @property
     def max(self) -> float:
-        return float(ml_dtypes.finfo(self.storage).max)
+        return float(self.finfo.max)
 
     @property
     def tiny(self) -> float:
         """The smallest positive normal number of this format."""
-        return float(ml_dtypes.finfo(self.storage).smallest_normal)
+        return float(self.finfo.smallest_normal)
 
     @property
     def smallest(self) -> float:
         """The smallest positive (subnormal) number of this format."""
-        return float(ml_dtypes.finfo(self.storage).smallest_subnormal)
+        return float(self.finfo.smallest_subnormal)
 
     @property
     def eps(self) -> float:
@@ -83,10 +106,10 @@ class Precision:
 
 
 PRECISIONS = {
-    "float16": Precision("float16", np.dtype(np.float16), np.dtype(np.float32), 11),
-    "bfloat16": Precision("bfloat16", np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32), 8),
-    "float32": Precision("float32", np.dtype(np.float32), np.dtype(np.float32), 24),
-    "float64": Precision("float64", np.dtype(np.float64), np.dtype(np.float64), 53),
+    "float16": Precision("float16", np.dtype(np.float32), 11),
+    "bfloat16": Precision("bfloat16", np.dtype(np.float32), 8),
+    "float32": Precision("float32", np.dtype(np.float32), 24),
+    "float64": Precision("float64", np.dtype(np.float64), 53),
 }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from cecheck import families
 from cecheck import frameworks as fw
 from cecheck._version import __version__
+from cecheck.choices import FAIL_ON
 from cecheck.diagnose import NOT_FLAGGED, SEVERITY_NAMES, severity_of
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from cecheck.settings import Settings
 
 SCHEMA_VERSION = 1
-FAIL_ON = ("input", "naive", "stable", "diverged", "inaccurate", "any")
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """The row ``cecheck trace`` walks: given as ``--row``, read from an input, or the worst flagged.
 
 :func:`parse_row` reads ``--row`` (a flat row number or an index tuple), :func:`read_row`
-reads that row's logits and label from a :class:`~cecheck.inputs.Source` chunk by chunk, and
-:func:`pick_row` finds the worst row ``compare`` flags when no row is given.
+reads that row's logits and label from a :class:`~cecheck.inputs.Source` chunk by chunk,
+:func:`pick_row` finds the worst row ``compare`` flags when no row is given, and
+:func:`trace_row` traces the row picked.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cecheck import inputs
+from cecheck.trace import Trace, trace
 
 if TYPE_CHECKING:
     from cecheck.settings import Settings
@@ -119,3 +121,32 @@ def pick_row(
             0, index, "every flagged row has a label out of range or not a whole number, so row 0"
         )
     return RowPick(0, index, "no row is flagged, so row 0")
+
+
+def trace_row(
+    source: inputs.Source, settings: Settings, pick: RowPick, paths: Sequence[str]
+) -> Trace:
+    """The trace of row ``pick`` of ``source`` in the dtypes of ``settings``, along ``paths``;
+    the trace names the row and how it was picked.
+
+    Raises ValueError with one sentence for a row whose class-index label is the
+    ``ignore_index`` (it has no loss), or a label :func:`~cecheck.trace.trace` rejects.
+    """
+    z, y = read_row(source, pick.row)
+    if source.label_form == "index" and int(y) == settings.ignore_index:
+        raise ValueError(
+            f"row {pick.row} has label {settings.ignore_index}, the --ignore-index: the row is "
+            "skipped, so it has no loss to trace"
+        )
+    try:
+        t = trace(
+            z,
+            y,
+            task=source.task,
+            label_form=source.label_form,
+            dtypes=settings.dtypes,
+            paths=paths,
+        )
+    except ValueError as e:
+        raise ValueError(f"row {pick.row}: {e}") from None
+    return replace(t, row=pick.row, index=pick.index, origin=pick.origin)

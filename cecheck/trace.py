@@ -32,6 +32,7 @@ import numpy.typing as npt
 from cecheck import families, inputs, losses
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
+from cecheck.choices import TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.families import Family
 from cecheck.output.numbers import format_value
@@ -39,7 +40,7 @@ from cecheck.precision import Precision
 
 Array = npt.NDArray
 
-PATHS = ("naive", "stable", "reference")
+PATHS = TRACE_PATHS
 ALL_CLASSES = 8  # rows with at most this many classes show every class
 TOP = 5  # otherwise: the target(s), the TOP largest logits, and the classes that went wrong
 

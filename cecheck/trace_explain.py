@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
@@ -276,7 +275,7 @@ def _probs_bad(
 
 
 def _one_note(what: str, p: Precision, ref: float) -> str:
-    below = _sci(float(ml_dtypes.finfo(p.storage).epsneg))
+    below = _sci(float(p.finfo.epsneg))
     return (
         f"{what}, truly 1 - {_sci(-math.expm1(-ref))}, rounds to exactly 1 in {p.name} "
         f"(the nearest {p.name} below 1 is 1 - {below}): log(1) = 0, so the loss, "
@@ -292,7 +291,7 @@ def _sum_one_bad(zc: Array, s: Array, p: Precision, ref: float, loss: Array) -> 
     k = int(np.argmax(z[0]))
     e = np.exp(z - z[0, k])
     e[0, k] = 0.0
-    eps = _sci(float(ml_dtypes.finfo(p.storage).eps))
+    eps = _sci(float(p.finfo.eps))
     return Bad(
         f"Σ exp(z - max) rounds to exactly 1: the other classes add {_sci(float(e.sum()))}, "
         f"too little to move 1 in {p.name} (the next {p.name} above 1 is 1 + {eps}); "
@@ -335,7 +334,7 @@ def _sigmoid_bad(zc: Array, en: Array, prob: Array, p: Precision) -> Bad | None:
             f"so sigmoid({z_txt}) = 1 / (1 + 0)"
         )
     else:
-        eps = _sci(float(ml_dtypes.finfo(p.storage).eps))
+        eps = _sci(float(p.finfo.eps))
         how = (
             f"1 + exp({mz_txt}) = 1 + {_fmt(ej, p.name)} rounds to 1 in {p.name} (the next "
             f"{p.name} above 1 is 1 + {eps}), so sigmoid({z_txt})"
@@ -367,7 +366,7 @@ def _big(x: float) -> str:
 
 def _small(p: Precision) -> str:
     """The smallest positive (subnormal) number of the format."""
-    return _sci(float(ml_dtypes.finfo(p.storage).smallest_subnormal))
+    return _sci(float(p.finfo.smallest_subnormal))
 
 
 def _from_log(log_value: float) -> str:

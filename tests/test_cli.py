@@ -21,7 +21,7 @@ from textcheck import flat, strict_json
 
 from cecheck import __version__, engine, inputs, rows
 from cecheck.cli import cecheck
-from cecheck.output.reporters import REPORTERS
+from cecheck.output.registry import REPORTERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "sample_data"
@@ -482,15 +482,15 @@ def test_broken_pipe_exits_quietly(tmp_path: Path) -> None:
 def test_progress_bar_only_for_big_inputs_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    from cecheck import cli
+    from cecheck.cli import common
 
     source = inputs.open_inputs(*TF)
-    with cli.progress_bar(source, quiet=False) as progress:
+    with common.progress_bar(source, quiet=False) as progress:
         assert progress is None  # small input, and stderr is not a terminal here
-    monkeypatch.setattr(cli, "PROGRESS_ELEMENTS", 0)
+    monkeypatch.setattr(common, "PROGRESS_ELEMENTS", 0)
     monkeypatch.setattr(Console, "is_terminal", property(lambda _self: True))
-    with cli.progress_bar(source, quiet=True) as progress:
+    with common.progress_bar(source, quiet=True) as progress:
         assert progress is None  # --quiet: never
-    with cli.progress_bar(source, quiet=False) as progress:
+    with common.progress_bar(source, quiet=False) as progress:
         assert progress is not None
         progress(1)  # the engine's callback: rows done

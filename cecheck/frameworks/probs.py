@@ -50,7 +50,6 @@ zero target multiplied by ``log 0``.
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
@@ -159,7 +158,7 @@ def _keras_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Arr
 
 
 def _sklearn_eps(p: Precision) -> float:
-    return float(ml_dtypes.finfo(p.storage).eps)
+    return float(p.finfo.eps)
 
 
 def _sklearn_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Array | None]:

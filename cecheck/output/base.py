@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TextIO
 
@@ -34,10 +36,16 @@ class Reporter:
     title: ClassVar[str] = ""
     all_rows: ClassVar[bool] = False
 
-    def __init__(self, out: TextIO, console: Console, options: Options) -> None:
+    def __init__(self, out: TextIO, make_console: Callable[[], Console], options: Options) -> None:
         self.out = out
-        self.console = console  # writes to ``out``, for the reporters that print rich text
+        self.make_console = make_console  # a rich Console writing to ``out``
         self.options = options
+
+    @functools.cached_property
+    def console(self) -> Console:
+        """The Console of the reporters that print rich text, made on first use (so a run
+        whose format prints none does not import rich)."""
+        return self.make_console()
 
     @property
     def streams(self) -> bool:

@@ -2,6 +2,7 @@
 summary table (one line per path and dtype), the counts of each flag and cause, the worst
 flagged rows side by side with a sentence or two on why each failed, and the closing
 sentence. The words come from :mod:`cecheck.output.words` and :mod:`cecheck.output.explain`.
+:class:`TableReporter` is ``--format table``.
 
 Every piece is a plain renderable, so tests render it into a recording Console. Nothing here
 needs colour to be read: NaN and inf are spelled out, and a value that diverged from float64
@@ -26,6 +27,7 @@ from cecheck import families
 from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.diagnose import NOT_FLAGGED
+from cecheck.output.base import Reporter
 from cecheck.output.explain import explain
 from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
 from cecheck.output.words import (
@@ -323,3 +325,37 @@ def chunk_rows(rows: ChunkRows, width: int) -> list[RenderableType]:
         out.append(explanations(flagged, source, settings))
     out.append(Text(""))
     return [Group(*out)]
+
+
+# ---------------------------------------------------------------- the reporter
+
+
+class TableReporter(Reporter):
+    """The report for people: rich tables and plain words; ``--all`` streams every row."""
+
+    title = "the table"
+    all_rows = True
+
+    @property
+    def streams(self) -> bool:
+        return self.options.all_rows and not self.options.quiet
+
+    def start(self, source: Source, settings: Settings) -> None:
+        if self.streams:  # the header comes first, the rows as they are computed
+            self.console.print(header(source, settings))
+
+    def chunk(self, rows: ChunkRows) -> None:
+        for renderable in chunk_rows(rows, self.console.width):
+            self.console.print(renderable)
+
+    def finish(self, report: Report) -> None:
+        if self.options.quiet:
+            self.console.print(closing_sentence(report))
+            return
+        print_report(
+            report,
+            self.console,
+            fail_on=self.options.fail_on,
+            show_header=not self.options.all_rows,
+            show_rows=not self.options.all_rows,
+        )

@@ -1,0 +1,192 @@
+"""``cecheck compare``: every row's loss along every path and dtype, and the rows flagged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
+
+import click
+
+from cecheck.choices import FAIL_ON
+from cecheck.cli.options import (
+    CommaChoice,
+    format_option,
+    framework_options,
+    input_options,
+    output_option,
+    settings_options,
+)
+from cecheck.output.registry import REPORTERS
+
+if TYPE_CHECKING:
+    from cecheck.engine import ChunkResult
+    from cecheck.inputs import Source
+    from cecheck.pipeline import Plan
+    from cecheck.report import Report
+    from cecheck.settings import Settings
+
+
+@click.command()
+@click.pass_context
+@input_options
+@settings_options
+@framework_options
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="How many flagged rows the table and the JSON show, worst first.",
+)
+@click.option(
+    "--all",
+    "all_rows",
+    is_flag=True,
+    help="Show every row in the table, not only the flagged ones (table format; CSV always "
+    "has every row; not with --format json).",
+)
+@format_option(
+    list(REPORTERS),
+    "table: a report for people; json: the report as strict JSON; csv: one line per row; "
+    "markdown: a compact report for a CI job summary.",
+)
+@output_option("report")
+@click.option(
+    "--fail-on",
+    type=CommaChoice(FAIL_ON, "condition"),
+    default=(),
+    metavar="CONDITIONS",
+    help="Exit with code 1 when a row is flagged for one of these (comma list): "
+    + ", ".join(FAIL_ON)
+    + ". input: NaN/inf logits or bad labels; naive/stable: that path gives NaN or inf; "
+    "diverged: a dtype disagrees with float64; inaccurate: an accuracy note; any: all.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No messages on stderr (warnings, progress, summary); the table format prints only "
+    "the closing sentence.",
+)
+def compare(
+    ctx: click.Context,
+    logits: str,
+    labels: str | None,
+    task: str,
+    label_column: str | int,
+    logits_key: str,
+    labels_key: str,
+    dtypes: tuple[str, ...],
+    ignore_index: int,
+    rtol: float,
+    atol: float,
+    top: int,
+    all_rows: bool,
+    fmt: str,
+    output: str | None,
+    fail_on: tuple[str, ...],
+    quiet: bool,
+    inputs_kind: str,
+    batch_size: int | None,
+    label_smoothing: float,
+    class_weights: str | None,
+) -> None:
+    """Compute each row's loss along every path and dtype, and flag the unstable rows.
+
+    LOGITS is a .npy, .npz, .csv, .tsv or .parquet file. LABELS is a second file, or left
+    out when LOGITS holds both (an .npz with --logits-key and --labels-key arrays, or a table
+    with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
+
+    \b
+    Examples:
+      cecheck compare sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
+      cecheck compare sample_data/sequence.npz --top 5
+      cecheck compare sample_data/binary_sweep.csv --dtypes float16,float32,float64
+      cecheck compare logits.npy labels.npy --format json -o report.json --fail-on stable
+      cecheck compare logits.npy labels.npy --format csv > rows.csv
+
+    Exit codes: 0 ran (rows may be flagged); 1 a --fail-on condition was met; 2 a usage or
+    input error; 130 interrupted (Ctrl-C); 141 stdout closed by its reader.
+    """
+    from cecheck.cli import common  # the library: loaded when a command runs, not for --help
+    from cecheck.output.registry import reporter
+    from cecheck.output.words import closing_sentence
+
+    if all_rows and not reporter(fmt).all_rows:
+        raise click.UsageError(
+            "--all applies to the table (CSV always has every row); "
+            f"{reporter(fmt).title} keeps the --top worst flagged rows"
+        )
+    if "diverged" in fail_on and "float64" not in dtypes:
+        raise click.UsageError(
+            "--fail-on diverged needs float64 in --dtypes: divergence is judged against "
+            "the same path in float64"
+        )
+    weights_file = class_weights.strip() if class_weights is not None else None
+    common.check_output(output, fmt, logits, labels, weights_file)
+    source = common.open_source(
+        logits,
+        labels,
+        task=task,
+        label_column=label_column,
+        logits_key=logits_key,
+        labels_key=labels_key,
+    )
+    settings = common.engine_settings(
+        source,
+        dtypes=dtypes,
+        ignore_index=ignore_index,
+        rtol=rtol,
+        atol=atol,
+        top=top,
+        inputs_kind=inputs_kind,
+        batch_size=batch_size,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+    plan, source = common.plan(source, settings)
+    for warning in source.warnings:
+        common.say(f"warning: {warning}", quiet)
+    with common.output_stream(output) as out:
+        report = _render(source, settings, plan, fmt, out, all_rows, fail_on, quiet)
+    if fmt != "table" or output is not None:
+        common.say(closing_sentence(report), quiet)
+    failed = report.failed(fail_on)
+    if failed:
+        common.say(f"--fail-on {','.join(failed)} met: exit code 1", quiet)
+    ctx.exit(report.return_code(fail_on))
+
+
+def _render(
+    source: Source,
+    settings: Settings,
+    plan: Plan,
+    fmt: str,
+    out: TextIO,
+    all_rows: bool,
+    fail_on: tuple[str, ...],
+    quiet: bool,
+) -> Report:
+    """Run the engine once and write the report in ``fmt`` to ``out`` (its reporter)."""
+    from cecheck import engine
+    from cecheck.cli import common
+    from cecheck.errors import InputError
+    from cecheck.output.base import Options
+    from cecheck.output.registry import reporter
+    from cecheck.rows import ChunkRows
+
+    rep = reporter(fmt)(out, lambda: common.report_console(out), Options(fail_on, all_rows, quiet))
+    rep.start(source, settings)
+    on_chunk: Callable[[ChunkResult], None] | None = None
+    if rep.streams:
+
+        def on_chunk(chunk: ChunkResult) -> None:
+            rep.chunk(ChunkRows(chunk, source, settings))
+
+    try:
+        with common.progress_bar(source, quiet) as progress:
+            report = engine.run(source, settings, on_chunk=on_chunk, progress=progress, plan=plan)
+    except InputError as e:  # a problem found past the first chunk of a file
+        raise common.InputFailure(common.one_line(e)) from None
+    rep.finish(report)
+    return report

@@ -1,0 +1,100 @@
+"""``cecheck trace``: one row's loss step by step, the first bad step marked."""
+
+from __future__ import annotations
+
+import click
+
+from cecheck.choices import TRACE_PATHS
+from cecheck.cli.options import format_option, input_options, output_option, settings_options
+
+
+@click.command("trace")
+@input_options
+@settings_options
+@click.option(
+    "--row",
+    default=None,
+    metavar="I",
+    help="The row to trace: a flat row number, or an index tuple such as 3,17 for (B, T, C) "
+    "logits. Default: the worst flagged row (row 0 if no row is flagged).",
+)
+@click.option(
+    "--path",
+    "path_choice",
+    type=click.Choice([*TRACE_PATHS, "all"]),
+    default="all",
+    show_default=True,
+    help="The path(s) to walk: naive (softmax or sigmoid, then log), stable (what the "
+    "frameworks do), reference (accurate, float64).",
+)
+@format_option(
+    ["table", "json"], "table: the steps for people; json: the same steps as strict JSON."
+)
+@output_option("trace")
+def trace_command(
+    logits: str,
+    labels: str | None,
+    task: str,
+    label_column: str | int,
+    logits_key: str,
+    labels_key: str,
+    dtypes: tuple[str, ...],
+    ignore_index: int,
+    rtol: float,
+    atol: float,
+    row: str | None,
+    path_choice: str,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Walk one row's loss step by step in each path and dtype; mark the first bad step.
+
+    Every intermediate value (exp of each logit, their sum, the probability, its log, ...)
+    is shown in the dtype it is computed in, and the first step that gives inf or NaN, or a
+    probability or sigmoid of exactly 0 or 1, is marked with a sentence on why. Many classes:
+    the target, the top 5 logits and one line for the rest. Without --row, the worst row
+    that compare flags (with the same --dtypes, --rtol and --atol) is traced.
+
+    \b
+    Examples:
+      cecheck trace sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
+      cecheck trace sample_data/sequence.npz --row 2,5 --dtypes float16,float32
+      cecheck trace sample_data/binary_sweep.csv --row 0 --path naive --format json
+
+    Exit codes: 0 traced; 2 a usage or input error (such as a row out of range); 130
+    interrupted (Ctrl-C); 141 stdout closed by its reader.
+    """
+    from cecheck.cli import common  # the library: loaded when a command runs, not for --help
+    from cecheck.errors import InputError
+    from cecheck.rowpick import parse_row, pick_row, trace_row
+    from cecheck.trace_render import print_trace, write_trace_json
+
+    common.check_output(output, fmt, logits, labels)
+    source = common.open_source(
+        logits,
+        labels,
+        task=task,
+        label_column=label_column,
+        logits_key=logits_key,
+        labels_key=labels_key,
+    )
+    settings = common.engine_settings(
+        source, dtypes=dtypes, ignore_index=ignore_index, rtol=rtol, atol=atol, top=1
+    )
+    for warning in source.warnings:
+        common.say(f"warning: {warning}", False)
+    paths = TRACE_PATHS if path_choice == "all" else (path_choice,)
+    try:
+        if row is None:
+            with common.progress_bar(source, False) as progress:
+                pick = pick_row(source, settings, progress)
+        else:
+            pick = parse_row(row, source.lead_shape)
+        t = trace_row(source, settings, pick, paths)
+    except (InputError, ValueError) as e:
+        raise common.InputFailure(common.one_line(e)) from None
+    with common.output_stream(output) as out:
+        if fmt == "json":
+            write_trace_json(t, out)
+        else:
+            print_trace(t, common.report_console(out))
