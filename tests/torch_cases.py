@@ -163,7 +163,9 @@ def torch_loss(torch: Any, path: str, case: Case, dtype: str) -> np.ndarray:
         y = torch.from_numpy(case.labels)
         ii = opts.get("ignore_index", IGNORE)
         if path == "naive":
-            out = F.nll_loss(torch.log(torch.softmax(z, -1)), y, wt, ignore_index=ii, reduction="none")
+            out = F.nll_loss(
+                torch.log(torch.softmax(z, -1)), y, wt, ignore_index=ii, reduction="none"
+            )
         else:
             eps = opts.get("label_smoothing", 0.0)
             out = F.cross_entropy(z, y, wt, ignore_index=ii, label_smoothing=eps, reduction="none")

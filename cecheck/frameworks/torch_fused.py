@@ -14,7 +14,7 @@ Where these fail although they are "stable":
 
 - Label smoothing (``LossNLL.cpp``, ``cross_entropy_loss_label_smoothing``) adds
   ``-Σ_c w_c log_softmax(z)_c`` over all classes in the input's format: in float16 a row with
-  logits [0, -1e4 × 9] sums to -9e4, beyond 65504, so its loss is inf (``sum_overflow``); a
+  logits [0] + [-1e4] * 9 sums to -9e4, beyond 65504, so its loss is inf (``sum_overflow``); a
   ``-inf`` mask on any class makes it inf too (the smoothed target puts mass ``eps / C`` on a
   class of probability 0: ``prob_underflow``).
 - Probability targets (``cross_entropy_loss_prob_target``) multiply ``t · log_softmax``
@@ -35,7 +35,10 @@ Sources (pytorch/pytorch, read for 2.13; see :mod:`~cecheck.frameworks.torch_com
   ``smooth = -(log_softmax · w).sum(-1)`` (``-log_softmax.sum(-1)`` without weights), 0 on
   ignored rows; ``cross_entropy_loss_prob_target``: ``-(log_softmax · t' · w).sum(-1)`` with
   ``t' = t · (1 - eps) + eps / C``. Every operation is a tensor operation in the input's
-  format; the Python-float factors are float32 against float16/bfloat16/float32 tensors.
+  format. A Python float multiplying a tensor is used as float32 against float16, bfloat16
+  and float32 tensors (``mul_kernel``: ``original_scalar_value<opmath_t>``), but one *added* to
+  a tensor is first rounded to the tensor's format (the ``add`` ufunc reads the promoted
+  scalar): ``t · 0.8 + 0.2 / 3`` in float16 adds ``float16(0.0667) = 0.06665``.
 - ``aten/src/ATen/native/Loss.cpp``, ``binary_cross_entropy_with_logits``:
   ``log_weight = (pos_weight - 1) · t + 1``, ``loss = (1 - t) · z - log_sigmoid(z) · log_weight``.
 - ``aten/src/ATen/native/cpu/Activation.cpp``, ``log_sigmoid_cpu_kernel``:
@@ -49,8 +52,10 @@ import numpy as np
 from cecheck.frameworks.torch_common import (
     IGNORE_INDEX,
     TorchPathResult,
+    any_class,
     class_mean,
     class_sum,
+    elementary,
     log_softmax,
     nll,
     scalar,
@@ -110,7 +115,7 @@ def stable_index(
         )
     return TorchPathResult(
         loss,
-        prob_underflow=np.isneginf(lsm).any(axis=1) & ~ignored,
+        prob_underflow=any_class(np.isneginf(lsm)) & ~ignored,
         sum_overflow=sum_overflow(terms, total) & ~ignored,
     )
 
@@ -139,7 +144,7 @@ def stable_soft(
         tc = rec(
             "t_smoothed",
             f"t · (1 - {label_smoothing}) + {label_smoothing} / {n}",
-            r(r(tc * scalar(1 - label_smoothing, p)) + scalar(label_smoothing / n, p)),
+            r(r(tc * scalar(1 - label_smoothing, p)) + p.cast(label_smoothing / n)),
             shown=False,
         )
     lsm = log_softmax(rec("z", f"z as {p.name}", p.cast(z)), p, rec)
@@ -150,8 +155,8 @@ def stable_soft(
     total = rec("sum_t_log_softmax", "Σ t · log_softmax", class_sum(terms, p))
     return TorchPathResult(
         rec("loss", "loss = -Σ t · log_softmax", 0 - total),
-        prob_underflow=(np.isneginf(lsm) & (tc > 0)).any(axis=1),
-        zero_times_inf=(np.isinf(lsm) & (tc == 0)).any(axis=1),
+        prob_underflow=any_class(np.isneginf(lsm) & (tc > 0)),
+        zero_times_inf=any_class(np.isinf(lsm) & (tc == 0)),
         sum_overflow=sum_overflow(terms, total),
     )
 
@@ -163,10 +168,10 @@ def _bce_with_logits(
     r = p.round
     zc = rec("z", f"z as {p.name}", p.cast(z))
     tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
-    exp = rec("exp", "exp(-|z|)", np.exp(-np.abs(zc)), shown=False)
+    exp = rec("exp", "exp(-|z|)", elementary(np.exp, -np.abs(zc)), shown=False)
     log_sig = rec(
         "log_sigmoid", "log_sigmoid(z) = min(z, 0) - log1p(exp(-|z|))",
-        r(np.minimum(zc, 0) - np.log1p(exp)),
+        r(np.minimum(zc, 0) - elementary(np.log1p, exp)),
     )  # fmt: skip
     del exp
     if pos_weight is not None:
@@ -211,4 +216,4 @@ def stable_multilabel(
     """``F.binary_cross_entropy_with_logits(z, t, pos_weight=..., reduction="none").mean(-1)``;
     ``pos_weight`` is one per class."""
     loss, cancelled = _bce_with_logits(np.asarray(z), t, p, rec, pos_weight)
-    return TorchPathResult(class_mean(loss, p, rec), cancellation=cancelled.any(axis=1))
+    return TorchPathResult(class_mean(loss, p, rec), cancellation=any_class(cancelled))

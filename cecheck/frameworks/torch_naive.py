@@ -36,8 +36,10 @@ import numpy as np
 from cecheck.frameworks.torch_common import (
     IGNORE_INDEX,
     TorchPathResult,
+    any_class,
     class_mean,
     class_sum,
+    elementary,
     gather,
     nll,
     softmax,
@@ -54,7 +56,7 @@ def _log_softmax_naive(z: Array, p: Precision, rec: Recorder) -> tuple[Array, Ar
     """``torch.log(torch.softmax(z, -1))``: the probabilities and their logs, each rounded."""
     prob = softmax(rec("z", f"z as {p.name}", p.cast(z)), p, rec)
     with np.errstate(divide="ignore"):  # log 0 = -inf: the failure this path shows
-        return prob, rec("log_p", "log p", p.round(np.log(prob)))
+        return prob, rec("log_p", "log p", p.round(elementary(np.log, prob)))
 
 
 def naive_index(
@@ -90,8 +92,8 @@ def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Torc
     del t_log_p
     return TorchPathResult(
         rec("loss", "loss = -Σ t · log p", 0 - total),
-        prob_underflow=((prob == 0) & (tc > 0)).any(axis=1),
-        zero_times_inf=((tc == 0) & np.isinf(log_p)).any(axis=1),
+        prob_underflow=any_class((prob == 0) & (tc > 0)),
+        zero_times_inf=any_class((tc == 0) & np.isinf(log_p)),
     )
 
 
@@ -102,13 +104,15 @@ def _bce_of_sigmoid(z: Array, t: Array, p: Precision, rec: Recorder) -> tuple[Ar
     zc = rec("z", f"z as {p.name}", p.cast(z))
     tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
     with np.errstate(over="ignore"):  # exp(-z) = inf for z < -88.7: the sigmoid is then 0
-        en = rec("exp_neg", "exp(-z)", np.exp(-zc), shown=False)
+        en = rec("exp_neg", "exp(-z)", elementary(np.exp, -zc), shown=False)
     s = rec("sigmoid", "s = sigmoid(z) = 1 / (1 + exp(-z))", r(1 / (1 + en)))
     del en
     with np.errstate(divide="ignore"):  # log 0 = -inf, then clamped at -100
-        log_q = rec("log_one_minus_sigmoid", "max(log1p(-s), -100)", r(np.log1p(-s)))
+        log_q = rec("log_one_minus_sigmoid", "max(log1p(-s), -100)", r(elementary(np.log1p, -s)))
         log_q = np.maximum(log_q, LOG_CLAMP)
-        log_s = rec("log_sigmoid", "max(log s, -100)", np.maximum(r(np.log(s)), LOG_CLAMP))
+        log_s = rec(
+            "log_sigmoid", "max(log s, -100)", np.maximum(r(elementary(np.log, s)), LOG_CLAMP)
+        )
     neg_part = rec("one_minus_t_log", "(t - 1) · max(log1p(-s), -100)", r(r(tc - 1) * log_q))
     pos_part = rec("t_log_sigmoid", "t · max(log s, -100)", r(tc * log_s))
     name = "loss" if z.ndim == 1 else "class_loss"
@@ -128,9 +132,7 @@ def naive_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> To
     return TorchPathResult(loss, sigmoid_saturated=saturated)
 
 
-def naive_multilabel(
-    z: Array, t: Array, p: Precision, rec: Recorder = ignore
-) -> TorchPathResult:
+def naive_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> TorchPathResult:
     """``F.binary_cross_entropy(torch.sigmoid(z), t, reduction="none").mean(-1)``."""
     loss, saturated = _bce_of_sigmoid(np.asarray(z), t, p, rec)
-    return TorchPathResult(class_mean(loss, p, rec), sigmoid_saturated=saturated.any(axis=1))
+    return TorchPathResult(class_mean(loss, p, rec), sigmoid_saturated=any_class(saturated))
