@@ -125,7 +125,7 @@ def naive_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> To
     sigmoid costs 100 (its log clamped), never inf.
 
     >>> from cecheck.precision import get
-    >>> naive_binary(np.array([-30.0]), np.array([1.0]), get("float32")).loss
+    >>> naive_binary(np.array([-120.0]), np.array([1.0]), get("float32")).loss
     array([100.], dtype=float32)
     """
     loss, saturated = _bce_of_sigmoid(np.asarray(z), t, p, rec)
