@@ -189,15 +189,16 @@ def torch_loss(torch: Any, path: str, case: Case, dtype: str) -> np.ndarray:
     return out.to(torch.float64).numpy()
 
 
+def finiteness(x: np.ndarray) -> np.ndarray:
+    """Per row: 0 finite, 1 NaN, 2 +inf, 3 -inf."""
+    return np.select([np.isnan(x), x == np.inf, x == -np.inf], [1, 2, 3], 0)
+
+
 def compare(expected: np.ndarray, got: np.ndarray, dtype: str) -> tuple[int, float]:
     """(rows whose finiteness differs: NaN, +inf, -inf or finite; the largest error on rows
     finite in both, in units of ``eps · max(1, |L|)`` with ``L`` torch's loss)."""
     got = np.asarray(got, dtype=np.float64)
-
-    def kind(x: np.ndarray) -> np.ndarray:
-        return np.select([np.isnan(x), x == np.inf, x == -np.inf], [1, 2, 3], 0)
-
-    mismatches = int((kind(expected) != kind(got)).sum())
+    mismatches = int((finiteness(expected) != finiteness(got)).sum())
     both = np.isfinite(expected) & np.isfinite(got)
     eps = get(dtype).eps
     err = np.abs(got[both] - expected[both]) / (eps * np.maximum(1.0, np.abs(expected[both])))
