@@ -108,8 +108,11 @@ def _bce_of_sigmoid(z: Array, t: Array, p: Precision, rec: Recorder) -> tuple[Ar
     s = rec("sigmoid", "s = sigmoid(z) = 1 / (1 + exp(-z))", r(1 / (1 + en)))
     del en
     with np.errstate(divide="ignore"):  # log 0 = -inf, then clamped at -100
-        log_q = rec("log_one_minus_sigmoid", "max(log1p(-s), -100)", r(elementary(np.log1p, -s)))
-        log_q = np.maximum(log_q, LOG_CLAMP)
+        log_q = rec(
+            "log_one_minus_sigmoid",
+            "max(log1p(-s), -100)",
+            np.maximum(r(elementary(np.log1p, -s)), LOG_CLAMP),
+        )
         log_s = rec(
             "log_sigmoid", "max(log s, -100)", np.maximum(r(elementary(np.log, s)), LOG_CLAMP)
         )
