@@ -1,5 +1,5 @@
 """The names the command line offers before anything is computed: dtypes, tasks, input kinds,
-``--fail-on`` conditions and trace paths.
+frameworks, ``--fail-on`` conditions and trace paths.
 
 No imports, so that defining the options (and ``cecheck --help``) loads no numpy. The modules
 that use a name import it from here (:mod:`cecheck.precision`, :mod:`cecheck.report`,
@@ -9,5 +9,14 @@ that use a name import it from here (:mod:`cecheck.precision`, :mod:`cecheck.rep
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 TASKS = ("binary", "multiclass", "multilabel")  # = cecheck.inputs.TASKS
 INPUT_KINDS = ("logits", "probs")  # = cecheck.settings.INPUT_KINDS
-FAIL_ON = ("input", "naive", "stable", "diverged", "inaccurate", "any")
-TRACE_PATHS = ("naive", "stable", "reference")
+FAIL_ON = ("input", "naive", "stable", "textbook", "diverged", "inaccurate", "any")
+TRACE_PATHS = ("textbook", "naive", "stable", "reference")
+
+# The registry of frameworks whose idioms the naive and stable paths emulate (--framework):
+# name -> (the module whose PATHS maps (path, kind) to its functions, what it emulates).
+# Registering one is a line here; cecheck.frameworks.registry loads the module when used.
+FRAMEWORK_MODULES = {
+    "torch": ("cecheck.frameworks.torch_paths", "PyTorch 2.13"),
+}
+FRAMEWORKS = tuple(FRAMEWORK_MODULES)
+DEFAULT_FRAMEWORK = "torch"

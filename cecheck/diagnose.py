@@ -3,11 +3,12 @@
 Flags, by severity (most serious first):
 
 0. input problems: ``nonfinite_input``, ``label_out_of_range``, ``invalid_label``
-1. ``stable_nan:<dtype>``, ``stable_inf:<dtype>``
-2. ``naive_nan:<dtype>``, ``naive_inf:<dtype>``
-3. ``diverged:<path>_<dtype>``: both finite and ``|L - L64| > atol + rtol * |L64|``, L64 being
+1. ``stable_nan:<dtype>``, ``stable_inf:<dtype>`` (the framework's fused loss)
+2. ``naive_nan:<dtype>``, ``naive_inf:<dtype>`` (the framework's softmax-then-log)
+3. ``textbook_nan:<dtype>``, ``textbook_inf:<dtype>`` (the unshifted textbook formula)
+4. ``diverged:<path>_<dtype>``: both finite and ``|L - L64| > atol + rtol * |L64|``, L64 being
    the same path in float64 (checked only when float64 is among the dtypes)
-4. ``inaccurate:<path>_<dtype>``: a finite value keeps fewer than half of its dtype's
+5. ``inaccurate:<path>_<dtype>``: a finite value keeps fewer than half of its dtype's
    significant bits against the reference (an accuracy note). Not raised where the
    reference is below the dtype's smallest normal number: no value of that dtype could
    hold it to that accuracy.
@@ -23,13 +24,19 @@ own constant instead of inf) ranks with ``naive``.
 problem or an ignored label is not scored: it gets no path flag, since no path can be judged
 on it, and it is left out of the per-path totals.
 
+Rows are ranked (:attr:`Diagnosis.rank`) by severity, then, within a severity, rows where
+the framework's naive or stable path holds a flag of that severity before textbook-only
+ones, a wider dtype failing before a narrower one, then (the engine) the larger error.
+
 Causes are read off the intermediate values each path really computed (the evidence in
 :class:`~cecheck.losses.PathResult`), and only from a path and dtype that is flagged on that
 row: ``exp_overflow``, ``prob_underflow``, ``sigmoid_saturated``, ``zero_times_inf``,
-``nonfinite_input``; ``cast_overflow`` when a finite input is beyond the dtype's largest
-number, so that casting it gives inf; ``clipped`` when a framework convention clipped a
-probability (or clamped its log), given by the caller; ``cancellation`` when a finite value
-is ``inaccurate`` while no other event happened on the way. A row that is only ``diverged``
+``sum_overflow`` (a fused loss's sum over classes), ``cancellation`` (a fused loss's final
+subtraction), ``nonfinite_input``; ``cast_overflow`` when a finite input is beyond the
+dtype's largest number, so that casting it gives inf; ``clipped`` when a framework
+convention clipped a probability (or clamped its log), given by the caller;
+``cancellation`` also when a finite value is ``inaccurate`` while no other event happened
+on the way. A row that is only ``diverged``
 gets no cause: it differs from float64 by more than the tolerance but keeps at least half of
 its dtype's bits, which is ordinary rounding in that dtype (float16 rounding is larger than
 the default rtol).
@@ -57,15 +64,26 @@ CAUSES = (
     "prob_underflow",
     "sigmoid_saturated",
     "zero_times_inf",
+    "sum_overflow",
     "cancellation",
     "clipped",
 )
 NOT_FLAGGED = 9  # the severity of a row with no problem
-SEVERITY_NAMES = ("input", "stable", "naive", "diverged", "inaccurate")
-LOGIT_PATHS = ("stable", "naive")
+SEVERITY_NAMES = ("input", "stable", "naive", "textbook", "diverged", "inaccurate")
+LOGIT_PATHS = ("stable", "naive", "textbook")
 # The severity of a path's NaN/inf: the loss a framework computes (stable, or a framework's
-# probability-input convention) before the textbook formula.
-NONFINITE_SEVERITY = {"stable": 1, "torch": 1, "keras": 1, "sklearn": 1, "naive": 2}
+# probability-input convention), then its users' softmax-then-log, then the textbook formula.
+NONFINITE_SEVERITY = {
+    "stable": 1,
+    "torch": 1,
+    "keras": 1,
+    "sklearn": 1,
+    "naive": 2,
+    "textbook": 3,
+}
+# Paths that are not the framework's own: a row flagged only there ranks after the others
+# of its severity.
+TEXTBOOK_PATHS = ("textbook",)
 # Flags and causes of probability input only, raised by cecheck.pathsets.ProbPaths.
 PROBABILITY_FLAGS = ("invalid_probability", "target_prob_zero")
 PROBABILITY_CAUSES = ("clipped",)
@@ -99,12 +117,12 @@ def flag_names(
 
 @functools.cache  # asked for every flag name of every chunk
 def severity_of(flag: str) -> int:
-    """0 (input) .. 4 (inaccurate); NOT_FLAGGED for ``ignored`` and unknown flags."""
+    """0 (input) .. 5 (inaccurate); NOT_FLAGGED for ``ignored`` and unknown flags."""
     if flag in _FIXED_SEVERITY:
         return _FIXED_SEVERITY[flag]
     head = flag.split(":")[0]
     if head in ("diverged", "inaccurate"):
-        return 3 if head == "diverged" else 4
+        return 4 if head == "diverged" else 5
     path, _, kind = head.rpartition("_")
     if kind in ("nan", "inf") and path in NONFINITE_SEVERITY:
         return NONFINITE_SEVERITY[path]
@@ -183,10 +201,13 @@ class Diagnosis:
     flags: Array  # (n, len(flag_names)) bool
     causes: Array  # (n, len(CAUSES)) bool
     severity: Array  # (n,) int: the most serious flag, NOT_FLAGGED if none
+    rank: Array  # (n,) int: the order of the rows within and across severities (see module)
     error: Array  # (n,) float: the largest relative error of a flagged value (inf: non-finite)
     scored: Array  # (n,) bool: rows the paths are judged on (no input problem, not ignored)
     flag_counts: Array  # (len(flag_names),) int: the rows holding each flag
     cause_counts: Array  # (len(CAUSES),) int: the rows holding each cause
+    # path -> (len(CAUSES),) int: the rows where that path's flagged values had each cause
+    path_cause_counts: dict[str, Array] = field(default_factory=dict)
     # "<path>_<dtype>" -> the largest relative error against the reference over the scored
     # rows whose reference that dtype can represent (0, or at least its smallest normal);
     # None when there is no such finite value
@@ -257,17 +278,24 @@ def diagnose(
     # severity below and the run's totals read these counts instead of the matrices.
     flag_counts = np.zeros(len(names), dtype=np.intp)
     caused: set[int] = set()  # the cause columns written
+    # per path, the rows where its flagged values had each cause (for the words: which
+    # mechanism broke which path); allocated when a path has a cause
+    by_path: dict[str, Array] = {}
 
     def raise_flag(name: str, rows: Array) -> None:
         j = col[name]
         flags[:, j] = rows
         flag_counts[j] = np.count_nonzero(flags[:, j])
 
-    def add_cause(cause: str, rows: Array, hit: Array) -> None:
+    def add_cause(cause: str, rows: Array, hit: Array, path: str | None = None) -> None:
         if hit.any():  # most evidence is all False on the flagged rows: skip the scatter
             j = CAUSES.index(cause)
             causes[rows, j] |= hit
             caused.add(j)
+            if path is not None:
+                if path not in by_path:
+                    by_path[path] = np.zeros((n, len(CAUSES)), dtype=bool)
+                by_path[path][rows, j] |= hit
 
     error = np.zeros(n)
     worst: dict[str, float | None] = {}
@@ -340,7 +368,7 @@ def diagnose(
         error[rows] = np.fmax(error[rows], flagged_error)
 
         seen = np.zeros(rows.size, dtype=bool)
-        found = {cause: getattr(result, cause) for cause in EVIDENCE}
+        found = {cause: getattr(result, cause, None) for cause in EVIDENCE}
         if cast_overflow is not None and dtype in cast_overflow:
             found = {"cast_overflow": cast_overflow[dtype], **found}
         if evidence is not None:
@@ -348,16 +376,28 @@ def diagnose(
         for cause, hit_rows in found.items():
             if hit_rows is not None:
                 hit = hit_rows[rows]
-                add_cause(cause, rows, hit)
+                add_cause(cause, rows, hit, path)
                 seen |= hit
-        add_cause("cancellation", rows, inaccurate[rows] & ~seen)
+        add_cause("cancellation", rows, inaccurate[rows] & ~seen, path)
 
     severity = _severity(flags, names, flag_counts)
+    rank = _rank(flags, names, flag_counts, severity)
     cause_counts = np.zeros(len(CAUSES), dtype=np.intp)
     for j in caused:
         cause_counts[j] = np.count_nonzero(causes[:, j])
+    per_path = {path: rows.sum(axis=0) for path, rows in by_path.items()}
     return Diagnosis(
-        names, flags, causes, severity, error, scored, flag_counts, cause_counts, worst
+        names,
+        flags,
+        causes,
+        severity,
+        rank,
+        error,
+        scored,
+        flag_counts,
+        cause_counts,
+        per_path,
+        worst,
     )
 
 
@@ -380,6 +420,36 @@ def _severity(flags: Array, names: tuple[str, ...], counts: Array) -> Array:
     for level in sorted(levels, reverse=True):  # least serious first: a more serious overwrites
         severity[levels[level]] = level
     return severity
+
+
+# The order of the dtypes, narrowest first (as cecheck.precision.DTYPES).
+_WIDTH = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
+_LAST = 99  # within a severity: after every flag's place
+
+
+@functools.cache
+def within_severity(flag: str) -> int:
+    """A flag's place within its severity, smaller first: the framework's paths (and flags of
+    no path) before :data:`TEXTBOOK_PATHS`, then a wider dtype before a narrower one."""
+    head, _, tail = flag.partition(":")
+    if head in ("diverged", "inaccurate"):
+        path, _, dtype = tail.partition("_")
+    else:
+        path, dtype = head.rpartition("_")[0], tail
+    tier = 1 if path in TEXTBOOK_PATHS else 0
+    return tier * 10 + (len(_WIDTH) - 1 - _WIDTH[dtype] if dtype in _WIDTH else 0)
+
+
+def _rank(flags: Array, names: tuple[str, ...], counts: Array, severity: Array) -> Array:
+    """Per row ``severity · 100 + place``: the place (:func:`within_severity`) of the best
+    flag the row holds at its own severity."""
+    place = np.full(flags.shape[0], _LAST)
+    for j, name in enumerate(names):
+        level = severity_of(name)
+        if level < NOT_FLAGGED and counts[j]:
+            hit = flags[:, j] & (severity == level)
+            np.minimum(place, np.where(hit, within_severity(name), _LAST), out=place)
+    return severity * 100 + np.where(place == _LAST, 0, place)
 
 
 def _worst(rel: Array, judged: Array) -> float | None:

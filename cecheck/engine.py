@@ -199,6 +199,7 @@ class _Totals:
     n: dict[str, _ColumnTotals] = field(default_factory=dict)
     flag_counts: Array | None = None
     cause_counts: Array = field(default_factory=lambda: np.zeros(len(CAUSES), dtype=np.int64))
+    path_causes: dict[str, Array] = field(default_factory=dict)
     flagged_rows: int = 0
     flag_names: tuple[str, ...] = ()
     top: list[RowRecord] = field(default_factory=list)
@@ -219,6 +220,8 @@ class _Totals:
         self.flag_counts = counts if self.flag_counts is None else self.flag_counts + counts
         self.flag_names = diag.flag_names
         self.cause_counts += diag.cause_counts
+        for path, counts in diag.path_cause_counts.items():
+            self.path_causes[path] = self.path_causes.get(path, 0) + counts
         candidates = np.flatnonzero(diag.severity < NOT_FLAGGED)
         self.flagged_rows += candidates.size
         self._keep_top(chunk, source, candidates)
@@ -226,10 +229,11 @@ class _Totals:
     def _keep_top(self, chunk: ChunkResult, source: inputs.Source, candidates: Array) -> None:
         """Merge the chunk's flagged rows (``candidates``) into the ``top`` worst rows kept.
 
-        Rows are ranked by (severity, -error, row). Only the rows that can still enter are
-        ranked, and only the k best of those become records: on an overconfident model nearly
-        every row is flagged, and sorting them all, chunk after chunk, would cost more than
-        the diagnosis itself.
+        Rows are ranked by (rank, -error, row): the rank orders the severities and, within
+        one, the framework's paths and wider dtypes first (:attr:`Diagnosis.rank`). Only the
+        rows that can still enter are ranked, and only the k best of those become records: on
+        an overconfident model nearly every row is flagged, and sorting them all, chunk after
+        chunk, would cost more than the diagnosis itself.
         """
         k = self.s.top
         if k == 0 or candidates.size == 0:
@@ -237,15 +241,15 @@ class _Totals:
         diag = chunk.diagnosis
         if len(self.top) == k:  # full: a row enters only by beating the last row kept
             last = self.top[-1]
-            severity, error = diag.severity[candidates], diag.error[candidates]
-            same = severity == last.severity
+            rank, error = diag.rank[candidates], diag.error[candidates]
+            same = rank == last.rank
             tied = same & (error == last.error)
-            beats = (severity < last.severity) | (same & (error > last.error))
+            beats = (rank < last.rank) | (same & (error > last.error))
             beats |= tied & (chunk.start + candidates < last.row)
             candidates = candidates[beats]
-        best = _best_rows(candidates, diag.severity, diag.error, k)
+        best = _best_rows(candidates, diag.rank, diag.error, k)
         self.top += chunk_records(chunk, source, self.s, best)
-        self.top.sort(key=lambda r: (r.severity, -r.error, r.row))
+        self.top.sort(key=lambda r: (r.rank, -r.error, r.row))
         del self.top[k:]
 
     def report(self, source: inputs.Source, frames: Callable[[], Iterator[pd.DataFrame]]) -> Report:
@@ -280,6 +284,10 @@ class _Totals:
             summary=summary,
             counts=counts,
             cause_counts={c: int(n) for c, n in zip(CAUSES, self.cause_counts, strict=True) if n},
+            path_causes={
+                path: {c: int(n) for c, n in zip(CAUSES, counts, strict=True) if n}
+                for path, counts in self.path_causes.items()
+            },
             flagged_rows=self.flagged_rows,
             top=list(self.top),
             frames=frames,
@@ -287,7 +295,8 @@ class _Totals:
 
 
 def _best_rows(rows: Array, severity: Array, error: Array, k: int) -> Array:
-    """The (at most) ``k`` best of ``rows`` (ascending) by (severity, -error, row), in order.
+    """The (at most) ``k`` best of ``rows`` (ascending) by (severity, -error, row), in order;
+    ``severity`` is any integer order, such as :attr:`Diagnosis.rank`.
 
     Selects before it sorts: the k-th severity bounds the rows that can make the cut, and
     within that severity the error of the last place left bounds them again; rows tied with

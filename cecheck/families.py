@@ -1,7 +1,8 @@
 """The registry of families: a task with a label form, and everything that depends on it.
 
 A family (``multiclass/index``, ``multiclass/onehot``, ``multiclass/soft``, ``binary/binary``,
-``multilabel/multihot``) names its loss functions (the paths of :mod:`cecheck.losses`), its
+``multilabel/multihot``) names its kind of loss (the key of its textbook and reference
+functions in :mod:`cecheck.losses` and of a framework's naive and stable ones), its
 label checks and label display (:mod:`cecheck.labels`), the fused kernel of
 :mod:`cecheck.fast` that computes it (or none), and the few facts the rest of cecheck asks of
 it. Code that depends on the task or label form reads its family here instead of comparing
@@ -30,7 +31,7 @@ class Family:
 
     task: str  # binary, multiclass or multilabel
     label_form: str  # index, onehot, soft, binary or multihot
-    kind: str  # the key of its (naive, stable, reference) functions in losses.PATHS
+    kind: str  # its loss functions' key: losses.PATHS and a framework's PATHS
     kernel: str | None  # the fused kernel of cecheck.fast that computes it, or None
     label_check: LabelCheck  # (labels, n_classes, ignore_index) -> row masks
     show: Callable[[Array], list[object]]  # a scalar (or short text) per label row
@@ -47,7 +48,7 @@ class Family:
 
     @property
     def paths(self) -> losses.Family:
-        """The (naive, stable, reference) loss functions of :mod:`cecheck.losses`."""
+        """The (textbook, reference) loss functions of :mod:`cecheck.losses`."""
         return losses.PATHS[self.kind]
 
     def show_labels(self, labels: Array) -> list[object]:

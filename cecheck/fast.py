@@ -1,14 +1,19 @@
 """The fused loss kernels: every path and dtype of a chunk in one pass over its rows.
 
-The numpy functions in :mod:`cecheck.losses` are the specification; this module computes the
-same values faster in float32 and float64 for every task: ``multiclass`` with ``index``
-labels (a language model's logits, the case that matters most by size) or soft labels,
+The numpy functions are the specification (the textbook path and the reference of
+:mod:`cecheck.losses`, a framework's stable path); this module computes the same values
+faster in float32 and float64 for every task: ``multiclass`` with ``index`` labels (a
+language model's logits, the case that matters most by size) or soft labels,
 ``binary`` and ``multilabel``. A C kernel (``cecheck/_kernel.c``, compiled when cecheck is
-installed) computes, per row, the naive and stable paths in float32 and float64, the
+installed) computes, per row, the textbook and stable paths in float32 and float64, the
 reference and the evidence bits, into per-row arrays; the rows of a chunk are split over
 threads (rows are independent, the kernel releases the GIL), and
 :func:`cecheck.diagnose.diagnose` then runs unchanged on the results. float16 and bfloat16
-stay on numpy.
+stay on numpy, and so does a framework's naive path, and its stable path where the
+kernel's formula is not the framework's (the kernel's stable path is log_softmax then the
+target's term, which is PyTorch's ``cross_entropy``; its sigmoid kernel's is
+``max(z, 0) - t · z + log1p(exp(-|z|))``, not PyTorch's
+``binary_cross_entropy_with_logits``).
 
 How the kernels stay an honest emulation of each path
 -----------------------------------------------------
@@ -31,7 +36,7 @@ How the kernels stay an honest emulation of each path
   normal numbers, about 2.5 ulp); no float32 exp overflows there. Other rows take a direct
   exp of every argument. Soft labels take a second pass over the row, for the probability
   and log of every class.
-* binary and multilabel: one exp per logit, ``E = exp(-|z|)``; the naive path's
+* binary and multilabel: one exp per logit, ``E = exp(-|z|)``; the textbook path's
   ``exp(-z)`` is ``E`` or ``1 / E`` (1.5 ulp; ``1 / 0 = inf`` where it overflows).
 * ``log`` and ``log1p`` are fdlibm's log, written so that it vectorises (within 1 ulp), in
   float64, rounded to float32 for the float32 paths.
@@ -39,7 +44,7 @@ How the kernels stay an honest emulation of each path
 So the kernels and numpy differ by the exp and log implementations and the order of the
 sums: a few units in the last place per term. That gives the bound ``tests/test_fast.py``
 checks on every finite loss, ``|L_fast - L_numpy| <= 8 eps(dtype) (max(1, |L_numpy|) + K)``,
-with K = 0 but for the naive binary and multilabel paths, where ``log(1 - p)`` cancels as p
+with K = 0 but for the textbook binary and multilabel paths, where ``log(1 - p)`` cancels as p
 nears 1 and amplifies a one-ulp difference in p by ``K = (1 - t) p / (1 - p)`` (averaged over
 the classes; numpy's float32 exp and log are not correctly rounded, the kernel's nearly are).
 A multiclass loss is the log of a sum of positive terms plus a non-negative term, so a
@@ -77,6 +82,8 @@ from cecheck.losses import PathResult
 Array = npt.NDArray
 # Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows.
 KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array]
+# A stable path's numpy function f(z, target, p) -> PathResult.
+Stable = Callable[..., PathResult]
 
 # Bytes of logits per chunk on the fast path: big enough that per-chunk work in numpy
 # (labels, diagnosis, totals) is small next to the kernel, small enough to stay far below
@@ -117,14 +124,29 @@ def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
 
 
 def compute(
-    task: str, label_form: str, logits: Array, target: Array, dtypes: Sequence[str]
+    task: str,
+    label_form: str,
+    logits: Array,
+    target: Array,
+    dtypes: Sequence[str],
+    *,
+    stable: Stable | None = None,
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
-    """Every path of a chunk, by the family's kernel: :func:`multiclass_index`,
-    :func:`soft` or :func:`sigmoid`. ValueError for a family no kernel computes."""
+    """The textbook path and the reference of a chunk (and the stable path when ``stable``
+    is given), by the family's kernel: :func:`multiclass_index`, :func:`soft` or
+    :func:`sigmoid`. ValueError for a family no kernel computes.
+
+    ``stable``: the numpy function the kernel's stable path stands for (a framework's, see
+    :attr:`cecheck.frameworks.registry.Framework.kernel_stable`); it recomputes the rows the
+    kernel leaves to numpy. Without it the kernel's stable losses are not returned.
+    """
     kernel = families.get(task, label_form).kernel
     if kernel not in KERNELS:
         raise ValueError(f"no kernel computes {task} with {label_form} labels")
-    return _kernels()[kernel](logits, target, dtypes)
+    results, ref, nonfinite = _kernels()[kernel](logits, target, dtypes, stable)
+    if stable is None:
+        results = {key: r for key, r in results.items() if key[0] != "stable"}
+    return results, ref, nonfinite
 
 
 def usable(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
@@ -173,7 +195,7 @@ def threads() -> int:
 
 
 def multiclass_index(
-    logits: Array, target: Array, dtypes: Sequence[str]
+    logits: Array, target: Array, dtypes: Sequence[str], stable: Stable | None = None
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
     """Every path of a chunk of multiclass logits with valid index targets.
 
@@ -190,9 +212,10 @@ def multiclass_index(
     Returns
     -------
     results, reference, nonfinite
-        ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.naive_multiclass` and
-        :func:`cecheck.losses.stable_multiclass` give them, the reference losses, and the
-        rows holding a non-finite logit.
+        ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.textbook_multiclass` and
+        ``stable`` (log_softmax, then the target's term) give them, the reference losses, and
+        the rows holding a non-finite logit. Without ``stable`` the rows the kernel leaves to
+        numpy keep the kernel's stable values (:func:`compute` drops them).
     """
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
@@ -207,38 +230,40 @@ def multiclass_index(
     for d, row in (("float32", 0), ("float64", 1)):
         if d not in dtypes:
             continue
-        results[("naive", d)] = PathResult(
+        results[("textbook", d)] = PathResult(
             loss[row], exp_overflow=evidence[d, "over"], prob_underflow=evidence[d, "under"]
         )
         results[("stable", d)] = PathResult(loss[row + 2])
     reference = loss[4]
     nonfinite = (bits & _NONFINITE) != 0
     if special.size:
-        _overwrite(special, results, losses.PATHS["index"], z[special], y[special], reference)
+        spec = (*losses.PATHS["index"], stable)
+        _overwrite(special, results, spec, z[special], y[special], reference)
     return results, reference, nonfinite
 
 
 def sigmoid(
-    logits: Array, target: Array, dtypes: Sequence[str]
+    logits: Array, target: Array, dtypes: Sequence[str], stable: Stable | None = None
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
     """Every path of a chunk of binary (n,) or multilabel (n, C) logits and targets.
 
-    As :func:`multiclass_index` returns them, for :func:`cecheck.losses.naive_binary` and
+    As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_binary` and
     the other binary and multilabel functions (a row's loss is the mean over its classes).
+    The kernel's stable path is ``max(z, 0) - t · z + log1p(exp(-|z|))``.
     """
     family = "binary" if np.ndim(logits) == 1 else "multilabel"
-    return _per_class(kernel().sigmoid, family, "sigmoid_saturated", logits, target, dtypes)
+    return _per_class(kernel().sigmoid, family, "sigmoid_saturated", logits, target, dtypes, stable)
 
 
 def soft(
-    logits: Array, target: Array, dtypes: Sequence[str]
+    logits: Array, target: Array, dtypes: Sequence[str], stable: Stable | None = None
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
     """Every path of a chunk of (n, C) multiclass logits with (n, C) probability targets.
 
-    As :func:`multiclass_index` returns them, for :func:`cecheck.losses.naive_soft` and the
-    other soft-label functions.
+    As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_soft` and
+    ``stable``.
     """
-    return _per_class(kernel().soft, "soft", "prob_underflow", logits, target, dtypes)
+    return _per_class(kernel().soft, "soft", "prob_underflow", logits, target, dtypes, stable)
 
 
 def _per_class(
@@ -248,10 +273,11 @@ def _per_class(
     logits: Array,
     target: Array,
     dtypes: Sequence[str],
+    stable: Stable | None,
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
     """A kernel with a float64 target per logit (sigmoid or soft) and its results.
 
-    Its status bits hold, per dtype (float32 from bit 0, float64 from bit 3), the naive
+    Its status bits hold, per dtype (float32 from bit 0, float64 from bit 3), the textbook
     path's exp_overflow, ``second`` and zero_times_inf.
     """
     z = _logits(np.reshape(logits, (len(logits), -1)))
@@ -263,7 +289,7 @@ def _per_class(
             continue
         names = ("exp_overflow", second, "zero_times_inf")
         evidence = {name: (bits & (1 << (first + i))) != 0 for i, name in enumerate(names)}
-        results[("naive", d)] = PathResult(loss[row], **evidence)
+        results[("textbook", d)] = PathResult(loss[row], **evidence)
         results[("stable", d)] = PathResult(loss[row + 2])
     reference = loss[4]
     special = np.flatnonzero(bits & _S_SPECIAL)
@@ -271,7 +297,7 @@ def _per_class(
         zs, ts = z[special], t[special]
         if family == "binary":
             zs, ts = zs[:, 0], ts[:, 0]
-        _overwrite(special, results, losses.PATHS[family], zs, ts, reference)
+        _overwrite(special, results, (*losses.PATHS[family], stable), zs, ts, reference)
     return results, reference, (bits & _S_NONFINITE) != 0
 
 
@@ -315,18 +341,22 @@ def _run_parts(part: Callable[[int, int], None], n: int) -> None:
 def _overwrite(
     rows: Array,
     results: dict[tuple[str, str], PathResult],
-    spec: losses.Family,
+    spec: tuple[Stable, Callable[..., Array], Stable | None],
     z: Array,
     t: Array,
     ref: Array,
 ) -> None:
     """Overwrite ``rows`` of every result with the numpy specification's values on (z, t).
 
-    ``spec``: the (naive, stable, reference) functions of :mod:`cecheck.losses`.
+    ``spec``: the textbook and reference functions of :mod:`cecheck.losses` and the stable
+    path's function (None: the stable results are left as they are, to be dropped).
     """
-    naive, stable, reference = spec
+    textbook, reference, stable = spec
     for (path, d), r in results.items():
-        theirs = (naive if path == "naive" else stable)(z, t, prec.get(d))
+        function = textbook if path == "textbook" else stable
+        if function is None:
+            continue
+        theirs = function(z, t, prec.get(d))
         r.loss[rows] = theirs.loss
         for name in losses.EVIDENCE:
             mine, value = getattr(r, name), getattr(theirs, name)
@@ -335,7 +365,7 @@ def _overwrite(
     ref[rows] = reference(z, t)
 
 
-def _kernels() -> dict[str, Callable[[Array, Array, Sequence[str]], KernelResult]]:
+def _kernels() -> dict[str, Callable[[Array, Array, Sequence[str], Stable | None], KernelResult]]:
     """The kernels by the name a family gives (looked up at each call, so a test may
     replace one)."""
     return {"index": multiclass_index, "soft": soft, "sigmoid": sigmoid}

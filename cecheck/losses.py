@@ -1,22 +1,24 @@
-"""Per-row cross-entropy losses along three paths, as pure vectorised numpy functions.
+"""Per-row cross-entropy losses along the ``textbook`` and ``reference`` paths, as pure
+vectorised numpy functions.
 
 Paths
 -----
-``naive``
-    The textbook formula with no guard at all: softmax or sigmoid first, then
-    ``-sum t * log(p)``. It reproduces what people hit: exp overflow, log(0) = -inf and
-    0 * log(0) = NaN.
-``stable``
-    What the frameworks do: shift by the row max, log-sum-exp, minus the target logit;
-    binary ``max(z, 0) - t*z + log1p(exp(-|z|))``.
+``textbook``
+    The textbook formula with no guard at all: the unshifted softmax ``exp(z) / Σ exp(z)``
+    or the sigmoid ``1 / (1 + exp(-z))`` first, then ``-Σ t · log(p)``: the seeds' formula
+    and raw numpy code. It reproduces what they hit: exp overflow, log(0) = -inf and
+    0 · log(0) = NaN.
 ``reference``
     Accurate in float64 wherever the exact loss is a normal float64, including confident
-    rows where ``stable`` returns exactly 0. It writes every loss as a sum of non-negative
-    terms, using ``log1p`` for the part that is near zero (Blanchard, Higham & Higham,
-    "Accurately computing the log-sum-exp and softmax functions", IMA J. Numer. Anal. 41,
-    2021, doi:10.1093/imanum/draa038).
+    rows where a framework's fused loss returns exactly 0. It writes every loss as a sum of
+    non-negative terms, using ``log1p`` for the part that is near zero (Blanchard, Higham &
+    Higham, "Accurately computing the log-sum-exp and softmax functions", IMA J. Numer.
+    Anal. 41, 2021, doi:10.1093/imanum/draa038).
 
-``naive`` and ``stable`` take a :class:`~cecheck.precision.Precision`; every elementary step is
+The ``naive`` and ``stable`` paths are a framework's (its softmax-then-log and its fused
+loss): :mod:`cecheck.frameworks.registry` gives them, in the same style.
+
+``textbook`` takes a :class:`~cecheck.precision.Precision`; every elementary step is
 rounded to it (see :mod:`cecheck.precision` for how float16 and bfloat16 are emulated).
 Each returns a :class:`PathResult`: the losses and the evidence of what went wrong inside,
 read off the intermediate values the path really computed.
@@ -69,10 +71,19 @@ class PathResult:
     prob_underflow: Array | None = None  # a target probability rounded to 0
     sigmoid_saturated: Array | None = None  # a sigmoid rounded to exactly 0 or 1
     zero_times_inf: Array | None = None  # a zero label multiplied log(0) = -inf
+    sum_overflow: Array | None = None  # a sum over classes of finite terms went inf
+    cancellation: Array | None = None  # a final subtraction lost half the significand or more
 
 
 # The evidence fields of a PathResult, each the name of a cause.
-EVIDENCE = ("exp_overflow", "prob_underflow", "sigmoid_saturated", "zero_times_inf")
+EVIDENCE = (
+    "exp_overflow",
+    "prob_underflow",
+    "sigmoid_saturated",
+    "zero_times_inf",
+    "sum_overflow",
+    "cancellation",
+)
 
 
 class Recorder(Protocol):
@@ -110,7 +121,7 @@ def _rows(n: int) -> Array:
 # ----------------------------------------------------------------------------- multiclass
 
 
-def naive_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+def textbook_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """``-log(softmax(z)[y])`` with the softmax computed as ``exp(z) / sum(exp(z))``."""
     r = p.round
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the failures we show
@@ -121,27 +132,7 @@ def naive_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -
     return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=prob == 0)
 
 
-def stable_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
-    """``log(sum(exp(z - max))) - (z[y] - max)``, as log_softmax followed by NLL."""
-    r = p.round
-    # over: a value beyond the format's range rounds to inf, as the format would store it;
-    # invalid: inf - inf for a non-finite input row
-    with np.errstate(over="ignore", invalid="ignore"):
-        zc = rec("z", f"z as {p.name}", p.cast(z))
-        m = zc.max(axis=1, keepdims=True)
-        rec("max", "max(z)", m[:, 0])
-        d = rec("shifted", "z - max", r(zc - m))
-        del m  # see Memory in the module docstring
-        e = rec("exp", "exp(z - max)", r(np.exp(d)))
-        s = rec("sum", "Σ exp(z - max)", r(e.sum(axis=1)))
-        del e
-        lse = rec("lse", "lse = log Σ", r(np.log(s)))
-        del s
-        loss = rec("loss", "loss = lse - (z_y - max)", r(lse - d[_rows(len(y)), y]))
-    return PathResult(loss)
-
-
-def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+def textbook_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """``-sum(t * log(softmax(z)))`` with the softmax computed first."""
     r = p.round
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -164,40 +155,12 @@ def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Path
     )
 
 
-def stable_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
-    """``-sum(t * log_softmax(z))`` with the max-shifted log-sum-exp."""
-    r = p.round
-    with np.errstate(over="ignore", invalid="ignore"):  # as in stable_multiclass
-        tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
-        zc = rec("z", f"z as {p.name}", p.cast(z))
-        m = zc.max(axis=1, keepdims=True)
-        rec("max", "max(z)", m[:, 0])
-        d = rec("shifted", "z - max", r(zc - m))
-        del m  # see Memory in the module docstring
-        e = rec("exp", "exp(z - max)", r(np.exp(d)))
-        s = r(e.sum(axis=1, keepdims=True))
-        del e
-        rec("sum", "Σ exp(z - max)", s[:, 0])
-        lse = r(np.log(s))
-        del s
-        rec("lse", "lse = log Σ", lse[:, 0])
-        t_log = rec(  # one expression: see Memory in the module docstring
-            "t_log_softmax",
-            "t · (z - max - lse)",
-            r(tc * rec("log_softmax", "z - max - lse", r(d - lse))),
-        )
-        total = rec("sum_t_log_softmax", "Σ t · (z - max - lse)", r(t_log.sum(axis=1)))
-        del t_log
-        loss = rec("loss", "loss = -Σ", negate(total))
-    return PathResult(loss)
-
-
 def reference_multiclass(z: Array, y: Array, rec: Recorder = ignore) -> Array:
     """Accurate ``lse(z) - z[y]`` in float64, as ``(m - z[y]) + log1p(sum_{j != k} exp(z_j - m))``.
 
     ``k`` is the position of the row max. Both terms are non-negative, so nothing cancels,
     and ``log1p`` keeps full relative accuracy when the target holds the max and the loss
-    is tiny (logits [30, 0], target 0: 9.3576229688397368e-14, where ``stable`` gives 0).
+    is tiny (logits [30, 0], target 0: 9.3576229688397368e-14, where a fused loss gives 0).
     """
     z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
     m, l1 = _max_and_log1p_rest(z, rec)
@@ -247,7 +210,7 @@ def _loss_name(z: Array) -> str:
     return "loss" if z.ndim == 1 else "class_loss"
 
 
-def _naive_sigmoid_bce(
+def _textbook_sigmoid_bce(
     z: Array, t: Array, p: Precision, rec: Recorder
 ) -> tuple[Array, dict[str, Array]]:
     """Elementwise ``-(t log(sigmoid z) + (1-t) log(1 - sigmoid z))``, sigmoid = 1/(1+exp(-z))."""
@@ -285,36 +248,6 @@ def _naive_sigmoid_bce(
     return loss, evidence
 
 
-def _stable_sigmoid_bce(z: Array, t: Array, p: Precision, rec: Recorder) -> Array:
-    """Elementwise ``max(z, 0) - t*z + log1p(exp(-|z|))``."""
-    r = p.round
-    # over: a value beyond the format's range rounds to inf; invalid: inf - inf for an
-    # infinite logit
-    with np.errstate(over="ignore", invalid="ignore"):
-        zc = rec("z", f"z as {p.name}", p.cast(z))
-        tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
-        # one expression: see Memory in the module docstring
-        return rec(
-            _loss_name(z),
-            "loss = max(z, 0) - t · z + log1p",
-            r(
-                rec(
-                    "linear",
-                    "max(z, 0) - t · z",
-                    r(
-                        rec("max_z_0", "max(z, 0)", np.maximum(zc, 0))
-                        - rec("t_z", "t · z", r(tc * zc))
-                    ),
-                )
-                + rec(
-                    "log1p",
-                    "log1p(exp(-|z|))",
-                    r(np.log1p(rec("exp", "exp(-|z|)", r(np.exp(-np.abs(zc)))))),
-                )
-            ),
-        )
-
-
 def _reference_sigmoid_bce(z: Array, t: Array, rec: Recorder) -> Array:
     """Elementwise ``(1 - t) softplus(z) + t softplus(-z)``: two non-negative terms.
 
@@ -331,15 +264,10 @@ def _reference_sigmoid_bce(z: Array, t: Array, rec: Recorder) -> Array:
     return rec(_loss_name(z), "(1 - t) · softplus(z) + t · softplus(-z)", loss)
 
 
-def naive_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+def textbook_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """Binary cross-entropy of one logit per row, sigmoid first."""
-    loss, ev = _naive_sigmoid_bce(z, t, p, rec)
+    loss, ev = _textbook_sigmoid_bce(z, t, p, rec)
     return PathResult(loss, **ev)
-
-
-def stable_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
-    """Binary cross-entropy with logits, as PyTorch's ``binary_cross_entropy_with_logits``."""
-    return PathResult(_stable_sigmoid_bce(z, t, p, rec))
 
 
 def reference_binary(z: Array, t: Array, rec: Recorder = ignore) -> Array:
@@ -354,16 +282,11 @@ def _class_mean(x: Array, p: Precision, rec: Recorder) -> Array:
         return rec("loss", f"loss = Σ / {x.shape[1]}", p.round(total / x.shape[1]))
 
 
-def naive_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
-    """Mean over classes of the naive binary loss of each (logit, target) pair."""
-    loss, ev = _naive_sigmoid_bce(z, t, p, rec)
+def textbook_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+    """Mean over classes of the textbook binary loss of each (logit, target) pair."""
+    loss, ev = _textbook_sigmoid_bce(z, t, p, rec)
     per_row: dict[str, Array] = {k: np.asarray(v.any(axis=1)) for k, v in ev.items()}
     return PathResult(_class_mean(loss, p, rec), **per_row)
-
-
-def stable_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
-    """Mean over classes of the stable binary loss, as ``MultiLabelSoftMarginLoss``."""
-    return PathResult(_class_mean(_stable_sigmoid_bce(z, t, p, rec), p, rec))
 
 
 def reference_multilabel(z: Array, t: Array, rec: Recorder = ignore) -> Array:
@@ -372,12 +295,12 @@ def reference_multilabel(z: Array, t: Array, rec: Recorder = ignore) -> Array:
     return rec("loss", f"loss = mean over {loss.shape[1]} classes", loss.mean(axis=1))
 
 
-# The (naive, stable, reference) functions of each kind of loss; cecheck.families names the
+# The (textbook, reference) functions of each kind of loss; cecheck.families names the
 # kind of each task and label form.
-Family = tuple[Callable[..., PathResult], Callable[..., PathResult], Callable[..., Array]]
+Family = tuple[Callable[..., PathResult], Callable[..., Array]]
 PATHS: dict[str, Family] = {
-    "index": (naive_multiclass, stable_multiclass, reference_multiclass),
-    "soft": (naive_soft, stable_soft, reference_soft),
-    "binary": (naive_binary, stable_binary, reference_binary),
-    "multilabel": (naive_multilabel, stable_multilabel, reference_multilabel),
+    "index": (textbook_multiclass, reference_multiclass),
+    "soft": (textbook_soft, reference_soft),
+    "binary": (textbook_binary, reference_binary),
+    "multilabel": (textbook_multilabel, reference_multilabel),
 }

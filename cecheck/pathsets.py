@@ -3,14 +3,18 @@
 Each path set's ``compute(logits, labels, target)`` returns every path in every dtype and
 the reference of one chunk (:class:`Computed`), before any masking or diagnosis:
 
-- :class:`NumpyPaths`: the naive and stable logit paths of :mod:`cecheck.losses`, the
+- :class:`NumpyPaths`: the textbook path of :mod:`cecheck.losses` and the chosen
+  framework's naive and stable paths (:mod:`cecheck.frameworks.registry`), the
   specification;
-- :class:`KernelPaths`: the same paths on the fused C kernel of :mod:`cecheck.fast`;
+- :class:`KernelPaths`: the textbook path and the reference on the fused C kernel of
+  :mod:`cecheck.fast` (and the stable path of the kinds it computes as the framework does),
+  the rest as :class:`NumpyPaths`;
 - :class:`ProbPaths`: probability input (``inputs="probs"``), the naive path and the
   conventions of :mod:`cecheck.frameworks.probs`, with the flags ``invalid_probability`` and
   ``target_prob_zero``;
-- :class:`PytorchPaths`: PyTorch's ``cross_entropy(weight=, label_smoothing=,
-  reduction="none")`` on the naive and stable paths (multiclass logits).
+- :class:`WeightedPaths`: label smoothing and class weights (multiclass logits): the
+  framework's own on its naive and stable paths, the smoothed and weighted targets of
+  :func:`~cecheck.frameworks.smoothed_targets` on the textbook path.
 
 ``target`` is ``labels`` with a valid class in place of an ignored or out-of-range index
 label (those rows are masked afterwards); ``labels`` are the labels as read.
@@ -28,6 +32,8 @@ from cecheck import fast, losses
 from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.families import Family
+from cecheck.frameworks import registry
+from cecheck.frameworks.registry import Framework
 from cecheck.losses import PathResult
 from cecheck.settings import Settings
 
@@ -65,39 +71,72 @@ def nonfinite_rows(values: Array) -> Array:
     return bad.any(axis=1) if bad.ndim == 2 else bad
 
 
+def framework_paths(
+    fw_: Framework,
+    kind: str,
+    z: Array,
+    target: Array,
+    dtypes: tuple[str, ...],
+    paths: tuple[str, ...],
+) -> Results:
+    """The framework's ``paths`` (naive, stable) of a family's ``kind``, in every dtype."""
+    return {
+        (path, d): fw_.path(path, kind)(z, target, prec.get(d)) for d in dtypes for path in paths
+    }
+
+
 @dataclass(frozen=True)
 class NumpyPaths:
-    """The naive and stable logit paths of :mod:`cecheck.losses` and its reference."""
+    """The textbook path of :mod:`cecheck.losses`, the framework's naive and stable paths and
+    the reference."""
 
     family: Family
     dtypes: tuple[str, ...]
+    framework: Framework
     kernel = False
     logits = True
     positive_zero = False
 
     def compute(self, values: Array, labels: Array, target: Array) -> Computed:
-        naive, stable, reference = self.family.paths
+        textbook, reference = self.family.paths
+        kind = self.family.kind
+        ours = framework_paths(self.framework, kind, values, target, self.dtypes, _FRAMEWORK)
         results: Results = {}
         for d in self.dtypes:
-            p = prec.get(d)
-            results[("naive", d)] = naive(values, target, p)
-            results[("stable", d)] = stable(values, target, p)
+            results[("textbook", d)] = textbook(values, target, prec.get(d))
+            results[("naive", d)] = ours["naive", d]
+            results[("stable", d)] = ours["stable", d]
         return Computed(results, reference(values, target), nonfinite_rows(values))
+
+
+_FRAMEWORK = ("naive", "stable")
 
 
 @dataclass(frozen=True)
 class KernelPaths:
-    """The logit paths on the fused kernel of :mod:`cecheck.fast` (float32 and float64)."""
+    """The textbook path and the reference on the fused kernel of :mod:`cecheck.fast`
+    (float32 and float64), with the stable path where the kernel computes it as the framework
+    does (:attr:`Framework.kernel_stable`); the framework's other paths on numpy."""
 
     family: Family
     dtypes: tuple[str, ...]
+    framework: Framework
     kernel = True
     logits = True
     positive_zero = False
 
     def compute(self, values: Array, labels: Array, target: Array) -> Computed:
-        f = self.family
-        results, ref, nonfinite = fast.compute(f.task, f.label_form, values, target, self.dtypes)
+        f, fw_ = self.family, self.framework
+        stable = fw_.path("stable", f.kind) if f.kind in fw_.kernel_stable else None
+        kernel, ref, nonfinite = fast.compute(
+            f.task, f.label_form, values, target, self.dtypes, stable=stable
+        )
+        numpy_paths = ("naive",) if stable is not None else _FRAMEWORK
+        ours = framework_paths(fw_, f.kind, values, target, self.dtypes, numpy_paths)
+        results: Results = {}
+        for d in self.dtypes:
+            for path in ("textbook", *_FRAMEWORK):
+                results[(path, d)] = kernel[(path, d)] if (path, d) in kernel else ours[path, d]
         return Computed(results, ref, nonfinite)
 
 
@@ -135,53 +174,62 @@ class ProbPaths:
 
 
 @dataclass(frozen=True)
-class PytorchPaths:
-    """The naive and stable paths and the reference of multiclass logits with PyTorch's
-    label smoothing and class weights (``cross_entropy(..., reduction="none")``).
+class WeightedPaths:
+    """Multiclass logits with label smoothing or class weights (``cross_entropy(weight=,
+    label_smoothing=, reduction="none")``).
 
-    Smoothing, or weights on one-hot or soft labels: the soft-label paths on
-    :func:`~cecheck.frameworks.smoothed_targets`. Index labels with weights and no smoothing:
-    the index paths times ``w[y]``, as PyTorch's ``nll_loss`` (the soft form would turn the
-    other classes' ``0 * log 0`` into NaN where PyTorch stays finite).
+    The stable path is the framework's fused loss with those options, as it computes them.
+    The naive path is the framework's ``log(softmax)`` with ``nll_loss``'s weights for index
+    labels without smoothing; otherwise, as a user writes smoothing by hand, its soft-label
+    form on the targets of :func:`~cecheck.frameworks.smoothed_targets`. The textbook path
+    and the reference take those targets too, or the index paths times ``w[y]`` for index
+    labels without smoothing (the soft form would turn the other classes' ``0 * log 0`` into
+    NaN where ``nll_loss`` stays finite).
     """
 
     family: Family
     n_classes: int
     s: Settings
+    framework: Framework
     kernel = False
     logits = True
     positive_zero = True
 
     def compute(self, values: Array, labels: Array, target: Array) -> Computed:
-        s, z, form, c = self.s, values, self.family.label_form, self.n_classes
+        s, z, form, c, fw_ = self.s, values, self.family.label_form, self.n_classes, self.framework
         w = None if s.class_weights is None else np.asarray(s.class_weights, dtype=np.float64)
+        kind, eps = self.family.kind, s.label_smoothing
         results: Results = {}
-        if s.label_smoothing > 0 or not self.family.class_labels:
-            t = fw.smoothed_targets(labels, form, c, s.label_smoothing, w)
+        for d in s.dtypes:
+            p = prec.get(d)
+            stable = fw_.path("stable", kind)
+            results[("stable", d)] = stable(z, target, p, weight=w, label_smoothing=eps)
+        if eps > 0 or not self.family.class_labels:
+            t = fw.smoothed_targets(labels, form, c, eps, w)
             for d in s.dtypes:
                 p = prec.get(d)
-                results[("naive", d)] = losses.naive_soft(z, t, p)
-                results[("stable", d)] = losses.stable_soft(z, t, p)
+                results[("textbook", d)] = losses.textbook_soft(z, t, p)
+                results[("naive", d)] = fw_.path("naive", "soft")(z, t, p)
             return Computed(results, losses.reference_soft(z, t), nonfinite_rows(z))
         rw = fw.row_weights(labels, form, c, w, s.ignore_index)
         for d in s.dtypes:
             p = prec.get(d)
-            naive = losses.naive_multiclass(z, target, p)
-            stable = losses.stable_multiclass(z, target, p)
-            results[("naive", d)] = fw.apply_row_weights(naive, rw, p)
-            results[("stable", d)] = fw.apply_row_weights(stable, rw, p)
+            textbook = losses.textbook_multiclass(z, target, p)
+            results[("textbook", d)] = fw.apply_row_weights(textbook, rw, p)
+            results[("naive", d)] = fw_.path("naive", kind)(z, target, p, weight=w)
         with np.errstate(invalid="ignore"):  # 0 * inf of a NaN/inf logit row: NaN, as PyTorch
             ref = losses.reference_multiclass(z, target) * rw
         return Computed(results, ref, nonfinite_rows(z))
 
 
 def choose(family: Family, n_classes: int, s: Settings, *, use_fast: bool) -> PathSet:
-    """The path set of a run: probabilities, PyTorch's weighting, the kernel (``use_fast``
-    and :func:`cecheck.fast.covers` the family and dtypes) or numpy."""
+    """The path set of a run: probabilities, the framework's weighting, the kernel
+    (``use_fast`` and :func:`cecheck.fast.covers` the family and dtypes) or numpy."""
     if s.inputs == "probs":
         return ProbPaths(family.task, s.dtypes)
+    framework = registry.get(s.framework)
     if s.weighted:
-        return PytorchPaths(family, n_classes, s)
+        return WeightedPaths(family, n_classes, s, framework)
     if use_fast and fast.covers(family.task, family.label_form, s.dtypes):
-        return KernelPaths(family, s.dtypes)
-    return NumpyPaths(family, s.dtypes)
+        return KernelPaths(family, s.dtypes, framework)
+    return NumpyPaths(family, s.dtypes, framework)

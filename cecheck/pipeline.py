@@ -22,6 +22,7 @@ from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.diagnose import Diagnosis, cast_overflow_rows, diagnose
 from cecheck.families import Family
+from cecheck.frameworks import registry
 from cecheck.inputs import LOOKS_LIKE_PROBABILITIES, Source
 from cecheck.pathsets import Computed, PathSet, choose
 from cecheck.settings import WEIGHTING_OPTIONS, Settings
@@ -124,6 +125,11 @@ def plan(
         options=options,
         noun=noun,
     )
+    if s.weighted and not registry.get(s.framework).weighting:
+        raise ValueError(
+            f"{options} follow PyTorch's cross_entropy: use them with the torch framework, "
+            f"not {s.framework}"
+        )
     if use_fast is None:
         use_fast = not s.framework_view and fast.usable(source.task, source.label_form, s.dtypes)
     chosen = Plan(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from cecheck import families
 from cecheck import frameworks as fw
 from cecheck._version import __version__
-from cecheck.choices import FAIL_ON
+from cecheck.choices import FAIL_ON, FRAMEWORK_MODULES
 from cecheck.diagnose import NOT_FLAGGED, SEVERITY_NAMES, severity_of
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from cecheck.inputs import Source
     from cecheck.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class RowRecord:
     values: dict[str, float]  # loss column -> value; "reference" included
     flags: list[str]
     causes: list[str]
-    severity: int  # 0 input .. 4 inaccurate
+    severity: int  # 0 input .. 5 inaccurate
     error: float  # largest relative error of a flagged value (inf for non-finite)
+    rank: int  # the row's order (cecheck.diagnose.Diagnosis.rank): severity, then place
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Report:
     top: list[RowRecord]  # the worst flagged rows, most serious first
     frames: Callable[[], Iterator[pd.DataFrame]] = field(repr=False)
     batches: BatchSummary | None = None  # PyTorch's batch means, with a batch size only
+    # path -> cause -> the rows where that path's flagged values had that cause
+    path_causes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def iter_frames(self) -> Iterator[pd.DataFrame]:
         """Every row's results, one DataFrame per chunk, recomputed from the source.
@@ -136,6 +139,7 @@ class Report:
                 "flagged": self.flagged_rows,
             },
             "dtypes": list(s.dtypes),
+            "settings": {"framework": s.framework, "emulates": framework_title(s.framework)},
             "tolerance": {"rtol": s.rtol, "atol": s.atol, "ignore_index": s.ignore_index},
             "summary": [
                 {
@@ -153,6 +157,7 @@ class Report:
             ],
             "counts": dict(self.counts),
             "causes": dict(self.cause_counts),
+            "path_causes": {path: dict(c) for path, c in self.path_causes.items()},
             "flagged": [
                 {
                     "row": r.row,
@@ -177,6 +182,11 @@ class Report:
         """Strict JSON (no NaN or Infinity tokens), floats at full precision."""
         # the whole text first, so that a failure cannot leave half a document behind
         out.write(json.dumps(self.to_dict(fail_on), indent=2, allow_nan=False) + "\n")
+
+
+def framework_title(name: str) -> str:
+    """What a framework's paths emulate: ``PyTorch 2.13``."""
+    return FRAMEWORK_MODULES[name][1]
 
 
 def condition_of(flag: str) -> str | None:

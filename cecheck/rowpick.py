@@ -146,6 +146,7 @@ def trace_row(
             label_form=source.label_form,
             dtypes=settings.dtypes,
             paths=paths,
+            framework=settings.framework,
         )
     except ValueError as e:
         raise ValueError(f"row {pick.row}: {e}") from None

@@ -49,6 +49,7 @@ def chunk_records(
                 flags=flag_lists[j],
                 causes=cause_lists[j],
                 severity=int(diag.severity[i]),
+                rank=int(diag.rank[i]),
                 error=float(diag.error[i]),
             )
         )

@@ -1,6 +1,7 @@
 """What to compute and how strictly to judge it: :class:`Settings`, every option checked here.
 
-The bottom of cecheck's import graph (it imports only :mod:`cecheck.precision`), so that the
+The bottom of cecheck's import graph (it imports only :mod:`cecheck.precision` and the
+names of :mod:`cecheck.choices`), so that the
 engine, the path sets, the reporters and the CLI all take the same ``Settings``. The checks
 that need no input run when a ``Settings`` is made; the ones that need the input (its task
 and number of classes) are :meth:`Settings.check_source`, called once per run when the run
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from cecheck import precision as prec
+from cecheck.choices import DEFAULT_FRAMEWORK, FRAMEWORKS
 
 # What the input holds, and the paths computed for it, in the order the report shows them:
-# logits take the naive and stable paths; probabilities the naive path and the conventions
-# of PyTorch, Keras and scikit-learn (cecheck.frameworks.probs).
+# logits take the textbook formula and the framework's naive and stable paths; probabilities
+# the naive path and the conventions of PyTorch, Keras and scikit-learn
+# (cecheck.frameworks.probs).
 INPUT_PATHS = {
-    "logits": ("naive", "stable"),
+    "logits": ("textbook", "naive", "stable"),
     "probs": ("naive", "torch", "keras", "sklearn"),
 }
 INPUT_KINDS = tuple(INPUT_PATHS)
@@ -43,6 +46,8 @@ class Settings:
     batch_size: int | None = None
     label_smoothing: float = 0.0
     class_weights: tuple[float, ...] | None = None
+    # Whose idioms the naive and stable paths emulate (cecheck.choices.FRAMEWORKS).
+    framework: str = DEFAULT_FRAMEWORK
 
     def __post_init__(self) -> None:
         if not self.dtypes:
@@ -63,6 +68,10 @@ class Settings:
 
     def _check_framework_view(self) -> None:
         """The framework-view options: ValueError with one sentence."""
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(
+                f"unknown framework {self.framework!r}: cecheck emulates {', '.join(FRAMEWORKS)}"
+            )
         if self.inputs not in INPUT_KINDS:
             raise ValueError(f"inputs must be 'logits' or 'probs', got {self.inputs!r}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -99,7 +108,7 @@ class Settings:
 
     @property
     def paths(self) -> tuple[str, ...]:
-        """The paths computed: naive and stable, or the probability conventions."""
+        """The paths computed: textbook, naive and stable, or the probability conventions."""
         return INPUT_PATHS[self.inputs]
 
     @property

@@ -2,13 +2,14 @@
 
 "Why is my loss NaN?" has a classic answer: logits [1000, 2000, 2500]; exp overflows to inf;
 inf / inf is NaN; while shifting by the max gives [-1500, -500, 0] and a loss of 500.
-:func:`trace` gives that walk for any row: every intermediate value of the naive, stable and
-reference paths in each dtype, with the first step that produced inf, NaN, or an exact 0 or 1
-that matters marked, and one sentence on why (:mod:`cecheck.trace_explain` says what counts
-as bad, and why).
+:func:`trace` gives that walk for any row: every intermediate value of the textbook, naive,
+stable and reference paths in each dtype, with the first step that produced inf, NaN, or an
+exact 0 or 1 that matters marked, and one sentence on why (:mod:`cecheck.trace_explain` says
+what counts as bad, and why).
 
-The steps are not computed here: :func:`trace` calls the very functions of
-:mod:`cecheck.losses` that ``compare`` runs, on the row alone, with a recorder that keeps
+The steps are not computed here: :func:`trace` calls the very functions that ``compare``
+runs (the textbook and reference paths of :mod:`cecheck.losses`, the framework's naive and
+stable paths of :mod:`cecheck.frameworks.registry`), on the row alone, with a recorder that keeps
 each step they compute (see :class:`cecheck.losses.Recorder`). So the last step of each path
 is exactly the loss ``compare`` reports for that row.
 
@@ -29,12 +30,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cecheck import families, inputs, losses
+from cecheck import families, inputs
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
-from cecheck.choices import TRACE_PATHS
+from cecheck.choices import DEFAULT_FRAMEWORK, TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.families import Family
+from cecheck.frameworks import registry
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
 
@@ -84,7 +86,7 @@ class Step:
 class PathTrace:
     """One path in one dtype: its steps, the last of which is the loss."""
 
-    path: str  # naive, stable or reference
+    path: str  # textbook, naive, stable or reference
     dtype: str  # the reference is always float64
     steps: tuple[Step, ...]
     loss: float
@@ -115,6 +117,7 @@ class Trace:
     row: int | None = None  # flat row number, when the row came from an input
     index: tuple[int, ...] | None = None  # the row's index over the leading axes
     origin: str | None = None  # how the row was chosen, e.g. "the worst flagged row"
+    framework: str = DEFAULT_FRAMEWORK  # whose idioms the naive and stable paths emulate
 
     def path(self, path: str, dtype: str = "float64") -> PathTrace:
         """The trace of ``path`` in ``dtype`` (the reference is float64)."""
@@ -135,6 +138,7 @@ def trace(
     label_form: str | None = None,
     dtypes: str | Sequence[str] = ("float32", "float64"),
     paths: Sequence[str] = PATHS,
+    framework: str = DEFAULT_FRAMEWORK,
 ) -> Trace:
     """Walk one row's cross-entropy loss step by step along each path in each dtype.
 
@@ -151,10 +155,12 @@ def trace(
         As :class:`cecheck.inputs.Source` names them. ``task="auto"`` or no ``label_form``:
         inferred as :func:`cecheck.inputs.from_arrays` infers them for a one-row input.
     dtypes
-        The precisions the naive and stable paths are walked in: a sequence of names, or
-        a comma string such as ``"float16,float32"``.
+        The precisions the textbook, naive and stable paths are walked in: a sequence of
+        names, or a comma string such as ``"float16,float32"``.
     paths
-        Any of ``naive``, ``stable``, ``reference``.
+        Any of ``textbook``, ``naive``, ``stable``, ``reference``.
+    framework
+        Whose idioms the naive and stable paths emulate (:data:`cecheck.choices.FRAMEWORKS`).
 
     Returns
     -------
@@ -174,9 +180,11 @@ def trace(
     Examples
     --------
     >>> t = trace([1000.0, 2000.0, 2500.0], 1, dtypes=["float32"])
-    >>> t.path("naive", "float32").loss, t.path("stable", "float32").loss
-    (nan, 500.0)
-    >>> [s.note for s in t.path("naive", "float32").steps if s.first_bad]
+    >>> t.path("textbook", "float32").loss, t.path("naive", "float32").loss
+    (nan, inf)
+    >>> t.path("stable", "float32").loss
+    500.0
+    >>> [s.note for s in t.path("textbook", "float32").steps if s.first_bad]
     ['exp(1000) is above 3.4e38, the largest float32: it overflows to inf']
     """
     dts = _dtypes(dtypes)
@@ -199,15 +207,22 @@ def trace(
             f"label {int(y[0])} is not a class of this row (0..{n_classes - 1}), "
             "so the row has no loss to trace"
         )
-    _, _, reference = family.paths
+    textbook, reference = family.paths
+    ours = registry.get(framework)
+    functions = {
+        "textbook": textbook,
+        "naive": ours.path("naive", kind),
+        "stable": ours.path("stable", kind),
+        "reference": reference,
+    }
     ref = float(reference(z, y)[0])
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
-        for path in ("naive", "stable"):
+        for path in ("textbook", "naive", "stable"):
             if path in wanted:
-                walks.append((path, d, _walk(path, kind, z, y, prec.get(d), ref)))
+                walks.append((path, d, _walk(path, kind, functions[path], z, y, prec.get(d), ref)))
     if "reference" in wanted:
-        walks.append(("reference", "float64", _walk("reference", kind, z, y, _F64, ref)))
+        walks.append(("reference", "float64", _walk("reference", kind, reference, z, y, _F64, ref)))
 
     marked = [(path, d, raw, *_mark(raw)) for path, d, raw in walks]
     classes = _shown(family, z, y, [c for *_, bad in marked for c in bad])
@@ -246,6 +261,7 @@ def trace(
         dtypes=dts,
         paths=traces,
         partings=tuple(_partings(traces, ref, dts)),
+        framework=framework,
     )
 
 
@@ -320,11 +336,18 @@ class _Recording:
         return value
 
 
-def _walk(path: str, kind: str, z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
-    """The steps of the row's loss along ``path``, as its function in :mod:`cecheck.losses`
-    computes them, each with its check from :mod:`cecheck.trace_explain`."""
+def _walk(
+    path: str,
+    kind: str,
+    loss_function: Callable[..., Any],
+    z: Array,
+    y: Array,
+    p: Precision,
+    ref: float,
+) -> list[_Raw]:
+    """The steps of the row's loss along ``path``, as its function computes them, each with
+    its check from :mod:`cecheck.trace_explain`."""
     rec = _Recording()
-    loss_function = losses.PATHS[kind][PATHS.index(path)]
     with np.errstate(all="ignore"):  # overflow, log(0), inf - inf: the failures we trace
         if path == "reference":
             loss_function(z, y, rec)
@@ -400,7 +423,7 @@ def _shown(family: Family, z: Array, y: Array, bad: list[int]) -> tuple[int, ...
 
 
 def _partings(traces: tuple[PathTrace, ...], ref: float, dtypes: tuple[str, ...]) -> list[str]:
-    """Per dtype, one sentence: where naive and stable part ways, or that they agree."""
+    """Per dtype, one sentence: which paths go wrong and where, or that they agree."""
     out = []
     for d in dtypes:
         here = {t.path: t for t in traces if t.dtype == d and t.path != "reference"}
@@ -408,44 +431,28 @@ def _partings(traces: tuple[PathTrace, ...], ref: float, dtypes: tuple[str, ...]
             continue
         bits = prec.get(d).bits
         refs = f"the reference {format_value(ref, 'float64')}"
-        wrong = {k: t for k, t in here.items() if t.first_bad is not None}
         values = {k: format_value(t.loss, d) for k, t in here.items()}
-        if len(here) == 1:
-            ((k, t),) = here.items()
-            if t.first_bad is None:
-                out.append(f"{d}: {k} gives {values[k]}; {refs}.")
-            else:
-                out.append(f"{d}: {k} goes wrong at {_where(t)} and ends at {values[k]}; {refs}.")
+        wrong = [k for k, t in here.items() if t.first_bad is not None]
+        if wrong or len(here) == 1:
+            clauses = [
+                f"{k} goes wrong at {_where(here[k])} and ends at {values[k]}" for k in wrong
+            ]
+            fine = [f"{k} gives {values[k]}" for k in here if k not in wrong]
+            if fine:
+                clauses.append(", ".join(fine))
+            out.append(f"{d}: " + "; ".join(clauses) + f"; {refs}.")
             continue
-        naive, stable = here["naive"], here["stable"]
-        if len(wrong) == 2:
+        kept = {k: _bits(t.loss, ref, bits) for k, t in here.items()}
+        poor = [k for k, b in kept.items() if b < bits / 2]
+        listed = ", ".join(f"{k} {values[k]}" for k in here)
+        if poor:
+            detail = ", ".join(f"{k} keeps {kept[k]:.0f} of {bits} bits" for k in poor)
             out.append(
-                f"{d}: both paths go wrong, naive at {_where(naive)} and stable at "
-                f"{_where(stable)}: {values['naive']} and {values['stable']}; {refs}."
-            )
-        elif wrong:
-            ((k, t),) = wrong.items()
-            other = "stable" if k == "naive" else "naive"
-            out.append(
-                f"{d}: {k} parts ways with {other} at {_where(t)}: it ends at {values[k]} "
-                f"where {other} gives {values[other]}; {refs}."
+                f"{d}: no step overflows or rounds to 0 or 1, but rounding errors part the "
+                f"paths: {listed}; {refs} ({detail})."
             )
         else:
-            kept = {k: _bits(t.loss, ref, bits) for k, t in here.items()}
-            poor = [k for k, b in kept.items() if b < bits / 2]
-            if poor:
-                detail = ", ".join(f"{k} keeps {kept[k]:.0f} of {bits} bits" for k in poor)
-                out.append(
-                    f"{d}: no step overflows or rounds to 0 or 1, but rounding errors part the "
-                    f"paths: naive {values['naive']}, stable {values['stable']}; {refs} "
-                    f"({detail})."
-                )
-            else:
-                out.append(
-                    f"{d}: naive and stable agree within rounding: {values['naive']} and "
-                    f"{values['stable']}; "
-                    f"{refs}."
-                )
+            out.append(f"{d}: the paths agree within rounding: {listed}; {refs}.")
     return out
 
 

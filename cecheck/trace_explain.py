@@ -101,16 +101,47 @@ def _class_sum(v: Mapping[str, Array], row: Row) -> Bad | None:
     return _sum_bad("Σ", v["class_loss"], v["sum_classes"], row.p)
 
 
+def _shifted_prob(v: Mapping[str, Array], row: Row) -> Bad | None:
+    return _shifted_prob_bad(v["z"], v["exp"], v["p"], row, v.get("t"), v["loss"])
+
+
+def _clamped_sigmoid(v: Mapping[str, Array], row: Row) -> Bad | None:
+    return _sigmoid_bad(v["z"], v["exp_neg"], v["sigmoid"], row.p, clamped=True)
+
+
+def _smoothing_sum(v: Mapping[str, Array], row: Row) -> Bad | None:
+    terms = v.get("w_log_softmax", v["log_softmax"])
+    return _sum_bad("Σ w · log_softmax", terms, v["sum_log_softmax"], row.p, mechanism=True)
+
+
+def _target_sum(v: Mapping[str, Array], row: Row) -> Bad | None:
+    terms = v.get("w_t_log_softmax", v["t_log_softmax"])
+    return _sum_bad("Σ t · log_softmax", terms, v["sum_t_log_softmax"], row.p, mechanism=True)
+
+
+def _bce_cancel(v: Mapping[str, Array], row: Row) -> Bad | None:
+    loss = v["loss"] if row.z.ndim == 1 else v["class_loss"]
+    return _cancel_bad(row, v["linear"], v.get("weighted_log_sigmoid", v["log_sigmoid"]), loss)
+
+
 _SOFTMAX: dict[str, Check] = {"exp": _exp, "sum": _exp_sum}
 _SHIFTED: dict[str, Check] = {"shifted": _shift, "sum": _sum_one}
+_BCE: dict[str, Check] = {"loss": _bce_cancel, "class_loss": _bce_cancel}
+# Keyed by (path, kind): the textbook path's steps (cecheck.losses) and the naive and stable
+# steps of a framework's paths, by the names PyTorch's emulations record.
 _CHECKS: dict[tuple[str, str], dict[str, Check]] = {
-    ("naive", "index"): {**_SOFTMAX, "p": _target_prob},
-    ("naive", "soft"): {**_SOFTMAX, "p": _probs},
-    ("stable", "index"): _SHIFTED,
-    ("stable", "soft"): _SHIFTED,
-    ("naive", "binary"): {"sigmoid": _sigmoid},
-    ("naive", "multilabel"): {"sigmoid": _sigmoid, "sum_classes": _class_sum},
-    ("stable", "multilabel"): {"sum_classes": _class_sum},
+    ("textbook", "index"): {**_SOFTMAX, "p": _target_prob},
+    ("textbook", "soft"): {**_SOFTMAX, "p": _probs},
+    ("textbook", "binary"): {"sigmoid": _sigmoid},
+    ("textbook", "multilabel"): {"sigmoid": _sigmoid, "sum_classes": _class_sum},
+    ("naive", "index"): {"shifted": _shift, "p": _shifted_prob},
+    ("naive", "soft"): {"shifted": _shift, "p": _shifted_prob},
+    ("naive", "binary"): {"sigmoid": _clamped_sigmoid},
+    ("naive", "multilabel"): {"sigmoid": _clamped_sigmoid},
+    ("stable", "index"): {**_SHIFTED, "sum_log_softmax": _smoothing_sum},
+    ("stable", "soft"): {**_SHIFTED, "sum_t_log_softmax": _target_sum},
+    ("stable", "binary"): _BCE,
+    ("stable", "multilabel"): _BCE,
 }
 
 
@@ -175,15 +206,21 @@ def _exp_bad(zc: Array, e: Array, p: Precision) -> Bad | None:
     )
 
 
-def _sum_bad(what: str, terms: Array, s: Array, p: Precision) -> Bad | None:
-    """A sum of finite terms overflowing."""
+def _sum_bad(
+    what: str, terms: Array, s: Array, p: Precision, *, mechanism: bool = False
+) -> Bad | None:
+    """A sum of finite terms overflowing (``mechanism``: say "sum overflow" in the note)."""
     if not (np.isinf(s).any() and np.isfinite(terms).all()):
         return None
     with np.errstate(over="ignore"):
         total = float(np.sum(np.asarray(terms, dtype=np.float64)))
     size = f", {_big(total)}," if math.isfinite(total) else ""
+    beyond = "above" if total >= 0 else "below -"
+    name = " (sum overflow)" if mechanism else ""
     return Bad(
-        f"the sum {what}{size} is above {_big(p.max)}, the largest {p.name}: it overflows to inf"
+        f"the sum {what}{size} is {beyond}{_big(p.max)}, the "
+        f"{'largest' if total >= 0 else 'most negative'} {p.name}: it overflows to "
+        f"{'inf' if total >= 0 else '-inf'}{name}"
     )
 
 
@@ -274,6 +311,75 @@ def _probs_bad(
     return None
 
 
+def _shifted_prob_bad(
+    zc: Array, e: Array, prob: Array, row: Row, tc: Array | None, loss: Array
+) -> Bad | None:
+    """A framework's softmax ``exp(z - max) / Σ`` rounding a probability to 0 where the
+    target needs it (probability underflow: the loss is inf), or where a zero target meets it
+    (0 · log 0 = NaN); or the target's rounding to 1 when that zeroes the loss."""
+    p = row.p
+    if not np.isfinite(prob).all() or not np.isfinite(zc).all():
+        return None
+    target = np.zeros(prob.shape[1]) if tc is None else np.asarray(tc[0], dtype=np.float64)
+    if tc is None:
+        target[int(row.y[0])] = 1.0
+    zero = prob[0] == 0
+    if zero.any():
+        needed = zero & (target > 0)
+        j = int(np.argmax(needed)) if needed.any() else int(np.argmax(zero))
+        gap = _fmt(float(np.float64(zc[0, j]) - np.float64(zc[0].max())))
+        true = _from_log(float(_log_softmax64(zc)[0, j]))
+        if e[0, j] == 0:
+            how = (
+                f"exp(z[{j}] - max) = exp({gap}) is below {_small(p)}, the smallest {p.name}: "
+                f"it underflows to 0, so p[{j}], truly {true}, is 0"
+            )
+        else:
+            how = (
+                f"p[{j}], truly {true}, is below {_small(p)}, the smallest {p.name}: it rounds to 0"
+            )
+        if needed.any():
+            then = "log p = -inf and the loss is inf (probability underflow)"
+        else:
+            then = f"log p[{j}] = -inf, and t = 0 there makes 0 · log 0 = NaN (0·log 0)"
+        return Bad(f"{how}; {then}", (j,))
+    one = (prob[0] == 1) & (target > 0)
+    if one.any() and zc.shape[1] > 1 and _matters(loss, row.ref, p):
+        j = int(np.argmax(one))
+        return Bad(_one_note(f"p[{j}]", p, row.ref), (j,))
+    return None
+
+
+def _cancel_bad(row: Row, linear: Array, log_sig: Array, loss: Array) -> Bad | None:
+    """The fused BCE's ``(1 - t) · z - log_sigmoid(z)`` losing half the bits or more where
+    its two terms agree in their leading bits (cancellation)."""
+    p = row.p
+    z = np.asarray(row.z, dtype=np.float64).reshape(-1)
+    t = np.asarray(row.y, dtype=np.float64).reshape(-1)
+    with np.errstate(all="ignore"):
+        true = (1 - t) * np.vectorize(_softplus64)(z) + t * np.vectorize(_softplus64)(-z)
+        got = np.asarray(loss, dtype=np.float64).reshape(-1)
+        size = np.maximum(np.abs(linear), np.abs(log_sig)).reshape(-1)
+        rel = np.abs(got - true) / true
+        hit = (
+            (true >= p.tiny)
+            & (rel > 2.0 ** (-p.bits / 2))
+            & (np.abs(got) * 2.0 ** (p.bits // 2) <= size)
+        )
+    if not hit.any():
+        return None
+    j = int(np.argmax(hit))
+    where = "" if np.ndim(loss) == 1 and z.size == 1 else f" (class {j})"
+    lin = _fmt(np.asarray(linear).reshape(-1)[j], p.name)
+    ls = _fmt(np.asarray(log_sig).reshape(-1)[j], p.name)
+    return Bad(
+        f"(1 - t) · z = {lin} and log_sigmoid(z) = {ls} agree in their leading bits: their "
+        f"difference, truly {_sci(float(true[j]))}, comes out as {_fmt(got[j], p.name)}{where} "
+        f"(cancellation)",
+        () if where == "" else (j,),
+    )
+
+
 def _one_note(what: str, p: Precision, ref: float) -> str:
     below = _sci(float(p.finfo.epsneg))
     return (
@@ -304,8 +410,11 @@ def _softplus64(x: float) -> float:
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-def _sigmoid_bad(zc: Array, en: Array, prob: Array, p: Precision) -> Bad | None:
-    """A naive sigmoid rounding to exactly 0 or 1: one of the two logs becomes log(0)."""
+def _sigmoid_bad(
+    zc: Array, en: Array, prob: Array, p: Precision, *, clamped: bool = False
+) -> Bad | None:
+    """A sigmoid rounding to exactly 0 or 1: one of the two logs becomes log(0) (``clamped``:
+    as ``binary_cross_entropy`` clamps it, -100)."""
     hit = ((prob == 0) | (prob == 1)) & np.isfinite(zc)
     if not hit.any():
         return None
@@ -323,10 +432,8 @@ def _sigmoid_bad(zc: Array, en: Array, prob: Array, p: Precision) -> Bad | None:
             )
         else:
             how = f"sigmoid({z_txt}) is below {_small(p)}, the smallest {p.name}, so it"
-        return Bad(
-            f"{how}, truly {true}, comes out as exactly 0{where}; log s = log(0) = -inf follows",
-            _cls(j),
-        )
+        follows = _clamp("log s") if clamped else "log s = log(0) = -inf follows"
+        return Bad(f"{how}, truly {true}, comes out as exactly 0{where}; {follows}", _cls(j))
     true = _from_log(-_softplus64(zj))
     if ej == 0:
         how = (
@@ -339,10 +446,14 @@ def _sigmoid_bad(zc: Array, en: Array, prob: Array, p: Precision) -> Bad | None:
             f"1 + exp({mz_txt}) = 1 + {_fmt(ej, p.name)} rounds to 1 in {p.name} (the next "
             f"{p.name} above 1 is 1 + {eps}), so sigmoid({z_txt})"
         )
-    return Bad(
-        f"{how}, truly 1 - {true}, comes out as exactly 1{where}; "
-        "log(1 - s) = log(0) = -inf follows",
-        _cls(j),
+    follows = _clamp("log(1 - s)") if clamped else "log(1 - s) = log(0) = -inf follows"
+    return Bad(f"{how}, truly 1 - {true}, comes out as exactly 1{where}; {follows}", _cls(j))
+
+
+def _clamp(what: str) -> str:
+    return (
+        f"{what} = log(0) = -inf is clamped at -100, so the loss is capped at 100 (sigmoid "
+        "saturation)"
     )
 
 

@@ -21,12 +21,18 @@ from rich.text import Text
 from cecheck import families
 from cecheck._version import __version__
 from cecheck.output.numbers import format_value
+from cecheck.output.words import paths_line
 from cecheck.report import _strict
 from cecheck.trace import PathTrace, Rest, Step, Trace
 
 SCHEMA_VERSION = 1
 BAD = "✗"
-_PATH_TITLES = {"naive": "naive", "stable": "stable", "reference": "reference (float64, log1p)"}
+_PATH_TITLES = {
+    "textbook": "textbook",
+    "naive": "naive",
+    "stable": "stable",
+    "reference": "reference (float64, log1p)",
+}
 
 
 # ---------------------------------------------------------------------- rich
@@ -63,6 +69,7 @@ def _header(trace: Trace, width: int) -> RenderableType:
             where += f": {trace.origin}"
         grid.add_row("row", where)
     grid.add_row("task", _task_text(trace))
+    grid.add_row("paths", paths_line(trace.framework))
     value_width = max(20, width - 12)
     if families.of(trace).one_logit:
         grid.add_row("logit", format_value(trace.logits[0][1], trace.logits_dtype))
@@ -180,6 +187,7 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "other_logits": _rest_dict(trace.rest),
         "reference": trace.reference,
         "dtypes": list(trace.dtypes),
+        "framework": trace.framework,
         "paths": [_path_dict(p) for p in trace.paths],
         "partings": list(trace.partings),
     }

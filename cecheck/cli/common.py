@@ -18,6 +18,7 @@ import click
 from cecheck import families, inputs, pipeline
 from cecheck import frameworks as fw
 from cecheck.atomicfile import atomic_text_file
+from cecheck.choices import DEFAULT_FRAMEWORK
 from cecheck.errors import InputError
 from cecheck.settings import Settings, check_weighting
 
@@ -77,6 +78,7 @@ def engine_settings(
     rtol: float,
     atol: float,
     top: int,
+    framework: str = DEFAULT_FRAMEWORK,
     inputs_kind: str = "logits",
     batch_size: int | None = None,
     label_smoothing: float = 0.0,
@@ -102,6 +104,7 @@ def engine_settings(
             batch_size=batch_size,
             label_smoothing=label_smoothing,
             class_weights=weights,
+            framework=framework,
         )
     except ValueError as e:
         raise InputFailure(one_line(e)) from None

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cecheck.choices import DTYPES, INPUT_KINDS, TASKS
+from cecheck.choices import DEFAULT_FRAMEWORK, DTYPES, FRAMEWORKS, INPUT_KINDS, TASKS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,9 +122,17 @@ def settings_options(f: F) -> F:
                 type=CommaChoice(DTYPES, "dtype", at_least_one=True),
                 default="float32,float64",
                 show_default=True,
-                help="Comma list of the precisions the naive and stable paths are emulated in: "
+                help="Comma list of the precisions the paths are emulated in: "
                 + ", ".join(DTYPES)
                 + ".",
+            ),
+            click.option(
+                "--framework",
+                type=click.Choice(FRAMEWORKS),
+                default=DEFAULT_FRAMEWORK,
+                show_default=True,
+                help="Whose idioms the naive path (softmax, then log) and the stable path (the "
+                "fused loss) emulate, as its CPU kernels compute them.",
             ),
             click.option(
                 "--ignore-index",

@@ -24,8 +24,9 @@ from cecheck.cli.options import format_option, input_options, output_option, set
     type=click.Choice([*TRACE_PATHS, "all"]),
     default="all",
     show_default=True,
-    help="The path(s) to walk: naive (softmax or sigmoid, then log), stable (what the "
-    "frameworks do), reference (accurate, float64).",
+    help="The path(s) to walk: textbook (unshifted exp(z) / Σ exp(z) or 1 / (1 + exp(-z)), "
+    "then log), naive (the framework's softmax or sigmoid, then log), stable (its fused "
+    "loss), reference (accurate, float64).",
 )
 @format_option(
     ["table", "json"], "table: the steps for people; json: the same steps as strict JSON."
@@ -42,6 +43,7 @@ def trace_command(
     ignore_index: int,
     rtol: float,
     atol: float,
+    framework: str,
     row: str | None,
     path_choice: str,
     fmt: str,
@@ -59,7 +61,7 @@ def trace_command(
     Examples:
       cecheck trace sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
       cecheck trace sample_data/sequence.npz --row 2,5 --dtypes float16,float32
-      cecheck trace sample_data/binary_sweep.csv --row 0 --path naive --format json
+      cecheck trace sample_data/binary_sweep.csv --row 0 --path textbook --format json
 
     Exit codes: 0 traced; 2 a usage or input error (such as a row out of range); 130
     interrupted (Ctrl-C); 141 stdout closed by its reader.
@@ -79,7 +81,13 @@ def trace_command(
         labels_key=labels_key,
     )
     settings = common.engine_settings(
-        source, dtypes=dtypes, ignore_index=ignore_index, rtol=rtol, atol=atol, top=1
+        source,
+        dtypes=dtypes,
+        ignore_index=ignore_index,
+        rtol=rtol,
+        atol=atol,
+        top=1,
+        framework=framework,
     )
     for warning in source.warnings:
         common.say(f"warning: {warning}", False)

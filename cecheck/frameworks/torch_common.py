@@ -40,7 +40,6 @@ long that torch splits its sum across threads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -58,13 +57,9 @@ IGNORE_INDEX = -100  # torch's default ignore_index
 VECTOR_BITS = 512
 
 
-@dataclass
-class TorchPathResult(PathResult):
-    """A :class:`~cecheck.losses.PathResult` with the two causes only torch's fused losses
-    produce."""
-
-    sum_overflow: Array | None = None  # a sum over classes went beyond the format: inf
-    cancellation: Array | None = None  # the final subtraction lost half the significand or more
+# The result type of the torch paths: a PathResult, whose ``sum_overflow`` and
+# ``cancellation`` evidence only the fused losses produce.
+TorchPathResult = PathResult
 
 
 def scalar(value: float, p: Precision) -> np.generic:
@@ -183,13 +178,13 @@ def nll(
     """``F.nll_loss(logp, y, weight, ignore_index=..., reduction="none")``: ``-logp[y] · w[y]``
     rounded, 0 on ignored rows. Without ``weight`` the product is by 1: ``-logp[y]``."""
     ignored = y == ignore_index
-    picked = rec("log_p_y", "log p[y]", gather(logp, y))
+    picked = rec("log_p_y", "log p_y", gather(logp, y))
     with np.errstate(invalid="ignore"):  # 0 · inf for a zero class weight, NaN as in torch
         if weight is None:
             loss = 0 - picked
         else:
             loss = p.round(-picked * p.cast(weight)[np.where(y < 0, 0, y)])
-    return rec("nll", "nll = -log p[y] · w[y]", np.where(ignored, p.work.type(0), loss))
+    return rec("nll", "nll = -log p_y · w_y", np.where(ignored, p.work.type(0), loss))
 
 
 def class_sum(x: Array, p: Precision) -> Array:

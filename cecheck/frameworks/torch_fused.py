@@ -97,7 +97,7 @@ def stable_index(
     lsm = log_softmax(rec("z", f"z as {p.name}", p.cast(z)), p, rec)
     loss = nll(lsm, y, p, rec, weight, ignore_index)
     if label_smoothing == 0:
-        return TorchPathResult(rec("loss", "loss = -log_softmax[y] · w[y]", loss))
+        return TorchPathResult(rec("loss", "loss = -log_softmax_y · w_y", loss))
     r = p.round
     terms = _weighted(lsm, weight, p, rec)
     total = rec("sum_log_softmax", "Σ w · log_softmax", class_sum(terms, p))

@@ -77,7 +77,7 @@ def naive_index(
     """
     y = np.asarray(y)
     prob, log_p = _log_softmax_naive(z, p, rec)
-    loss = rec("loss", "loss = -log p[y]", nll(log_p, y, p, rec, weight, ignore_index))
+    loss = rec("loss", "loss = -log p_y", nll(log_p, y, p, rec, weight, ignore_index))
     return TorchPathResult(loss, prob_underflow=(gather(prob, y) == 0) & (y != ignore_index))
 
 

@@ -1,8 +1,8 @@
 """Why a row failed, in sentences derived from its values: "exp(2500) overflows float32 and
 float64 (largest finite exp argument 88.72 and 709.78), so the softmax is inf / inf = NaN".
 
-No rich here. A fact about the arithmetic (does exp(x) overflow in float16? does the naive
-sigmoid round to 1?) is asked of :mod:`cecheck.losses` and :mod:`cecheck.precision`, which
+No rich here. A fact about the arithmetic (does exp(x) overflow in float16? does the
+textbook sigmoid round to 1?) is asked of :mod:`cecheck.losses` and :mod:`cecheck.precision`, which
 compute the paths, never worked out again here.
 """
 
@@ -31,23 +31,25 @@ ZERO_TIMES_INF = "a zero target multiplies log(0) = -inf: 0 * -inf = NaN"
 
 
 def softmax_exp_overflows(x: float, dtype: str) -> bool:
-    """Whether the naive softmax's ``exp(x)`` is inf in ``dtype`` (asked of the path itself)."""
-    result = losses.naive_multiclass(np.array([[x]]), np.array([0]), prec.get(dtype))
+    """Whether the textbook softmax's ``exp(x)`` is inf in ``dtype`` (asked of the path
+    itself)."""
+    result = losses.textbook_multiclass(np.array([[x]]), np.array([0]), prec.get(dtype))
     assert result.exp_overflow is not None
     return bool(result.exp_overflow[0])
 
 
 def sigmoid_exp_overflows(z: float, dtype: str) -> bool:
-    """Whether the naive ``sigmoid(z) = 1 / (1 + exp(-z))`` overflows ``exp(-z)`` in ``dtype``."""
-    result = losses.naive_binary(np.array([z]), np.array([0.0]), prec.get(dtype))
+    """Whether the textbook ``sigmoid(z) = 1 / (1 + exp(-z))`` overflows ``exp(-z)`` in
+    ``dtype``."""
+    result = losses.textbook_binary(np.array([z]), np.array([0.0]), prec.get(dtype))
     assert result.exp_overflow is not None
     return bool(result.exp_overflow[0])
 
 
-def naive_sigmoid_saturated(z: float, dtype: str) -> bool:
-    """Whether the naive ``sigmoid(z)`` rounds to exactly 0 or 1 in ``dtype``: to 1 for a
+def textbook_sigmoid_saturated(z: float, dtype: str) -> bool:
+    """Whether the textbook ``sigmoid(z)`` rounds to exactly 0 or 1 in ``dtype``: to 1 for a
     positive ``z`` (the sigmoid is at least 1/2 there), to 0 for a negative one."""
-    result = losses.naive_binary(np.array([z]), np.array([0.0]), prec.get(dtype))
+    result = losses.textbook_binary(np.array([z]), np.array([0.0]), prec.get(dtype))
     assert result.sigmoid_saturated is not None
     return bool(result.sigmoid_saturated[0])
 
@@ -55,8 +57,8 @@ def naive_sigmoid_saturated(z: float, dtype: str) -> bool:
 # ---------------------------------------------------------------- why a row failed
 
 
-def _naive_bad(record: RowRecord, dtypes: Iterable[str]) -> list[str]:
-    return [d for d in dtypes if not math.isfinite(record.values[f"naive_{d}"])]
+def _textbook_bad(record: RowRecord, dtypes: Iterable[str]) -> list[str]:
+    return [d for d in dtypes if not math.isfinite(record.values[f"textbook_{d}"])]
 
 
 def explain(record: RowRecord, source: Source, settings: Settings) -> list[str]:
@@ -150,14 +152,14 @@ def _explain_softmax(
 ) -> list[str]:
     out = []
     z = record.max_logit
-    explained: set[str] = set()
     if "exp_overflow" in causes:
         over = [d for d in settings.dtypes if softmax_exp_overflows(z, d)]
         if over:
-            words = f"exp({z:.6g}) overflows {and_list(over)} (largest finite exp argument "
+            words = f"the textbook formula's exp({z:.6g}) overflows {and_list(over)} (largest "
+            words += "finite exp argument "
             words += f"{_max_args(over)})"
-            nan = [d for d in over if math.isnan(record.values[f"naive_{d}"])]
-            inf = [d for d in over if math.isinf(record.values[f"naive_{d}"])]
+            nan = [d for d in over if math.isnan(record.values[f"textbook_{d}"])]
+            inf = [d for d in over if math.isinf(record.values[f"textbook_{d}"])]
             if nan:
                 words += ", so the softmax is inf / inf = NaN"
                 words += f" in {and_list(nan)}" if len(nan) < len(over) else ""
@@ -165,20 +167,20 @@ def _explain_softmax(
                 words += f"{'; and' if nan else ', so'} the target probability x / inf = 0"
                 words += " and -log(0) = inf" + (f" in {and_list(inf)}" if nan else "")
             out.append(words)
-            explained.update(nan + inf)
         else:
-            out.append("exp() of a logit overflowed to inf in the naive softmax")
+            out.append("exp() of a logit overflowed to inf in the textbook softmax")
     if "prob_underflow" in causes:
         under = [
             d for d in settings.dtypes
-            if math.isinf(record.values[f"naive_{d}"]) and d not in explained
+            if math.isinf(record.values[f"naive_{d}"])
         ]  # fmt: skip
         ref = record.values["reference"]
         if under and families.of(source).class_labels and math.isfinite(ref):
             out.append(
                 f"the target probability exp(-{ref:.4g}) is below the smallest positive "
                 f"{and_list(under)} number ({and_list([_smallest(d) for d in under])}),"
-                " so the softmax rounds it to 0 and -log(0) = inf"
+                " so the naive path's softmax rounds it to 0 and -log(0) = inf (probability "
+                "underflow)"
             )
         elif under:
             out.append(
@@ -195,7 +197,7 @@ def _explain_sigmoid(record: RowRecord, settings: Settings, causes: set[str]) ->
     out = []
     z = record.max_logit
     t = float(record.label) if isinstance(record.label, int | float) else math.nan
-    bad = _naive_bad(record, settings.dtypes)
+    bad = _textbook_bad(record, settings.dtypes)
     if "exp_overflow" in causes:
         over = [d for d in settings.dtypes if sigmoid_exp_overflows(z, d)]
         if over:
@@ -205,7 +207,7 @@ def _explain_sigmoid(record: RowRecord, settings: Settings, causes: set[str]) ->
             )
     if "sigmoid_saturated" in causes:
         for p_value in (1.0, 0.0):
-            sat = [d for d in bad if naive_sigmoid_saturated(z, d) and (z > 0) == (p_value == 1)]
+            sat = [d for d in bad if textbook_sigmoid_saturated(z, d) and (z > 0) == (p_value == 1)]
             if not sat:
                 continue
             words = f"sigmoid({z:.6g}) rounds to exactly {p_value:g} in {and_list(sat)}, so "
@@ -224,7 +226,7 @@ def _explain_sigmoid(record: RowRecord, settings: Settings, causes: set[str]) ->
 def _explain_multilabel(record: RowRecord, settings: Settings, causes: set[str]) -> list[str]:
     """Multilabel: a row is C sigmoids; the row keeps only its largest logit, so stay general."""
     out = []
-    bad = _naive_bad(record, settings.dtypes) or list(settings.dtypes)
+    bad = _textbook_bad(record, settings.dtypes) or list(settings.dtypes)
     if "exp_overflow" in causes:
         out.append(
             f"exp(-z) of a logit z below -{_max_args(bad)} overflows {and_list(bad)} in "
@@ -245,7 +247,7 @@ def _explain_cancellation(record: RowRecord, source: Source, settings: Settings)
     """Why a finite value lost its accuracy: the worst lossy dtype of each path."""
     out = []
     ref = record.values["reference"]
-    for path in ("stable", "naive"):
+    for path in ("stable", "naive", "textbook"):
         lossy = [
             f.split(":")[1].partition("_")[2]
             for f in record.flags
@@ -268,6 +270,12 @@ def _zero_words(path: str, dtypes: list[str], ref: float, z: float, source: Sour
     head = f"the {path} path returns 0 in {and_list(dtypes)} where the true loss is {ref:.3g}"
     if all(ref < prec.get(d).smallest for d in dtypes):
         return f"{head}, below the smallest positive {and_list(dtypes)} number"
+    if path == "stable" and not families.of(source).softmax:
+        return (
+            f"{head}: the fused loss computes (1 - t) · z - log_sigmoid(z), two nearly equal "
+            "numbers, and their difference rounds to 0 (cancellation); the reference adds "
+            "two non-negative terms"
+        )
     if path == "stable":
         return (
             f"{head}: the sum 1 + {ref:.3g} rounds to 1 and log(1) = 0 (cancellation); "

@@ -18,6 +18,7 @@ from cecheck import families
 from cecheck import precision as prec
 from cecheck._version import __version__
 from cecheck.diagnose import NONFINITE_SEVERITY
+from cecheck.frameworks import registry
 from cecheck.output.numbers import label_text, spell
 from cecheck.settings import INPUT_PATHS
 
@@ -41,23 +42,27 @@ CAUSE_WORDS = {
     "prob_underflow": "a probability rounded to 0, so log(0) = -inf",
     "sigmoid_saturated": "a sigmoid rounded to exactly 0 or 1",
     "zero_times_inf": "a zero target met log(0): 0 * -inf = NaN",
-    "cancellation": "rounding lost the accuracy (1 + tiny = 1, logits too large for the dtype)",
+    "sum_overflow": "a sum over the classes of finite terms overflowed to inf",
+    "cancellation": "rounding lost the accuracy (nearly equal terms cancelled, 1 + tiny = 1, "
+    "logits too large for the dtype)",
     "clipped": "the framework clipped a probability (or clamped its log), so its loss is capped",
 }
 
-CAUSE_NAMES = {  # the causes of a non-finite naive value, as the closing sentence names them
+CAUSE_NAMES = {  # the mechanisms of a path's failure, as the closing sentence names them
     "cast_overflow": "logits beyond the dtype's range",
     "exp_overflow": "exp overflow",
     "prob_underflow": "probability underflow",
-    "sigmoid_saturated": "sigmoid saturation",
-    "zero_times_inf": "0 * inf",
+    "sigmoid_saturated": "saturation",
+    "zero_times_inf": "0·log 0",
+    "sum_overflow": "sum overflow",
+    "cancellation": "cancellation",
 }
 
-FUSED = {
-    "multiclass": "use a fused log-softmax/cross-entropy (F.cross_entropy, "
-    "tf.nn.softmax_cross_entropy_with_logits), never log(softmax(z))",
-    "binary": "use BCE with logits (F.binary_cross_entropy_with_logits, "
-    "tf.nn.sigmoid_cross_entropy_with_logits), never log(sigmoid(z))",
+# The paths of logit input as the closing sentence names them.
+PATH_NAMES = {
+    "textbook": "the textbook formula (unshifted exp(z) / Σ exp(z))",
+    "naive": "the naive path {code}",
+    "stable": "the fused loss {code}",
 }
 
 
@@ -100,7 +105,18 @@ def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
             f"ignore_index {settings.ignore_index}",
         )
     )
+    if settings.inputs == "logits":
+        out.append(("paths", paths_line(settings.framework)))
     return out + framework_lines(settings)
+
+
+def paths_line(framework: str) -> str:
+    """What the paths emulate, in one line: the naive and stable paths name the framework."""
+    title = registry.get(framework).title
+    return (
+        "textbook (unshifted exp(z) / Σ exp(z), 1 / (1 + exp(-z))); naive (softmax, then log) "
+        f"and stable (the fused loss) as {title} computes them on CPU"
+    )
 
 
 def framework_lines(settings: Settings) -> list[tuple[str, str]]:
@@ -273,17 +289,8 @@ def closing_sentence(report: Report) -> str:
         )
     if s.inputs == "probs":
         return _sentence(clauses + probs_clauses(report) + batch_clauses(report))
-    naive = _per_dtype(report, ("naive_nan", "naive_inf"))
-    stable = _per_dtype(report, ("stable_nan", "stable_inf"))
-    if naive:
-        why = [CAUSE_NAMES[c] for c in report.cause_counts if c in CAUSE_NAMES]
-        because = f" ({and_list(why)})" if why else ""
-        clauses.append(f"the naive path gives NaN or inf on {_rows_in(naive)}{because}")
-    if stable:
-        clauses.append(f"the stable path gives NaN or inf on {_rows_in(stable)}")
-    elif naive:
-        advice = FUSED["multiclass" if families.of(src).softmax else "binary"]
-        clauses.append(f"the stable path is finite everywhere: {advice}")
+    broke = path_clauses(report)
+    clauses += broke
     diverged = _per_dtype_path(report, "diverged")
     if diverged:
         clauses.append(
@@ -297,8 +304,9 @@ def closing_sentence(report: Report) -> str:
                 f"note that the machine epsilon of {and_list(coarse)} is above rtol "
                 f"{s.rtol:g}, so ordinary rounding in that dtype diverges by itself"
             )
+    clauses += cancelled_clauses(report)
     inaccurate = _per_dtype_path(report, "inaccurate")
-    if inaccurate and not (problems or naive or stable or diverged):
+    if inaccurate and not (problems or broke or diverged):
         clauses.append(
             f"only accuracy notes: fewer than half the bits are correct in "
             f"{and_list(inaccurate)}, "
@@ -306,6 +314,68 @@ def closing_sentence(report: Report) -> str:
             "values"
         )
     return _sentence(clauses + batch_clauses(report))
+
+
+def _mechanisms(report: Report, path: str) -> str:
+    """`` (probability underflow and 0·log 0)``: the causes seen on ``path``'s flagged values,
+    or nothing."""
+    why = [CAUSE_NAMES[c] for c in report.path_causes.get(path, {}) if c in CAUSE_NAMES]
+    return f" ({and_list(why)})" if why else ""
+
+
+def path_clauses(report: Report) -> list[str]:
+    """What broke, path by path (the framework's fused loss, its softmax-then-log, the
+    textbook formula), each with its mechanism, and the advice that fits: a fused loss only
+    to those whose fused loss did not fail."""
+    s = report.settings
+    fw_ = registry.get(s.framework)
+    softmax = families.of(report.source).softmax
+    broke = {
+        path: _per_dtype(report, (f"{path}_nan", f"{path}_inf"))
+        for path in ("stable", "naive", "textbook")
+    }
+    out = []
+    for path, counts in broke.items():
+        if counts:
+            name = PATH_NAMES[path].format(code=fw_.code_of(path, softmax))
+            out.append(f"{name} gives NaN or inf on {_rows_in(counts)}{_mechanisms(report, path)}")
+    stable = fw_.code_of("stable", softmax)
+    if broke["stable"]:
+        out.append(
+            f"{stable} itself fails, so a fused loss is no remedy here: compute it in a wider "
+            "dtype (float32 instead of float16 or bfloat16), or keep the logits in range"
+        )
+    elif broke["naive"]:
+        out.append(
+            f"{stable} is finite everywhere ({fw_.title}): use it on the logits, never "
+            f"{fw_.code_of('naive', softmax)}"
+        )
+    elif broke["textbook"]:
+        out.append(
+            f"{fw_.code_of('naive', softmax)} and {stable} are finite everywhere "
+            f"({fw_.title}): only the unshifted textbook formula fails"
+        )
+    return out
+
+
+def cancelled_clauses(report: Report) -> list[str]:
+    """The fused loss losing half its bits by cancellation: its values are too small (often
+    exactly 0), and a fused loss is what failed."""
+    n = report.path_causes.get("stable", {}).get("cancellation", 0)
+    inaccurate = [
+        f"{d} ({plural(report.counts[f], 'row')})"
+        for d in report.settings.dtypes
+        if report.counts.get(f := f"inaccurate:stable_{d}")
+    ]
+    if not (n and inaccurate):
+        return []
+    fw_ = registry.get(report.settings.framework)
+    code = fw_.code_of("stable", families.of(report.source).softmax)
+    return [
+        f"the fused loss {code} keeps fewer than half the bits in {and_list(inaccurate)} "
+        f"(cancellation: two nearly equal terms subtracted, so the loss comes out too small, "
+        "often exactly 0): compute it in float64 where those losses matter"
+    ]
 
 
 def _sentence(clauses: list[str]) -> str:
