@@ -32,6 +32,7 @@ from numpy.testing import assert_array_equal
 from cecheck import engine, fast, inputs, losses
 from cecheck import precision as prec
 from cecheck.errors import InputError
+from cecheck.frameworks import registry
 from cecheck.losses import Array
 
 if not fast.installed():
@@ -83,15 +84,20 @@ def _assert_close(
     assert worst <= BOUND_ULPS, f"{what}: {worst:.2f} ulps"
 
 
+TORCH = registry.get("torch")
+
+
 def _check_paths(z: np.ndarray, y: np.ndarray) -> None:
-    """Every path and dtype of the kernel against the numpy functions on (z, y)."""
-    results, ref, nonfinite = fast.multiclass_index(z, y, DTYPES)
+    """Every path and dtype of the kernel against the numpy functions on (z, y): the
+    textbook path, and the stable path as PyTorch's (the kernel computes it as torch does)."""
+    torch_stable = TORCH.path("stable", "index")
+    results, ref, nonfinite = fast.multiclass_index(z, y, DTYPES, torch_stable)
     np.testing.assert_array_equal(nonfinite, ~np.isfinite(z).all(axis=1))
     for d in DTYPES:
         p = prec.get(d)
         for path, spec_fn in (
-            ("naive", losses.naive_multiclass),
-            ("stable", losses.stable_multiclass),
+            ("textbook", losses.textbook_multiclass),
+            ("stable", torch_stable),
         ):
             spec = spec_fn(z, y, p)
             got = results[(path, d)]
@@ -311,7 +317,7 @@ def _straddles(slow: engine.ChunkResult, quick: engine.ChunkResult, s: engine.Se
                 out.append(np.abs(loss - l64) > s.atol + s.rtol * np.abs(l64))
         return out
 
-    for path in ("naive", "stable"):
+    for path in ("textbook", "naive", "stable"):
         for d in s.dtypes:
             for a, b in zip(sides(slow.values, path, d), sides(quick.values, path, d), strict=True):
                 near |= a != b
@@ -422,11 +428,11 @@ def test_reports_with_and_without_the_kernel_agree(monkeypatch: pytest.MonkeyPat
 
 
 def _sigmoid_condition(z: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per row, the amplification of the naive path's ``log(1 - p)``: (1 - t) p / (1 - p).
+    """Per row, the amplification of the textbook path's ``log(1 - p)``: (1 - t) p / (1 - p).
 
     ``1 - p`` cancels as p nears 1, so a one-ulp difference in the exp behind p (numpy's
     float32 exp and log are not correctly rounded; the kernel's are, nearly) moves the
-    naive loss by this many ulps; p / (1 - p) = exp(z).
+    textbook loss by this many ulps; p / (1 - p) = exp(z).
     """
     with np.errstate(over="ignore"):
         k = (1 - t) * np.exp(np.minimum(np.asarray(z, dtype=np.float64), 700.0))
@@ -444,21 +450,25 @@ def _check_per_class(
 ) -> None:
     """A kernel with a target per logit against the numpy functions of ``family`` on (z, t).
 
-    ``condition``: the naive path's amplification of a relative error (see _assert_close).
+    ``condition``: the textbook path's amplification of a relative error (see _assert_close).
+    The stable path is checked against PyTorch's where the kernel computes it as torch does
+    (``KERNEL_STABLE``).
     """
-    naive_fn, stable_fn, reference_fn = losses.PATHS[family]
-    results, ref, nonfinite = kernel(z, t, DTYPES)
+    textbook_fn, reference_fn = losses.PATHS[family]
+    stable_fn = TORCH.path("stable", family) if family in TORCH.kernel_stable else None
+    results, ref, nonfinite = kernel(z, t, DTYPES, stable_fn)
     bad = ~np.isfinite(z)
     np.testing.assert_array_equal(nonfinite, bad if z.ndim == 1 else bad.any(axis=1))
+    paths = [("textbook", textbook_fn)] + ([("stable", stable_fn)] if stable_fn else [])
     for d in DTYPES:
         p = prec.get(d)
-        for path, spec_fn in (("naive", naive_fn), ("stable", stable_fn)):
+        for path, spec_fn in paths:
             spec = spec_fn(z, t, p)
             got = results[(path, d)]
-            cond = condition if path == "naive" else None
+            cond = condition if path == "textbook" else None
             _assert_close(got.loss, spec.loss, d, f"{path}_{d}", cond)
             for name in losses.EVIDENCE:
-                want = getattr(spec, name)
+                want = getattr(spec, name) if path == "textbook" else None
                 if want is not None:
                     np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
     _assert_close(ref, reference_fn(z, t), "float64", "reference")
@@ -728,17 +738,17 @@ def test_no_loss_is_negative_when_the_target_wins_by_far(
     assert not (binary.to_numpy() < 0).any()
 
 
-def test_regression_naive_float32_of_a_dominant_target_is_zero() -> None:
+def test_regression_textbook_float32_of_a_dominant_target_is_zero() -> None:
     """z = [10.85, 41.21], y = 1: exp(10.85) is below half a float32 ulp of exp(41.21), so
-    p = 1 and the naive float32 loss is 0, as numpy says; the x86-64-v4 kernel gave 1.5e-6
+    p = 1 and the textbook float32 loss is 0, as numpy says; the x86-64-v4 kernel gave 1.5e-6
     (the row 8 times: short rows go 8 at a time, one per vector lane)."""
     z = np.tile([10.85, 41.21], (8, 1))
     y = np.ones(8, dtype=np.int64)
-    assert losses.naive_multiclass(z, y, prec.get("float32")).loss[0] == 0.0
+    assert losses.textbook_multiclass(z, y, prec.get("float32")).loss[0] == 0.0
     results, _, _ = fast.multiclass_index(z, y, DTYPES)
-    assert_array_equal(results[("naive", "float32")].loss, np.zeros(8))
+    assert_array_equal(results[("textbook", "float32")].loss, np.zeros(8))
     results, _, _ = fast.multiclass_index(z[:1], y[:1], DTYPES)
-    assert results[("naive", "float32")].loss[0] == 0.0
+    assert results[("textbook", "float32")].loss[0] == 0.0
 
 
 @pytest.mark.parametrize("c", [1, 2, 3, 7, 8, 9, 16])

@@ -9,7 +9,7 @@ log1p, then rounded once to float64. Tolerances:
 - the reference path over arbitrary inputs: ``rtol=1e-12`` wherever the exact loss is a
   normal float64 (what the reference promises);
 - the other dtypes: the first-order error bounds of :func:`stable_bound` and
-  :func:`naive_bound`, a few unit roundoffs of the dtype times the size of the numbers
+  :func:`textbook_bound`, a few unit roundoffs of the dtype times the size of the numbers
   the path handles (derivations in their docstrings).
 """
 
@@ -28,6 +28,7 @@ from numpy.testing import assert_allclose
 
 import cecheck
 from cecheck import losses
+from cecheck.frameworks import registry
 from cecheck.losses import PathResult
 from cecheck.precision import DTYPES, Precision, get
 
@@ -36,12 +37,15 @@ REFERENCE_RTOL = 1e-12
 TINY64 = float(np.finfo(np.float64).smallest_normal)
 KINDS = ("index", "soft", "binary", "multilabel")
 
-# (naive, stable, reference) of each kind of label, as the engine pairs them.
+# PyTorch's stable path (its fused losses) of each kind of label, the engine's default.
+STABLE = {kind: registry.get("torch").path("stable", kind) for kind in KINDS}
+
+# (textbook, stable, reference) of each kind of label, as the engine pairs them.
 PATHS: dict[str, tuple[Callable[..., PathResult], Callable[..., PathResult], Callable]] = {
-    "index": (losses.naive_multiclass, losses.stable_multiclass, losses.reference_multiclass),
-    "soft": (losses.naive_soft, losses.stable_soft, losses.reference_soft),
-    "binary": (losses.naive_binary, losses.stable_binary, losses.reference_binary),
-    "multilabel": (losses.naive_multilabel, losses.stable_multilabel, losses.reference_multilabel),
+    "index": (losses.textbook_multiclass, STABLE["index"], losses.reference_multiclass),
+    "soft": (losses.textbook_soft, STABLE["soft"], losses.reference_soft),
+    "binary": (losses.textbook_binary, STABLE["binary"], losses.reference_binary),
+    "multilabel": (losses.textbook_multilabel, STABLE["multilabel"], losses.reference_multilabel),
 }
 
 
@@ -83,33 +87,33 @@ def test_mp_reference_resolves_losses_far_below_the_logits() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_tf_example_stable_and_reference_give_500_while_naive_overflows(dtype: str) -> None:
+def test_tf_example_stable_and_reference_give_500_while_textbook_overflows(dtype: str) -> None:
     """Logits [1000, 2000, 2500], target 1 (the TensorFlow walkthrough): the exact loss is
     500 + log1p(exp(-500) + exp(-1500)), which is 500.0 in float64."""
     z, y = rows(1000, 2000, 2500), np.array([1])
     exact = mp.multiclass(z[0], 1)
     assert exact == 500.0
     p = get(dtype)
-    assert_allclose(losses.stable_multiclass(z, y, p).loss, [exact], rtol=FLOAT64_RTOL)
+    assert_allclose(STABLE["index"](z, y, p).loss, [exact], rtol=FLOAT64_RTOL)
     assert_allclose(losses.reference_multiclass(z, y), [exact], rtol=FLOAT64_RTOL)
-    naive = losses.naive_multiclass(z, y, p)
-    assert not np.isfinite(naive.loss[0])  # exp(2500)/inf = inf/inf: NaN
-    assert naive.exp_overflow is not None
-    assert naive.exp_overflow[0]
+    textbook = losses.textbook_multiclass(z, y, p)
+    assert not np.isfinite(textbook.loss[0])  # exp(2500)/inf = inf/inf: NaN
+    assert textbook.exp_overflow is not None
+    assert textbook.exp_overflow[0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_binary_logit_100_target_1_is_nan_on_naive_path_from_zero_times_inf(dtype: str) -> None:
+def test_binary_logit_100_target_1_is_nan_on_textbook_path_from_zero_times_inf(dtype: str) -> None:
     """sigmoid(100) rounds to 1 in every dtype, so log(1 - p) = -inf meets the weight 1 - t = 0."""
     z, t = np.array([100.0]), np.array([1.0])
-    naive = losses.naive_binary(z, t, get(dtype))
-    assert np.isnan(naive.loss[0])
-    assert naive.zero_times_inf is not None
-    assert naive.zero_times_inf[0]
+    textbook = losses.textbook_binary(z, t, get(dtype))
+    assert np.isnan(textbook.loss[0])
+    assert textbook.zero_times_inf is not None
+    assert textbook.zero_times_inf[0]
     exact = mp.binary(100.0, 1.0)  # log1p(exp(-100)) = 3.72e-44
     assert_allclose(losses.reference_binary(z, t), [exact], rtol=FLOAT64_RTOL)
     if dtype == "float64":
-        assert_allclose(losses.stable_binary(z, t, get(dtype)).loss, [exact], rtol=FLOAT64_RTOL)
+        assert_allclose(STABLE["binary"](z, t, get(dtype)).loss, [exact], rtol=FLOAT64_RTOL)
 
 
 def test_confident_row_30_0_stable_float32_is_exactly_zero_reference_is_not() -> None:
@@ -118,7 +122,7 @@ def test_confident_row_30_0_stable_float32_is_exactly_zero_reference_is_not() ->
     z, y = rows(30, 0), np.array([0])
     exact = mp.multiclass(z[0], 0)
     assert exact == pytest.approx(9.3576229688397368e-14, rel=FLOAT64_RTOL)
-    assert losses.stable_multiclass(z, y, get("float32")).loss[0] == 0.0
+    assert STABLE["index"](z, y, get("float32")).loss[0] == 0.0
     assert_allclose(losses.reference_multiclass(z, y), [exact], rtol=FLOAT64_RTOL)
 
 
@@ -127,7 +131,7 @@ def test_confident_row_30_0_stable_float64_keeps_few_bits() -> None:
     but off by about 1e-3 relative, which is what ``inaccurate:stable_float64`` reports."""
     z, y = rows(30, 0), np.array([0])
     exact = mp.multiclass(z[0], 0)
-    stable = losses.stable_multiclass(z, y, get("float64")).loss[0]
+    stable = STABLE["index"](z, y, get("float64")).loss[0]
     assert stable > 0
     assert 1e-5 < abs(stable - exact) / exact < 1e-2
 
@@ -139,15 +143,15 @@ def test_float16_exp_of_12_overflows_while_exp_of_11_does_not() -> None:
     """float16's largest number is 65504: exp(11) = 59874 fits, exp(12) = 162755 does not."""
     p = get("float16")
     assert 11 < p.max_exp_arg < 12
-    fits = losses.naive_multiclass(rows(11, 0), np.array([1]), p)
-    overflows = losses.naive_multiclass(rows(12, 0), np.array([1]), p)
+    fits = losses.textbook_multiclass(rows(11, 0), np.array([1]), p)
+    overflows = losses.textbook_multiclass(rows(12, 0), np.array([1]), p)
     assert fits.exp_overflow is not None
     assert overflows.exp_overflow is not None
     assert not fits.exp_overflow[0]
     assert np.isfinite(fits.loss[0])
     assert overflows.exp_overflow[0]
     assert np.isinf(overflows.loss[0])  # 1 / inf = 0, -log(0) = inf
-    in_float32 = losses.naive_multiclass(rows(12, 0), np.array([1]), get("float32"))
+    in_float32 = losses.textbook_multiclass(rows(12, 0), np.array([1]), get("float32"))
     assert in_float32.exp_overflow is not None
     assert not in_float32.exp_overflow[0]
 
@@ -161,14 +165,14 @@ def test_bfloat16_rounds_2500_to_2496_so_stable_tf_example_gives_496() -> None:
     assert_allclose(p.cast(np.array([1000.0, 2000.0, 2500.0])), [1000, 2000, 2496], rtol=0)
     exact_of_rounded = mp.multiclass([1000.0, 2000.0, 2496.0], 1)
     assert exact_of_rounded == 496.0
-    loss = losses.stable_multiclass(rows(1000, 2000, 2500), np.array([1]), p).loss
+    loss = STABLE["index"](rows(1000, 2000, 2500), np.array([1]), p).loss
     assert loss[0] == exact_of_rounded
 
 
 def test_float16_stores_2500_exactly_so_stable_tf_example_gives_500() -> None:
     """float16 has 11 significant bits: numbers in [2048, 4096) are 2 apart, 2500 is exact."""
     p = get("float16")
-    assert losses.stable_multiclass(rows(1000, 2000, 2500), np.array([1]), p).loss[0] == 500.0
+    assert STABLE["index"](rows(1000, 2000, 2500), np.array([1]), p).loss[0] == 500.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -179,15 +183,15 @@ def test_stable_loss_of_equal_logits_is_log2_correctly_rounded_to_the_dtype(dtyp
     p = get(dtype)
     exact = mp.multiclass([0.0, 0.0], 0)
     expected = float(np.asarray(exact).astype(p.storage))
-    assert losses.stable_multiclass(rows(0, 0), np.array([0]), p).loss[0] == expected
+    assert STABLE["index"](rows(0, 0), np.array([0]), p).loss[0] == expected
 
 
 def test_float16_rounds_an_input_beyond_65504_to_inf() -> None:
     """A logit of 70000 is finite in float64 but inf in float16: the stable path sees
     inf - inf = NaN, with no RuntimeWarning escaping (pytest turns warnings into errors)."""
     p = get("float16")
-    assert np.isnan(losses.stable_multiclass(rows(7e4, 0), np.array([1]), p).loss[0])
-    assert losses.stable_multiclass(rows(7e4, 0), np.array([1]), get("float32")).loss[0] == 7e4
+    assert np.isnan(STABLE["index"](rows(7e4, 0), np.array([1]), p).loss[0])
+    assert STABLE["index"](rows(7e4, 0), np.array([1]), get("float32")).loss[0] == 7e4
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -201,22 +205,24 @@ def test_logits_beyond_float32_range_give_nonfinite_losses_without_warnings(kind
         "binary": np.array([0.5]),
         "multilabel": np.array([[0.5, 0.5]]),
     }[kind]
-    naive, stable, reference = PATHS[kind]
+    textbook, stable, reference = PATHS[kind]
     p = get("float32")
-    assert not np.isfinite(naive(z, labels, p).loss[0])
+    assert not np.isfinite(textbook(z, labels, p).loss[0])
     assert not np.isfinite(stable(z, labels, p).loss[0])
     assert np.isfinite(reference(z, labels)[0])
 
 
-def test_float16_multilabel_mean_of_large_losses_overflows_to_inf_without_warnings() -> None:
-    """Three per-class losses of 30000 sum to 90000, beyond float16's 65504: inf."""
+def test_float16_multilabel_mean_of_large_losses_is_summed_in_float32_as_torch_does() -> None:
+    """Three per-class losses of 30000 sum to 90000, beyond float16's 65504; PyTorch's CPU
+    mean accumulates float16 in float32 and rounds once, so the mean is 30000, not inf."""
     z, t = rows(3e4, 3e4, 3e4), np.zeros((1, 3))
-    assert np.isinf(losses.stable_multilabel(z, t, get("float16")).loss[0])
+    exact = mp.multilabel([3e4, 3e4, 3e4], [0.0, 0.0, 0.0])
+    assert STABLE["multilabel"](z, t, get("float16")).loss[0] == exact == 3e4
 
 
 def test_float16_shift_beyond_65504_makes_the_stable_loss_inf() -> None:
     """[60000, -60000]: both logits fit float16, their difference -120000 does not."""
-    loss = losses.stable_multiclass(rows(6e4, -6e4), np.array([1]), get("float16")).loss
+    loss = STABLE["index"](rows(6e4, -6e4), np.array([1]), get("float16")).loss
     assert np.isinf(loss[0])
 
 
@@ -249,8 +255,8 @@ def stable_bound(p: Precision, z: np.ndarray, exact: float) -> float:
     return 2 * (u * (6 * m + (c + 2) * (1 + abs(exact))) + c * smallest_subnormal(p))
 
 
-def naive_bound(p: Precision, z: np.ndarray, exact: float) -> float:
-    """Largest error of the naive path in ``p``, for logits small enough that nothing overflows.
+def textbook_bound(p: Precision, z: np.ndarray, exact: float) -> float:
+    """Largest error of the textbook path in ``p``, for logits small enough that nothing overflows.
 
     On top of :func:`stable_bound`: ``log(1 - sigmoid(z))`` takes 1 - p with an absolute
     error of 3u, relative to 1 - p = sigmoid(-z) that is 3u e^z (the cancellation the
@@ -413,37 +419,37 @@ def test_adding_a_constant_to_a_row_leaves_stable_and_reference_unchanged(
 
 @settings(max_examples=80, deadline=None)
 @given(any_kind_batch(signed(0, 10)), st.sampled_from(DTYPES))
-def test_naive_equals_stable_where_naive_is_finite_and_logits_are_at_most_10(
+def test_textbook_equals_stable_where_textbook_is_finite_and_logits_are_at_most_10(
     case: tuple[str, tuple[np.ndarray, np.ndarray]], dtype: str
 ) -> None:
     """Within the two paths' error bounds, which for float64 and float32 are a few ulps
     (for float16, whose subnormals start at 6e-5, they are honestly loose)."""
     kind, (z, labels) = case
-    naive, stable, _ = PATHS[kind]
+    textbook, stable, _ = PATHS[kind]
     p = get(dtype)
-    n, s = naive(z, labels, p).loss, stable(z, labels, p).loss
+    n, s = textbook(z, labels, p).loss, stable(z, labels, p).loss
     exact = mp.rows(kind, z, labels)
     for i in np.flatnonzero(np.isfinite(n)):
-        tol = naive_bound(p, z[i], exact[i]) + stable_bound(p, z[i], exact[i])
+        tol = textbook_bound(p, z[i], exact[i]) + stable_bound(p, z[i], exact[i])
         assert abs(n[i] - s[i]) <= tol, (i, n[i], s[i])
 
 
-def test_naive_and_stable_agree_to_float64_rounding_on_a_moderate_row() -> None:
+def test_textbook_and_stable_agree_to_float64_rounding_on_a_moderate_row() -> None:
     """One fixed row, so the agreement in float64 is pinned without hypothesis' luck."""
     z, y = rows(0.5, -2.25, 3.0, 1.0), np.array([1])
     exact = mp.multiclass(z[0], 1)
     p = get("float64")
-    assert_allclose(losses.naive_multiclass(z, y, p).loss, [exact], rtol=FLOAT64_RTOL)
-    assert_allclose(losses.stable_multiclass(z, y, p).loss, [exact], rtol=FLOAT64_RTOL)
+    assert_allclose(losses.textbook_multiclass(z, y, p).loss, [exact], rtol=FLOAT64_RTOL)
+    assert_allclose(STABLE["index"](z, y, p).loss, [exact], rtol=FLOAT64_RTOL)
 
 
-# -------------------------------------------------------- evidence the naive paths record
+# -------------------------------------------------------- evidence the textbook paths record
 
 
-def test_naive_prob_underflow_without_exp_overflow() -> None:
+def test_textbook_prob_underflow_without_exp_overflow() -> None:
     """[0, -200], target 1, float32: exp(-200) underflows to 0, so p = 0 and the loss is inf;
     nothing overflowed."""
-    r = losses.naive_multiclass(rows(0, -200), np.array([1]), get("float32"))
+    r = losses.textbook_multiclass(rows(0, -200), np.array([1]), get("float32"))
     assert np.isinf(r.loss[0])
     assert r.prob_underflow is not None
     assert r.exp_overflow is not None
@@ -451,19 +457,19 @@ def test_naive_prob_underflow_without_exp_overflow() -> None:
     assert not r.exp_overflow[0]
 
 
-def test_naive_soft_zero_label_on_a_zero_probability_is_zero_times_inf() -> None:
+def test_textbook_soft_zero_label_on_a_zero_probability_is_zero_times_inf() -> None:
     """Soft labels [0, 0, 1] with logits [0, 200, 0]: class 1 takes all the probability in
     float32, classes 0 and 2 get p = 0; the label-0 class gives 0 * log(0) = NaN."""
-    r = losses.naive_soft(rows(0, 200, 0), np.array([[0.0, 0.0, 1.0]]), get("float32"))
+    r = losses.textbook_soft(rows(0, 200, 0), np.array([[0.0, 0.0, 1.0]]), get("float32"))
     assert np.isnan(r.loss[0])
     assert r.zero_times_inf is not None
     assert r.zero_times_inf[0]
 
 
-def test_naive_binary_saturated_sigmoid_with_soft_target_gives_inf() -> None:
+def test_textbook_binary_saturated_sigmoid_with_soft_target_gives_inf() -> None:
     """Logit 20, target 0.5, float32: sigmoid(20) rounds to 1, log(1 - 1) = -inf is weighted
     by 0.5 (no zero weight, so inf rather than NaN)."""
-    r = losses.naive_binary(np.array([20.0]), np.array([0.5]), get("float32"))
+    r = losses.textbook_binary(np.array([20.0]), np.array([0.5]), get("float32"))
     assert np.isinf(r.loss[0])
     assert r.sigmoid_saturated is not None
     assert r.zero_times_inf is not None
@@ -482,7 +488,7 @@ def test_multilabel_row_loss_is_the_mean_of_binary_losses() -> None:
     assert_allclose(losses.reference_multilabel(z, t), [exact], rtol=FLOAT64_RTOL)
     for dtype in DTYPES:
         p = get(dtype)
-        got = losses.stable_multilabel(z, t, p).loss[0]
+        got = STABLE["multilabel"](z, t, p).loss[0]
         assert abs(got - exact) <= stable_bound(p, z[0], exact)
 
 
@@ -508,7 +514,7 @@ class Steps:
 def test_a_recorder_receives_each_step_of_the_tf_example_as_it_is_computed() -> None:
     z, y = np.array([[1000.0, 2000.0, 2500.0]]), np.array([1])
     steps = Steps()
-    result = losses.naive_multiclass(z, y, get("float32"), steps)
+    result = losses.textbook_multiclass(z, y, get("float32"), steps)
     assert steps.shown() == ["z", "exp", "sum", "p", "log_p", "loss"]
     by_name = {name: (formula, value) for name, formula, value, _, _ in steps.calls}
     assert by_name["z"][0] == "z as float32"
@@ -534,9 +540,9 @@ def test_recording_changes_no_loss_and_ends_at_the_loss(kind: str) -> None:
         y = rng.dirichlet(np.ones(c), size=40)
     else:
         y = rng.integers(0, 2, size=z.shape).astype(np.float64)
-    naive, stable, reference = PATHS[kind]
+    textbook, stable, reference = PATHS[kind]
     for d in DTYPES:
-        for path in (naive, stable):
+        for path in (textbook, stable):
             steps = Steps()
             recorded = path(z, y, get(d), steps).loss
             assert np.array_equal(recorded, path(z, y, get(d)).loss, equal_nan=True)

@@ -73,8 +73,8 @@ def test_probability_one_is_a_loss_of_positive_zero() -> None:
         ({"dtypes": ("float16", "float64")}, pathsets.NumpyPaths),
         ({"batch_size": 2}, pathsets.NumpyPaths),
         ({"inputs": "probs"}, pathsets.ProbPaths),
-        ({"label_smoothing": 0.1}, pathsets.PytorchPaths),
-        ({"class_weights": (1.0, 2.0, 3.0)}, pathsets.PytorchPaths),
+        ({"label_smoothing": 0.1}, pathsets.WeightedPaths),
+        ({"class_weights": (1.0, 2.0, 3.0)}, pathsets.WeightedPaths),
     ],
 )
 def test_a_run_chooses_its_path_set_once(

@@ -20,6 +20,9 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from cecheck.choices import DEFAULT_FRAMEWORK, FRAMEWORK_MODULES
 from cecheck.losses import PathResult
@@ -49,6 +52,18 @@ class Framework:
         return self.code.get(key, f"{self.title}'s {path} path")
 
 
+def _quiet(f: PathFunction) -> PathFunction:
+    """``f`` without numpy's floating-point warnings: a framework's inf and NaN (0 · inf on
+    an infinite logit, inf - inf) are the values it computes, not accidents of the emulation."""
+
+    @functools.wraps(f)
+    def quiet(*args: Any, **kwargs: Any) -> PathResult:
+        with np.errstate(all="ignore"):
+            return f(*args, **kwargs)
+
+    return quiet
+
+
 @functools.cache
 def get(name: str = DEFAULT_FRAMEWORK) -> Framework:
     """The registered framework ``name``; ValueError for one that is not registered."""
@@ -60,7 +75,7 @@ def get(name: str = DEFAULT_FRAMEWORK) -> Framework:
     return Framework(
         name,
         title,
-        module.PATHS,
+        {key: _quiet(f) for key, f in module.PATHS.items()},
         getattr(module, "WEIGHTING", False),
         tuple(getattr(module, "KERNEL_STABLE", ())),
         getattr(module, "CODE", {}),
