@@ -343,8 +343,10 @@ def compare(
     batch_size: int | None = None,
     label_smoothing: float = 0.0,
     class_weights: Sequence[float] | None = None,
+    framework: str = "torch",
 ) -> Report:
-    """Every row's cross-entropy along the naive, stable and reference paths, diagnosed.
+    """Every row's cross-entropy along the textbook, naive, stable and reference paths,
+    diagnosed.
 
     Parameters
     ----------
@@ -357,8 +359,8 @@ def compare(
         ``auto`` (inferred from the shapes and labels), ``binary``, ``multiclass`` or
         ``multilabel``.
     dtypes
-        The precisions the naive and stable paths are emulated in: a sequence of names, or
-        a comma string such as ``"float16,float32"``.
+        The precisions the paths are emulated in: a sequence of names, or a comma string
+        such as ``"float16,float32"``.
     ignore_index
         Index labels equal to it are skipped, as in PyTorch.
     rtol, atol
@@ -374,6 +376,9 @@ def compare(
         rows (``Report.batches``).
     label_smoothing, class_weights
         PyTorch's ``cross_entropy(label_smoothing=, weight=)``, multiclass logits only.
+    framework
+        Whose idioms the naive path (softmax, then log) and the stable path (the fused loss)
+        emulate, as its CPU kernels compute them: one of :data:`cecheck.choices.FRAMEWORKS`.
 
     Returns
     -------
@@ -384,10 +389,11 @@ def compare(
     --------
     >>> import numpy as np
     >>> r = compare(np.array([[1000.0, 2000.0, 2500.0]]), np.array([1]))
-    >>> r.top[0].values["naive_float32"], r.top[0].values["stable_float32"]
-    (nan, 500.0)
+    >>> v = r.top[0].values
+    >>> v["textbook_float32"], v["naive_float32"], v["naive_float64"], v["stable_float32"]
+    (nan, inf, 500.0, 500.0)
     >>> r.top[0].causes
-    ['exp_overflow']
+    ['exp_overflow', 'prob_underflow']
     """
     settings = Settings(
         prec.names(dtypes),
@@ -399,6 +405,7 @@ def compare(
         batch_size=batch_size,
         label_smoothing=label_smoothing,
         class_weights=None if class_weights is None else tuple(class_weights),
+        framework=framework,
     )
     source = logits if isinstance(logits, Source) else from_arrays(logits, labels, task=task)
     return run(source, settings, progress=progress)

@@ -103,7 +103,11 @@ def test_flag_names_are_in_severity_order() -> None:
 def test_diverged_flags_exist_only_when_float64_is_there_to_compare_with() -> None:
     assert not [f for f in flag_names(("float16", "float32")) if f.startswith("diverged")]
     diverged = [f for f in flag_names(("float32", "float64")) if f.startswith("diverged")]
-    assert diverged == ["diverged:stable_float32", "diverged:naive_float32"]
+    assert diverged == [
+        "diverged:stable_float32",
+        "diverged:naive_float32",
+        "diverged:textbook_float32",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -116,8 +120,10 @@ def test_diverged_flags_exist_only_when_float64_is_there_to_compare_with() -> No
         ("stable_inf:float64", 1),
         ("naive_nan:bfloat16", 2),
         ("naive_inf:float32", 2),
-        ("diverged:stable_float32", 3),
-        ("inaccurate:naive_float64", 4),
+        ("textbook_nan:float32", 3),
+        ("textbook_inf:float16", 3),
+        ("diverged:stable_float32", 4),
+        ("inaccurate:naive_float64", 5),
         ("ignored", NOT_FLAGGED),
     ],
 )

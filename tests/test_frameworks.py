@@ -22,6 +22,7 @@ from numpy.testing import assert_allclose
 
 from cecheck import frameworks as fw
 from cecheck import losses
+from cecheck.frameworks import torch_fused
 from cecheck.precision import DTYPES, get
 
 mpmath.mp.dps = 50
@@ -323,9 +324,13 @@ def test_smoothed_targets_without_smoothing_or_weights_give_the_index_loss(
     t = fw.smoothed_targets(y, "index", c, 0.0, np.ones(c))
     for d in ("float32", "float64"):
         p = get(d)
-        # -(d_y - lse) is exactly lse - d_y: the two stable paths agree to the bit.
+        # -Σ t · log_softmax with a one-hot t is exactly -log_softmax[y]: PyTorch's two
+        # stable paths (probability and index targets) agree to the bit.
         assert_allclose(
-            losses.stable_soft(z, t, p).loss, losses.stable_multiclass(z, y, p).loss, rtol=0, atol=0
+            torch_fused.stable_soft(z, t, p).loss,
+            torch_fused.stable_index(z, y, p).loss,
+            rtol=0,
+            atol=0,
         )
     assert_allclose(
         losses.reference_soft(z, t), losses.reference_multiclass(z, y), rtol=1e-13, atol=1e-300

@@ -1,7 +1,8 @@
 """Parity with PyTorch (skipped when torch is not installed).
 
-The stable paths of cecheck.losses, fed the targets and row weights of cecheck.frameworks,
-equal ``torch.nn.functional.cross_entropy`` and ``binary_cross_entropy_with_logits`` with
+The engine's stable columns (PyTorch's fused losses, cecheck.frameworks.torch_fused, with the
+label smoothing and class weights of the run's settings) equal
+``torch.nn.functional.cross_entropy`` and ``binary_cross_entropy_with_logits`` with
 ``reduction="none"`` (label smoothing, class weights and ``ignore_index`` included); the torch
 path on probabilities equals ``binary_cross_entropy`` (its clamp at -100 included); and
 :class:`~cecheck.frameworks.BatchMeans` equals ``reduction="mean"`` batch by batch, NaN of an
@@ -20,9 +21,10 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from cecheck import engine
 from cecheck import frameworks as fw
-from cecheck import losses
 from cecheck.precision import get
+from cecheck.settings import Settings
 
 torch = pytest.importorskip("torch", exc_type=ImportError)  # also a broken install
 F = torch.nn.functional
@@ -47,22 +49,28 @@ def index_labels(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
     return y
 
 
+def ours(
+    z: np.ndarray,
+    y: np.ndarray,
+    dtype: str,
+    eps: float = 0.0,
+    w: np.ndarray | None = None,
+    *,
+    task: str = "multiclass",
+    form: str = "index",
+) -> np.ndarray:
+    """What the engine computes: its ``stable_<dtype>`` column (ignored rows 0, as PyTorch's
+    ``reduction="none"``)."""
+    weights = None if w is None else tuple(w)
+    s = Settings((dtype,), label_smoothing=eps, class_weights=weights)
+    c = z.shape[1] if z.ndim == 2 else 1
+    return engine.evaluate(z, y, task, form, c, s).values[f"stable_{dtype}"]
+
+
 def ours_index(
     z: np.ndarray, y: np.ndarray, dtype: str, eps: float, w: np.ndarray | None
 ) -> np.ndarray:
-    """What the engine computes: the soft path on smoothed targets when eps > 0, the index
-    path times ``w[y]`` otherwise; ignored rows 0, as PyTorch's ``reduction="none"``."""
-    p = get(dtype)
-    c = z.shape[1]
-    ignored = y == IGNORE
-    if eps > 0:
-        loss = losses.stable_soft(z, fw.smoothed_targets(y, "index", c, eps, w), p).loss
-    else:
-        base = losses.stable_multiclass(z, np.where(ignored, 0, y), p)
-        if w is not None:
-            base = fw.apply_row_weights(base, fw.row_weights(y, "index", c, w, IGNORE), p)
-        loss = base.loss
-    return np.where(ignored, 0.0, loss)
+    return ours(z, y, dtype, eps, w)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -102,7 +110,7 @@ def test_cross_entropy_soft_targets(dtype: str, eps: float, weighted: bool) -> N
         label_smoothing=eps,
         reduction="none",
     ).numpy()
-    got = losses.stable_soft(z, fw.smoothed_targets(t, "soft", 5, eps, w), get(dtype)).loss
+    got = ours(z, t, dtype, eps, w, form="soft")
     assert_allclose(got, expected, rtol=RTOL[dtype], atol=0)
 
 
@@ -112,16 +120,14 @@ def test_binary_cross_entropy_with_logits(dtype: str) -> None:
     z = (rng.standard_normal(500) * rng.choice([1.0, 30.0, 1000.0], 500)).astype(dtype)
     t = np.where(rng.random(500) < 0.5, rng.integers(0, 2, 500), rng.random(500)).astype(dtype)
     expected = F.binary_cross_entropy_with_logits(as_torch(z), as_torch(t), reduction="none")
-    got = losses.stable_binary(z, t, get(dtype)).loss.astype(np.float64)
-    # Both formulas subtract terms as large as |z| (torch: (1 - t) z - log_sigmoid(z); cecheck:
-    # max(z, 0) - t z + log1p(exp(-|z|))), so where they nearly cancel (a soft target, or a
-    # confident hard row: cecheck gives 2.6e-247 where torch gives 0) the two differ by a few
-    # units in the last place of |z|, not of the loss. The bound is relative to that scale.
+    got = ours(z, t.astype(np.float64), dtype, task="binary", form="binary")
+    # The same formula, (1 - t) z - log_sigmoid(z), with numpy's and torch's exp and log1p an
+    # ulp apart: where its terms as large as |z| nearly cancel (a soft target, or t = 0 with
+    # z < 0) the two differ by a few units in the last place of |z|, not of the loss.
     scale = np.maximum(np.abs(expected.numpy()), np.abs(z.astype(np.float64)) + 1)
     assert (np.abs(got - expected.numpy()) <= RTOL[dtype] * scale).all()
-    # Where neither formula cancels (a hard target, and not t = 0 with z < 0, where torch's
-    # (1 - t) z - log_sigmoid(z) = z + softplus(-z) - z ... cancels and loses the small loss:
-    # 7.6e-06 against the correct 8.1e-06 in float32 at z = -11.7), the plain relative bound.
+    # Where the formula does not cancel (a hard target, and not t = 0 with z < 0), the plain
+    # relative bound.
     plain = (t == np.round(t)) & ~((t == 0) & (z < 0))
     assert plain.sum() > 100
     # atol: a subnormal loss (9.49e-320) has no relative accuracy to speak of.
