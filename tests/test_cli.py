@@ -32,7 +32,7 @@ SEQUENCE = [str(DATA / "sequence.npz")]
 SWEEP = [str(DATA / "binary_sweep.csv")]
 JSON_KEYS = {
     "schema_version", "cecheck_version", "inputs", "task", "rows", "dtypes", "tolerance",
-    "summary", "counts", "flagged", "failed", "exit_code", "causes",
+    "summary", "counts", "flagged", "failed", "exit_code", "causes", "settings", "path_causes",
 }  # fmt: skip
 
 
@@ -45,14 +45,16 @@ def run(*args: str) -> Result:
 
 
 def test_tf_example_table() -> None:
-    """The classic example: naive NaN in float32 and float64, stable and reference 500."""
+    """The classic example: textbook NaN in float32 and float64, torch's naive inf in float32
+    and 500 in float64, stable and reference 500."""
     assert mp.multiclass([1000.0, 2000.0, 2500.0], 1) == 500.0  # mpmath
     result = run(*TF)
     assert result.exit_code == 0
     rows = result.stdout[result.stdout.index("Worst flagged rows") :].splitlines()
-    assert next(r for r in rows if "naive" in r).split() == [
-        "0", "1", "2500", "naive", "NaN", "NaN", "500"
+    assert next(r for r in rows if "textbook" in r).split() == [
+        "0", "1", "2500", "textbook", "NaN", "NaN", "500"
     ]  # fmt: skip
+    assert next(r for r in rows if "naive" in r).split() == ["naive", "inf", "500"]
     assert next(r for r in rows if "stable" in r).split() == ["stable", "500", "500"]
     assert "exp(2500) overflows float32 and float64" in flat(result.stdout)
     assert result.stderr == ""
@@ -81,7 +83,7 @@ def test_all_shows_every_row() -> None:
     result = run(*BENIGN, "--all")
     assert result.exit_code == 0
     assert "Rows 0..63 of 64" in result.stdout
-    rows = [line.split()[0] for line in result.stdout.splitlines() if " naive " in line]
+    rows = [line.split()[0] for line in result.stdout.splitlines() if " textbook " in line]
     assert [r for r in rows if r.isdigit()] == [str(i) for i in range(64)]
     assert "Nothing flagged" in result.stdout
 
@@ -101,7 +103,9 @@ def test_quiet_table_prints_only_the_closing_sentence() -> None:
     result = run(*TF, "--quiet")
     assert result.exit_code == 0
     assert result.stderr == ""
-    assert flat(result.stdout).startswith("The naive path gives NaN or inf on 1 row")
+    assert flat(result.stdout).startswith(
+        "The naive path torch.log(torch.softmax(z, -1)) gives NaN or inf on 1 row"
+    )
     assert "Worst flagged rows" not in result.stdout
 
 
@@ -125,15 +129,21 @@ def test_json_is_strict_and_has_the_schema_keys() -> None:
     assert result.exit_code == 0
     data = strict_json(result.stdout)
     assert set(data) == JSON_KEYS
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["cecheck_version"] == __version__
+    assert data["settings"] == {"framework": "torch", "emulates": "PyTorch 2.13"}
     (row,) = data["flagged"]
     assert row["losses"] == {
-        "naive_float32": "nan", "naive_float64": "nan",
+        "textbook_float32": "nan", "textbook_float64": "nan",
+        "naive_float32": "inf", "naive_float64": 500.0,
         "stable_float32": 500.0, "stable_float64": 500.0,
     }  # fmt: skip
     assert row["reference"] == mp.multiclass([1000.0, 2000.0, 2500.0], 1)  # mpmath: 500
-    assert row["causes"] == ["exp_overflow"]
+    assert row["causes"] == ["exp_overflow", "prob_underflow"]
+    assert data["path_causes"] == {
+        "naive": {"prob_underflow": 1},
+        "textbook": {"exp_overflow": 1},
+    }
     assert data["failed"] == []
     assert data["exit_code"] == 0
     assert "naive path" in result.stderr  # the closing sentence is for people: stderr
@@ -162,7 +172,7 @@ def test_table_to_output_file(tmp_path: Path) -> None:
     result = run(*TF, "--output", str(out))
     assert result.stdout == ""
     assert "Worst flagged rows" in out.read_text()
-    assert "naive path gives NaN" in result.stderr
+    assert "naive path torch.log(torch.softmax(z, -1)) gives NaN" in result.stderr
 
 
 # ---------------------------------------------------------------- CSV
@@ -218,7 +228,8 @@ def test_dtypes_option() -> None:
     data = strict_json(run(*TF, "--dtypes", "float16, bfloat16", "--format", "json").stdout)
     assert data["dtypes"] == ["float16", "bfloat16"]
     assert set(data["flagged"][0]["losses"]) == {
-        "naive_float16", "naive_bfloat16", "stable_float16", "stable_bfloat16"
+        "textbook_float16", "textbook_bfloat16", "naive_float16", "naive_bfloat16",
+        "stable_float16", "stable_bfloat16",
     }  # fmt: skip
 
 

@@ -29,34 +29,42 @@ TF_MARKDOWN = f"""\
 
 logits `sample_data/tf_example_logits.npy` · labels `sample_data/tf_example_labels.npy` · \
 shapes logits (1, 3) float32, labels (1,) · task multiclass, 3 classes, 1 row, labels class \
-index · dtypes float32, float64; rtol 0.0001, atol 1e-06, ignore_index -100
+index · dtypes float32, float64; rtol 0.0001, atol 1e-06, ignore_index -100 · paths textbook \
+(unshifted exp(z) / Σ exp(z)); naive (softmax, then log) and stable (fused loss) as PyTorch \
+2.13 computes them on CPU
 
 Loss per path and dtype over 1 scored of 1 rows:
 
 | path | dtype | NaN | inf | mean loss | worst rel. error | bits correct |
 | --- | --- | --: | --: | --: | --: | --: |
-| naive | float32 | 1 | 0 | NaN | - | - |
-| naive | float64 | 1 | 0 | NaN | - | - |
+| textbook | float32 | 1 | 0 | NaN | - | - |
+| textbook | float64 | 1 | 0 | NaN | - | - |
+| naive | float32 | 0 | 1 | NaN | - | - |
+| naive | float64 | 0 | 0 | 500 | 0 | 53.0/53 |
 | stable | float32 | 0 | 0 | 500 | 0 | 24.0/24 |
 | stable | float64 | 0 | 0 | 500 | 0 | 53.0/53 |
 | reference | float64 | 0 | 0 | 500 | - | - |
 
 | rows | flag or cause | what it means |
 | --: | --- | --- |
-| 1 | `naive_nan:float32` | naive path gives NaN in float32 |
-| 1 | `naive_nan:float64` | naive path gives NaN in float64 |
+| 1 | `naive_inf:float32` | naive path gives inf in float32 |
+| 1 | `textbook_nan:float32` | textbook path gives NaN in float32 |
+| 1 | `textbook_nan:float64` | textbook path gives NaN in float64 |
 | 1 | `exp_overflow` | exp() of a large logit overflowed to inf |
+| 1 | `prob_underflow` | a probability rounded to 0, so log(0) = -inf |
 
 Worst flagged rows (1 of 1):
 
-| row | label | naive float32 | naive float64 | stable float32 | stable float64 | reference \
-| flagged |
-| --- | --- | --: | --: | --: | --: | --: | --- |
-| 0 | 1 | NaN | NaN | 500 | 500 | 500 | naive NaN in float32 and float64 |
+| row | label | textbook float32 | textbook float64 | naive float32 | naive float64 | stable \
+float32 | stable float64 | reference | flagged |
+| --- | --- | --: | --: | --: | --: | --: | --: | --: | --- |
+| 0 | 1 | NaN | NaN | inf | 500 | 500 | 500 | 500 | naive inf in float32; textbook NaN in \
+float32 and float64 |
 
-**The naive path gives NaN or inf on 1 row in float32 and 1 in float64 (exp overflow); the \
-stable path is finite everywhere: use a fused log-softmax/cross-entropy (F.cross_entropy, \
-tf.nn.softmax_cross_entropy_with_logits), never log(softmax(z)).**
+**The naive path torch.log(torch.softmax(z, -1)) gives NaN or inf on 1 row in float32 \
+(probability underflow); the textbook formula (unshifted exp(z) / Σ exp(z)) gives NaN or inf \
+on 1 row in float32 and 1 in float64 (exp overflow); F.cross_entropy is finite everywhere \
+(PyTorch 2.13): use it on the logits, never torch.log(torch.softmax(z, -1)).**
 
 --fail-on naive met: exit code 1
 """

@@ -114,8 +114,8 @@ def paths_line(framework: str) -> str:
     """What the paths emulate, in one line: the naive and stable paths name the framework."""
     title = registry.get(framework).title
     return (
-        "textbook (unshifted exp(z) / Σ exp(z), 1 / (1 + exp(-z))); naive (softmax, then log) "
-        f"and stable (the fused loss) as {title} computes them on CPU"
+        "textbook (unshifted exp(z) / Σ exp(z)); naive (softmax, then log) and stable (fused "
+        f"loss) as {title} computes them on CPU"
     )
 
 
