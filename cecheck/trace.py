@@ -364,7 +364,10 @@ def _walk(
 def _mark(raw: list[_Raw]) -> tuple[int | None, str | None, tuple[int, ...]]:
     """The first bad step of a path: its position, note and classes (None, None, () if none)."""
     for i, r in enumerate(raw):
-        bad = (r.why() if r.why is not None else None) or explain.nonfinite(r.formula, r.value)
+        checked = r.why() if r.why is not None else None
+        if checked is explain.FINE:
+            continue
+        bad = checked or explain.nonfinite(r.formula, r.value)
         if bad is not None:
             return i, bad.note, bad.classes
     return None, None, ()

@@ -28,6 +28,10 @@ import numpy.typing as npt
 
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
+from cecheck.trace_numbers import big as _big
+from cecheck.trace_numbers import from_log as _from_log
+from cecheck.trace_numbers import sci as _sci
+from cecheck.trace_numbers import small as _small
 
 Array = npt.NDArray
 
@@ -52,6 +56,10 @@ class Row:
 
 # A check: the row's recorded values by step name, and the row -> why the step is bad, or None.
 Check = Callable[[Mapping[str, Array], Row], "Bad | None"]
+
+# What a check returns for a step that holds inf or NaN where that does not matter (the log
+# of a class's probability that the loss never reads): not bad, and not for the catch-all.
+FINE = Bad("")
 
 
 def check(path: str, kind: str, name: str) -> Check | None:
@@ -105,6 +113,12 @@ def _shifted_prob(v: Mapping[str, Array], row: Row) -> Bad | None:
     return _shifted_prob_bad(v["z"], v["exp"], v["p"], row, v.get("t"), v["loss"])
 
 
+def _target_log(v: Mapping[str, Array], row: Row) -> Bad | None:
+    """``log p`` of index labels: only the target's entry enters the loss (``nll_loss``
+    gathers it); a -inf elsewhere is harmless."""
+    return FINE if np.isfinite(v["log_p"][0, int(row.y[0])]) else None
+
+
 def _clamped_sigmoid(v: Mapping[str, Array], row: Row) -> Bad | None:
     return _sigmoid_bad(v["z"], v["exp_neg"], v["sigmoid"], row.p, clamped=True)
 
@@ -134,7 +148,7 @@ _CHECKS: dict[tuple[str, str], dict[str, Check]] = {
     ("textbook", "soft"): {**_SOFTMAX, "p": _probs},
     ("textbook", "binary"): {"sigmoid": _sigmoid},
     ("textbook", "multilabel"): {"sigmoid": _sigmoid, "sum_classes": _class_sum},
-    ("naive", "index"): {"shifted": _shift, "p": _shifted_prob},
+    ("naive", "index"): {"shifted": _shift, "p": _shifted_prob, "log_p": _target_log},
     ("naive", "soft"): {"shifted": _shift, "p": _shifted_prob},
     ("naive", "binary"): {"sigmoid": _clamped_sigmoid},
     ("naive", "multilabel"): {"sigmoid": _clamped_sigmoid},
@@ -324,6 +338,8 @@ def _shifted_prob_bad(
     if tc is None:
         target[int(row.y[0])] = 1.0
     zero = prob[0] == 0
+    if tc is None:  # index labels: only the target's probability enters the loss
+        zero &= target > 0
     if zero.any():
         needed = zero & (target > 0)
         j = int(np.argmax(needed)) if needed.any() else int(np.argmax(zero))
@@ -455,38 +471,3 @@ def _clamp(what: str) -> str:
         f"{what} = log(0) = -inf is clamped at -100, so the loss is capped at 100 (sigmoid "
         "saturation)"
     )
-
-
-# ---------------------------------------------------------------------- numbers as text
-
-
-def _sci(x: float) -> str:
-    """Two significant digits: ``3.4e38``, ``6.0e-8``; plain between 0.01 and 1e5."""
-    if not math.isfinite(x) or x == 0:
-        return _fmt(x)
-    if 1e-2 <= abs(x) < 1e5:
-        return f"{x:.2g}"
-    mant, exp = f"{x:.1e}".split("e")
-    return f"{mant}e{int(exp)}"
-
-
-def _big(x: float) -> str:
-    """A format's largest number as people quote it: 65504, 3.4e38, 1.8e308."""
-    return _fmt(x) if abs(x) < 1e5 else _sci(x)
-
-
-def _small(p: Precision) -> str:
-    """The smallest positive (subnormal) number of the format."""
-    return _sci(float(p.finfo.smallest_subnormal))
-
-
-def _from_log(log_value: float) -> str:
-    """``exp(log_value)`` as two significant digits, even far below float64's range."""
-    if log_value > -700:
-        return _sci(math.exp(log_value))
-    exp10 = log_value / math.log(10)
-    e = math.floor(exp10)
-    mant = round(10 ** (exp10 - e), 1)
-    if mant >= 10:
-        mant, e = mant / 10, e + 1
-    return f"{mant:.1f}e{e}"

@@ -69,7 +69,7 @@ def _header(trace: Trace, width: int) -> RenderableType:
             where += f": {trace.origin}"
         grid.add_row("row", where)
     grid.add_row("task", _task_text(trace))
-    grid.add_row("paths", paths_line(trace.framework))
+    grid.add_row("paths", paths_line(trace.framework, families.of(trace).softmax))
     value_width = max(20, width - 12)
     if families.of(trace).one_logit:
         grid.add_row("logit", format_value(trace.logits[0][1], trace.logits_dtype))

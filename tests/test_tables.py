@@ -131,8 +131,10 @@ def test_tf_example_cells_and_cause() -> None:
     assert expected == 500.0
     text = render(report, 80)
     rows = text[text.index("Worst flagged rows") :].splitlines()
+    textbook_line = next(line for line in rows if "textbook" in line)
+    assert textbook_line.split() == ["0", "1", "2500", "textbook", "NaN", "NaN", "500"]
     naive_line = next(line for line in rows if "naive" in line)
-    assert naive_line.split() == ["0", "1", "2500", "naive", "NaN", "NaN", "500"]
+    assert naive_line.split() == ["naive", "inf", "500"]
     stable_line = next(line for line in rows if "stable" in line)
     assert stable_line.split() == ["stable", "500", "500"]
     words = flat(text)  # sentences wrap at 80 columns
@@ -204,10 +206,17 @@ def test_closing_sentence_when_nothing_is_flagged() -> None:
     assert "64 scored rows" in sentence
 
 
-def test_closing_sentence_names_naive_and_advice() -> None:
+def test_closing_sentence_names_each_path_its_mechanism_and_advice() -> None:
     sentence = words.closing_sentence(sample_report("tf_example"))
-    assert "naive path gives NaN or inf on 1 row in float32 and 1 in float64" in sentence
-    assert "the stable path is finite everywhere: use a fused log-softmax/cross-entropy" in (
+    assert (
+        "The naive path torch.log(torch.softmax(z, -1)) gives NaN or inf on 1 row in float32 "
+        "(probability underflow)"
+    ) in sentence
+    assert (
+        "the textbook formula (unshifted exp(z) / Σ exp(z)) gives NaN or inf on 1 row in "
+        "float32 and 1 in float64 (exp overflow)"
+    ) in sentence
+    assert "F.cross_entropy is finite everywhere (PyTorch 2.13): use it on the logits" in (
         sentence
     )
 
@@ -242,7 +251,7 @@ def test_chunk_rows_shows_every_row() -> None:
     engine.run(source, s, on_chunk=show)
     text = "".join(report_rows)
     assert "Rows 0..63 of 64" in text
-    body = [line.split()[0] for line in text.splitlines() if line[:1] == " " and "naive" in line]
+    body = [line.split()[0] for line in text.splitlines() if line[:1] == " " and "textbook" in line]
     assert body == [str(i) for i in range(64)]
 
 

@@ -32,6 +32,7 @@ from textcheck import check_golden, flat
 from cecheck import cli, engine, inputs, losses
 from cecheck import precision as prec
 from cecheck.engine import Settings
+from cecheck.frameworks import torch_fused, torch_naive
 from cecheck.precision import DTYPES
 from cecheck.rowpick import parse_row, pick_row, read_row
 from cecheck.trace import PATHS, Step, Trace, trace
@@ -65,18 +66,18 @@ def first_bad(t: Trace, path: str, dtype: str) -> Step:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_classic_example_naive_nan_through_exp_overflow(dtype: str) -> None:
+def test_classic_example_textbook_nan_through_exp_overflow(dtype: str) -> None:
     t = trace(CLASSIC, 1, dtypes=[dtype])
-    naive = t.path("naive", dtype)
-    assert np.isnan(naive.loss)
-    bad = first_bad(t, "naive", dtype)
+    textbook = t.path("textbook", dtype)
+    assert np.isnan(textbook.loss)
+    bad = first_bad(t, "textbook", dtype)
     assert bad.name == "exp"
     assert [v for _, v in bad.values] == [np.inf] * 3
     largest = {"float32": "3.4e38", "float64": "1.8e308"}[dtype]
     assert bad.note == (f"exp(1000) is above {largest}, the largest {dtype}: it overflows to inf")
     # everything after the first bad step follows from it and is not marked again
-    assert sum(s.first_bad for s in naive.steps) == 1
-    assert step(t, "naive", dtype, "p").value != step(t, "naive", dtype, "p").value  # NaN
+    assert sum(s.first_bad for s in textbook.steps) == 1
+    assert step(t, "textbook", dtype, "p").value != step(t, "textbook", dtype, "p").value  # NaN
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -89,31 +90,35 @@ def test_classic_example_stable_shift_and_loss_500(dtype: str) -> None:
     assert t.path("reference").loss == exact
     # exp(-1500) and exp(-500) underflowing, the target's shifted logit: none of it is bad
     assert t.path("stable", dtype).first_bad is None
+    naive = {
+        "float32": "naive goes wrong at step 6, p = exp(z - max) · (1 / Σ) and ends at inf; ",
+        "float64": "naive gives 500, ",
+    }[dtype]
     assert t.partings == (
-        f"{dtype}: naive parts ways with stable at step 2, exp(z): it ends at NaN where stable "
-        "gives 500; the reference 500.",
+        f"{dtype}: textbook goes wrong at step 2, exp(z) and ends at NaN; {naive}stable gives "
+        "500; the reference 500.",
     )
 
 
 def test_classic_example_with_onehot_labels_goes_the_same_way() -> None:
     t = trace(CLASSIC, [0.0, 1.0, 0.0], dtypes=["float32"])
     assert (t.task, t.label_form) == ("multiclass", "onehot")
-    assert first_bad(t, "naive", "float32").name == "exp"
-    assert np.isnan(t.path("naive", "float32").loss)
+    assert first_bad(t, "textbook", "float32").name == "exp"
+    assert np.isnan(t.path("textbook", "float32").loss)
     assert t.path("stable", "float32").loss == mp.soft(CLASSIC, [0, 1, 0]) == 500.0
 
 
 def test_binary_minus_100_marks_the_sigmoid_rounding_to_exactly_0() -> None:
     t = trace(np.float32(-100.0), 1.0, dtypes=["float32"])
     assert (t.task, t.label_form) == ("binary", "binary")
-    naive = t.path("naive", "float32")
-    bad = first_bad(t, "naive", "float32")
+    textbook = t.path("textbook", "float32")
+    bad = first_bad(t, "textbook", "float32")
     assert bad.name == "sigmoid"
     assert bad.value == 0.0
-    assert naive.first_bad == 1  # step 2, right after the logit itself
+    assert textbook.first_bad == 1  # step 2, right after the logit itself
     assert "truly 3.7e-44, comes out as exactly 0" in bad.note
     assert "exp(100) is above 3.4e38, the largest float32" in bad.note
-    assert naive.loss == np.inf
+    assert textbook.loss == np.inf
     exact = mp.binary(-100.0, 1.0)  # 100 + 3.7e-44: 100 in float32 and float64
     assert t.path("stable", "float32").loss == np.float32(exact) == 100.0
     assert t.path("stable", "float32").first_bad is None
@@ -129,19 +134,19 @@ def three_hundred_classes() -> tuple[np.ndarray, np.ndarray]:
     return logits, labels
 
 
-def test_300_class_row_traces_in_fewer_than_100_lines() -> None:
+def test_300_class_row_traces_in_fewer_than_150_lines() -> None:
     logits, labels = three_hundred_classes()
     source = inputs.from_arrays(logits, labels)
     pick = parse_row("1,3", source.lead_shape)
     z, y = read_row(source, pick.row)
     t = trace(z, y, task=source.task, label_form=source.label_form)
     text = render(t)
-    assert len(text.splitlines()) < 100
+    assert len(text.splitlines()) < 150  # two dtypes, four paths
     assert "+294 others" in text  # the target, the top 5 logits, one line for the rest
     assert t.classes == (42, 17, 293, 51, 284, 44)
     ref = mp.multiclass(logits[1, 3], 42)  # mpmath: 92.743005990982...
     assert_allclose(t.reference, ref, rtol=FLOAT64_RTOL)
-    assert first_bad(t, "naive", "float32").note == (
+    assert first_bad(t, "textbook", "float32").note == (
         "exp(95) is above 3.4e38, the largest float32: it overflows to inf"
     )
 
@@ -151,7 +156,7 @@ def test_32000_class_vocabulary_stays_short() -> None:
     z = rng.normal(size=32_000).astype(np.float32) * 4
     t = trace(z, 123, dtypes=DTYPES)
     text = render(t)
-    assert len(text.splitlines()) < 200  # four dtypes, three paths: never thousands of lines
+    assert len(text.splitlines()) < 300  # four dtypes, four paths: never thousands of lines
     assert "+31993 others" in text
     # the target, the top 5 and the class where float16's exp first overflows
     assert len(t.classes) == 7
@@ -171,7 +176,7 @@ def test_stable_sum_rounding_to_1_is_marked_only_when_it_zeroes_the_loss() -> No
     assert bad.name == "sum"
     assert bad.value == 1.0
     assert "truly 9.4e-14, comes out as 0" in bad.note
-    assert first_bad(t, "naive", "float32").name == "p"
+    assert first_bad(t, "textbook", "float32").name == "p"
     # the target not at the max: the sum is 1 again, but the loss is right, so no mark
     other = trace([30.0, 0.0], 1, dtypes=["float32"])
     assert other.path("stable", "float32").first_bad is None
@@ -181,8 +186,8 @@ def test_stable_sum_rounding_to_1_is_marked_only_when_it_zeroes_the_loss() -> No
 def test_soft_label_zero_probability_times_log_zero_is_nan() -> None:
     z, t_soft = [-104.0, 0.0, 0.0], [0.0, 1.0, 0.0]
     t = trace(z, t_soft, dtypes=["float32"])
-    assert np.isnan(t.path("naive", "float32").loss)
-    bad = first_bad(t, "naive", "float32")
+    assert np.isnan(t.path("textbook", "float32").loss)
+    bad = first_bad(t, "textbook", "float32")
     assert bad.name == "p"
     assert bad.note == (
         "exp(-104) is below 1.4e-45, the smallest float32: it underflows to 0, so p[0] = 0; "
@@ -194,8 +199,8 @@ def test_soft_label_zero_probability_times_log_zero_is_nan() -> None:
 def test_target_probability_rounding_to_0_gives_inf() -> None:
     z = [-87.0, 80.0]  # exp(-87) and exp(80) are finite float32s; their ratio is not
     t = trace(z, 0, dtypes=["float32"])
-    assert t.path("naive", "float32").loss == np.inf
-    bad = first_bad(t, "naive", "float32")
+    assert t.path("textbook", "float32").loss == np.inf
+    bad = first_bad(t, "textbook", "float32")
     assert bad.name == "p"
     assert bad.value == 0.0
     assert bad.note == (
@@ -207,7 +212,7 @@ def test_target_probability_rounding_to_0_gives_inf() -> None:
 
 def test_float16_logit_beyond_range_is_marked_at_the_cast() -> None:
     t = trace([70000.0, 0.0], 1, dtypes=["float16"])
-    for path in ("naive", "stable"):
+    for path in ("textbook", "stable"):
         bad = first_bad(t, path, "float16")
         assert bad.name == "z"
         assert bad.note == (
@@ -219,7 +224,7 @@ def test_float16_logit_beyond_range_is_marked_at_the_cast() -> None:
 
 def test_nonfinite_input_is_marked_at_the_logit_on_every_path() -> None:
     t = trace([0.0, np.nan, 1.0], 0, dtypes=["float32"])
-    for path, dtype in (("naive", "float32"), ("stable", "float32"), ("reference", "float64")):
+    for path, dtype in (("textbook", "float32"), ("stable", "float32"), ("reference", "float64")):
         bad = first_bad(t, path, dtype)
         assert bad.name == "z"
         assert bad.note == "the input logit z[1] is NaN: no loss can come of it"
@@ -227,8 +232,8 @@ def test_nonfinite_input_is_marked_at_the_logit_on_every_path() -> None:
 
 def test_sigmoid_rounding_to_exactly_1_with_target_1_is_nan() -> None:
     t = trace(np.float32(20.0), 1.0, dtypes=["float32"])
-    assert np.isnan(t.path("naive", "float32").loss)  # (1 - t) * log(0) = 0 * -inf
-    bad = first_bad(t, "naive", "float32")
+    assert np.isnan(t.path("textbook", "float32").loss)  # (1 - t) * log(0) = 0 * -inf
+    bad = first_bad(t, "textbook", "float32")
     assert bad.name == "sigmoid"
     assert bad.value == 1.0
     assert "1 + exp(-20) = 1 + 2.0611537e-9 rounds to 1 in float32" in bad.note
@@ -284,11 +289,11 @@ def test_every_path_ends_at_the_engines_loss_bit_for_bit(kind: str, in_dtype: st
     chunk = engine.evaluate(z, y, task, form, n_classes, Settings(dtypes=DTYPES))
     expected = {("reference", "float64"): chunk.values["reference"]}
     for d in DTYPES:
-        expected[("naive", d)] = chunk.values[f"naive_{d}"]
-        expected[("stable", d)] = chunk.values[f"stable_{d}"]
+        for path in ("textbook", "naive", "stable"):
+            expected[(path, d)] = chunk.values[f"{path}_{d}"]
     for i in range(len(y)):
         t = trace(z[i], y[i], task=task, label_form=form, dtypes=DTYPES)
-        assert len(t.paths) == 2 * len(DTYPES) + 1
+        assert len(t.paths) == 3 * len(DTYPES) + 1
         for p in t.paths:
             want = np.float64(expected[(p.path, p.dtype)][i])
             assert same_bits(p.loss, want), (kind, i, p.path, p.dtype)
@@ -318,7 +323,11 @@ def test_index_rows_agree_with_losses_for_any_logits(
     row = np.array(z)
     t = trace(row, y, dtypes=[dtype])
     p = prec.get(dtype)
-    for path, fn in (("naive", losses.naive_multiclass), ("stable", losses.stable_multiclass)):
+    for path, fn in (
+        ("textbook", losses.textbook_multiclass),
+        ("naive", torch_naive.naive_index),
+        ("stable", torch_fused.stable_index),
+    ):
         want = fn(row[None], np.array([y]), p).loss[0]
         assert same_bits(t.path(path, dtype).loss, np.float64(want))
 
@@ -424,7 +433,7 @@ def test_pick_row_finds_the_worst_flagged_row() -> None:
     pick = pick_row(inputs.from_arrays(logits, labels), Settings())
     assert (pick.row, pick.index) == (11, (1, 3))
     assert pick.origin is not None
-    assert pick.origin.startswith("the worst flagged row: naive_inf")
+    assert pick.origin.startswith("the worst flagged row: textbook_inf")
 
 
 def test_pick_row_says_when_nothing_is_flagged() -> None:
@@ -443,10 +452,10 @@ def test_json_is_strict_and_holds_the_steps() -> None:
         raise AssertionError(f"non-strict JSON token {name}")
 
     data = json.loads(out.getvalue(), parse_constant=no_constants)
-    naive = next(p for p in data["paths"] if (p["path"], p["dtype"]) == ("naive", "float32"))
-    assert naive["loss"] == "nan"
-    assert naive["first_bad_step"] == 2
-    exp_step = naive["steps"][1]
+    textbook = next(p for p in data["paths"] if (p["path"], p["dtype"]) == ("textbook", "float32"))
+    assert textbook["loss"] == "nan"
+    assert textbook["first_bad_step"] == 2
+    exp_step = textbook["steps"][1]
     assert exp_step["name"] == "exp"
     assert exp_step["first_bad"] is True
     assert [v["value"] for v in exp_step["values"]] == ["inf", "inf", "inf"]
@@ -495,10 +504,10 @@ def test_golden_multilabel() -> None:
     check_golden("trace_multilabel", render(t))
 
 
-@pytest.mark.parametrize("paths", [("naive",), ("stable",), ("reference",), PATHS])
+@pytest.mark.parametrize("paths", [("textbook",), ("stable",), ("reference",), PATHS])
 def test_every_path_selection_renders(paths: tuple[str, ...]) -> None:
     text = render(trace(CLASSIC, 1, paths=paths), width=60)
-    assert ("naive · float32" in text) == ("naive" in paths)
+    assert ("textbook · float32" in text) == ("textbook" in paths)
     assert ("reference (float64, log1p)" in text) == ("reference" in paths)
 
 
@@ -522,7 +531,7 @@ def test_cli_traces_a_row_given_as_an_index_tuple(sequence_files: tuple[str, str
     result = run_cli(*sequence_files, "--row", "1,3")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) < 100
+    assert len(lines) < 200  # two dtypes, four paths, at 80 columns
     assert lines[1].startswith("row        11 (index 1,3)")
     assert "✗ step 2: exp(95) is above 3.4e38, the largest float32: it overflows to inf" in (
         result.stdout
@@ -535,7 +544,7 @@ def test_cli_without_row_traces_the_worst_flagged_row(sequence_files: tuple[str,
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["row"], data["index"]) == (11, [1, 3])
-    assert data["origin"].startswith("the worst flagged row: naive_inf:float32")
+    assert data["origin"].startswith("the worst flagged row: textbook_inf:float32")
 
 
 def test_cli_says_when_no_row_is_flagged(tmp_path: Path) -> None:
@@ -546,7 +555,7 @@ def test_cli_says_when_no_row_is_flagged(tmp_path: Path) -> None:
     assert "row        0: no row is flagged, so row 0" in result.stdout
 
 
-@pytest.mark.parametrize("path", ["naive", "stable", "reference"])
+@pytest.mark.parametrize("path", ["textbook", "stable", "reference"])
 def test_cli_path_option_walks_one_path(sequence_files: tuple[str, str], path: str) -> None:
     result = run_cli(*sequence_files, "--row", "11", "--path", path, "--format", "json")
     assert result.exit_code == 0, result.stderr
@@ -558,7 +567,8 @@ def test_cli_dtypes_as_in_compare(sequence_files: tuple[str, str]) -> None:
                      "json")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     paths = json.loads(result.stdout)["paths"]
-    assert [(p["path"], p["dtype"]) for p in paths][:2] == [
+    assert [(p["path"], p["dtype"]) for p in paths][:3] == [
+        ("textbook", "float16"),
         ("naive", "float16"),
         ("stable", "float16"),
     ]
@@ -628,6 +638,6 @@ def test_cli_json_is_strict(sequence_files: tuple[str, str]) -> None:
         raise AssertionError(f"non-strict JSON token {name}")
 
     data = json.loads(result.stdout, parse_constant=no_constants)
-    naive = data["paths"][0]
-    assert (naive["path"], naive["dtype"], naive["loss"]) == ("naive", "float32", "inf")
-    assert naive["steps"][naive["first_bad_step"] - 1]["name"] == "exp"
+    textbook = data["paths"][0]
+    assert (textbook["path"], textbook["dtype"], textbook["loss"]) == ("textbook", "float32", "inf")
+    assert textbook["steps"][textbook["first_bad_step"] - 1]["name"] == "exp"

@@ -60,7 +60,7 @@ CAUSE_NAMES = {  # the mechanisms of a path's failure, as the closing sentence n
 
 # The paths of logit input as the closing sentence names them.
 PATH_NAMES = {
-    "textbook": "the textbook formula (unshifted exp(z) / Σ exp(z))",
+    "textbook": "the textbook formula {code}",
     "naive": "the naive path {code}",
     "stable": "the fused loss {code}",
 }
@@ -106,15 +106,20 @@ def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
         )
     )
     if settings.inputs == "logits":
-        out.append(("paths", paths_line(settings.framework)))
+        out.append(("paths", paths_line(settings.framework, families.of(source).softmax)))
     return out + framework_lines(settings)
 
 
-def paths_line(framework: str) -> str:
+# The textbook formula of a softmax family and of a sigmoid family, in a few words.
+TEXTBOOK = {True: "unshifted exp(z) / Σ exp(z)", False: "1 / (1 + exp(-z))"}
+
+
+def paths_line(framework: str, softmax: bool) -> str:
     """What the paths emulate, in one line: the naive and stable paths name the framework."""
     title = registry.get(framework).title
+    then = "softmax" if softmax else "sigmoid"
     return (
-        "textbook (unshifted exp(z) / Σ exp(z)); naive (softmax, then log) and stable (fused "
+        f"textbook ({TEXTBOOK[softmax]}, then log); naive ({then}, then log) and stable (fused "
         f"loss) as {title} computes them on CPU"
     )
 
@@ -337,7 +342,8 @@ def path_clauses(report: Report) -> list[str]:
     out = []
     for path, counts in broke.items():
         if counts:
-            name = PATH_NAMES[path].format(code=fw_.code_of(path, softmax))
+            code = f"({TEXTBOOK[softmax]})" if path == "textbook" else fw_.code_of(path, softmax)
+            name = PATH_NAMES[path].format(code=code)
             out.append(f"{name} gives NaN or inf on {_rows_in(counts)}{_mechanisms(report, path)}")
     stable = fw_.code_of("stable", softmax)
     if broke["stable"]:
