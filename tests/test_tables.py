@@ -216,9 +216,7 @@ def test_closing_sentence_names_each_path_its_mechanism_and_advice() -> None:
         "the textbook formula (unshifted exp(z) / Σ exp(z)) gives NaN or inf on 1 row in "
         "float32 and 1 in float64 (exp overflow)"
     ) in sentence
-    assert "F.cross_entropy is finite everywhere (PyTorch 2.13): use it on the logits" in (
-        sentence
-    )
+    assert "F.cross_entropy is finite everywhere (PyTorch 2.13): use it on the logits" in (sentence)
 
 
 def test_closing_sentence_when_every_row_is_ignored() -> None:
