@@ -7,7 +7,11 @@
 - :mod:`~cecheck.frameworks.batches`: PyTorch's ``reduction="mean"`` over batches of rows
   (``--batch-size``);
 - :mod:`~cecheck.frameworks.options`: the values of ``--label-smoothing`` and
-  ``--class-weights``, checked; the only one that reads a file.
+  ``--class-weights``, checked; the only one that reads a file;
+- :mod:`~cecheck.frameworks.registry`: the frameworks whose idioms the ``naive`` and
+  ``stable`` paths emulate (``--framework``), each a module with its ``PATHS``:
+  :mod:`~cecheck.frameworks.torch_paths` (PyTorch 2.13: :mod:`~cecheck.frameworks.torch_naive`,
+  :mod:`~cecheck.frameworks.torch_fused`, :mod:`~cecheck.frameworks.torch_common`).
 
 The numerics are pure numpy, with no printing and no I/O. Every public name is also
 importable from here, as ``from cecheck import frameworks as fw; fw.probs_loss(...)``.

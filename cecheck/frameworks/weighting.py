@@ -8,14 +8,14 @@ the soft-label loss ``-sum_c t'_c log_softmax(z)_c`` with targets
     ``t'_c = w_c * ((1 - eps) * t_c + eps / C)``
 
 where ``t`` is the one-hot row of an index label, or the given soft row: PyTorch smooths soft
-targets too, mixing them with the uniform distribution just like hard ones. For index labels
-PyTorch computes ``(1 - eps) * w[y] * nll + eps / C * sum_c(-w_c log_softmax(z)_c)``
-(``cross_entropy_loss_label_smoothing`` in ``aten/src/ATen/native/LossNLL.cpp``), which is
-the same sum regrouped. Because every soft-label path of :mod:`cecheck.losses` is linear in
-the targets, :func:`smoothed_targets` lets the engine reuse them unchanged. With ``eps = 0``
-and index labels PyTorch does not go through that formula but through ``nll_loss``, whose row
-loss is ``w[y] * CE``: use :func:`apply_row_weights` on the index paths (the soft form would
-turn ``0 * log 0`` of the other classes into NaN where PyTorch gives a finite value).
+targets too, mixing them with the uniform distribution just like hard ones. The ``stable``
+path computes that as PyTorch's own composite does, in the input's dtype
+(:mod:`cecheck.frameworks.torch_fused`); this module gives the paths that have no such
+options, the ``textbook`` and ``naive`` ones, the targets a user writes by hand: because
+their soft-label forms are linear in the targets, :func:`smoothed_targets` lets the engine
+reuse them unchanged. With ``eps = 0`` and index labels the user's ``nll_loss`` multiplies by
+``w[y]``: use :func:`apply_row_weights` on the textbook index path (the soft form would turn
+``0 * log 0`` of the other classes into NaN where ``nll_loss`` gives a finite value).
 
 What ``reduction="mean"`` divides by differs: the sum of the target classes' weights over
 the rows that are not ``ignore_index`` for index labels, but the number of rows for soft
