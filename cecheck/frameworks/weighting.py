@@ -25,6 +25,8 @@ denominator.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 
@@ -120,10 +122,4 @@ def apply_row_weights(result: PathResult, row_w: Array, p: Precision) -> PathRes
     """``w[y] * loss``, the product rounded to ``p`` (PyTorch's weighted ``nll_loss`` row)."""
     with np.errstate(invalid="ignore"):  # 0 * inf = NaN, as PyTorch gives it
         loss = p.round(p.cast(row_w) * result.loss)
-    return PathResult(
-        loss,
-        exp_overflow=result.exp_overflow,
-        prob_underflow=result.prob_underflow,
-        sigmoid_saturated=result.sigmoid_saturated,
-        zero_times_inf=result.zero_times_inf,
-    )
+    return dataclasses.replace(result, loss=loss)  # the evidence as the path found it
