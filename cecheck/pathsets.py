@@ -71,6 +71,10 @@ def nonfinite_rows(values: Array) -> Array:
     return bad.any(axis=1) if bad.ndim == 2 else bad
 
 
+# The paths a framework gives (cecheck.frameworks.registry); textbook and reference are ours.
+_FRAMEWORK = ("naive", "stable")
+
+
 def framework_paths(
     fw_: Framework,
     kind: str,
@@ -107,9 +111,6 @@ class NumpyPaths:
             results[("naive", d)] = ours["naive", d]
             results[("stable", d)] = ours["stable", d]
         return Computed(results, reference(values, target), nonfinite_rows(values))
-
-
-_FRAMEWORK = ("naive", "stable")
 
 
 @dataclass(frozen=True)
