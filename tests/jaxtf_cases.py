@@ -115,7 +115,7 @@ def blocks(family: str, n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndar
         return [(z, soft_targets(rng, z, y)) for z, y in out]
     if family == "binary":
         return [binary_rows(rng, n)]
-    return [multilabel_rows(rng, n // 5, 5)]
+    return [multilabel_rows(rng, n, 5)]
 
 
 def storage(x: np.ndarray, dtype: str) -> np.ndarray:
