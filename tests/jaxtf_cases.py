@@ -156,30 +156,31 @@ Emulation = Callable[..., PathResult]
 
 
 def jax_loss(jax: Any, optax: Any, path: str, family: str, z: np.ndarray, t: np.ndarray,
-             dtype: str, safe: bool = False) -> np.ndarray:
+             dtype: str, safe: bool = False, jit: bool = False) -> np.ndarray:
     """The real JAX/optax loss of every row, the inputs stored in ``dtype`` (needs
-    ``jax_enable_x64`` for float64)."""
+    ``jax_enable_x64`` for float64); eager unless ``jit``."""
     jnp = jax.numpy
-    zj = jnp.asarray(storage(z, dtype))
-    tj = jnp.asarray(t) if family == "index" else jnp.asarray(storage(t, dtype))
-    if path == "naive":
-        if family == "index":
-            out = -jnp.log(jax.nn.softmax(zj, axis=-1))[jnp.arange(len(t)), tj]
-        elif family == "soft":
-            out = -(tj * jnp.log(jax.nn.softmax(zj, axis=-1))).sum(-1)
-        else:
+
+    def loss(zj: Any, tj: Any) -> Any:
+        if path == "naive":
+            if family == "index":
+                return -jnp.log(jax.nn.softmax(zj, axis=-1))[jnp.arange(zj.shape[0]), tj]
+            if family == "soft":
+                return -(tj * jnp.log(jax.nn.softmax(zj, axis=-1))).sum(-1)
             s = jax.nn.sigmoid(zj)
             out = -(tj * jnp.log(s) + (1 - tj) * jnp.log(1 - s))
-            out = out.mean(-1) if family == "multilabel" else out
-    elif family == "index":
-        out = optax.softmax_cross_entropy_with_integer_labels(zj, tj)
-    elif family == "soft":
-        fn = optax.safe_softmax_cross_entropy if safe else optax.softmax_cross_entropy
-        out = fn(zj, tj)
-    else:
+            return out.mean(-1) if family == "multilabel" else out
+        if family == "index":
+            return optax.softmax_cross_entropy_with_integer_labels(zj, tj)
+        if family == "soft":
+            fn = optax.safe_softmax_cross_entropy if safe else optax.softmax_cross_entropy
+            return fn(zj, tj)
         out = optax.sigmoid_binary_cross_entropy(zj, tj)
-        out = out.mean(-1) if family == "multilabel" else out
-    return np.asarray(out).astype(np.float64)
+        return out.mean(-1) if family == "multilabel" else out
+
+    zj = jnp.asarray(storage(z, dtype))
+    tj = jnp.asarray(t) if family == "index" else jnp.asarray(storage(t, dtype))
+    return np.asarray((jax.jit(loss) if jit else loss)(zj, tj)).astype(np.float64)
 
 
 def tf_loss(tf: Any, keras: Any, path: str, family: str, z: np.ndarray, t: np.ndarray,
