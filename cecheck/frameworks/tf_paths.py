@@ -35,7 +35,8 @@ Sources (the installed wheel: Python in ``tensorflow/python``, kernels' headers 
   ``where(z >= 0, z, 0) - z * t + log1p(exp(where(z >= 0, -z, z)))``.
 - ``Eigen/src/Core/functors/UnaryFunctors.h``, ``scalar_logistic_op`` (``tf.sigmoid``):
   ``e = exp(x)``, ``e / (1 + e)`` (1 where ``e`` is inf); for float32 a specialisation with
-  ``x`` capped at 16.6355324 (where it is exactly 1) and its own exp (4.5 ulp at worst).
+  ``x`` capped at 16.6355324 (where it is exactly 1) and its own exp (4.5 ulp at worst),
+  emulated operation by operation.
 - ``keras/src/backend/tensorflow/nn.py``, ``binary_crossentropy``: ``clip_by_value(p, 1e-7,
   1 - 1e-7)`` in the format of ``p``, ``t · log(p) + (1 - t) · log(1 - p)``, negated;
   ``keras/src/losses/losses.py`` takes ``ops.mean`` over the last axis, which
@@ -192,12 +193,33 @@ def stable_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Pat
 # ------------------------------------------------------------------ binary and multilabel
 
 
+def _eigen_logistic_float32(x: Array) -> Array:
+    """Eigen's ``scalar_logistic_op<float>::packetOp`` step by step in float32: ``exp(x/2)``
+    by Cephes range reduction and a degree-5 polynomial, squared, then ``e / (1 + e)``; 0
+    below -104. ``pmadd`` is a product then a sum, each rounded (the wheel is built without
+    FMA): equal to ``tf.sigmoid`` on 300,003 of 300,003 float32 values (probed)."""
+    f = np.float32
+    x = x.astype(f)
+    zero = x < f(-104)
+    h = np.minimum(x, SIGMOID_FLOAT32_CAP) * f(0.5)
+    m = np.floor(h * f(1.44269504088896341) + f(0.5))
+    rr = m * f(-0.693359375) + h
+    rr = m * f(2.12194440e-4) + rr
+    r2 = rr * rr
+    p_even = r2 * f(4.1898667812347412109375e-2) + f(0.49999141693115234375)
+    p_odd = r2 * f(8.33471305668354034423828125e-3) + f(0.16666877269744873046875)
+    poly = rr * p_odd + p_even
+    poly = r2 * poly + (rr + f(1))
+    half = np.ldexp(poly, m.astype(np.int32)).astype(f)
+    e = _rounder(PRECISIONS["float32"])(half * half)
+    return np.where(zero, f(0), e / (f(1) + e))
+
+
 def sigmoid(zc: Array, p: Precision) -> Array:
     """``tf.sigmoid(z)`` (Eigen's ``scalar_logistic_op``): ``e / (1 + e)``, ``e = exp(z)``."""
     r = _rounder(p)
     if p.name == "float32":
-        e = r(np.exp(np.minimum(zc, SIGMOID_FLOAT32_CAP)))
-        return r(e / (1 + e))
+        return _eigen_logistic_float32(zc)
     e = r(np.exp(zc))
     return np.where(np.isinf(e), 1, r(e / r(1 + e)))
 
