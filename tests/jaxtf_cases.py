@@ -155,8 +155,17 @@ def compare(ours: np.ndarray, theirs: np.ndarray, dtype: str) -> Comparison:
 Emulation = Callable[..., PathResult]
 
 
-def jax_loss(jax: Any, optax: Any, path: str, family: str, z: np.ndarray, t: np.ndarray,
-             dtype: str, safe: bool = False, jit: bool = False) -> np.ndarray:
+def jax_loss(
+    jax: Any,
+    optax: Any,
+    path: str,
+    family: str,
+    z: np.ndarray,
+    t: np.ndarray,
+    dtype: str,
+    safe: bool = False,
+    jit: bool = False,
+) -> np.ndarray:
     """The real JAX/optax loss of every row, the inputs stored in ``dtype`` (needs
     ``jax_enable_x64`` for float64); eager unless ``jit``."""
     jnp = jax.numpy
@@ -183,8 +192,9 @@ def jax_loss(jax: Any, optax: Any, path: str, family: str, z: np.ndarray, t: np.
     return np.asarray((jax.jit(loss) if jit else loss)(zj, tj)).astype(np.float64)
 
 
-def tf_loss(tf: Any, keras: Any, path: str, family: str, z: np.ndarray, t: np.ndarray,
-            dtype: str) -> np.ndarray:
+def tf_loss(
+    tf: Any, keras: Any, path: str, family: str, z: np.ndarray, t: np.ndarray, dtype: str
+) -> np.ndarray:
     """The real TensorFlow/Keras loss of every row, the inputs stored in ``dtype``."""
     zt = tf.constant(storage(z, dtype))
     tt = tf.constant(t.astype(np.int64)) if family == "index" else tf.constant(storage(t, dtype))

@@ -65,8 +65,13 @@ def test_safe_softmax_cross_entropy_matches_optax_test_values() -> None:
     """optax's own test (losses/_classification_test.py, SafeSoftmaxCrossEntropyTest): a
     masked class with zero weight adds 0; the plain loss gives NaN there (0 · -inf)."""
     ys = np.array(
-        [[10.0, 1.0, -2.0], [1.0, 4.0, 0.2], [-np.inf, 0.0, 0.0], [-np.inf, 0.0, 0.0],
-         [-np.inf, 0.0, -np.inf]],
+        [
+            [10.0, 1.0, -2.0],
+            [1.0, 4.0, 0.2],
+            [-np.inf, 0.0, 0.0],
+            [-np.inf, 0.0, 0.0],
+            [-np.inf, 0.0, -np.inf],
+        ],
     )
     ts = np.array(
         [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.4, 0.3, 0.3], [0.0, 1.0, 0.0]]
@@ -74,7 +79,8 @@ def test_safe_softmax_cross_entropy_matches_optax_test_values() -> None:
     safe = jax_paths.safe_soft(ys, ts, get("float32")).loss
     np.testing.assert_allclose(safe, [9.00013, 3.0696733, 0.693147, np.inf, 0.0], atol=1e-4)
     plain = jax_paths.stable_soft(ys, ts, get("float32"))
-    assert np.isnan(plain.loss[[2, 4]]).all() and np.isposinf(plain.loss[3])
+    assert np.isnan(plain.loss[[2, 4]]).all()
+    assert np.isposinf(plain.loss[3])
     assert list(plain.zero_times_inf) == [False, False, True, False, True]
 
 
@@ -98,7 +104,8 @@ def test_mask_with_large_logits() -> None:
     loss = jax_paths.stable_index(z, y, get("float64")).loss[0]
     assert abs(loss - mp.multiclass(z[0, [0, 2]], 0)) <= get("float64").eps * 1e8  # ulp of lse
     r = jax_paths.stable_soft(z, np.array([[1.0, 0.0, 0.0]]), get("float64"))
-    assert np.isnan(r.loss[0]) and r.zero_times_inf[0]
+    assert np.isnan(r.loss[0])
+    assert r.zero_times_inf[0]
 
 
 def test_naive_index_underflow_is_inf_with_its_cause() -> None:
@@ -106,7 +113,9 @@ def test_naive_index_underflow_is_inf_with_its_cause() -> None:
     z = np.array([[0.0, 20.0, 0.0], [0.0, 120.0, 0.0]])
     y = np.array([0, 0])
     r16 = jax_paths.naive_index(z, y, get("float16"))
-    assert np.isposinf(r16.loss).all() and r16.prob_underflow.all() and not r16.exp_overflow.any()
+    assert np.isposinf(r16.loss).all()
+    assert r16.prob_underflow.all()
+    assert not r16.exp_overflow.any()
     r32 = jax_paths.naive_index(z, y, get("float32"))
     assert list(np.isinf(r32.loss)) == [False, True]
     assert r32.loss[0] == pytest.approx(mp.multiclass(z[0], 0), rel=4 * get("float32").eps)
@@ -114,14 +123,18 @@ def test_naive_index_underflow_is_inf_with_its_cause() -> None:
 
 def test_naive_soft_zero_times_log_zero_is_nan() -> None:
     r = jax_paths.naive_soft(np.array([[0.0, 30.0]]), np.array([[0.0, 1.0]]), get("float16"))
-    assert np.isnan(r.loss[0]) and r.zero_times_inf[0] and not r.prob_underflow[0]
+    assert np.isnan(r.loss[0])
+    assert r.zero_times_inf[0]
+    assert not r.prob_underflow[0]
 
 
 def test_naive_binary_saturates_where_sigmoid_rounds_to_one() -> None:
     """float16: sigmoid(8) rounds to 1, so t = 0 gives log(0): inf; t = 1 gives 0 · -inf."""
     r = jax_paths.naive_binary(np.array([8.0, 8.0]), np.array([0.0, 1.0]), get("float16"))
-    assert np.isposinf(r.loss[0]) and np.isnan(r.loss[1])
-    assert r.sigmoid_saturated.all() and list(r.zero_times_inf) == [False, True]
+    assert np.isposinf(r.loss[0])
+    assert np.isnan(r.loss[1])
+    assert r.sigmoid_saturated.all()
+    assert list(r.zero_times_inf) == [False, True]
 
 
 @pytest.mark.parametrize("dtype", cases.DTYPES)

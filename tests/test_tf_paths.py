@@ -28,7 +28,9 @@ from cecheck.precision import get
 def tk() -> tuple[object, object]:
     """(tensorflow, keras); the test is skipped without them."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = pytest.importorskip("tensorflow", reason="tensorflow is not installed", exc_type=ImportError)
+    tf = pytest.importorskip(
+        "tensorflow", reason="tensorflow is not installed", exc_type=ImportError
+    )
     keras = pytest.importorskip("keras", reason="keras is not installed", exc_type=ImportError)
     return tf, keras
 
@@ -64,7 +66,9 @@ def test_seed_example() -> None:
     exact = mp.multiclass(SEED[0], 1)
     assert exact == 500.0
     r32 = tf_paths.naive_index(SEED, y, get("float32"))
-    assert np.isposinf(r32.loss[0]) and r32.prob_underflow[0] and not r32.exp_overflow[0]
+    assert np.isposinf(r32.loss[0])
+    assert r32.prob_underflow[0]
+    assert not r32.exp_overflow[0]
     assert tf_paths.naive_index(SEED, y, get("float64")).loss[0] == exact
     for dtype in ("float32", "float64"):
         assert tf_paths.stable_index(SEED, y, get(dtype)).loss[0] == exact
@@ -94,8 +98,11 @@ def test_values_of_tensorflows_own_tests() -> None:
 
 def test_softmax_loss_masked_class_with_zero_weight_is_nan() -> None:
     """xent_op.h: ``t · (log Σ - (z - max))`` is 0 · inf on a class masked with -inf."""
-    r = tf_paths.stable_soft(np.array([[0.0, -np.inf, 0.0]]), np.array([[0.5, 0.0, 0.5]]), get("float32"))
-    assert np.isnan(r.loss[0]) and r.zero_times_inf[0]
+    r = tf_paths.stable_soft(
+        np.array([[0.0, -np.inf, 0.0]]), np.array([[0.5, 0.0, 0.5]]), get("float32")
+    )
+    assert np.isnan(r.loss[0])
+    assert r.zero_times_inf[0]
 
 
 def test_keras_clip_does_nothing_in_float16() -> None:
@@ -103,7 +110,8 @@ def test_keras_clip_does_nothing_in_float16() -> None:
     log(0); in float32 the clip caps the loss at -log(1e-7 in float32)."""
     z, t = np.array([12.0]), np.array([0.0])
     r16 = tf_paths.naive_binary(z, t, get("float16"))
-    assert np.isposinf(r16.loss[0]) and r16.sigmoid_saturated[0]
+    assert np.isposinf(r16.loss[0])
+    assert r16.sigmoid_saturated[0]
     r32 = tf_paths.naive_binary(np.array([20.0]), t, get("float32"))
     assert r32.sigmoid_saturated[0]
     assert r32.loss[0] == pytest.approx(-np.log(np.float64(1 - np.float32(1 - 1e-7))), rel=1e-6)

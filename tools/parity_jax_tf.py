@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import jaxtf_cases as cases  # noqa: E402
+import jaxtf_cases as cases
 
-from cecheck.precision import get  # noqa: E402
+from cecheck.precision import get
 
 
 def frameworks(jit: bool) -> list[tuple[str, Any, Any]]:

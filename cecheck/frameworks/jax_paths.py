@@ -211,7 +211,11 @@ def _naive_bce(z: Array, t: Array, p: Precision, rec: Recorder) -> tuple[Array, 
         log_q = rec("log_one_minus_sigmoid", "log(1 - s)", r(np.log(r(1 - s))))
         one_minus_t = r(1 - tc)
         total = r(r(tc * log_s) + r(one_minus_t * log_q))
-        loss = rec("loss" if z.ndim == 1 else "class_loss", "loss = -(t · log s + (1 - t) · log(1 - s))", negate(total))
+        loss = rec(
+            "loss" if z.ndim == 1 else "class_loss",
+            "loss = -(t · log s + (1 - t) · log(1 - s))",
+            negate(total),
+        )
     evidence = {
         "sigmoid_saturated": (s == 0) | (s == 1),
         "zero_times_inf": ((tc == 0) & np.isinf(log_s)) | ((one_minus_t == 0) & np.isinf(log_q)),
@@ -226,7 +230,8 @@ def _logaddexp0(x: Array, p: Precision) -> Array:
 
 
 def _stable_bce(z: Array, t: Array, p: Precision, rec: Recorder) -> Array:
-    """``optax.sigmoid_binary_cross_entropy``: ``-t · log_sigmoid(z) - (1 - t) · log_sigmoid(-z)``."""
+    """``optax.sigmoid_binary_cross_entropy``:
+    ``-t · log_sigmoid(z) - (1 - t) · log_sigmoid(-z)``."""
     r = _rounder(p)
     with np.errstate(over="ignore", invalid="ignore"):
         zc = rec("z", f"z as {p.name}", p.cast(z))

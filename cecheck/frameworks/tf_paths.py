@@ -237,7 +237,11 @@ def _naive_bce(z: Array, t: Array, p: Precision, rec: Recorder) -> tuple[Array, 
         log_q = rec("log_one_minus_sigmoid", "log(1 - s)", r(np.log(r(1 - c))))
         one_minus_t = r(1 - tc)
         total = r(r(tc * log_c) + r(one_minus_t * log_q))
-        loss = rec("loss" if z.ndim == 1 else "class_loss", "-(t · log s + (1 - t) · log(1 - s))", negate(total))
+        loss = rec(
+            "loss" if z.ndim == 1 else "class_loss",
+            "-(t · log s + (1 - t) · log(1 - s))",
+            negate(total),
+        )
     evidence = {
         "sigmoid_saturated": (s == 0) | (s == 1),
         "zero_times_inf": ((tc == 0) & np.isinf(log_c)) | ((one_minus_t == 0) & np.isinf(log_q)),
@@ -258,7 +262,11 @@ def _stable_bce(z: Array, t: Array, p: Precision, rec: Recorder) -> Array:
         tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
         linear = rec("linear", "max(z, 0) - z · t", r(np.maximum(zc, 0) - r(zc * tc)))
         log1p = rec("log1p", "log1p(exp(-|z|))", r(np.log1p(r(np.exp(-np.abs(zc))))))
-        return rec("loss" if z.ndim == 1 else "class_loss", "loss = max(z, 0) - z · t + log1p", r(linear + log1p))
+        return rec(
+            "loss" if z.ndim == 1 else "class_loss",
+            "loss = max(z, 0) - z · t + log1p",
+            r(linear + log1p),
+        )
 
 
 def naive_binary(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
