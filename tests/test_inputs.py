@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import cecheck.inputs
+import cecheck.inputs.delimited
 from cecheck.errors import InputError
 from cecheck.inputs import HEAD_ROWS, Source, from_arrays, open_inputs
 
@@ -163,7 +163,7 @@ sys.modules["pyarrow"] = None
 package = types.ModuleType("cecheck")
 package.__path__ = [{str(Path(cecheck.inputs.__file__).parent)!r}]
 sys.modules["cecheck"] = package
-import cecheck.inputs
+import cecheck.inputs.delimited
 assert "pandas" not in sys.modules, "pandas imported"
 """
     subprocess.run([sys.executable, "-c", code], check=True)
