@@ -29,10 +29,18 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The entry points are compiled once per instruction set, FOR_EACH_ISA(DEF) calling
+ * DEF(suffix, name, attribute) for each, best first; the module picks the best one the CPU
+ * runs (or the one CECHECK_KERNEL_ISA names) when it is imported. Every copy gives the same
+ * bits: each step is an IEEE operation or an explicit fma(), lane by lane. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define X86_ISAS 1
+#define FOR_EACH_ISA(DEF)                                                                  \
+    DEF(v4, "x86-64-v4", __attribute__((target("arch=x86-64-v4"))))                        \
+    DEF(v3, "x86-64-v3", __attribute__((target("arch=x86-64-v3"))))                        \
+    DEF(base, "default", )
 #else
-#define ISA_CLONES
+#define FOR_EACH_ISA(DEF) DEF(base, "default", )
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
@@ -75,6 +83,24 @@ INLINE int64_t to_bits(double d)
     int64_t b;
     memcpy(&b, &d, sizeof b);
     return b;
+}
+
+/* (double)(float)x, the float64 value of x rounded to float32 (to nearest, ties to even;
+ * +-inf beyond the float32 range, NaN stays NaN), without the two conversions: GCC 12 folds
+ * a vectorised (vector(8) double)(vector(8) float)v into v (its value numbering pass after
+ * the vectoriser, on 512-bit vectors, where eight doubles and eight floats convert
+ * directly), so that (double)(float)v - v, the float32 rounding error the float32 terms are
+ * corrected by, came out 0 in the x86-64-v4 build only. Here: v + c rounds v to the float32
+ * grid of v's binade (c = 1.5 * 2**(e + 29), e being v's exponent, at least float32's
+ * smallest normal's: its ulp is a float32 ulp at v) and - c is exact. */
+INLINE double round32(double x)
+{
+    uint64_t e = ((uint64_t)to_bits(x) >> 52) & 0x7ff;
+    e = e < 1023 - 126 ? 1023 - 126 : e;
+    e = e > 1023 + 128 ? 1023 + 128 : e; /* inf stays inf, NaN NaN; beyond: inf below */
+    double c = from_bits((int64_t)(((e + 29) << 52) | ((uint64_t)1 << 51)));
+    double r = copysign((x + c) - c, x); /* -0.0, and a negative rounding to zero */
+    return fabs(r) > FLT_MAX ? copysign(INFINITY, x) : r;
 }
 
 /* exp(x) = 2**k * p for |x| <= 746: k = round(x / ln 2), p = exp(x - k ln 2) in [0.7, 1.42].
@@ -268,7 +294,7 @@ INLINE double load(const void *z, int narrow, Py_ssize_t j)
  * to first order (|v32 - v| <= 2**-24 |v|; the second-order term is below 2**-30 ulp). */
 INLINE float naive32_tame(double v, double e, int narrow)
 {
-    return narrow ? (float)e : (float)fma(e, (double)(float)v - v, e);
+    return narrow ? (float)e : (float)fma(e, round32(v) - v, e);
 }
 
 /* exp(v) and its float32 rounding exp(float32(v)), on a tame row (exp_tame, and the float32
@@ -277,7 +303,7 @@ INLINE double row_exp(double v, int narrow, int tame, float *e32)
 {
     double e = tame ? exp_tame(v) : exp_full(v);
     *e32 = tame ? naive32_tame(v, e, narrow)
-                : (narrow ? (float)e : (float)exp_full((double)(float)v));
+                : (narrow ? (float)e : (float)exp_full(round32(v)));
     return e;
 }
 
@@ -467,7 +493,7 @@ INLINE void finish(double m64, double zt, double et, float et32, Sums s, int ove
     /* naive: -log(e[t] / sum e) */
     float p32 = et32 / s.n32;
     double p64 = et / s.n64;
-    loss[0] = 0.0 - (double)(float)log_pos((double)p32);
+    loss[0] = 0.0 - round32(log_pos((double)p32));
     loss[stride] = 0.0 - log_pos(p64);
     /* stable: log(sum exp(z - m)) - (z[t] - m) */
     float lse32 = (float)log_pos((double)s.s32);
@@ -543,8 +569,8 @@ INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ss
 }
 
 /* Rows of at most SMALL classes, BATCH at a time with one row per vector lane (a row's own
- * vector would be mostly empty): the same steps as row() on tame rows, each row's terms
- * summed in order. Computes nothing and returns 0 unless every row of the batch is tame. */
+ * vector would be mostly empty): the same steps as row() on tame rows, in the same order,
+ * so the same bits. Computes nothing and returns 0 unless every row of the batch is tame. */
 INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, double *loss,
                        Py_ssize_t stride, uint8_t *bits)
 {
@@ -574,28 +600,42 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
         return 0;
     /* In loops of one kind each, which vectorise on AVX2 too (a loop with all of them
      * stays scalar there, 40% slower): the exps, the float32 terms, the reference's. */
-    double em[BATCH], rest[BATCH], et[BATCH], ek[BATCH], exps[SMALL][BATCH];
-    float m32[BATCH], n32[BATCH], s32[BATCH], et32[BATCH];
+    double em[BATCH], et[BATCH], ek[BATCH], exps[SMALL][BATCH], rest[SMALL][BATCH];
+    float m32[BATCH], et32[BATCH], n32[SMALL][BATCH], s32[SMALL][BATCH];
     for (int b = 0; b < BATCH; b++) {
         em[b] = exp_tame(-m[b]);
         m32[b] = (float)m[b];
-        rest[b] = 0.0;
-        n32[b] = s32[b] = 0.0f;
     }
     for (int j = 0; j < c; j++)
         for (int b = 0; b < BATCH; b++)
             exps[j][b] = exp_tame(tile[j][b]);
     for (int j = 0; j < c; j++) {
         for (int b = 0; b < BATCH; b++) {
-            float e32, es32;
-            tame_terms32(tile[j][b], exps[j][b], narrow, m[b], m32[b], em[b], &e32, &es32);
-            n32[b] += e32;
-            s32[b] += es32;
+            tame_terms32(tile[j][b], exps[j][b], narrow, m[b], m32[b], em[b], &n32[j][b],
+                         &s32[j][b]);
+            rest[j][b] = j != k[b] ? exps[j][b] : 0.0;
         }
     }
-    for (int j = 0; j < c; j++)
-        for (int b = 0; b < BATCH; b++)
-            rest[b] += j != k[b] ? exps[j][b] : 0.0;
+    /* Each row's sums in row()'s order, term j in lane j of a block of SMALL (the zeros
+     * past c added only where row() adds them, which leaves the sum unchanged): a row gets
+     * the same bits in a batch or alone. */
+    for (int j = c; j < SMALL; j++) {
+        for (int b = 0; b < BATCH; b++) {
+            n32[j][b] = s32[j][b] = 0.0f;
+            rest[j][b] = 0.0;
+        }
+    }
+    for (int h = SMALL / 2; h >= 1; h /= 2) {
+        if (h >= c)
+            continue; /* the upper half is zeros */
+        for (int l = 0; l < h; l++) {
+            for (int b = 0; b < BATCH; b++) {
+                n32[l][b] += n32[l + h][b];
+                s32[l][b] += s32[l + h][b];
+                rest[l][b] += rest[l + h][b];
+            }
+        }
+    }
     double zt[BATCH];
     for (int b = 0; b < BATCH; b++) {
         ek[b] = exps[k[b]][b];
@@ -608,7 +648,7 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
     double out[5][BATCH];
     uint8_t status[BATCH];
     for (int b = 0; b < BATCH; b++) {
-        Sums s = {0.0, 0.0, rest[b], n32[b], s32[b]};
+        Sums s = {0.0, 0.0, rest[0][b], n32[0][b], s32[0][b]};
         tame_sums(&s, ek[b], em[b]);
         finish(m[b], zt[b], et[b], et32[b], s, 0, 0, &out[0][b], BATCH, &status[b]);
     }
@@ -640,17 +680,19 @@ INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, doub
     }
 }
 
-ISA_CLONES static void rows32(const float *z, Py_ssize_t c, const int64_t *y, double *loss,
-                              Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
-{
-    rows(z, 1, c, y, loss, n, bits, lo, hi);
-}
-
-ISA_CLONES static void rows64(const double *z, Py_ssize_t c, const int64_t *y, double *loss,
-                              Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
-{
-    rows(z, 0, c, y, loss, n, bits, lo, hi);
-}
+/* The entry points of each instruction set: float32 and float64 logits. */
+#define DEF_ROWS(isa, name, ATTR)                                                            \
+    ATTR static void rows32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
+                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    {                                                                                       \
+        rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
+    }                                                                                       \
+    ATTR static void rows64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
+                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    {                                                                                       \
+        rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
+    }
+FOR_EACH_ISA(DEF_ROWS)
 
 /* The sigmoid kernel's selects drop values computed in every lane (a division, a log): let
  * the vectoriser compute them unconditionally. No result changes: the kernel never reads the
@@ -691,9 +733,9 @@ INLINE int sigmoid_terms(double v, double t, int narrow, double *n64, float *n32
         en32 = (float)en;
         e32 = (float)big_e;
     } else {
-        double d = v - (double)v32; /* exp(-v32) = exp(-v) exp(d); inf stays inf */
+        double d = v - round32(v); /* exp(-v32) = exp(-v) exp(d); inf stays inf */
         en32 = en == INFINITY ? INFINITY : (float)fma(en, d, en);
-        double da = a - (double)fabsf(v32);
+        double da = a - fabs(round32(v));
         e32 = (float)fma(big_e, da, big_e);
     }
     float p32 = 1.0f / (1.0f + en32);
@@ -844,17 +886,19 @@ INLINE void sigmoid_rows(const void *z, int narrow, Py_ssize_t c, const double *
                     loss + i, n, bits + i);
 }
 
-ISA_CLONES static void sigmoid32(const float *z, Py_ssize_t c, const double *t, double *loss,
-                                 Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
-{
-    sigmoid_rows(z, 1, c, t, loss, n, bits, lo, hi);
-}
-
-ISA_CLONES static void sigmoid64(const double *z, Py_ssize_t c, const double *t, double *loss,
-                                 Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
-{
-    sigmoid_rows(z, 0, c, t, loss, n, bits, lo, hi);
-}
+/* The entry points of each instruction set: float32 and float64 logits. */
+#define DEF_SIGMOID(isa, name, ATTR)                                                            \
+    ATTR static void sigmoid32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
+                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    {                                                                                       \
+        sigmoid_rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
+    }                                                                                       \
+    ATTR static void sigmoid64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
+                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    {                                                                                       \
+        sigmoid_rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
+    }
+FOR_EACH_ISA(DEF_SIGMOID)
 
 /* ------------------------------------------------------------------ soft-label rows */
 
@@ -953,37 +997,117 @@ INLINE void soft_rows(const void *z, int narrow, Py_ssize_t c, const double *t, 
                  n, bits + i);
 }
 
-ISA_CLONES static void soft32(const float *z, Py_ssize_t c, const double *t, double *loss,
-                              Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
-{
-    soft_rows(z, 1, c, t, loss, n, bits, lo, hi);
-}
-
-ISA_CLONES static void soft64(const double *z, Py_ssize_t c, const double *t, double *loss,
-                              Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
-{
-    soft_rows(z, 0, c, t, loss, n, bits, lo, hi);
-}
+/* The entry points of each instruction set: float32 and float64 logits. */
+#define DEF_SOFT(isa, name, ATTR)                                                            \
+    ATTR static void soft32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
+                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    {                                                                                       \
+        soft_rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
+    }                                                                                       \
+    ATTR static void soft64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
+                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    {                                                                                       \
+        soft_rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
+    }
+FOR_EACH_ISA(DEF_SOFT)
 
 /* The elementary functions on their own, for tests: 0 exp_full, 1 exp_tame, 2 log_pos,
  * 3 log1p_pos (a loop each, so that each vectorises). */
-ISA_CLONES static void apply_each(int which, const double *x, double *out, Py_ssize_t n)
-{
-    if (which == 0)
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = exp_full(x[i]);
-    else if (which == 1)
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = exp_tame(x[i]);
-    else if (which == 2)
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = log_pos(x[i]);
-    else
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[i] = log1p_pos(x[i]);
-}
+#define DEF_APPLY(isa, name, ATTR)                                                          \
+    ATTR static void apply_each_##isa(int which, const double *x, double *out, Py_ssize_t n) \
+    {                                                                                       \
+        if (which == 0)                                                                     \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = exp_full(x[i]);                                                    \
+        else if (which == 1)                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = exp_tame(x[i]);                                                    \
+        else if (which == 2)                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = log_pos(x[i]);                                                     \
+        else                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = log1p_pos(x[i]);                                                   \
+    }
+FOR_EACH_ISA(DEF_APPLY)
 
 #pragma GCC pop_options
+
+/* ------------------------------------------------------------------ instruction sets */
+
+enum { INDEX, SIGMOID, SOFT }; /* the kernels */
+
+typedef void KernelFn(const void *z, Py_ssize_t c, const void *labels, double *loss,
+                      Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi);
+typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
+
+/* One instruction set's copy of the entry points: kernel[INDEX, SIGMOID or SOFT][float64?] */
+typedef struct {
+    const char *name;
+    KernelFn *kernel[3][2];
+    ApplyFn *apply;
+} Isa;
+
+#define ISA_ENTRY(isa, name, ATTR)                                                          \
+    {name,                                                                                  \
+     {{rows32_##isa, rows64_##isa}, {sigmoid32_##isa, sigmoid64_##isa},                     \
+      {soft32_##isa, soft64_##isa}},                                                        \
+     apply_each_##isa},
+static const Isa isas[] = {FOR_EACH_ISA(ISA_ENTRY)};
+#define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
+
+static const Isa *active; /* chosen once, when the module is imported */
+
+/* Whether this CPU runs the instruction set isas[i]. */
+static int cpu_runs(int i)
+{
+#ifdef X86_ISAS
+    __builtin_cpu_init();
+    if (strcmp(isas[i].name, "x86-64-v4") == 0)
+        return __builtin_cpu_supports("x86-64-v4") != 0;
+    if (strcmp(isas[i].name, "x86-64-v3") == 0)
+        return __builtin_cpu_supports("x86-64-v3") != 0;
+#endif
+    return strcmp(isas[i].name, "default") == 0;
+}
+
+/* The instruction sets this CPU runs, as "a, b, c", into buf. */
+static void runnable_names(char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < N_ISAS; i++) {
+        if (!cpu_runs(i))
+            continue;
+        if (buf[0])
+            strncat(buf, ", ", size - strlen(buf) - 1);
+        strncat(buf, isas[i].name, size - strlen(buf) - 1);
+    }
+}
+
+/* Set `active`: the copy CECHECK_KERNEL_ISA names, or the best this CPU runs. 0 and an
+ * ImportError if the variable names a copy this build lacks or this CPU cannot run. */
+static int choose_isa(void)
+{
+    const char *want = getenv("CECHECK_KERNEL_ISA");
+    char runnable[128];
+    runnable_names(runnable, sizeof runnable);
+    for (int i = 0; i < N_ISAS; i++) {
+        int named = want && want[0] && strcmp(want, isas[i].name) == 0;
+        if (named && !cpu_runs(i)) {
+            PyErr_Format(PyExc_ImportError,
+                         "CECHECK_KERNEL_ISA=%s: this CPU cannot run that kernel; it runs %s",
+                         want, runnable);
+            return 0;
+        }
+        if (named || ((!want || !want[0]) && cpu_runs(i))) {
+            active = &isas[i];
+            return 1;
+        }
+    }
+    PyErr_Format(PyExc_ImportError, "CECHECK_KERNEL_ISA=%s: no such kernel; this CPU runs %s",
+                 want ? want : "", runnable);
+    return 0;
+}
 
 /* ------------------------------------------------------------------ Python */
 
@@ -995,8 +1119,6 @@ static int check_size(Py_buffer *b, Py_ssize_t want, const char *name)
     }
     return 1;
 }
-
-enum { INDEX, SIGMOID, SOFT }; /* the kernels */
 
 /* Parse (z, itemsize, n, c, labels, loss, bits, lo, hi), check every buffer's size
  * (labels: int64 (n,) for INDEX, float64 (n, c) for the others) and run the kernel on rows
@@ -1029,19 +1151,9 @@ static PyObject *run_rows(PyObject *args, int kernel)
             }
         }
     }
+    KernelFn *run = active->kernel[kernel][itemsize == 8];
     Py_BEGIN_ALLOW_THREADS
-    if (kernel == SIGMOID && itemsize == 4)
-        sigmoid32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
-    else if (kernel == SIGMOID)
-        sigmoid64(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
-    else if (kernel == SOFT && itemsize == 4)
-        soft32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
-    else if (kernel == SOFT)
-        soft64(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
-    else if (itemsize == 4)
-        rows32(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
-    else
-        rows64(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
+    run(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -1107,7 +1219,7 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     else if (x.len % 8 != 0)
         PyErr_SetString(PyExc_ValueError, "x is not a float64 buffer");
     else if (check_size(&out, x.len, "out")) {
-        apply_each(which, x.buf, out.buf, x.len / 8);
+        active->apply(which, x.buf, out.buf, x.len / 8);
         result = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&x);
@@ -1115,7 +1227,36 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     return result;
 }
 
+PyDoc_STRVAR(isa_doc, "isa()\n\n"
+                      "The instruction set of the kernels in use: x86-64-v4, x86-64-v3 or default.");
+
+static PyObject *py_isa(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyUnicode_FromString(active->name);
+}
+
+PyDoc_STRVAR(isas_doc, "isas()\n\n"
+                       "{name: whether this CPU runs it} for each instruction set the kernels\n"
+                       "were compiled for, best first. CECHECK_KERNEL_ISA=name, set before the\n"
+                       "import, forces one (the import fails if this CPU cannot run it).");
+
+static PyObject *py_isas(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    PyObject *d = PyDict_New();
+    for (int i = 0; d && i < N_ISAS; i++) {
+        if (PyDict_SetItemString(d, isas[i].name, cpu_runs(i) ? Py_True : Py_False) < 0)
+            Py_CLEAR(d);
+    }
+    return d;
+}
+
 static PyMethodDef methods[] = {
+    {"isa", py_isa, METH_NOARGS, isa_doc},
+    {"isas", py_isas, METH_NOARGS, isas_doc},
     {"multiclass_index", py_multiclass_index, METH_VARARGS, multiclass_index_doc},
     {"sigmoid", py_sigmoid, METH_VARARGS, sigmoid_doc},
     {"soft", py_soft, METH_VARARGS, soft_doc},
@@ -1128,4 +1269,9 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernel(void)
+{
+    if (!choose_isa())
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -5,8 +5,14 @@ the engine once and renders the :class:`~cecheck.report.Report`. The report goes
 (or ``-o FILE``); messages for people (warnings, progress, the closing sentence of a JSON or
 CSV run) go to stderr, so machine output stays clean.
 
+A report written with ``-o`` reaches its file only when the run succeeds
+(:func:`cecheck.atomicfile.atomic_text_file`); an ``-o`` that names one of the inputs is
+refused before anything is read or written.
+
 Exit codes: 0 ran, whatever was flagged; 1 a ``--fail-on`` condition was met; 2 a usage or
-input error, said in one line on stderr.
+input error, said in one line on stderr; 130 interrupted (Ctrl-C, SIGINT), as shells report
+it; 141 (128 + SIGPIPE, what a shell reports for a program killed by a closed pipe) stdout
+was closed by its reader, as in ``cecheck compare ... | head``, ended without a message.
 
 The input and settings options are decorators (:func:`input_options`,
 :func:`settings_options`) so that other commands can take the same options.
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +36,7 @@ from cecheck import __version__, engine, inputs
 from cecheck import framework_view as fv
 from cecheck import frameworks as fw
 from cecheck import precision as prec
+from cecheck.atomicfile import atomic_text_file
 from cecheck.errors import InputError
 from cecheck.output.base import Options
 from cecheck.output.reporters import REPORTERS
@@ -42,6 +51,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Inputs with more logits than this get a progress bar (when stderr is a terminal).
 PROGRESS_ELEMENTS = 1 << 24
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE
 
 
 class InputFailure(click.ClickException):
@@ -94,9 +105,10 @@ def parse_label_column(_ctx: click.Context, _param: click.Parameter, value: str)
 def input_options(f: F) -> F:
     """LOGITS [LABELS] and the options that say how to read them."""
     decorators = [
-        click.argument("logits", type=click.Path(dir_okay=True), metavar="LOGITS"),
+        # No click checks: cecheck says what is wrong with a file in one line (open_source).
+        click.argument("logits", type=click.Path(readable=False), metavar="LOGITS"),
         click.argument(
-            "labels", type=click.Path(dir_okay=True), required=False, metavar="[LABELS]"
+            "labels", type=click.Path(readable=False), required=False, metavar="[LABELS]"
         ),
         click.option(
             "--task",
@@ -269,6 +281,11 @@ def open_source(
         )
     except (InputError, ValueError) as e:
         raise InputFailure(_one_line(e)) from None
+    except OSError as e:  # such as a file the user may not read
+        name = e.filename if e.filename is not None else logits
+        denied = e.errno in (errno.EACCES, errno.EPERM)
+        what = "check its permissions" if denied else "check the file"
+        raise InputFailure(f"cannot read {name} ({e.strerror or e}): {what}") from None
 
 
 def make_settings(
@@ -303,25 +320,70 @@ def progress_bar(source: inputs.Source, quiet: bool) -> Iterator[Callable[[int],
         yield lambda done: bar.update(task, completed=done)
 
 
+def check_output(output: str | None, fmt: str, *read: str | None) -> None:
+    """Refuse, before anything is read or written, an ``-o`` that is a directory, one of the
+    files the command reads (``read``: inputs, class-weights file; the same file by any name),
+    or an existing file the user may not write."""
+    if output is None or output == "-":
+        return
+    if os.path.isdir(output):
+        example = os.path.join(output, f"report.{'txt' if fmt == 'table' else fmt}")
+        raise InputFailure(f"-o {output} is a directory: give a file name, such as {example}")
+    if any(path is not None and _same_file(output, path) for path in read):
+        raise InputFailure(f"-o {output} is one of the inputs")
+    if os.path.exists(output) and not os.access(output, os.W_OK):
+        raise InputFailure(f"cannot write {output} (Permission denied): check its permissions")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)  # symlinks, hard links, ./a and a
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 @contextlib.contextmanager
 def output_stream(path: str | None) -> Iterator[TextIO]:
-    """``-o FILE`` opened for writing, or stdout."""
+    """``-o FILE``, written whole or not at all (:func:`atomic_text_file`), or stdout."""
     if path is None or path == "-":
         yield sys.stdout
         return
-    try:
-        f = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
-    except OSError as e:
-        raise InputFailure(f"cannot write {path}: {e.strerror or e}") from None
-    with f:
+    with contextlib.ExitStack() as stack:
+        try:
+            f = stack.enter_context(atomic_text_file(path))
+        except OSError as e:
+            raise InputFailure(
+                f"cannot write {path} ({e.strerror or e}): check that its directory exists "
+                "and that you may write there"
+            ) from None
         yield f
+
+
+class _ReportConsole(Console):
+    """A Console that lets a closed pipe reach :meth:`_Group.invoke` (rich would exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def report_console(out: TextIO) -> Console:
     """A rich Console writing to ``out``: colour only on a terminal (and not with NO_COLOR)."""
     if out is sys.stdout:
-        return Console(highlight=False)
-    return Console(file=out, highlight=False, color_system=None, width=100)
+        return _ReportConsole(highlight=False)
+    return _ReportConsole(file=out, highlight=False, color_system=None, width=100)
+
+
+def _silence_stdout() -> None:
+    """Python's recipe for a closed pipe (see the signal module's note on SIGPIPE): devnull
+    over stdout's descriptor, so the flush at exit writes nowhere instead of failing."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def say(message: str, quiet: bool) -> None:
@@ -333,7 +395,26 @@ def say(message: str, quiet: bool) -> None:
 # ---------------------------------------------------------------- the commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``cecheck`` group: a command ended by Ctrl-C exits 130 with one line on stderr
+    (click would say ``Aborted!`` and exit 1, the code of ``--fail-on``); one whose stdout
+    reader went away exits 141 without a word."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()  # a closed pipe shows here when the report fit the buffer
+        except KeyboardInterrupt:
+            click.echo("Interrupted (Ctrl-C)", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            _silence_stdout()
+            ctx.exit(EXIT_CLOSED_PIPE)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="cecheck")
 def cecheck() -> None:
     """Find the rows where a cross-entropy loss blows up, and say why.
@@ -381,9 +462,10 @@ def cecheck() -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(readable=False),  # checked by check_output, in one line
     default=None,
-    help="Write the report to this file instead of stdout.",
+    help="Write the report to this file instead of stdout; it is replaced only when the run "
+    "succeeds.",
 )
 @click.option(
     "--fail-on",
@@ -440,7 +522,7 @@ def compare(
       cecheck compare logits.npy labels.npy --format csv > rows.csv
 
     Exit codes: 0 ran (rows may be flagged); 1 a --fail-on condition was met; 2 a usage or
-    input error.
+    input error; 130 interrupted (Ctrl-C); 141 stdout closed by its reader.
     """
     if all_rows and not REPORTERS[fmt].all_rows:
         raise click.UsageError(
@@ -452,6 +534,8 @@ def compare(
             "--fail-on diverged needs float64 in --dtypes: divergence is judged against "
             "the same path in float64"
         )
+    weights_file = class_weights.strip() if class_weights is not None else None
+    check_output(output, fmt, logits, labels, weights_file)
     settings = make_settings(dtypes, ignore_index, rtol, atol, top)
     source = open_source(
         logits,
@@ -530,6 +614,14 @@ def _render(
     show_default=True,
     help="table: the steps for people; json: the same steps as strict JSON.",
 )
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(readable=False),  # checked by check_output, in one line
+    default=None,
+    help="Write the trace to this file instead of stdout; it is replaced only when the run "
+    "succeeds.",
+)
 def trace_command(
     logits: str,
     labels: str | None,
@@ -544,6 +636,7 @@ def trace_command(
     row: str | None,
     path_choice: str,
     fmt: str,
+    output: str | None,
 ) -> None:
     """Walk one row's loss step by step in each path and dtype; mark the first bad step.
 
@@ -559,8 +652,10 @@ def trace_command(
       cecheck trace sample_data/sequence.npz --row 2,5 --dtypes float16,float32
       cecheck trace sample_data/binary_sweep.csv --row 0 --path naive --format json
 
-    Exit codes: 0 traced; 2 a usage or input error (such as a row out of range).
+    Exit codes: 0 traced; 2 a usage or input error (such as a row out of range); 130
+    interrupted (Ctrl-C); 141 stdout closed by its reader.
     """
+    check_output(output, fmt, logits, labels)
     settings = make_settings(dtypes, ignore_index, rtol, atol, 1)
     source = open_source(
         logits,
@@ -592,10 +687,11 @@ def trace_command(
     except ValueError as e:
         raise InputFailure(f"row {pick.row}: {_one_line(e)}") from None
     t = dataclasses.replace(t, row=pick.row, index=pick.index, origin=pick.origin)
-    if fmt == "json":
-        write_trace_json(t, sys.stdout)
-    else:
-        print_trace(t, report_console(sys.stdout))
+    with output_stream(output) as out:
+        if fmt == "json":
+            write_trace_json(t, out)
+        else:
+            print_trace(t, report_console(out))
 
 
 def main() -> None:

@@ -199,9 +199,7 @@ def iter_chunks(
 ) -> Iterator[ChunkResult]:
     """Evaluate ``source`` chunk by chunk, in row order."""
     start = 0
-    use_fast = not fv.active(s) and fast.usable(
-        source.task, source.label_form, s.dtypes, source.n_rows, source.n_classes
-    )
+    use_fast = not fv.active(s) and fast.usable(source.task, source.label_form, s.dtypes)
     if use_fast:
         yield from _pipelined(source, s, progress)
         return

@@ -17,8 +17,9 @@ How the kernels stay an honest emulation of each path
 * Sums over classes are in the path's dtype: 16 lanes within a block of 256 terms, then the
   block results merged pairwise: as accurate as numpy's pairwise sum (a term passes through
   16 additions in its block, 4 across lanes and log2(blocks) after), in a different order,
-  so not bit-identical. Rows of at most 16 classes go 8 at a time, one per vector lane, and
-  sum their terms in order.
+  so not bit-identical. Rows of at most 16 classes go 8 at a time, one per vector lane, in the
+  same order: a row's bits never depend on its neighbours, nor on the CPU (every
+  instruction-set copy of the kernel gives the same bits, tests/test_kernel_clones.py).
 * ``exp`` is a polynomial in float64 (Cody-Waite reduction, a degree-11 fit, about 1 ulp) that
   the compiler vectorises; libm's exp is a scalar call. A float32 exp is that float64 exp
   rounded to float32: the correctly rounded float32 exp except in rare double-rounding cases,
@@ -73,9 +74,6 @@ from cecheck.losses import PathResult
 
 Array = npt.NDArray
 
-# Below this many logits the numpy path takes a few tens of milliseconds, and small inputs
-# keep the specification's exact values.
-MIN_ELEMENTS = 1 << 20
 # Bytes of logits per chunk on the fast path: big enough that per-chunk work in numpy
 # (labels, diagnosis, totals) is small next to the kernel, small enough to stay far below
 # the memory budget.
@@ -83,6 +81,14 @@ CHUNK_BYTES = 32 << 20
 # Rows per chunk at most: bounds the (rows, flags) matrices of the diagnosis.
 MAX_CHUNK_ROWS = 1 << 17
 DTYPES = ("float32", "float64")
+# The label forms of each task the kernels compute: multiclass index labels (the index
+# kernel), one-hot or soft labels (the soft-label kernel), binary and multi-hot targets (the
+# sigmoid kernel); the losses.family of each is what compute() dispatches on.
+FORMS = {
+    "multiclass": ("index", "onehot", "soft"),
+    "binary": ("binary",),
+    "multilabel": ("multihot",),
+}
 LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Bits of the per-row status bytes the kernels write (as in _kernel.c): the multiclass
@@ -101,9 +107,9 @@ def installed() -> bool:
 
 
 def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
-    """Whether the fast path computes this task, label form and set of dtypes: every task
-    and label form, in float32 and float64 only."""
-    return set(dtypes) <= set(DTYPES)
+    """Whether the kernels compute this task, label form and set of dtypes: a task and label
+    form of :data:`FORMS`, in float32 and float64 only."""
+    return label_form in FORMS.get(task, ()) and set(dtypes) <= set(DTYPES)
 
 
 def compute(
@@ -118,19 +124,18 @@ def compute(
     return sigmoid(logits, target, dtypes)
 
 
-def usable(task: str, label_form: str, dtypes: Sequence[str], n_rows: int, n_classes: int) -> bool:
-    """Whether to take the fast path: covered, the kernel built, and the input big enough.
+def usable(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
+    """Whether to take the fast path: covered and the kernel built.
 
-    The environment variable ``CECHECK_NO_KERNEL`` (any non-empty value) turns it off, to
-    compare with, or fall back to, the numpy specification.
+    Never a question of the input's size: a row gets the same losses, and so the same
+    flags, alone or in a file of a billion rows (the kernel and numpy differ by a few ulp,
+    enough to move a row that sits on a threshold). The environment variable
+    ``CECHECK_NO_KERNEL`` (any non-empty value) turns it off, to compare with, or fall back
+    to, the numpy specification.
     """
     if os.environ.get("CECHECK_NO_KERNEL"):
         return False
-    return (
-        covers(task, label_form, dtypes)
-        and n_rows * max(n_classes, 1) >= MIN_ELEMENTS
-        and installed()
-    )
+    return covers(task, label_form, dtypes) and installed()
 
 
 def chunk_rows(n_classes: int, itemsize: int = 4) -> int:

@@ -239,7 +239,9 @@ def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
     rows = _rows(z.shape[0])
     k = np.argmax(z, axis=1)
     m = z[rows, k]
-    with np.errstate(invalid="ignore"):  # inf - inf on a non-finite row gives NaN, as it should
+    # invalid: inf - inf on a non-finite row gives NaN, as it should; over: z - m overflows
+    # to -inf for logits near -+1e308 (-1e308 - 1e308), whose exp is 0, the right term
+    with np.errstate(invalid="ignore", over="ignore"):
         e = np.exp(z - m[:, None])
     e[rows, k] = 0.0
     return k, m, e.sum(axis=1)

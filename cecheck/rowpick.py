@@ -119,4 +119,3 @@ def pick_row(
             0, index, "every flagged row has a label out of range or not a whole number, so row 0"
         )
     return RowPick(0, index, "no row is flagged, so row 0")
-

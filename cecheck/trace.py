@@ -43,7 +43,6 @@ ALL_CLASSES = 8  # rows with at most this many classes show every class
 TOP = 5  # otherwise: the target(s), the TOP largest logits, and the classes that went wrong
 
 
-
 # ---------------------------------------------------------------------- the data
 
 
@@ -283,7 +282,6 @@ def _row(
     if y.shape != z.shape:
         raise ValueError(f"the label has {y.shape[1]} values but the row {z.shape[1]} logits")
     return z, y, task, label_form
-
 
 
 # ---------------------------------------------------------------------- the walk

@@ -218,6 +218,7 @@ def test_iter_frames_streams_the_rows_of_to_frame_chunk_by_chunk(
 ) -> None:
     """Per-row results come in bounded chunks, and together they are exactly to_frame()."""
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 40)  # 4 rows of 10 classes a chunk
+    monkeypatch.setattr(engine.fast, "CHUNK_BYTES", 40 * 4)  # the same with the kernel
     rng = np.random.default_rng(9)
     logits = rng.standard_normal((10, 10))
     labels = rng.integers(0, 10, 10)

@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterator
 
 import mpmath
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.testing import assert_array_equal
 
 from cecheck import engine, fast, inputs, losses
 from cecheck import precision as prec
@@ -351,18 +353,32 @@ def test_engine_flags_and_causes_agree(dtypes: tuple[str, ...]) -> None:
     assert slow.diagnosis.flags.any(axis=0).sum() >= 7  # the input exercises many flags
 
 
-def test_usable_only_for_covered_big_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usable_for_every_covered_input_whatever_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
-    big = fast.MIN_ELEMENTS
-    assert fast.usable("multiclass", "index", ("float32", "float64"), big, 1)
-    assert not fast.usable("multiclass", "index", ("float32", "float64"), big - 1, 1)
-    assert not fast.usable("multiclass", "index", ("float16", "float32"), big, 1)
-    assert fast.usable("multiclass", "soft", ("float32",), big, 1)
-    assert fast.usable("binary", "binary", ("float32",), big, 1)
-    assert fast.usable("multilabel", "multihot", ("float64",), big, 1)
-    assert not fast.usable("multilabel", "multihot", ("bfloat16",), big, 1)
+    assert fast.usable("multiclass", "index", ("float32", "float64"))
+    assert not fast.usable("multiclass", "index", ("float16", "float32"))
+    assert fast.usable("multiclass", "soft", ("float32",))
+    assert fast.usable("multiclass", "onehot", ("float32",))
+    assert fast.usable("binary", "binary", ("float32",))
+    assert fast.usable("multilabel", "multihot", ("float64",))
+    assert not fast.usable("multilabel", "multihot", ("bfloat16",))
     monkeypatch.setenv("CECHECK_NO_KERNEL", "1")
-    assert not fast.usable("multiclass", "index", ("float32", "float64"), big, 1)
+    assert not fast.usable("multiclass", "index", ("float32", "float64"))
+
+
+@pytest.mark.parametrize(
+    ("task", "form"),
+    [
+        ("binary", "index"),
+        ("multiclass", "multihot"),
+        ("multilabel", "soft"),
+        ("regression", "index"),
+    ],
+)
+def test_covers_only_the_tasks_and_label_forms_the_kernels_compute(task: str, form: str) -> None:
+    assert not fast.covers(task, form, ("float32",))
 
 
 def test_reports_with_and_without_the_kernel_agree(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -376,7 +392,6 @@ def test_reports_with_and_without_the_kernel_agree(monkeypatch: pytest.MonkeyPat
     s = engine.Settings()
     slow_chunk, quick_chunk = _evaluate_both(z, y, s.dtypes)
     assert not _straddles(slow_chunk, quick_chunk, s).any()  # else a flag may flip
-    monkeypatch.setattr(fast, "MIN_ELEMENTS", 1)
     monkeypatch.setattr(fast, "CHUNK_BYTES", 256 * 64 * 4)  # 12 chunks: the pipeline runs
     monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
     quick = engine.compare(z, y, top=50)
@@ -466,7 +481,6 @@ def test_a_bad_later_chunk_comes_after_the_chunks_before_it(
                 raise InputError("logits.npy held fewer rows: was it changed?")
             yield chunk
 
-    monkeypatch.setattr(fast, "MIN_ELEMENTS", 1)
     monkeypatch.setattr(fast, "CHUNK_BYTES", 100 * 16 * 4)
     monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
     bad = dataclasses.replace(source, _read=failing)
@@ -654,3 +668,89 @@ def test_soft_engine_flags_and_causes_agree() -> None:
     near = _assert_same_diagnosis(slow, quick, s)
     assert near <= n // 100
     assert slow.diagnosis.flags.any(axis=0).sum() >= 6
+
+
+# ------------------------------------------------------------ the same answer at any size
+
+
+def _losses(frame: pd.DataFrame) -> pd.DataFrame:
+    """The loss columns of a to_frame() result, as one float64 array."""
+    return frame[[c for c in frame.columns if c.endswith(("float32", "float64", "reference"))]]
+
+
+def test_a_row_gets_the_same_losses_and_flags_alone_as_in_a_big_input() -> None:
+    """The kernel serves every size: rows of a run over 2**20 logits, run again alone and
+    ten at a time, give the same bits and flags (numpy for small inputs and the kernel for
+    big ones differed by a few ulp, and a borderline row's flags with them)."""
+    rng = np.random.default_rng(21)
+    n, c = 140_000, 8  # 1.12M logits
+    z = rng.standard_normal((n, c)) * rng.choice([1.0, 4.0, 30.0], (n, 1))
+    y = rng.integers(0, c, n)
+    y[::97] = -100
+    big = engine.compare(z, y).to_frame()
+    flagged = np.flatnonzero(big["flags"].str.contains("inaccurate").to_numpy())
+    assert flagged.size > 100
+    picks = np.concatenate([flagged[:: flagged.size // 20], rng.integers(0, n, 10), [0, 97]])
+    for i in picks:
+        alone = engine.compare(z[i : i + 1], y[i : i + 1]).to_frame()
+        assert_array_equal(_losses(alone).to_numpy()[0], _losses(big).to_numpy()[i])
+        assert alone["flags"][0] == big["flags"][i]
+    for i in picks[:8]:
+        lo = max(0, i - 4)
+        ten = engine.compare(z[lo : lo + 10], y[lo : lo + 10]).to_frame()
+        assert_array_equal(_losses(ten).to_numpy(), _losses(big).to_numpy()[lo : lo + 10])
+        assert list(ten["flags"]) == list(big["flags"][lo : lo + 10])
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "numpy"])
+@pytest.mark.parametrize("c", [2, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_loss_is_negative_when_the_target_wins_by_far(
+    kernel: bool, c: int, dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loss is -log(p) with p <= 1, or a sum of such terms: never below 0. The x86-64-v4
+    kernel once gave 33,341 negative naive float32 losses on 600,000 rows like these."""
+    if kernel:
+        monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
+    else:
+        monkeypatch.setenv("CECHECK_NO_KERNEL", "1")
+    rng = np.random.default_rng(c)
+    n = 20_000
+    z = rng.uniform(-20, 50, (n, c))
+    y = rng.integers(0, c, n)
+    z[np.arange(n), y] += rng.uniform(15, 80, n)  # the target wins by 15 to 80
+    z = z.astype(dtype)
+    onehot = np.eye(c)[y]
+    for task, labels in (("multiclass", y), ("multiclass", onehot), ("multilabel", onehot)):
+        losses_ = _losses(engine.compare(z, labels, task=task).to_frame()).to_numpy()
+        assert not (losses_ < 0).any(), f"{task}: {(losses_ < 0).sum()} negative losses"
+    binary = _losses(engine.compare(z[:, 0] - z[:, 1], (y == 0) * 1.0, task="binary").to_frame())
+    assert not (binary.to_numpy() < 0).any()
+
+
+def test_regression_naive_float32_of_a_dominant_target_is_zero() -> None:
+    """z = [10.85, 41.21], y = 1: exp(10.85) is below half a float32 ulp of exp(41.21), so
+    p = 1 and the naive float32 loss is 0, as numpy says; the x86-64-v4 kernel gave 1.5e-6
+    (the row 8 times: short rows go 8 at a time, one per vector lane)."""
+    z = np.tile([10.85, 41.21], (8, 1))
+    y = np.ones(8, dtype=np.int64)
+    assert losses.naive_multiclass(z, y, prec.get("float32")).loss[0] == 0.0
+    results, _, _ = fast.multiclass_index(z, y, DTYPES)
+    assert_array_equal(results[("naive", "float32")].loss, np.zeros(8))
+    results, _, _ = fast.multiclass_index(z[:1], y[:1], DTYPES)
+    assert results[("naive", "float32")].loss[0] == 0.0
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 7, 8, 9, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_short_row_gets_the_same_bits_in_a_batch_as_alone(c: int, dtype: type) -> None:
+    """Short rows go 8 at a time when all 8 are tame, else one by one: the same bits."""
+    rng = np.random.default_rng(c)
+    z = (rng.standard_normal((16, c)) * 5).astype(dtype)
+    y = rng.integers(0, c, 16)
+    z[9, 0] = 500.0  # the second batch has a row beyond the tame range: computed row by row
+    together, _, _ = fast.multiclass_index(z, y, DTYPES)
+    for i in range(16):
+        alone, _, _ = fast.multiclass_index(z[i : i + 1], y[i : i + 1], DTYPES)
+        for key, r in together.items():
+            assert_array_equal(alone[key].loss, r.loss[i : i + 1], err_msg=f"{key} row {i}")

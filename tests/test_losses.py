@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
+import cecheck
 from cecheck import losses
 from cecheck.losses import PathResult
 from cecheck.precision import DTYPES, Precision, get
@@ -547,3 +548,19 @@ def test_recording_changes_no_loss_and_ends_at_the_loss(kind: str) -> None:
     assert np.array_equal(recorded, reference(z, y), equal_nan=True)
     assert steps.calls[-1][0] == "loss"
     assert steps.calls[-1][2] is recorded
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "numpy"])
+def test_logits_near_the_float64_limit_raise_no_warning(
+    kernel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """z - max overflows to -inf for logits near +-1e308 (exp(-inf) = 0 is the right term):
+    expected, so no RuntimeWarning reaches the user (pytest turns warnings into errors)."""
+    if kernel:
+        monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
+    else:
+        monkeypatch.setenv("CECHECK_NO_KERNEL", "1")
+    z = np.array([[1e308, -1e308, 0.0], [1.0, 2.0, 3.0]])
+    frame = cecheck.compare(z, np.array([0, 1])).to_frame()
+    assert frame["reference"][0] == 0.0  # exp(-1e308 - 1e308) and exp(-1e308) are 0
+    assert frame["stable_float64"][0] == 0.0

@@ -1,0 +1,45 @@
+"""Write a file all at once or not at all.
+
+:func:`atomic_text_file` writes to a temporary file beside the target and renames it over
+the target only when the block ends without an exception. A run that fails, is interrupted
+(Ctrl-C) or loses its pipe leaves the previous file as it was and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from typing import TextIO
+
+
+@contextlib.contextmanager
+def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """A text stream (UTF-8, newlines as written) that becomes ``path`` when the block succeeds.
+
+    The temporary file is in the target's directory, so the final :func:`os.replace` is one
+    atomic rename. It is created with the permissions of a newly created file (0o666 less
+    the umask), or those of the file it replaces. A symlink is written through: the file it
+    points to is replaced and the link kept. Raises OSError if the temporary file cannot be
+    created or written; on any exception (KeyboardInterrupt included) the temporary file is
+    removed and the exception propagates.
+    """
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
+    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(temp, flags, 0o666)  # the umask applies, as to any new file
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temp, stat.S_IMODE(os.stat(target).st_mode))
+        with open(fd, "w", encoding="utf-8", newline="") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise

@@ -1,0 +1,341 @@
+"""PyTorch's batch mean: :class:`BatchMeans` streams ``reduction="mean"`` over consecutive
+batches of B rows (the last batch may be shorter, as a DataLoader with ``drop_last=False``
+gives it), and says why a batch mean is NaN or infinite. Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray
+
+
+@dataclass(frozen=True)
+class BatchIssue:
+    """A batch whose mean is NaN or infinite in at least one column."""
+
+    batch: int  # 0-based batch number
+    first_row: int  # its first row
+    rows: int  # rows in it (the last batch may be shorter)
+    ignored: int  # rows with ignore_index
+    means: dict[str, float]  # every column's batch mean
+    reasons: dict[str, str]  # column -> why, for the non-finite columns only
+
+    @property
+    def reason(self) -> str:
+        """The distinct reasons, joined: often one sentence for every column."""
+        return "; ".join(dict.fromkeys(self.reasons.values()))
+
+
+@dataclass(frozen=True)
+class ColumnBatches:
+    """One column's batch means over the whole input."""
+
+    nan: int  # batches whose mean is NaN
+    inf: int  # batches whose mean is infinite
+    worst_batch: int | None  # the finite batch with the largest mean
+    worst_mean: float | None
+
+    @property
+    def nonfinite(self) -> int:
+        return self.nan + self.inf
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """PyTorch's ``reduction="mean"`` per batch of ``batch_size`` rows: plain data."""
+
+    batch_size: int
+    batches: int
+    rows: int
+    columns: dict[str, ColumnBatches]
+    issues: list[BatchIssue]  # the first ``max_issues`` non-finite batches, in order
+    nonfinite_batches: int  # batches non-finite in at least one column, all of them
+    ignore_index: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.nonfinite_batches > len(self.issues)
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON ``batches`` object (floats raw: the report makes non-finite ones strings)."""
+        return {
+            "batch_size": self.batch_size,
+            "count": self.batches,
+            "rows": self.rows,
+            "last_batch_rows": self.rows - (self.batches - 1) * self.batch_size
+            if self.batches
+            else 0,
+            "reduction": "mean",
+            "rule": BATCH_RULE,
+            "columns": {
+                c: {
+                    "nan": s.nan,
+                    "inf": s.inf,
+                    "worst_batch": s.worst_batch,
+                    "worst_mean": s.worst_mean,
+                }
+                for c, s in self.columns.items()
+            },
+            "nonfinite_batches": self.nonfinite_batches,
+            "nonfinite": [
+                {
+                    "batch": i.batch,
+                    "first_row": i.first_row,
+                    "rows": i.rows,
+                    "ignored": i.ignored,
+                    "means": dict(i.means),
+                    "reasons": dict(i.reasons),
+                }
+                for i in self.issues
+            ],
+            "truncated": self.truncated,
+        }
+
+
+BATCH_RULE = (
+    "PyTorch reduction='mean' over consecutive batches: the sum of the row losses (class "
+    "weight included) over the rows that are not ignore_index, divided by the sum of their "
+    "target classes' weights (the row count for soft, binary and multilabel targets); "
+    "computed in float64"
+)
+
+
+@dataclass
+class _Segments:
+    """Per-batch totals of consecutive rows, one entry per batch (or part of one).
+
+    ``rows``, ``ignored``, ``weight``, and per column: ``sums`` of the values of the rows not
+    ignored, the number of those rows whose value is NaN (``nan``) or infinite (``inf``), and
+    the first such row (``first_nan``, ``first_inf``; ``_NO_ROW`` when there is none).
+    """
+
+    rows: Array
+    ignored: Array
+    weight: Array
+    sums: dict[str, Array]
+    nan: dict[str, Array]
+    inf: dict[str, Array]
+    first_nan: dict[str, Array]
+    first_inf: dict[str, Array]
+
+    def take(self, sl: slice) -> _Segments:
+        def part(d: dict[str, Array]) -> dict[str, Array]:
+            return {c: v[sl] for c, v in d.items()}
+
+        return _Segments(
+            self.rows[sl],
+            self.ignored[sl],
+            self.weight[sl],
+            part(self.sums),
+            part(self.nan),
+            part(self.inf),
+            part(self.first_nan),
+            part(self.first_inf),
+        )
+
+    def merge_first(self, other: _Segments) -> None:
+        """Add ``other`` (one segment: the open batch) into this one's first segment."""
+        self.rows[0] += other.rows[0]
+        self.ignored[0] += other.ignored[0]
+        self.weight[0] += other.weight[0]
+        for c in self.sums:
+            self.sums[c][0] += other.sums[c][0]
+            self.nan[c][0] += other.nan[c][0]
+            self.inf[c][0] += other.inf[c][0]
+            self.first_nan[c][0] = min(self.first_nan[c][0], other.first_nan[c][0])
+            self.first_inf[c][0] = min(self.first_inf[c][0], other.first_inf[c][0])
+
+
+_NO_ROW = np.iinfo(np.int64).max
+
+
+class BatchMeans:
+    """Stream PyTorch's per-batch ``reduction="mean"`` over consecutive chunks of rows.
+
+    Feed every chunk in row order with :meth:`add`; a batch may straddle chunks. Memory is
+    bounded: per column the count of NaN and infinite batches and the worst finite mean, and
+    the first ``max_issues`` non-finite batches with a reason for each column. Complete
+    batches are handled in numpy, so small batches cost no Python loop per batch.
+
+    The mean is computed in float64 from the per-row values (each already rounded to its
+    column's dtype by the path that produced it) and is not rounded back to that dtype. That
+    matches PyTorch up to the last bit of the mean: PyTorch sums float16 and bfloat16 losses
+    in float32, so no intermediate sum overflows there either, and a mean of finite values
+    is never larger than the largest of them.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        columns: list[str] | tuple[str, ...],
+        *,
+        ignore_index: int = -100,
+        max_issues: int = 100,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be a positive number of rows, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.columns = tuple(columns)
+        self.ignore_index = ignore_index
+        self.max_issues = max_issues
+        self.rows = 0  # rows seen
+        self.batches = 0  # batches completed
+        self._open: _Segments | None = None  # the batch not complete yet
+        self._nan = dict.fromkeys(self.columns, 0)
+        self._inf = dict.fromkeys(self.columns, 0)
+        self._worst: dict[str, tuple[int, float] | None] = dict.fromkeys(self.columns)
+        self._issues: list[BatchIssue] = []
+        self._nonfinite_batches = 0
+
+    def add(self, values: dict[str, Array], weights: Array, ignored: Array) -> dict[str, Array]:
+        """Take the next chunk; return the batches it completed, as columns of arrays.
+
+        ``values`` maps each column to its (n,) row losses as PyTorch's ``reduction="none"``
+        gives them (class weight included; ignored rows are left out whatever they hold).
+        ``weights`` is each row's share of the denominator
+        (:func:`~cecheck.frameworks.weighting.row_weights`), ``ignored`` the ``ignore_index``
+        rows. The returned dict holds ``batch``, ``first_row``, ``rows``, ``ignored``,
+        ``weight`` and one mean per column, one entry per completed batch (for a per-batch
+        CSV).
+        """
+        ignored = np.asarray(ignored, dtype=bool)
+        n = ignored.shape[0]
+        if n == 0:
+            return self._close(None)
+        rows = np.arange(self.rows, self.rows + n)
+        # Segment k covers rows[starts[k]:starts[k + 1]]: a new one wherever a batch begins.
+        starts = np.flatnonzero(rows % self.batch_size == 0)
+        if starts.size == 0 or starts[0] != 0:
+            starts = np.concatenate(([0], starts))
+        used = ~ignored
+        seg = _Segments(
+            rows=np.diff(np.append(starts, n)),
+            ignored=np.add.reduceat(ignored.astype(np.int64), starts),
+            weight=np.add.reduceat(np.where(ignored, 0.0, np.asarray(weights, np.float64)), starts),
+            sums={},
+            nan={},
+            inf={},
+            first_nan={},
+            first_inf={},
+        )
+        for c in self.columns:
+            v = np.asarray(values[c], dtype=np.float64)
+            nan, inf = np.isnan(v) & used, np.isinf(v) & used
+            seg.sums[c] = np.add.reduceat(np.where(used, v, 0.0), starts)
+            seg.nan[c] = np.add.reduceat(nan.astype(np.int64), starts)
+            seg.inf[c] = np.add.reduceat(inf.astype(np.int64), starts)
+            seg.first_nan[c] = np.minimum.reduceat(np.where(nan, rows, _NO_ROW), starts)
+            seg.first_inf[c] = np.minimum.reduceat(np.where(inf, rows, _NO_ROW), starts)
+        if self._open is not None:
+            seg.merge_first(self._open)
+        self.rows += n
+        complete = len(starts) if seg.rows[-1] == self.batch_size else len(starts) - 1
+        self._open = seg.take(slice(complete, None)) if complete < len(starts) else None
+        return self._close(seg.take(slice(0, complete)))
+
+    def flush(self) -> dict[str, Array]:
+        """Close the last, shorter batch if one is open; return it as :meth:`add` does."""
+        last, self._open = self._open, None
+        return self._close(last)
+
+    def _close(self, seg: _Segments | None) -> dict[str, Array]:
+        """Finish complete batches: their means, the counts, the worst, and the issues."""
+        k = 0 if seg is None else len(seg.rows)
+        batch = np.arange(self.batches, self.batches + k)
+        first = batch * self.batch_size
+        done: dict[str, Array] = {"batch": batch, "first_row": first}
+        if seg is None or k == 0:
+            done |= {"rows": batch, "ignored": batch, "weight": np.zeros(0)}
+            return done | {c: np.zeros(0) for c in self.columns}
+        done |= {"rows": seg.rows, "ignored": seg.ignored, "weight": seg.weight}
+        bad = np.zeros(k, dtype=bool)
+        with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 = NaN: PyTorch's answer
+            for c in self.columns:
+                mean = seg.sums[c] / seg.weight
+                done[c] = mean
+                finite = np.isfinite(mean)
+                self._nan[c] += int(np.isnan(mean).sum())
+                self._inf[c] += int(np.isinf(mean).sum())
+                bad |= ~finite
+                if finite.any():
+                    i = int(np.argmax(np.where(finite, mean, -np.inf)))
+                    worst = self._worst[c]
+                    if worst is None or mean[i] > worst[1]:
+                        self._worst[c] = (int(batch[i]), float(mean[i]))
+        self._nonfinite_batches += int(bad.sum())
+        room = self.max_issues - len(self._issues)
+        for i in np.flatnonzero(bad)[: max(room, 0)]:
+            means = {c: float(done[c][i]) for c in self.columns}
+            reasons = {
+                c: self._reason(seg, int(i), c, int(batch[i]), m)
+                for c, m in means.items()
+                if not np.isfinite(m)
+            }
+            self._issues.append(
+                BatchIssue(
+                    int(batch[i]),
+                    int(first[i]),
+                    int(seg.rows[i]),
+                    int(seg.ignored[i]),
+                    means,
+                    reasons,
+                )
+            )
+        self.batches += k
+        return done
+
+    def _reason(self, seg: _Segments, i: int, c: str, b: int, mean: float) -> str:
+        """One sentence on why column ``c`` of batch ``b`` (segment ``i``) has a non-finite mean."""
+        rows, first = int(seg.rows[i]), b * self.batch_size
+        span = f"batch {b} (rows {first}-{first + rows - 1})"
+        result = "NaN" if np.isnan(mean) else "inf"
+        if seg.ignored[i] == rows:
+            return (
+                f"every label in {span} is {self.ignore_index} (ignore_index): "
+                "PyTorch's mean is 0/0 = NaN"
+            )
+        if seg.nan[c][i]:
+            return _row_reason(
+                int(seg.first_nan[c][i]), int(seg.nan[c][i]), "a NaN loss", span, result
+            )
+        if seg.weight[i] == 0:
+            return (
+                f"every label in {span} that is not ignored has class weight 0: "
+                "PyTorch's mean is 0/0 = NaN"
+            )
+        if seg.inf[c][i]:
+            return _row_reason(
+                int(seg.first_inf[c][i]), int(seg.inf[c][i]), "an infinite loss", span, result
+            )
+        return f"the sum of the losses in {span} overflows: the mean is {result}"
+
+    def result(self) -> BatchSummary:
+        """The summary over every batch; closes the last, shorter batch first if open."""
+        self.flush()
+        columns = {}
+        for c in self.columns:
+            worst = self._worst[c]
+            columns[c] = ColumnBatches(
+                nan=self._nan[c],
+                inf=self._inf[c],
+                worst_batch=None if worst is None else worst[0],
+                worst_mean=None if worst is None else worst[1],
+            )
+        return BatchSummary(
+            batch_size=self.batch_size,
+            batches=self.batches,
+            rows=self.rows,
+            columns=columns,
+            issues=list(self._issues),
+            nonfinite_batches=self._nonfinite_batches,
+            ignore_index=self.ignore_index,
+        )
+
+
+def _row_reason(row: int, count: int, what: str, span: str, result: str) -> str:
+    more = f" ({count - 1} more row{'s' if count > 2 else ''} too)" if count > 1 else ""
+    return f"row {row} in {span} has {what}{more}: the mean is {result}"

@@ -1,0 +1,118 @@
+"""Label smoothing and class weights: PyTorch's ``cross_entropy`` with ``weight`` and
+``label_smoothing``, row by row and in its mean. Pure numpy, no I/O (the options' values are
+read and checked in :mod:`cecheck.frameworks.options`).
+
+PyTorch's ``cross_entropy(weight=w, label_smoothing=eps, reduction="none")`` is, per row,
+the soft-label loss ``-sum_c t'_c log_softmax(z)_c`` with targets
+
+    ``t'_c = w_c * ((1 - eps) * t_c + eps / C)``
+
+where ``t`` is the one-hot row of an index label, or the given soft row: PyTorch smooths soft
+targets too, mixing them with the uniform distribution just like hard ones. For index labels
+PyTorch computes ``(1 - eps) * w[y] * nll + eps / C * sum_c(-w_c log_softmax(z)_c)``
+(``cross_entropy_loss_label_smoothing`` in ``aten/src/ATen/native/LossNLL.cpp``), which is
+the same sum regrouped. Because every soft-label path of :mod:`cecheck.losses` is linear in
+the targets, :func:`smoothed_targets` lets the engine reuse them unchanged. With ``eps = 0``
+and index labels PyTorch does not go through that formula but through ``nll_loss``, whose row
+loss is ``w[y] * CE``: use :func:`apply_row_weights` on the index paths (the soft form would
+turn ``0 * log 0`` of the other classes into NaN where PyTorch gives a finite value).
+
+What ``reduction="mean"`` divides by differs: the sum of the target classes' weights over
+the rows that are not ``ignore_index`` for index labels, but the number of rows for soft
+targets, whatever the weights. :func:`row_weights` gives each row's share of that
+denominator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from cecheck.losses import PathResult
+from cecheck.precision import Precision
+
+Array = npt.NDArray
+
+SOFT_SMOOTHING_NOTE = (
+    "Like PyTorch, label smoothing is applied to soft targets too: they are mixed with the "
+    "uniform distribution, (1 - eps) * t + eps / C, even though they are already soft."
+)
+
+
+def _valid_index(labels: Array, n_classes: int) -> Array:
+    return (labels >= 0) & (labels < n_classes)
+
+
+def _check_form(label_form: str) -> None:
+    if label_form not in ("index", "onehot", "soft"):
+        raise ValueError(
+            "label smoothing and class weights apply to multiclass labels (index, one-hot or "
+            f"soft), not to {label_form} labels"
+        )
+
+
+def smoothed_targets(
+    labels: Array,
+    label_form: str,
+    n_classes: int,
+    eps: float = 0.0,
+    weights: Array | None = None,
+) -> Array:
+    """The (N, C) float64 targets ``t'_c = w_c * ((1 - eps) * t_c + eps / C)``.
+
+    Fed to the soft-label paths of :mod:`cecheck.losses`, they give PyTorch's
+    ``cross_entropy(weight=w, label_smoothing=eps, reduction="none")`` row by row, for index
+    labels (``t`` one-hot) and for one-hot or soft rows (smoothed too, as PyTorch does).
+    Index labels that are not a class (``ignore_index``, out of range) get a row of zeros, so
+    their loss is 0; the engine masks them as usual.
+    """
+    _check_form(label_form)
+    labels = np.asarray(labels)
+    if label_form == "index":
+        valid = _valid_index(labels, n_classes)
+        t = np.zeros((labels.shape[0], n_classes))
+        t[np.flatnonzero(valid), labels[valid]] = 1.0
+    else:
+        valid = np.ones(labels.shape[0], dtype=bool)
+        t = np.asarray(labels, dtype=np.float64)
+    out = (1.0 - eps) * t + eps / n_classes
+    if weights is not None:
+        out = out * np.asarray(weights, dtype=np.float64)
+    out[~valid] = 0.0
+    return out
+
+
+def row_weights(
+    labels: Array,
+    label_form: str,
+    n_classes: int,
+    weights: Array | None = None,
+    ignore_index: int = -100,
+) -> Array:
+    """Each row's share of the denominator of PyTorch's ``reduction="mean"``: (N,) float64.
+
+    Index labels: ``w[y]`` (1 without weights), 0 for ``ignore_index`` and out-of-range
+    labels. Every other label form: 1 (PyTorch divides soft-target, binary and multilabel
+    means by the number of rows, with or without weights). For index labels with
+    ``eps = 0`` this is also the factor PyTorch's ``nll_loss`` puts on each row's loss.
+    """
+    labels = np.asarray(labels)
+    if label_form != "index":
+        return np.ones(labels.shape[0])
+    valid = (labels != ignore_index) & _valid_index(labels, n_classes)
+    out = np.zeros(labels.shape[0])
+    out[valid] = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)[labels[valid]]
+    return out
+
+
+def apply_row_weights(result: PathResult, row_w: Array, p: Precision) -> PathResult:
+    """``w[y] * loss``, the product rounded to ``p`` (PyTorch's weighted ``nll_loss`` row)."""
+    with np.errstate(invalid="ignore"):  # 0 * inf = NaN, as PyTorch gives it
+        loss = p.round(p.cast(row_w) * result.loss)
+    return PathResult(
+        loss,
+        exp_overflow=result.exp_overflow,
+        prob_underflow=result.prob_underflow,
+        sigmoid_saturated=result.sigmoid_saturated,
+        zero_times_inf=result.zero_times_inf,
+    )

@@ -1,0 +1,95 @@
+"""Run every C kernel on fixed random and adversarial inputs; save the results to an .npz.
+
+``python tests/kernel_clone_run.py OUT.npz``, with ``CECHECK_KERNEL_ISA`` set to the kernel
+copy to run: tests/test_kernel_clones.py runs it once per copy and compares the files bit
+for bit. The inputs come from a fixed seed, so every run computes the same ones.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+from cecheck import _kernel, engine
+
+CLASSES = (1, 2, 3, 7, 16, 17, 300)
+ROWS = 45  # five batches of 8 short rows and a tail
+
+
+def _logits(rng: np.random.Generator, n: int, c: int) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, float64 logits) of every kind the kernels tell apart."""
+    yield "normal", rng.standard_normal((n, c)) * 3
+    margin = rng.standard_normal((n, c))
+    margin[:, -1] += rng.uniform(20, 100, n)  # the target (the last class) wins by far
+    yield "margin", margin
+    yield "wide", rng.uniform(-2000, 2000, (n, c))  # beyond the tame range: direct exps
+    yield "tiny", rng.standard_normal((n, c)) * 1e-40  # float32 subnormals and zeros
+    odd = rng.standard_normal((n, c)) * 10
+    picks = rng.integers(0, n * c, 4 * n)
+    specials = np.array([np.nan, np.inf, -np.inf, 1e39, -1e39, 1e308, -1e308, -0.0, 88.8, -104])
+    odd.flat[picks] = rng.choice(specials, picks.size)
+    yield "odd", odd
+
+
+def cases() -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(name, kernel, logits, labels) of every case, float32 and float64 logits."""
+    rng = np.random.default_rng(12)
+    for c in CLASSES:
+        for kind, z64 in _logits(rng, ROWS, c):
+            y = np.full(ROWS, c - 1, dtype=np.int64)
+            y[::3] = rng.integers(0, c, len(y[::3]))
+            soft = rng.dirichlet(np.ones(c), ROWS)
+            soft[::4, 0] = 0.0
+            hard = rng.integers(0, 2, (ROWS, c)).astype(np.float64)
+            hard[::5] = rng.uniform(0, 1, hard[::5].shape)
+            for dtype in (np.float32, np.float64):
+                with np.errstate(over="ignore"):  # 1e39 and beyond: inf in float32
+                    z = np.ascontiguousarray(z64.astype(dtype))
+                name = f"{kind}-{c}-{np.dtype(dtype).name}"
+                yield f"index-{name}", "multiclass_index", z, y
+                yield f"sigmoid-{name}", "sigmoid", z, hard
+                if c > 1:
+                    yield f"soft-{name}", "soft", z, soft
+
+
+def engine_with_ignored_rows() -> dict[str, np.ndarray]:
+    """The engine's values and flags on multiclass rows, some ignored (label -100)."""
+    rng = np.random.default_rng(13)
+    out: dict[str, np.ndarray] = {}
+    s = engine.Settings()
+    for c in (2, 7, 300):
+        z = rng.standard_normal((40, c)) * 4
+        z[::6, 0] += 60.0
+        y = rng.integers(0, c, 40)
+        y[::4] = s.ignore_index
+        r = engine.evaluate(z, y, "multiclass", "index", c, s, use_fast=True)
+        for column, values in r.values.items():
+            out[f"engine-{c}-{column}"] = values
+        out[f"engine-{c}-flags"] = np.array([";".join(f) for f in r.diagnosis.flag_lists()])
+    return out
+
+
+def run() -> dict[str, np.ndarray]:
+    """Every case's losses and status bits, and the kernel's exp and log on hard values."""
+    out: dict[str, np.ndarray] = {"isa": np.array(_kernel.isa())}
+    for name, kernel, z, labels in cases():
+        n, c = z.shape
+        loss = np.empty((5, n))
+        bits = np.empty(n, dtype=np.uint8)
+        getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, loss, bits, 0, n)
+        out[f"{name}-loss"], out[f"{name}-bits"] = loss, bits
+    x = np.random.default_rng(14).standard_normal(4096) * 300
+    x = np.concatenate([x, [0.0, -0.0, 709.78, 710.0, -745.1, -746.0, np.inf, -np.inf, np.nan]])
+    for fn in ("exp", "log", "log1p"):
+        arg = np.abs(x) if fn != "exp" else x
+        result = np.empty_like(arg)
+        _kernel.apply(fn, arg, result)
+        out[f"apply-{fn}"] = result
+    out.update(engine_with_ignored_rows())
+    return out
+
+
+if __name__ == "__main__":
+    np.savez(sys.argv[1], **run())
