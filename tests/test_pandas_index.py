@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from textcheck import flat
 
-import cecheck.inputs.delimited
+import cecheck.inputs.csv_arrow
 from cecheck import InputError, compare
 from cecheck.cli import cecheck as cecheck_cli
 from cecheck.inputs import HEAD_ROWS, open_inputs
@@ -53,7 +53,7 @@ def assert_index_left_out(source: cecheck.inputs.Source, column: str) -> None:
 
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many blocks of text for pyarrow's threads: many record batches per chunk."""
-    monkeypatch.setattr(cecheck.inputs.delimited, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "BLOCK_BYTES", 4096)
 
 
 @pytest.mark.parametrize("blocks", [False, True], ids=["one block", "many blocks"])
@@ -69,9 +69,7 @@ def test_to_csv_with_its_index(
     assert_index_left_out(open_inputs(path), "'Unnamed: 0'")
 
 
-def test_an_index_of_text_is_dropped_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_index_of_text_is_dropped_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # an index of text (sample ids) is not numbers: a column left out is never parsed
     small_blocks(monkeypatch)
     df = frame()

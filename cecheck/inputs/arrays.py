@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from cecheck.errors import InputError
@@ -56,8 +55,10 @@ def _from_torch(torch: Any, tensor: Any, name: str) -> np.ndarray:
         same_bits = _TORCH_FLOATS.get(str(t.dtype).removeprefix("torch."))
         if same_bits is None:
             return np.asarray(t.numpy())
+        import ml_dtypes  # only here and for the dtypes it made: it takes ~0.5 s to import
+
         bits, ml_dtype = same_bits  # numpy has no such float: read the bits, then view them
-        return t.contiguous().view(getattr(torch, bits)).numpy().view(ml_dtype)
+        return t.contiguous().view(getattr(torch, bits)).numpy().view(getattr(ml_dtypes, ml_dtype))
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
         raise InputError(
             f"{name} is a torch tensor cecheck cannot read ({reason(e)}): pass "
@@ -67,11 +68,11 @@ def _from_torch(torch: Any, tensor: Any, name: str) -> np.ndarray:
 
 # torch float formats numpy lacks: the integer type of the same width, and the ml_dtypes float
 _TORCH_FLOATS = {
-    "bfloat16": ("int16", ml_dtypes.bfloat16),
-    "float8_e4m3fn": ("uint8", ml_dtypes.float8_e4m3fn),
-    "float8_e4m3fnuz": ("uint8", ml_dtypes.float8_e4m3fnuz),
-    "float8_e5m2": ("uint8", ml_dtypes.float8_e5m2),
-    "float8_e5m2fnuz": ("uint8", ml_dtypes.float8_e5m2fnuz),
+    "bfloat16": ("int16", "bfloat16"),
+    "float8_e4m3fn": ("uint8", "float8_e4m3fn"),
+    "float8_e4m3fnuz": ("uint8", "float8_e4m3fnuz"),
+    "float8_e5m2": ("uint8", "float8_e5m2"),
+    "float8_e5m2fnuz": ("uint8", "float8_e5m2fnuz"),
 }
 
 
@@ -136,6 +137,8 @@ def _is_ml_float(dtype: np.dtype) -> bool:
     """True for the ml_dtypes floats (bfloat16, float8...), which numpy calls kind 'V'."""
     if dtype.kind != "V" or dtype.fields is not None:
         return False
+    import ml_dtypes  # loaded already: it made the dtype
+
     try:
         ml_dtypes.finfo(dtype)
     except ValueError:

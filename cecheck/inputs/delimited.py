@@ -1,11 +1,11 @@
-"""CSV and TSV files, read by pyarrow's streaming CSV reader.
+"""CSV and TSV files: every cell a float64, with a header row or without.
 
-pyarrow parses blocks of :data:`BLOCK_BYTES` of text on every core and hands over record
-batches, so memory is bounded by the block and chunk sizes, not the file. Every cell reads
-as float64, correctly rounded (as Python's ``float()``); a cell among :data:`NULL_VALUES`
-reads as NaN. The row count is taken by a first pass that splits the text into cells but
-converts none. The first record decides whether the file has a header: it has one unless
-every cell of it is a number or empty.
+The first record decides whether the file has a header: it has one unless every cell of it
+is a number or empty. The rows are read by pyarrow's streaming reader
+(:mod:`cecheck.inputs.csv_arrow`) where pyarrow is installed, else by pandas
+(:mod:`cecheck.inputs.csv_pandas`), whose values and one-line errors are the reference for
+both; pyarrow hands over to pandas any file, or the rest of one, that is not plain numbers.
+Either way the file is streamed: memory is bounded by the chunk size, not the file.
 """
 
 from __future__ import annotations
@@ -16,27 +16,20 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
 from cecheck.errors import InputError
+from cecheck.inputs.csv_arrow import ArrowCsv
+from cecheck.inputs.csv_pandas import PandasCsv
 from cecheck.inputs.files import reason
 from cecheck.inputs.source import HEAD_ROWS, Columns, grouped
 from cecheck.inputs.tables import Index, Table, table_reader
 
-BLOCK_BYTES = 1 << 20  # the text pyarrow parses at once, on one core
-# The cells that read as a missing value (NaN): pandas' defaults, which cecheck used before.
-NULL_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-               "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
-               "null")  # fmt: skip
 # pandas' name for a column with an empty header ("Unnamed: 0"; "Unnamed: 0.1" if repeated)
 _UNNAMED = re.compile(r"Unnamed: \d+(\.\d+)*")
 # the fewest rows whose first column holding 0, 1, 2, ... marks a headerless index
 INDEX_MIN_ROWS = 3
-# how pyarrow says which cell is not a number
-_NOT_A_NUMBER = re.compile(r"In CSV column #(\d+): CSV conversion error to double: "
-                           r"invalid value '(.*)'$", re.S)  # fmt: skip
 
 
 def open_csv(path: str) -> Table:
@@ -49,114 +42,39 @@ def open_tsv(path: str) -> Table:
 
 def _open(path: str, sep: str) -> Table:
     """A CSV/TSV file: every cell a float64, with or without a header row."""
-    try:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-    except ImportError:
-        raise InputError(
-            f"{path} is a CSV/TSV file, which cecheck reads with pyarrow: pip install pyarrow"
-        ) from None
-    first = _first_record(path, sep)
+    first, first_line_alone = _first_record(path, sep)
     header = not all(_is_number(c) for c in first)
     names = _pandas_names(first) if header else None
     if names is not None:
         columns = tuple(f"column {c!r}" for c in names)
     else:
         columns = tuple(f"column {j + 1}" for j in range(len(first)))
-    keys = [f"f{j}" for j in range(len(columns))]
     first_line = 2 if header else 1
+    by_pandas = PandasCsv(path, sep, header, columns)
+    by_arrow, n_rows = None, None
+    # pyarrow skips the header as the first line of text: only where it is that alone
+    if _have_pyarrow() and (first_line_alone or not header):
+        by_arrow = ArrowCsv(path, sep, int(header), len(columns))
+        n_rows = by_arrow.n_rows()
+    if n_rows is None:  # pandas reads it all
+        by_arrow, n_rows = None, by_pandas.n_rows()
 
-    def batches(types: dict[int, Any]) -> Iterator[Any]:
-        """The record batches of the columns ``types`` names (column -> pyarrow type)."""
-        wrong_width: list[Any] = []
-
-        def on_wrong_width(row: Any) -> str:  # pyarrow's threads call it: append is atomic
-            wrong_width.append(row)
-            return "error"
-
-        convert = pacsv.ConvertOptions(
-            include_columns=[keys[j] for j in types],
-            column_types={keys[j]: t for j, t in types.items()},
-            null_values=list(NULL_VALUES),
-            quoted_strings_can_be_null=True,
-        )
-        try:
-            with pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(
-                    column_names=keys, skip_rows=int(header), block_size=BLOCK_BYTES
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=sep, invalid_row_handler=on_wrong_width
-                ),
-                convert_options=convert,
-            ) as reader:
-                yield from reader
-        except (pa.ArrowException, OSError) as e:
-            raise problem(e, wrong_width) from None
-
-    def problem(error: Exception, wrong_width: list[Any]) -> InputError:
-        """The InputError of a pyarrow error, naming the line and column where it can."""
-        if wrong_width and header and wrong_width[0].actual_columns > len(keys):
-            return InputError(f"{path} has a row with more cells than the header: fix it")
-        text = reason(error)
-        if "UTF8" in text:
-            return InputError(f"{path} is not UTF-8 text: export it as a UTF-8 CSV")
-        match = _NOT_A_NUMBER.match(text)
-        if match is not None:
-            j, cell = int(match[1]), match[2]
-            row = row_of(j, cell)
-            if row is not None:
-                return not_a_number(row, j, cell)
-        return InputError(f"{path} cannot be parsed ({text}): fix the file")
-
-    def text(j: int) -> Iterator[tuple[int, Any]]:
-        """Column ``j`` read as text: (its first row, its cells) of each batch."""
-        start = 0
-        for batch in batches({j: pa.string()}):
-            yield start, batch.column(0)
-            start += batch.num_rows
-
-    def row_of(j: int, cell: str) -> int | None:
-        """The first row of column ``j`` that holds ``cell``."""
-        import pyarrow.compute as pc
-
-        for start, values in text(j):
-            at = pc.index(values, cell).as_py()
-            if at >= 0:
-                return start + int(at)
-        return None
-
-    def cell_at(j: int, row: int) -> str:
-        for start, values in text(j):
-            if row < start + len(values):
-                return str(values[row - start].as_py())
-        raise AssertionError(f"{path} has fewer than {row + 1} rows")
-
-    def not_a_number(row: int, j: int, cell: str) -> InputError:
-        return InputError(
-            f"{path} line {first_line + row}, {columns[j]}: {cell!r} is not a number: "
-            "fix or remove that cell"
-        )
-
-    def blocks(used: Sequence[int]) -> Iterator[Columns]:
-        """Blocks of rows as record batches hold them, NaN in the place of unused columns."""
-        start = 0
-        for batch in batches(dict.fromkeys(used, pa.float64())):
-            block = [np.broadcast_to(np.nan, batch.num_rows)] * len(keys)
-            for values, j in zip(batch.columns, used, strict=True):
-                block[j] = values.to_numpy(zero_copy_only=False)
-                if np.count_nonzero(np.isnan(block[j])) > values.null_count:
-                    # pyarrow reads "NAN", "+nan"... as NaN; cecheck refuses them, as pandas did
-                    row = start + _first_nan(values)
-                    raise not_a_number(row, j, cell_at(j, row))
-            start += batch.num_rows
-            yield block
+    def blocks(rows: int, used: set[int]) -> Iterator[Columns]:
+        """Blocks of rows from pyarrow while it reads them as pandas would, then pandas."""
+        done = 0  # rows pyarrow delivered
+        if by_arrow is not None:
+            for block in by_arrow.blocks(sorted(used)):
+                if block is None:
+                    break
+                yield block
+                done += len(block[0])
+            else:
+                return
+        yield from by_pandas.blocks(rows, done, used)
 
     def chunks(rows: int, groups: Sequence[Sequence[int]]) -> Iterator[list[np.ndarray]]:
-        return grouped(blocks(sorted({j for g in groups for j in g})), rows, groups)
+        return grouped(blocks(rows, {j for g in groups for j in g}), rows, groups)
 
-    n_rows = sum(b.num_rows for b in batches({0: pa.binary()}))  # split into cells, no more
     table = Table(
         path,
         columns,
@@ -168,19 +86,24 @@ def _open(path: str, sep: str) -> Table:
     return replace(table, index=_csv_index(table, names))
 
 
-def _first_nan(values: Any) -> int:
-    import pyarrow.compute as pc
+def _have_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-    return int(pc.index(pc.is_nan(values), True).as_py())
 
-
-def _first_record(path: str, sep: str) -> list[str]:
-    """The cells of the first record that is not a blank line."""
+def _first_record(path: str, sep: str) -> tuple[list[str], bool]:
+    """The cells of the first record that is not a blank line (empty, or only spaces and
+    tabs, which pandas skips too), and whether it is the first line of the file by itself
+    (no blank line before it, no line end inside its quotes)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            for record in csv.reader(f, delimiter=sep):
-                if record:
-                    return record
+            records = csv.reader(f, delimiter=sep)
+            for record in records:
+                if len(record) > 1 or (record and record[0].strip(" \t")):
+                    return record, records.line_num == 1
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text: export it as a UTF-8 CSV") from None
     except csv.Error as e:

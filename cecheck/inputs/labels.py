@@ -207,9 +207,7 @@ def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None
     )
 
 
-def finish(
-    lg: Part, lb: Part, pairs: PairReader, task: str, names: tuple[str, str]
-) -> Source:
+def finish(lg: Part, lb: Part, pairs: PairReader, task: str, names: tuple[str, str]) -> Source:
     """Infer the task and label form from shapes and the first chunk; build the Source."""
     if task not in ("auto", *TASKS):
         raise ValueError(f"task must be 'auto' or one of {TASKS}, got {task!r}")
