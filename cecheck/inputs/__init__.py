@@ -3,16 +3,17 @@
 A reader per format (:data:`READERS`, by file extension) turns what training code dumped
 into stored arrays; :func:`open_inputs` and :func:`from_arrays` make a :class:`Source` of
 them: shapes, the inferred task and label form, warnings, and an iterator over row chunks.
-Memory stays bounded by the chunk size: ``.npy`` is memory-mapped, CSV/TSV is streamed in
-record batches by pyarrow, Parquet is read by batches. Inference looks only at the first
-:data:`HEAD_ROWS` rows; a problem in a later chunk raises from the chunk iterator.
+Memory stays bounded by the chunk size: ``.npy`` is memory-mapped, CSV/TSV is streamed
+(by pyarrow's CSV reader, or pandas'), Parquet is read by batches. Inference looks only at
+the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises from the chunk iterator.
 
 File-level problems raise :class:`~cecheck.errors.InputError` with one sentence naming the
 file; row-level problems pass through for the engine to flag per row. Nothing is ever
 unpickled. The modules: ``source`` (the Source and re-chunking), ``files`` (checks made
 before opening, the Reader of the registry), ``arrays`` (in-memory arrays and tensors),
-``numpy_files``, ``tables`` (label column, pandas' index), ``delimited`` (CSV/TSV),
-``parquet``, ``labels`` (task and label-form inference, label conversion).
+``numpy_files``, ``tables`` (label column, pandas' index), ``delimited`` (CSV/TSV, read by
+``csv_arrow`` or ``csv_pandas``), ``parquet``, ``labels`` (task and label-form inference,
+label conversion). pandas, pyarrow and ml_dtypes are imported only by what needs them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cecheck.errors import InputError
 from cecheck.inputs import delimited, numpy_files, parquet
 from cecheck.inputs.arrays import array_part, as_array
 from cecheck.inputs.files import Choice, Reader, check_file
@@ -42,6 +44,7 @@ __all__ = [
     "LOOKS_LIKE_PROBABILITIES",
     "READERS",
     "TASKS",
+    "InputError",
     "Pairs",
     "Source",
     "as_array",
