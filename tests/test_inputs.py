@@ -628,9 +628,10 @@ def pandas_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def small_blocks(monkeypatch: pytest.MonkeyPatch, block_bytes: int = 64) -> None:
-    """Blocks of about ``block_bytes`` of text for pyarrow's threads: many record batches."""
+    """Windows and blocks of about ``block_bytes`` of text: many record batches."""
     monkeypatch.setattr(cecheck.inputs.csv_arrow, "BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(cecheck.inputs.csv_arrow, "COUNT_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", block_bytes)
 
 
 READERS = {

@@ -97,7 +97,7 @@ def test_a_csv_row_beyond_the_first_chunk_is_flagged_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cell: str, block_bytes: int | None
 ) -> None:
     if block_bytes is not None:  # many record batches from pyarrow's threads
-        monkeypatch.setattr(cecheck.inputs.csv_arrow, "BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", block_bytes)
     lines = [f"{i % 7},{-(i % 5)},{i % 2}" for i in range(HEAD_ROWS + 10)]
     lines[HEAD_ROWS + 5] = f"3,4,{cell}"
     (tmp_path / "big.csv").write_text("z0,z1,label\n" + "\n".join(lines) + "\n")

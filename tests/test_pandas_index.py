@@ -53,7 +53,7 @@ def assert_index_left_out(source: cecheck.inputs.Source, column: str) -> None:
 
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many blocks of text for pyarrow's threads: many record batches per chunk."""
-    monkeypatch.setattr(cecheck.inputs.csv_arrow, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", 4096)
 
 
 @pytest.mark.parametrize("blocks", [False, True], ids=["one block", "many blocks"])
