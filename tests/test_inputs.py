@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -630,7 +631,6 @@ def pandas_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def small_blocks(monkeypatch: pytest.MonkeyPatch, block_bytes: int = 64) -> None:
     """Windows and blocks of about ``block_bytes`` of text: many record batches."""
     monkeypatch.setattr(cecheck.inputs.csv_arrow, "BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(cecheck.inputs.csv_arrow, "COUNT_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", block_bytes)
 
 
@@ -858,3 +858,19 @@ def test_a_row_shorter_than_the_header_reads_nan_in_its_missing_cells(
     x, y = collect(open_inputs(tmp_path / "x.csv"))
     np.testing.assert_array_equal(x, [[1, 2], [3, 4], [5, 6]])
     assert y[1] == cecheck.inputs.INVALID_LABEL  # the row is flagged invalid_label
+
+
+@FUZZ
+@given(text=st.text(alphabet="1,\n\r", max_size=300), size=st.integers(1, 64))
+def test_csv_text_is_read_in_windows_cut_at_line_ends(
+    tmp_path_factory: pytest.TempPathFactory, text: str, size: int
+) -> None:
+    # memory is bounded by the window, whatever the size of the file
+    path = tmp_path_factory.mktemp("windows") / "x.csv"
+    path.write_bytes(text.encode())
+    windows = list(cecheck.inputs.csv_arrow._windows(str(path), size))
+    assert b"".join(windows) == text.encode()
+    longest = max((len(line) for line in re.split(r"[\r\n]", text)), default=0)
+    for w in windows[:-1]:
+        assert w.endswith((b"\n", b"\r"))
+        assert len(w) <= 2 * size + longest + 1

@@ -3,7 +3,7 @@
 The text is read in windows of about :data:`WINDOW_BYTES`, cut at line ends, which pyarrow
 parses in blocks of :data:`BLOCK_BYTES` on every core (its streaming reader is
 single-threaded), so memory is bounded by the window and chunk sizes, not by the file; a
-first pass by the streaming reader counts the rows, splitting cells without converting them.
+first pass counts the rows, splitting cells without converting them.
 pyarrow takes what it reads exactly as pandas would: rows of one length, every cell a
 decimal number (correctly rounded, as Python's ``float()``) or one of pandas' missing values
 (NaN). Anything else goes to pandas (:mod:`cecheck.inputs.csv_pandas`), whose values and
@@ -23,7 +23,6 @@ from cecheck.inputs.source import Columns
 
 WINDOW_BYTES = 16 << 20  # the text read at once, parsed on every core...
 BLOCK_BYTES = 1 << 20  # ... a block on each
-COUNT_BLOCK_BYTES = 16 << 20  # the text parsed at once when the rows are only counted
 # The cells that read as a missing value (NaN): pandas' defaults (pandas.read_csv's na_values).
 NULL_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
                "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
@@ -57,18 +56,11 @@ class ArrowCsv:
         }
 
     def _batches(self, types: dict[int, Any]) -> Generator[Any, None, None]:
-        """The record batches of the columns ``types`` names, by the streaming reader."""
-        import pyarrow.csv as pacsv
-
-        options = self._options(types, self.skip, COUNT_BLOCK_BYTES)
-        with pacsv.open_csv(self.path, **options) as reader:
-            yield from reader
-
-    def _window_batches(self, types: dict[int, Any]) -> Generator[Any, None, None]:
         """The record batches of the columns ``types`` names: the text in windows of about
         :data:`WINDOW_BYTES` cut at line ends, each read by pyarrow's multi-threaded reader
-        (its streaming reader is single-threaded). A line end always ends a row here, as it
-        does for pyarrow's own cuts into blocks."""
+        (its streaming reader is single-threaded, and keeps the text it read: memory grew
+        with the file). A line end always ends a row here, as it does for pyarrow's own cuts
+        into blocks."""
         import pyarrow.csv as pacsv
 
         skip = self.skip
@@ -99,7 +91,7 @@ class ArrowCsv:
         """Blocks of rows as float64 columns (NaN in the place of columns not ``used``), as
         the record batches come; a None, and no more, at the first batch pandas must read."""
         pa = self.pa
-        batches = self._window_batches(dict.fromkeys(used, pa.float64()))
+        batches = self._batches(dict.fromkeys(used, pa.float64()))
         try:
             for batch in batches:
                 block: Columns = [np.broadcast_to(np.nan, batch.num_rows)] * len(self.keys)

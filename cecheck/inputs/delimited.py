@@ -1,7 +1,7 @@
 """CSV and TSV files: every cell a float64, with a header row or without.
 
 The first record decides whether the file has a header: it has one unless every cell of it
-is a number or empty. The rows are read by pyarrow's streaming reader
+is a number or empty. The rows are read by pyarrow
 (:mod:`cecheck.inputs.csv_arrow`) where pyarrow is installed, else by pandas
 (:mod:`cecheck.inputs.csv_pandas`), whose values and one-line errors are the reference for
 both; pyarrow hands over to pandas any file, or the rest of one, that is not plain numbers.
