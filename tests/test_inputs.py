@@ -838,6 +838,54 @@ def test_rows_are_counted_as_pandas_counts_them(
     np.testing.assert_array_equal(collect(source)[0], [[1.0, 2.0], [3.0, 4.0]])
 
 
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 1 << 20])
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [
+        ("a,b,label\n1,2,0\n3,4,1\n", 2),
+        ("a,b,label\n1,2,0\n3,4,1", 2),
+        ("a,b,label\n", 0),
+        ("a,b,label\n1e+300,-2.5E-3,0\n", 1),
+        ("a,b,label\n1,2,0\n3,4\n", 2),  # a short row: found as it is parsed
+        ("a,b,label\n1,2,0\n\n3,4,1\n", None),  # a blank line
+        ("a,b,label\n\n1,2,0\n", None),  # a blank first line
+        ("a,b,label\n1,2,0\n3,4,1\n\n", None),
+        ("a,b,label\n1,2,0\r\n3,4,1\r\n", None),  # CRLF
+        ("a,b,label\r\n1,2,0\n", None),
+        ("a,b,label\n1,nan,0\n1,NA,0\n", 2),  # text is counted too
+        ("a,b,label\n1, 2,0\n", None),  # a space
+        ("a,b,label\n1,2,0\n   \n", None),  # a line of spaces
+        ('a,b,label\n1,"2\n3",0\n', None),  # quotes
+    ],
+)
+def test_a_plain_file_is_counted_by_its_line_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, rows: int | None, window: int
+) -> None:
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", window)
+    (tmp_path / "x.csv").write_text(text)
+    assert cecheck.inputs.csv_arrow.plain_rows(str(tmp_path / "x.csv"), ",", 1) == rows
+    if rows is not None:  # as pandas counts them
+        assert len(pd.read_csv(tmp_path / "x.csv")) == rows
+
+
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [
+        ("a\tb\tlabel\n1\t2\t0\n3\t4\t1\n", 2),
+        ("a\tb\tlabel\n1\t2\t0\n\t\t\n3\t4\t1\n", None),  # a line of tabs
+        ("a\tb\tlabel\n\t2\t0\n", None),  # a line that starts with a tab
+        ("a\tb\tlabel\n1\t2\t0\n\n", None),
+    ],
+)
+def test_a_plain_tsv_file_is_counted_by_its_line_ends(
+    tmp_path: Path, text: str, rows: int | None
+) -> None:
+    (tmp_path / "x.tsv").write_text(text)
+    assert cecheck.inputs.csv_arrow.plain_rows(str(tmp_path / "x.tsv"), "\t", 1) == rows
+    if rows is not None:
+        assert len(pd.read_csv(tmp_path / "x.tsv", sep="\t")) == rows
+
+
 @pytest.mark.parametrize("read", READERS)
 def test_a_label_file_of_one_column_with_a_line_of_spaces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str

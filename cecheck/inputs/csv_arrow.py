@@ -72,7 +72,11 @@ class ArrowCsv:
     def n_rows(self) -> int | None:
         """The data rows, or None where pandas must read the file: a row of another length,
         a line pandas skips (only spaces, in a file of one column), or text pyarrow cannot
-        split. Cells are split, not converted: about a third of the time of reading the numbers."""
+        split. A plain file is counted by its line ends (:func:`plain_rows`); any other has
+        its cells split, not converted: about a third of the time of reading the numbers."""
+        plain = plain_rows(self.path, self.sep, self.skip)
+        if plain is not None:
+            return plain
         pa = self.pa
         import pyarrow.compute as pc
 
@@ -105,6 +109,39 @@ class ArrowCsv:
             yield None
         finally:
             batches.close()
+
+
+def plain_rows(path: str, sep: str, skip: int) -> int | None:
+    """The rows of a plain file, counted from its line ends; None for any other file.
+
+    Plain: past the ``skip`` header lines, lines that end in ``\\n`` alone, with no quote,
+    no space, no tab but the separator, no other control character, and no blank line (nor,
+    in a TSV file, a line that starts with a tab). Each line of it is then a row for pandas
+    and pyarrow alike; a row of another length is found as it is parsed (pyarrow refuses it,
+    and pandas reads on from there, as it reads such rows). Bytes are compared, not cells
+    split: several times faster than counting with pyarrow.
+    """
+    tsv = sep == "\t"
+    blank = b"\n\t" if tsv else b"\n"  # a line that starts so is blank to pandas, or may be
+    lines, last = 0, ord("\n")  # as if a line had just ended
+    with open(path, "rb") as f:
+        for _ in range(skip):
+            line = f.readline()
+            if not line.endswith(b"\n") or b"\r" in line:
+                return None  # another line end
+        while chunk := f.read(WINDOW_BYTES):
+            a = np.frombuffer(chunk, dtype=np.uint8)
+            ends = np.flatnonzero(a == ord("\n"))
+            starts = a[ends[ends + 1 < len(a)] + 1]  # the first byte of each line but the last
+            # below '#': control characters, space, '!' and '"': only line ends (and tabs)
+            low = np.count_nonzero(a < ord("#"))
+            if low != len(ends) + (np.count_nonzero(a == ord("\t")) if tsv else 0):
+                return None
+            if (last == ord("\n") and a[0] in blank) or np.isin(starts, list(blank)).any():
+                return None
+            lines += len(ends)
+            last = int(a[-1])
+    return lines + (last != ord("\n"))
 
 
 def _windows(path: str, size: int) -> Iterator[bytes]:
