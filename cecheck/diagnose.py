@@ -42,12 +42,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.losses import EVIDENCE, PathResult
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 INPUT_FLAGS = ("nonfinite_input", "label_out_of_range", "invalid_label")
 CAUSES = (
@@ -213,12 +211,12 @@ def unscored(label_masks: dict[str, Array]) -> Array:
 
 def cast_overflow_rows(logits: Array, precisions: Iterable[Precision]) -> dict[str, Array]:
     """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf."""
-    out = {}
+    out: dict[str, Array] = {}
     for p in precisions:
         if float(np.finfo(logits.dtype).max) > p.max:
             with np.errstate(invalid="ignore"):
                 hit = np.isinf(p.cast(logits)) & np.isfinite(logits)
-            out[p.name] = hit.any(axis=1) if hit.ndim == 2 else hit
+            out[p.name] = np.any(hit, axis=1) if hit.ndim == 2 else hit
     return out
 
 

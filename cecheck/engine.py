@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import fast, inputs, pipeline
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.diagnose import CAUSES, NOT_FLAGGED
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
 from cecheck.pipeline import ChunkResult
@@ -26,7 +26,6 @@ from cecheck.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-Array = npt.NDArray
 
 # Elements of one chunk: ~2 MB of float64 per temporary, so a chunk's work stays in cache.
 CHUNK_ELEMENTS = 1 << 18

@@ -67,14 +67,13 @@ from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families, losses
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.errors import SetupError
 from cecheck.losses import PathResult
 
-Array = npt.NDArray
 # Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows.
 KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array]
 

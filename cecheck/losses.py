@@ -49,11 +49,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 
 @dataclass
@@ -118,7 +116,7 @@ def naive_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -
         s = rec("sum", "Σ exp(z)", r(e.sum(axis=1)))
         prob = rec("p", "p = exp(z_y) / Σ", r(e[_rows(len(y)), y] / s))
         loss = rec("loss", "loss = -log p", negate(rec("log_p", "log p", r(np.log(prob)))))
-    return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=prob == 0)
+    return PathResult(loss, exp_overflow=np.any(np.isinf(e), axis=1), prob_underflow=prob == 0)
 
 
 def stable_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
@@ -158,7 +156,7 @@ def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Path
         loss = rec("loss", "loss = -Σ t · log p", negate(total))
     return PathResult(
         loss,
-        exp_overflow=np.isinf(e).any(axis=1),
+        exp_overflow=np.any(np.isinf(e), axis=1),
         prob_underflow=((prob == 0) & (tc > 0)).any(axis=1),
         zero_times_inf=((tc == 0) & np.isinf(log_p)).any(axis=1),
     )

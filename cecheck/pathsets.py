@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import fast, losses
 from cecheck import frameworks as fw
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.families import Family
 from cecheck.losses import PathResult
 from cecheck.settings import Settings
 
-Array = npt.NDArray
 Results = dict[tuple[str, str], PathResult]
 
 
@@ -62,7 +61,7 @@ class PathSet(Protocol):
 def nonfinite_rows(values: Array) -> Array:
     """The rows holding a NaN or inf value."""
     bad = ~np.isfinite(values)
-    return bad.any(axis=1) if bad.ndim == 2 else bad
+    return np.any(bad, axis=1) if bad.ndim == 2 else bad
 
 
 @dataclass(frozen=True)

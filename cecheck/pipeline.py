@@ -15,18 +15,16 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families, fast
 from cecheck import frameworks as fw
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.diagnose import Diagnosis, cast_overflow_rows, diagnose
 from cecheck.families import Family
 from cecheck.inputs import LOOKS_LIKE_PROBABILITIES, Source
 from cecheck.pathsets import Computed, PathSet, choose
 from cecheck.settings import WEIGHTING_OPTIONS, Settings
-
-Array = npt.NDArray
 
 
 @dataclass

@@ -171,7 +171,8 @@ class Report:
             "exit_code": 1 if failed else 0,
         }
         data |= _framework_view(self)
-        return _strict(data)
+        strict: dict[str, Any] = _strict(data)
+        return strict
 
     def write_json(self, out: TextIO, fail_on: Iterable[str] = ()) -> None:
         """Strict JSON (no NaN or Infinity tokens), floats at full precision."""

@@ -27,18 +27,16 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families, inputs, losses
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
+from cecheck.arraytypes import Array
 from cecheck.choices import TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.families import Family
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 PATHS = TRACE_PATHS
 ALL_CLASSES = 8  # rows with at most this many classes show every class

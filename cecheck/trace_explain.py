@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 
 @dataclass(frozen=True)
@@ -210,7 +208,8 @@ def _log_softmax64(zc: Array) -> Array:
     k = int(np.argmax(z[0]))
     e = np.exp(z - z[0, k])
     e[0, k] = 0.0
-    return z - (z[0, k] + np.log1p(e.sum()))
+    shifted: Array = z - (z[0, k] + np.log1p(e.sum()))
+    return shifted
 
 
 def _matters(loss: Array, ref: float, p: Precision) -> bool:

@@ -62,12 +62,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.losses import PathResult, Recorder, ignore, negate
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 
 def _rows(n: int) -> Array:
@@ -133,7 +131,9 @@ def naive_index(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> Pat
         e, prob = _softmax(rec("z", f"z as {p.name}", p.cast(z)), p, rec)
         log_p = rec("log_p", "log p", _rounder(p)(np.log(prob[_rows(len(y)), y])))
         loss = rec("loss", "loss = -log p[y]", negate(log_p))
-    return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=np.isneginf(log_p))
+    return PathResult(
+        loss, exp_overflow=np.any(np.isinf(e), axis=1), prob_underflow=np.isneginf(log_p)
+    )
 
 
 def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
@@ -147,7 +147,7 @@ def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Path
         loss = rec("loss", "loss = -Σ t · log p", negate(_sum(t_log_p, p)))
     return PathResult(
         loss,
-        exp_overflow=np.isinf(e).any(axis=1),
+        exp_overflow=np.any(np.isinf(e), axis=1),
         prob_underflow=((prob == 0) & (tc > 0)).any(axis=1),
         zero_times_inf=((tc == 0) & np.isinf(log_p)).any(axis=1),
     )
@@ -166,7 +166,7 @@ def stable_index(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> Pa
         s = rec("sum", "Σ exp(z - a)", _sum(e, p))
         lse = rec("lse", "lse = log Σ + a", r(r(np.log(s)) + a))
         loss = rec("loss", "loss = lse - z[y]", r(lse - zc[_rows(len(y)), y]))
-    return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1))
+    return PathResult(loss, exp_overflow=np.any(np.isinf(e), axis=1))
 
 
 def _soft(z: Array, t: Array, p: Precision, rec: Recorder, safe: bool) -> PathResult:

@@ -67,12 +67,10 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.losses import PathResult, Recorder, ignore, negate
 from cecheck.precision import PRECISIONS, Precision
-
-Array = npt.NDArray
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
 SIGMOID_FLOAT32_CAP = np.float32(16.6355324)  # Eigen's scalar_logistic_op<float>
@@ -125,7 +123,9 @@ def naive_index(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> Pat
         e, prob = _softmax(rec("z", f"z as {p.name}", p.cast(z)), p, rec)
         log_p = rec("log_p", "log p", _rounder(p)(np.log(prob[_rows(len(y)), y])))
         loss = rec("loss", "loss = -log p[y]", negate(log_p))
-    return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=np.isneginf(log_p))
+    return PathResult(
+        loss, exp_overflow=np.any(np.isinf(e), axis=1), prob_underflow=np.isneginf(log_p)
+    )
 
 
 def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
@@ -139,7 +139,7 @@ def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> Path
         loss = rec("loss", "loss = -Σ t · log p", negate(r(t_log_p.sum(axis=1))))
     return PathResult(
         loss,
-        exp_overflow=np.isinf(e).any(axis=1),
+        exp_overflow=np.any(np.isinf(e), axis=1),
         prob_underflow=((prob == 0) & (tc > 0)).any(axis=1),
         zero_times_inf=((tc == 0) & np.isinf(log_p)).any(axis=1),
     )
@@ -167,7 +167,7 @@ def stable_index(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> Pa
         lse = rec("lse", "lse = log Σ", r(np.log(r(e.sum(axis=1)))))
         loss = r(lse - d[_rows(len(y)), y])
         loss = rec("loss", "loss = lse - (z[y] - max)", _rounder(p)(loss.astype(p.work)))
-    return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1))
+    return PathResult(loss, exp_overflow=np.any(np.isinf(e), axis=1))
 
 
 def stable_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
@@ -212,7 +212,8 @@ def _eigen_logistic_float32(x: Array) -> Array:
     poly = r2 * poly + (rr + f(1))
     half = np.ldexp(poly, m.astype(np.int32)).astype(f)
     e = _rounder(PRECISIONS["float32"])(half * half)
-    return np.where(zero, f(0), e / (f(1) + e))
+    s: Array = np.where(zero, f(0), e / (f(1) + e))
+    return s
 
 
 def sigmoid(zc: Array, p: Precision) -> Array:

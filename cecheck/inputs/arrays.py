@@ -58,7 +58,8 @@ def _from_torch(torch: Any, tensor: Any, name: str) -> np.ndarray:
         import ml_dtypes  # only here and for the dtypes it made: it takes ~0.5 s to import
 
         bits, ml_dtype = same_bits  # numpy has no such float: read the bits, then view them
-        return t.contiguous().view(getattr(torch, bits)).numpy().view(getattr(ml_dtypes, ml_dtype))
+        values: np.ndarray = t.contiguous().view(getattr(torch, bits)).numpy()
+        return values.view(getattr(ml_dtypes, ml_dtype))
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
         raise InputError(
             f"{name} is a torch tensor cecheck cannot read ({reason(e)}): pass "

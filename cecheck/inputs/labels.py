@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from cecheck.arraytypes import Array
 from cecheck.errors import InputError
 from cecheck.inputs.source import HEAD_ROWS, HEAD_VALUES, PairReader, Pairs, Part, Source
 
@@ -94,20 +96,24 @@ def _label_form(shape: _Shape, head: np.ndarray) -> tuple[str, str]:
 def _logits_out(dtype: np.dtype) -> np.dtype:
     """The dtype logits are handed over in: the stored float, or the nearest one."""
     if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
-        return dtype.newbyteorder("=")
+        native: np.dtype[Any] = dtype.newbyteorder("=")
+        return native
     if dtype.kind == "f" or dtype.kind in "biu":  # long double, integers, booleans
         return np.dtype(np.float64)
     return np.dtype(np.float32)  # bfloat16 and the float8 formats fit float32 exactly
 
 
-def class_indices(y: np.ndarray) -> np.ndarray:
+def class_indices(y: Array) -> Array:
     """Class-index labels as int64; a fraction, NaN or inf becomes :data:`INVALID_LABEL`."""
+    out: Array
     if y.dtype.kind in "biu":
         if y.dtype == np.uint64:  # only uint64 holds values beyond int64
-            return np.minimum(y, 2**62).astype(np.int64)
-        if y.dtype.itemsize == 8:  # only int64 holds INVALID_LABEL
-            return np.maximum(y, -(2**62)).astype(np.int64)
-        return y.astype(np.int64)
+            out = np.minimum(y, 2**62).astype(np.int64)
+        elif y.dtype.itemsize == 8:  # only int64 holds INVALID_LABEL
+            out = np.maximum(y, -(2**62)).astype(np.int64)
+        else:
+            out = y.astype(np.int64)
+        return out
     y = y.astype(np.float64)
     with np.errstate(invalid="ignore"):  # NaN and inf are the invalid labels
         bad = ~np.isfinite(y) | (y != np.floor(y))
