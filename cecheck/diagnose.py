@@ -2,7 +2,10 @@
 
 Flags, by severity (most serious first):
 
-0. input problems: ``nonfinite_input``, ``label_out_of_range``, ``invalid_label``
+0. input problems: ``nonfinite_input`` (a NaN or inf logit; a softmax row's -inf is a masked
+   class, not a problem), ``masked_target`` (the target's logit is -inf, or a soft target
+   weighs a -inf class: the loss is inf in every framework), ``label_out_of_range``,
+   ``invalid_label``
 1. ``stable_nan:<dtype>``, ``stable_inf:<dtype>``
 2. ``naive_nan:<dtype>``, ``naive_inf:<dtype>``
 3. ``diverged:<path>_<dtype>``: both finite and ``|L - L64| > atol + rtol * |L64|``, L64 being
@@ -26,7 +29,9 @@ on it, and it is left out of the per-path totals.
 Causes are read off the intermediate values each path really computed (the evidence in
 :class:`~cecheck.losses.PathResult`), and only from a path and dtype that is flagged on that
 row: ``exp_overflow``, ``prob_underflow``, ``sigmoid_saturated``, ``zero_times_inf``,
-``nonfinite_input``; ``cast_overflow`` when a finite input is beyond the dtype's largest
+``nan_input`` and ``inf_input`` (what an input problem's values hold: NaN points upstream,
+to NaN weights or activations; +inf to an overflowing output layer), ``masked_target``;
+``cast_overflow`` when a finite input is beyond the dtype's largest
 number, so that casting it gives inf; ``clipped`` when a framework convention clipped a
 probability (or clamped its log), given by the caller; ``cancellation`` when a finite value
 is ``inaccurate`` while no other event happened on the way. A row that is only ``diverged``
@@ -49,9 +54,11 @@ from cecheck.precision import Precision
 
 Array = npt.NDArray
 
-INPUT_FLAGS = ("nonfinite_input", "label_out_of_range", "invalid_label")
+INPUT_FLAGS = ("nonfinite_input", "masked_target", "label_out_of_range", "invalid_label")
 CAUSES = (
-    "nonfinite_input",
+    "nan_input",
+    "inf_input",
+    "masked_target",
     "cast_overflow",
     "exp_overflow",
     "prob_underflow",
@@ -232,6 +239,8 @@ def diagnose(
     atol: float,
     cast_overflow: dict[str, Array] | None = None,
     *,
+    nan_input: Array,
+    masked_target: Array,
     extra_flags: dict[str, Array] | None = None,
     evidence: dict[tuple[str, str], dict[str, Array]] | None = None,
 ) -> Diagnosis:
@@ -239,10 +248,13 @@ def diagnose(
 
     ``results`` maps (path, dtype) to that path's :class:`PathResult`; ``precisions`` maps
     each dtype name to its :class:`Precision`; ``cast_overflow`` maps a dtype to the rows
-    with a finite logit that becomes inf when cast to it. ``extra_flags`` maps further flag
-    names (:data:`PROBABILITY_FLAGS`) to their rows: one of input severity makes its rows
-    unscored, any other is raised on scored rows only. ``evidence`` adds, per (path, dtype),
-    causes beyond the :class:`PathResult` fields (``clipped``), read like them.
+    with a finite logit that becomes inf when cast to it. ``nan_input``: the rows of
+    ``nonfinite_input`` holding a NaN (the others hold an inf); ``masked_target``: the rows
+    whose target falls on a -inf logit (raised where no other input problem is).
+    ``extra_flags`` maps further flag names (:data:`PROBABILITY_FLAGS`) to their rows: one
+    of input severity makes its rows unscored, any other is raised on scored rows only.
+    ``evidence`` adds, per (path, dtype), causes beyond the :class:`PathResult` fields
+    (``clipped``), read like them.
     """
     extra = extra_flags or {}
     dtypes = tuple(dict.fromkeys(d for _, d in results))
@@ -275,9 +287,17 @@ def diagnose(
     raise_flag("nonfinite_input", nonfinite_input)
     for key in ("label_out_of_range", "invalid_label", "ignored"):
         raise_flag(key, label_masks[key])
-    causes[:, CAUSES.index("nonfinite_input")] = nonfinite_input
-    caused.add(CAUSES.index("nonfinite_input"))
     scored = ~(nonfinite_input | unscored(label_masks))
+    masked = masked_target & scored
+    raise_flag("masked_target", masked)
+    scored &= ~masked
+    for cause, rows in (
+        ("nan_input", nonfinite_input & nan_input),
+        ("inf_input", nonfinite_input & ~nan_input),
+        ("masked_target", masked),
+    ):
+        causes[:, CAUSES.index(cause)] = rows
+        caused.add(CAUSES.index(cause))
     for name, rows in extra.items():
         if severity_of(name) == 0:
             raise_flag(name, rows)

@@ -49,7 +49,9 @@ those few ulp of a threshold (``--rtol``, half the bits, a probability rounding 
 
 Rows the kernels do not handle themselves (a non-finite logit or target, or a float64 logit
 beyond the float32 range) are recomputed with the numpy functions: their propagation of inf
-and NaN is the specification, and such rows are rare.
+and NaN is the specification, and such rows are rare. A softmax row's -inf logit is a masked
+class: such a row is recomputed too, but it is not an input problem (its non-finite bit is
+for NaN and +inf only; a sigmoid's -inf logit stays one).
 
 Why C and not numba: importing numba and loading a cached kernel costs ~0.6 s and ~150 MB,
 more than the whole computation on a 2 GB file. The kernels are one C file with no dependency
@@ -192,7 +194,7 @@ def multiclass_index(
     results, reference, nonfinite
         ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.naive_multiclass` and
         :func:`cecheck.losses.stable_multiclass` give them, the reference losses, and the
-        rows holding a non-finite logit.
+        rows holding a NaN or +inf logit (a -inf is a masked class, not an input problem).
     """
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)

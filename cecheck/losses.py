@@ -207,12 +207,19 @@ def reference_multiclass(z: Array, y: Array, rec: Recorder = ignore) -> Array:
 
 
 def reference_soft(z: Array, t: Array, rec: Recorder = ignore) -> Array:
-    """Accurate ``sum_i t_i (lse(z) - z_i)``, as ``sum_i t_i (m - z_i) + log1p(...) sum_i t_i``."""
+    """Accurate ``sum_i t_i (lse(z) - z_i)``, as ``sum_i t_i (m - z_i) + log1p(...) sum_i t_i``.
+
+    A class with ``t_i = 0`` adds 0, even when it is masked (``z_i = -inf``, where
+    ``t_i (m - z_i)`` would be ``0 * inf``): the convention ``0 log 0 = 0`` of optax's
+    ``safe_softmax_cross_entropy`` (logits [-inf, 0, 0], targets [0, 0.5, 0.5]: log 2).
+    """
     z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
     t = np.asarray(t, dtype=np.float64)
     m, l1 = _max_and_log1p_rest(z, rec)
     with np.errstate(invalid="ignore"):
-        gaps = rec("gaps", "Σ t · (max - z)", (t * (m[:, None] - z)).sum(axis=1))
+        weighted = np.where(t == 0, 0.0, t * (m[:, None] - z))
+        gaps = rec("gaps", "Σ t · (max - z)", weighted.sum(axis=1))
+        del weighted
         mass = rec("mass", "Σ t", t.sum(axis=1))
         return rec("loss", "loss = Σ t · (max - z) + log1p · Σ t", gaps + l1 * mass)
 

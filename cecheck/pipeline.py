@@ -90,6 +90,8 @@ class Plan:
             s.rtol,
             s.atol,
             overflow,
+            nan_input=c.nan,
+            masked_target=c.masked_target,
             extra_flags=c.extra_flags,
             evidence=c.evidence,
         )

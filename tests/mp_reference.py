@@ -56,11 +56,16 @@ def multiclass(z: Sequence[float] | np.ndarray, y: int) -> float:
 
 
 def soft(z: Sequence[float] | np.ndarray, t: Sequence[float] | np.ndarray) -> float:
-    """``sum_i t_i (log(sum_j exp(z_j)) - z_i)``, exactly, rounded to float64."""
+    """``sum_i t_i (log(sum_j exp(z_j)) - z_i)``, exactly, rounded to float64.
+
+    A class with ``t_i = 0`` adds nothing, even where ``z_i = -inf`` (a masked class:
+    ``0 * inf`` is taken as 0, the convention ``0 log 0 = 0``).
+    """
     with mpmath.workdps(DPS):
         zz, tt = _mpf_row(z), _mpf_row(t)
         lse = _lse(zz)
-        return float(mpmath.fsum(ti * (lse - zi) for ti, zi in zip(tt, zz, strict=True)))
+        terms = (ti * (lse - zi) for ti, zi in zip(tt, zz, strict=True) if ti != 0)
+        return float(mpmath.fsum(terms))
 
 
 def _binary_mp(z: mpmath.mpf, t: mpmath.mpf) -> mpmath.mpf:

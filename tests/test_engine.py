@@ -90,8 +90,17 @@ CASES = [
     Case(
         "nan_logit", "multiclass", "index", [float("nan"), 0], 1, F32_F64,
         {"nonfinite_input"},
-        {"nonfinite_input"},
+        {"nan_input"},
         "a NaN logit makes every path NaN: an input problem, no path is judged on it",
+    ),
+    Case(
+        "inf_logit", "multiclass", "index", [float("inf"), 0], 1, F32_F64,
+        {"nonfinite_input"}, {"inf_input"}, "a +inf logit: an input problem (an overflowing head)",
+    ),
+    Case(
+        "masked_target", "multiclass", "index", [0, float("-inf")], 1, F32_F64,
+        {"masked_target"}, {"masked_target"},
+        "the target's logit is -inf: an infinite loss in every framework, not scored",
     ),
     Case(
         "label_out_of_range", "multiclass", "index", [1, 0], 2, F32_F64,
@@ -151,8 +160,10 @@ def test_reference_column_of_each_case_matches_mpmath(case: Case) -> None:
     got = result.values["reference"][0]
     if case.id == "ignored":
         assert got == 0.0
-    elif case.id == "label_out_of_range" or not np.all(np.isfinite(case.logits)):
+    elif case.id == "label_out_of_range":
         assert np.isnan(got)
+    elif not np.all(np.isfinite(case.logits)):  # NaN, or inf (+inf logit, masked target)
+        assert not np.isfinite(got)
     else:
         kind = "index" if case.label_form == "index" else case.label_form
         kind = {"multihot": "multilabel"}.get(kind, kind)

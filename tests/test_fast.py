@@ -86,7 +86,8 @@ def _assert_close(
 def _check_paths(z: np.ndarray, y: np.ndarray) -> None:
     """Every path and dtype of the kernel against the numpy functions on (z, y)."""
     results, ref, nonfinite = fast.multiclass_index(z, y, DTYPES)
-    np.testing.assert_array_equal(nonfinite, ~np.isfinite(z).all(axis=1))
+    # a -inf is a masked class, not an input problem: NaN and +inf only
+    np.testing.assert_array_equal(nonfinite, (np.isnan(z) | (z == np.inf)).any(axis=1))
     for d in DTYPES:
         p = prec.get(d)
         for path, spec_fn in (

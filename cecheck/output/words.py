@@ -35,7 +35,9 @@ LABEL_FORMS = {
 }
 
 CAUSE_WORDS = {
-    "nonfinite_input": "NaN or inf in the logits",
+    "nan_input": "a NaN input value: NaN weights or activations upstream of the loss",
+    "inf_input": "an inf input value: a logit overflowed in the output layer",
+    "masked_target": "the target falls on a masked (-inf) logit: the loss is inf",
     "cast_overflow": "a logit beyond the dtype's largest number became inf",
     "exp_overflow": "exp() of a large logit overflowed to inf",
     "prob_underflow": "a probability rounded to 0, so log(0) = -inf",
@@ -125,7 +127,9 @@ def framework_lines(settings: Settings) -> list[tuple[str, str]]:
 def flag_words(flag: str, source: Source, settings: Settings) -> str:
     """What a flag means, in a few words."""
     if flag == "nonfinite_input":
-        return f"NaN or inf in the {_input_noun(settings)}"
+        return f"{_nonfinite_kinds(source, settings)} in the {_input_noun(settings)}: not scored"
+    if flag == "masked_target":
+        return "the target class is masked (-inf logit), so the loss is inf: not scored"
     if flag == "invalid_probability":
         return "not a probability: outside [0, 1], or a row that does not sum to 1: not scored"
     if flag == "target_prob_zero":
@@ -175,7 +179,11 @@ def describe_flags(record: RowRecord, source: Source, settings: Settings | None 
     """The row's flags in short words: "naive NaN in float32 and float64"."""
     parts: list[str] = []
     if "nonfinite_input" in record.flags:
-        parts.append(f"NaN or inf in the {_input_noun(settings)}")
+        inf = _nonfinite_kinds(source, settings).split()[-1]  # +inf (softmax logits) or inf
+        kinds = [k for c, k in (("nan_input", "NaN"), ("inf_input", inf)) if c in record.causes]
+        parts.append(f"{' and '.join(kinds) or 'NaN or inf'} in the {_input_noun(settings)}")
+    if "masked_target" in record.flags:
+        parts.append("the target class is masked (-inf), not scored")
     if "invalid_probability" in record.flags:
         parts.append("not a probability row (values in [0, 1] summing to 1), not scored")
     if "target_prob_zero" in record.flags:
@@ -204,6 +212,12 @@ def _by_severity(settings: Settings | None) -> list[str]:
     """The paths in play, most serious first: stable (or the conventions), then naive."""
     paths = INPUT_PATHS[settings.inputs if settings is not None else "logits"]
     return sorted(paths, key=NONFINITE_SEVERITY.__getitem__)
+
+
+def _nonfinite_kinds(source: Source, settings: Settings | None) -> str:
+    """What an input problem's values are: a softmax row's -inf is a mask, not a problem."""
+    logits = settings is None or settings.inputs == "logits"
+    return "NaN or +inf" if logits and families.of(source).softmax else "NaN or inf"
 
 
 def _input_noun(settings: Settings | None) -> str:
@@ -254,10 +268,20 @@ def closing_sentence(report: Report) -> str:
         )
         return _sentence([nothing, *batch_clauses(report)])
     clauses = []
+    causes = report.cause_counts
+    plus = "+" if _nonfinite_kinds(src, s) == "NaN or +inf" else ""
+    noun = _input_noun(s)
     problems = [
+        f"{plural(n, 'row')} {words}"
+        for n, words in (
+            (causes.get("nan_input"), f"with NaN {noun} (NaN weights or activations upstream)"),
+            (causes.get("inf_input"), f"with {plus}inf {noun} (an overflowing output layer)"),
+            (counts.get("masked_target"), "whose target class is masked (-inf), an infinite loss"),
+        )
+        if n
+    ] + [
         f"{plural(counts[f], 'row')} {words}"
         for f, words in (
-            ("nonfinite_input", f"with NaN or inf {_input_noun(s)}"),
             ("invalid_probability", "holding values that are not probabilities"),
             ("label_out_of_range", f"with a label outside 0..{src.n_classes - 1}"),
             ("invalid_label", "with an invalid label"),
