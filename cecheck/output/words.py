@@ -92,7 +92,8 @@ def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
     rows = plural(source.n_rows, "row")
     if len(source.lead_shape) > 1:
         rows += f" over {tuple(source.lead_shape)}"
-    classes = "" if families.of(source).one_logit else f", {source.n_classes} classes"
+    n = source.n_classes
+    classes = "" if families.of(source).one_logit else f", {n} class{'es' if n != 1 else ''}"
     form = LABEL_FORMS[source.label_form]
     out.append(("task", f"{source.task}{classes}, {rows}, labels {form}"))
     out.append(
