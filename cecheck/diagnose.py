@@ -9,7 +9,9 @@ Flags, by severity (most serious first):
 1. ``stable_nan:<dtype>``, ``stable_inf:<dtype>``
 2. ``naive_nan:<dtype>``, ``naive_inf:<dtype>``
 3. ``diverged:<path>_<dtype>``: both finite and ``|L - L64| > atol + rtol * |L64|``, L64 being
-   the same path in float64 (checked only when float64 is among the dtypes)
+   the same path in float64 (checked only when float64 is among the dtypes); rtol and atol
+   may differ per dtype (by default a multiple of its epsilon, see
+   :meth:`cecheck.settings.Settings.tolerance`)
 4. ``inaccurate:<path>_<dtype>``: a finite value keeps fewer than half of its dtype's
    significant bits against the reference (an accuracy note). Not raised where the
    reference is below the dtype's smallest normal number: no value of that dtype could
@@ -36,14 +38,13 @@ number, so that casting it gives inf; ``clipped`` when a framework convention cl
 probability (or clamped its log), given by the caller; ``cancellation`` when a finite value
 is ``inaccurate`` while no other event happened on the way. A row that is only ``diverged``
 gets no cause: it differs from float64 by more than the tolerance but keeps at least half of
-its dtype's bits, which is ordinary rounding in that dtype (float16 rounding is larger than
-the default rtol).
+its dtype's bits, which is ordinary rounding in that dtype.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,8 +236,8 @@ def diagnose(
     results: dict[tuple[str, str], PathResult],
     reference: Array,
     precisions: dict[str, Precision],
-    rtol: float,
-    atol: float,
+    rtol: float | Mapping[str, float],
+    atol: float | Mapping[str, float],
     cast_overflow: dict[str, Array] | None = None,
     *,
     nan_input: Array,
@@ -247,7 +248,8 @@ def diagnose(
     """Flags and causes of a chunk from the inputs' masks and every path's results.
 
     ``results`` maps (path, dtype) to that path's :class:`PathResult`; ``precisions`` maps
-    each dtype name to its :class:`Precision`; ``cast_overflow`` maps a dtype to the rows
+    each dtype name to its :class:`Precision`; ``rtol`` and ``atol``: one number, or one per
+    dtype name; ``cast_overflow`` maps a dtype to the rows
     with a finite logit that becomes inf when cast to it. ``nan_input``: the rows of
     ``nonfinite_input`` holding a NaN (the others hold an inf); ``masked_target``: the rows
     whose target falls on a -inf logit (raised where no other input problem is).
@@ -342,8 +344,8 @@ def diagnose(
             both = scored & ok & finite[(path, "float64")]
             with np.errstate(invalid="ignore"):
                 np.abs(np.subtract(loss, l64, out=gap), out=gap)
-                np.multiply(np.abs(l64, out=tol), rtol, out=tol)
-                tol += atol
+                np.multiply(np.abs(l64, out=tol), _of(rtol, dtype), out=tol)
+                tol += _of(atol, dtype)
                 diverged = both & (gap > tol)
             raise_flag(f"diverged:{path}_{dtype}", diverged)
             flagged |= diverged
@@ -379,6 +381,11 @@ def diagnose(
     return Diagnosis(
         names, flags, causes, severity, error, scored, flag_counts, cause_counts, worst
     )
+
+
+def _of(value: float | Mapping[str, float], dtype: str) -> float:
+    """A tolerance given as one number or per dtype, for ``dtype``."""
+    return value if isinstance(value, (int, float)) else value[dtype]
 
 
 def _severity(flags: Array, names: tuple[str, ...], counts: Array) -> Array:

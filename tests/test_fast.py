@@ -309,7 +309,8 @@ def _straddles(slow: engine.ChunkResult, quick: engine.ChunkResult, s: engine.Se
             out = [np.abs(loss - ref) > 2.0 ** (-prec.get(d).bits / 2) * np.abs(ref)]
             if d != "float64" and "float64" in s.dtypes:
                 l64 = v[f"{path}_float64"]
-                out.append(np.abs(loss - l64) > s.atol + s.rtol * np.abs(l64))
+                rtol, atol = s.tolerance(d)
+                out.append(np.abs(loss - l64) > atol + rtol * np.abs(l64))
         return out
 
     for path in ("naive", "stable"):

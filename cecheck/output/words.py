@@ -19,7 +19,7 @@ from cecheck import precision as prec
 from cecheck._version import __version__
 from cecheck.diagnose import NONFINITE_SEVERITY
 from cecheck.output.numbers import label_text, spell
-from cecheck.settings import INPUT_PATHS
+from cecheck.settings import INPUT_PATHS, TOLERANCE_EPS
 
 if TYPE_CHECKING:
     from cecheck.inputs import Source
@@ -99,11 +99,21 @@ def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
     out.append(
         (
             "dtypes",
-            f"{', '.join(settings.dtypes)}; rtol {settings.rtol:g}, atol {settings.atol:g}, "
+            f"{', '.join(settings.dtypes)}; {tolerance_text(settings)}, "
             f"ignore_index {settings.ignore_index}",
         )
     )
     return out + framework_lines(settings)
+
+
+def tolerance_text(settings: Settings) -> str:
+    """``rtol 0.0001, atol 1e-06`` as set, or ``rtol, atol 64 eps`` by default (each dtype
+    judged by its own epsilon)."""
+    eps = f"{TOLERANCE_EPS} eps"
+    if settings.rtol is None and settings.atol is None:
+        return f"rtol, atol {eps}"
+    rtol = eps if settings.rtol is None else f"{settings.rtol:g}"
+    return f"rtol {rtol}, atol {eps if settings.atol is None else f'{settings.atol:g}'}"
 
 
 def framework_lines(settings: Settings) -> list[tuple[str, str]]:
@@ -311,16 +321,24 @@ def closing_sentence(report: Report) -> str:
         clauses.append(f"the stable path is finite everywhere: {advice}")
     diverged = _per_dtype_path(report, "diverged")
     if diverged:
+        where = (
+            f"in {and_list(diverged)} by more than {TOLERANCE_EPS} eps of the dtype (more than "
+            "its rounding explains)"
+            if s.rtol is None and s.atol is None
+            else f"beyond rtol {tolerance_text(s).removeprefix('rtol ')} in {and_list(diverged)}"
+        )
         clauses.append(
-            f"the loss diverges from float64 beyond rtol {s.rtol:g} in {and_list(diverged)}: "
+            f"the loss diverges from float64 {where}: "
             "compute the loss in a wider dtype (or center the logits), or loosen "
             "--rtol/--atol if that error is acceptable"
         )
-        coarse = [f"{d} ({prec.get(d).eps:.2g})" for d in s.dtypes if prec.get(d).eps > s.rtol]
+        rtol = s.rtol if s.rtol is not None else math.inf
+        coarse = [f"{d} ({prec.get(d).eps:.2g})" for d in s.dtypes if prec.get(d).eps > rtol]
         if coarse:
             clauses.append(
                 f"note that the machine epsilon of {and_list(coarse)} is above rtol "
-                f"{s.rtol:g}, so ordinary rounding in that dtype diverges by itself"
+                f"{rtol:g}, so ordinary rounding in that dtype diverges by itself: leave "
+                "--rtol out to judge each dtype by its own epsilon"
             )
     inaccurate = _per_dtype_path(report, "inaccurate")
     if inaccurate and not (problems or naive or stable or diverged):
