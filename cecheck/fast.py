@@ -217,6 +217,7 @@ def multiclass_index(
     nonfinite = (bits & _NONFINITE) != 0
     if special.size:
         _overwrite(special, results, losses.PATHS["index"], z[special], y[special], reference)
+    _rescale_tiny(reference, losses.reference_multiclass, z, y)
     return results, reference, nonfinite
 
 
@@ -274,6 +275,8 @@ def _per_class(
         if family == "binary":
             zs, ts = zs[:, 0], ts[:, 0]
         _overwrite(special, results, losses.PATHS[family], zs, ts, reference)
+    if family == "soft":
+        _rescale_tiny(reference, losses.reference_soft, z, t)
     return results, reference, (bits & _S_NONFINITE) != 0
 
 
@@ -335,6 +338,14 @@ def _overwrite(
             if mine is not None and value is not None:
                 mine[rows] = value
     ref[rows] = reference(z, t)
+
+
+def _rescale_tiny(ref: Array, reference: Callable[..., Array], z: Array, t: Array) -> None:
+    """Recompute with numpy (:func:`cecheck.losses.max_and_rest` rescales their subnormal
+    terms) the softmax references below :data:`cecheck.losses.RESCALE_BELOW`: rare rows."""
+    tiny = np.flatnonzero(ref < losses.RESCALE_BELOW)
+    if tiny.size:
+        ref[tiny] = reference(z[tiny], t[tiny])
 
 
 def _kernels() -> dict[str, Callable[[Array, Array, Sequence[str]], KernelResult]]:

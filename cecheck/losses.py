@@ -232,9 +232,23 @@ def _max_and_log1p_rest(z: Array, rec: Recorder) -> tuple[Array, Array]:
     return m, rec("log1p", "log1p(that)", np.log1p(rest))
 
 
+# A row whose rest (the sum of exp(z_j - m) over j != argmax) is below this has every term
+# below it too, many perhaps subnormal (a 262,144-class vocabulary whose target leads by
+# 720: each term is ~1e-313, rounded to a multiple of 2**-1074, up to 1e-11 off): its terms
+# are recomputed times 2**RESCALE_BITS, where they are normal, and the sum scaled back.
+RESCALE_BELOW = 2.0**-1000
+RESCALE_BITS = 600
+_RESCALE_SHIFT = RESCALE_BITS * float(np.log(2.0))  # 415.89 (its rounding: 6e-14 relative)
+
+
 def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
     """Per row of float64 ``z``: the argmax ``k``, the max ``m`` and the sum over the other
-    classes of ``exp(z_j - m)`` (a tie for the max counts as 1)."""
+    classes of ``exp(z_j - m)`` (a tie for the max counts as 1).
+
+    A row whose sum is below :data:`RESCALE_BELOW` is summed again with every term scaled
+    by ``2**RESCALE_BITS`` (``exp(z_j - m + 600 ln 2)``, normal numbers) and the sum scaled
+    back exactly (``ldexp``): within 1e-13 relative wherever the sum is a normal float64.
+    """
     rows = _rows(z.shape[0])
     k = np.argmax(z, axis=1)
     m = z[rows, k]
@@ -243,7 +257,15 @@ def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
     with np.errstate(invalid="ignore", over="ignore"):
         e = np.exp(z - m[:, None])
     e[rows, k] = 0.0
-    return k, m, e.sum(axis=1)
+    rest = e.sum(axis=1)
+    del e
+    tiny = np.flatnonzero(rest < RESCALE_BELOW)  # NaN compares False: not rescaled
+    if tiny.size:
+        with np.errstate(invalid="ignore", over="ignore"):  # as above
+            scaled = np.exp((z[tiny] - m[tiny, None]) + _RESCALE_SHIFT)
+        scaled[_rows(tiny.size), k[tiny]] = 0.0
+        rest[tiny] = np.ldexp(scaled.sum(axis=1), -RESCALE_BITS)
+    return k, m, rest
 
 
 # ------------------------------------------------------------------ binary and multilabel
