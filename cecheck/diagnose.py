@@ -149,6 +149,9 @@ class _Reference:
     def __init__(self, reference: Array) -> None:
         self.values = np.asarray(reference, dtype=np.float64)
         self.magnitude = np.abs(self.values)
+        # max(1, |reference|)/|reference|'s reciprocal: the error of the accuracy columns is
+        # |L - ref| / max(1, |ref|) = relative error * min(1, |ref|)
+        self.shrink = np.minimum(self.magnitude, 1.0)
         self.zero = self.values == 0
         self.any_zero = bool(self.zero.any())
         self.finite = np.isfinite(self.values)
@@ -195,9 +198,9 @@ class Diagnosis:
     scored: Array  # (n,) bool: rows the paths are judged on (no input problem, not ignored)
     flag_counts: Array  # (len(flag_names),) int: the rows holding each flag
     cause_counts: Array  # (len(CAUSES),) int: the rows holding each cause
-    # "<path>_<dtype>" -> the largest relative error against the reference over the scored
-    # rows whose reference that dtype can represent (0, or at least its smallest normal);
-    # None when there is no such finite value
+    # "<path>_<dtype>" -> the largest error against the reference, |L - ref| / max(1, |ref|)
+    # (relative above 1, absolute below: a loss far below the dtype's epsilon cannot
+    # dominate it), over the scored rows with a finite value and reference; None if none
     worst_error: dict[str, float | None] = field(default_factory=dict)
 
     def flag_lists(self, rows: Array | None = None) -> list[list[str]]:
@@ -309,18 +312,15 @@ def diagnose(
             raise_flag(name, rows & scored)
 
     # Once per dtype, not per path: the scored rows whose reference the dtype can represent
-    # (where ``inaccurate`` may be raised), and those plus a zero reference (``worst``).
+    # (where ``inaccurate`` may be raised).
     normal = {d: scored & ref.normal(precisions[d]) for d in dtypes}
-    judged = dict(normal)
-    if ref.any_zero:
-        judged = {d: rows | (scored & ref.zero) for d, rows in normal.items()}
     # Each path's losses as float64 and their finite mask, once (the float64 ones serve
     # ``diverged`` of every narrower dtype too).
     losses = {key: np.asarray(r.loss, dtype=np.float64) for key, r in results.items()}
     finite = {key: np.isfinite(loss) for key, loss in losses.items()}
     # Buffers reused from path to path (a fresh array per path pays page faults): the
     # relative error, and |L - L64| and atol + rtol * |L64| for ``diverged``.
-    rel, gap, tol = np.empty(n), np.empty(n), np.empty(n)
+    rel, gap, tol, err = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
 
     for (path, dtype), result in results.items():
         loss, ok = losses[(path, dtype)], finite[(path, dtype)]
@@ -333,7 +333,7 @@ def diagnose(
             raise_flag(f"{path}_nan:{dtype}", nan)
             raise_flag(f"{path}_inf:{dtype}", inf)
         _relative_error(loss, ok, ref, out=rel)
-        worst[f"{path}_{dtype}"] = _worst(rel, judged[dtype])
+        worst[f"{path}_{dtype}"] = _worst(_accuracy_error(loss, rel, ref, err), scored)
         with np.errstate(invalid="ignore"):
             # fewer than half the bits: -log2(rel) < bits / 2
             inaccurate = normal[dtype] & (rel > 2.0 ** (-precisions[dtype].bits / 2))
@@ -407,6 +407,16 @@ def _severity(flags: Array, names: tuple[str, ...], counts: Array) -> Array:
     for level in sorted(levels, reverse=True):  # least serious first: a more serious overwrites
         severity[levels[level]] = level
     return severity
+
+
+def _accuracy_error(loss: Array, rel: Array, ref: _Reference, out: Array) -> Array:
+    """``|L - ref| / max(1, |ref|)`` from the relative error ``rel``, written into ``out``:
+    ``rel * min(1, |ref|)``, and ``|L|`` where the reference is 0; NaN where ``rel`` is."""
+    with np.errstate(invalid="ignore"):  # inf * 0 at a zero reference: set below
+        np.multiply(rel, ref.shrink, out=out)
+    if ref.any_zero:
+        out[ref.zero] = np.abs(loss[ref.zero])
+    return out
 
 
 def _worst(rel: Array, judged: Array) -> float | None:
