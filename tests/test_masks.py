@@ -122,7 +122,15 @@ def test_closing_sentence_names_nan_and_inf_and_masked_targets(tmp_path: Path) -
     text = " ".join(result.stdout.split())
     assert "1 row with NaN logits (NaN weights or activations upstream)" in text
     assert "1 row with +inf logits (an overflowing output layer)" in text
-    assert "1 row whose target class is masked (-inf)" in text
+    assert "1 row whose target falls on a masked (-inf) class" in text
+
+
+def test_inf_probabilities_are_not_blamed_on_an_output_layer(tmp_path: Path) -> None:
+    p = np.array([[0.5, 0.5], [INF, 0.0], [-INF, 1.0]])
+    result = _compare(tmp_path, p, np.array([0, 0, 1]), "--inputs", "probs", "--quiet")
+    text = " ".join(result.stdout.split())
+    assert "2 rows with inf probabilities" in text
+    assert "output layer" not in text
 
 
 def test_trace_does_not_blame_a_masked_class() -> None:

@@ -282,12 +282,13 @@ def closing_sentence(report: Report) -> str:
     causes = report.cause_counts
     plus = "+" if _nonfinite_kinds(src, s) == "NaN or +inf" else ""
     noun = _input_noun(s)
+    head = " (an overflowing output layer)" if s.inputs == "logits" else ""
     problems = [
         f"{plural(n, 'row')} {words}"
         for n, words in (
             (causes.get("nan_input"), f"with NaN {noun} (NaN weights or activations upstream)"),
-            (causes.get("inf_input"), f"with {plus}inf {noun} (an overflowing output layer)"),
-            (counts.get("masked_target"), "whose target class is masked (-inf), an infinite loss"),
+            (causes.get("inf_input"), f"with {plus}inf {noun}{head}"),
+            (counts.get("masked_target"), "whose target falls on a masked (-inf) class"),
         )
         if n
     ] + [
