@@ -325,8 +325,8 @@ def compare(
     task: str = "auto",
     dtypes: str | Sequence[str] = ("float32", "float64"),
     ignore_index: int = -100,
-    rtol: float = 1e-4,
-    atol: float = 1e-6,
+    rtol: float | None = None,
+    atol: float | None = None,
     top: int = 20,
     progress: Callable[[int], None] | None = None,
     inputs: str = "logits",
@@ -352,7 +352,9 @@ def compare(
     ignore_index
         Index labels equal to it are skipped, as in PyTorch.
     rtol, atol
-        ``diverged``: ``|L - L64| > atol + rtol * |L64|``.
+        ``diverged``: ``|L - L64| > atol + rtol * |L64|``. None (the default): 64 times each
+        dtype's machine epsilon, what its own rounding explains; a number: that tolerance
+        for every dtype.
     top
         How many flagged rows the Report keeps, worst first.
     inputs

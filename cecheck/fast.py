@@ -49,7 +49,9 @@ those few ulp of a threshold (``--rtol``, half the bits, a probability rounding 
 
 Rows the kernels do not handle themselves (a non-finite logit or target, or a float64 logit
 beyond the float32 range) are recomputed with the numpy functions: their propagation of inf
-and NaN is the specification, and such rows are rare.
+and NaN is the specification, and such rows are rare. A softmax row's -inf logit is a masked
+class: such a row is recomputed too, but it is not an input problem (its non-finite bit is
+for NaN and +inf only; a sigmoid's -inf logit stays one).
 
 Why C and not numba: importing numba and loading a cached kernel costs ~0.6 s and ~150 MB,
 more than the whole computation on a 2 GB file. The kernels are one C file with no dependency
@@ -191,7 +193,7 @@ def multiclass_index(
     results, reference, nonfinite
         ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.naive_multiclass` and
         :func:`cecheck.losses.stable_multiclass` give them, the reference losses, and the
-        rows holding a non-finite logit.
+        rows holding a NaN or +inf logit (a -inf is a masked class, not an input problem).
     """
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
@@ -214,6 +216,7 @@ def multiclass_index(
     nonfinite = (bits & _NONFINITE) != 0
     if special.size:
         _overwrite(special, results, losses.PATHS["index"], z[special], y[special], reference)
+    _rescale_tiny(reference, losses.reference_multiclass, z, y)
     return results, reference, nonfinite
 
 
@@ -271,6 +274,8 @@ def _per_class(
         if family == "binary":
             zs, ts = zs[:, 0], ts[:, 0]
         _overwrite(special, results, losses.PATHS[family], zs, ts, reference)
+    if family == "soft":
+        _rescale_tiny(reference, losses.reference_soft, z, t)
     return results, reference, (bits & _S_NONFINITE) != 0
 
 
@@ -332,6 +337,14 @@ def _overwrite(
             if mine is not None and value is not None:
                 mine[rows] = value
     ref[rows] = reference(z, t)
+
+
+def _rescale_tiny(ref: Array, reference: Callable[..., Array], z: Array, t: Array) -> None:
+    """Recompute with numpy (:func:`cecheck.losses.max_and_rest` rescales their subnormal
+    terms) the softmax references below :data:`cecheck.losses.RESCALE_BELOW`: rare rows."""
+    tiny = np.flatnonzero(ref < losses.RESCALE_BELOW)
+    if tiny.size:
+        ref[tiny] = reference(z[tiny], t[tiny])
 
 
 def _kernels() -> dict[str, Callable[[Array, Array, Sequence[str]], KernelResult]]:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from cecheck import fast, losses
+from cecheck import families, fast, losses
 from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
@@ -40,7 +40,9 @@ class Computed:
 
     results: Results
     reference: Array
-    nonfinite: Array  # rows with a NaN or inf input value
+    nonfinite: Array  # rows with an input problem: NaN or inf (softmax logits: NaN or +inf)
+    nan: Array  # the rows of ``nonfinite`` holding a NaN (the others hold an inf)
+    masked_target: Array  # softmax rows whose target weight falls on a -inf logit
     extra_flags: dict[str, Array] = field(default_factory=dict)
     evidence: dict[tuple[str, str], dict[str, Array]] = field(default_factory=dict)
 
@@ -58,10 +60,55 @@ class PathSet(Protocol):
     def compute(self, values: Array, labels: Array, target: Array) -> Computed: ...
 
 
-def nonfinite_rows(values: Array) -> Array:
-    """The rows holding a NaN or inf value."""
-    bad = ~np.isfinite(values)
-    return np.any(bad, axis=1) if bad.ndim == 2 else bad
+def nonfinite_rows(values: Array, *, masks: bool = False) -> Array:
+    """The rows holding a NaN or inf value; with ``masks``, a -inf does not count (a masked
+    class of a softmax row)."""
+    if masks:
+        with np.errstate(invalid="ignore"):  # NaN compares False
+            bad = np.isnan(values) | (values == np.inf)
+    else:
+        bad = ~np.isfinite(values)
+    rows: Array = np.any(bad, axis=1) if bad.ndim == 2 else bad
+    return rows
+
+
+def nan_rows(values: Array, nonfinite: Array) -> Array:
+    """The rows of ``nonfinite`` that hold a NaN (read on those rows only)."""
+    out = np.zeros(nonfinite.shape, dtype=bool)
+    rows = np.flatnonzero(nonfinite)
+    if rows.size:
+        bad = np.isnan(values[rows])
+        out[rows] = bad.any(axis=1) if bad.ndim == 2 else bad
+    return out
+
+
+def masked_target_rows(
+    family: Family, values: Array, target: Array, reference: Array, nonfinite: Array
+) -> Array:
+    """Softmax rows without an input problem whose target falls on a masked (-inf) class:
+    the index target's logit is -inf, or a soft target puts weight on a -inf logit (every
+    class masked is such a row). Their loss is inf (NaN when every class is masked), so only
+    the rows with a non-finite reference are read."""
+    out = np.zeros(nonfinite.shape, dtype=bool)
+    if not family.softmax:
+        return out
+    rows = np.flatnonzero(~np.isfinite(reference) & ~nonfinite)
+    if rows.size:
+        z = values[rows]
+        if family.class_labels:
+            out[rows] = z[np.arange(rows.size), target[rows]] == -np.inf
+        else:
+            out[rows] = ((z == -np.inf) & (np.asarray(target)[rows] > 0)).any(axis=1)
+    return out
+
+
+def input_rows(
+    family: Family, values: Array, target: Array, reference: Array
+) -> tuple[Array, Array, Array]:
+    """(nonfinite, nan, masked_target) rows of a chunk of logits (see :class:`Computed`)."""
+    nonfinite = nonfinite_rows(values, masks=family.softmax)
+    nan = nan_rows(values, nonfinite)
+    return nonfinite, nan, masked_target_rows(family, values, target, reference, nonfinite)
 
 
 @dataclass(frozen=True)
@@ -81,7 +128,8 @@ class NumpyPaths:
             p = prec.get(d)
             results[("naive", d)] = naive(values, target, p)
             results[("stable", d)] = stable(values, target, p)
-        return Computed(results, reference(values, target), nonfinite_rows(values))
+        ref = reference(values, target)
+        return Computed(results, ref, *input_rows(self.family, values, target, ref))
 
 
 @dataclass(frozen=True)
@@ -97,7 +145,8 @@ class KernelPaths:
     def compute(self, values: Array, labels: Array, target: Array) -> Computed:
         f = self.family
         results, ref, nonfinite = fast.compute(f.task, f.label_form, values, target, self.dtypes)
-        return Computed(results, ref, nonfinite)
+        masked = masked_target_rows(f, values, target, ref, nonfinite)
+        return Computed(results, ref, nonfinite, nan_rows(values, nonfinite), masked)
 
 
 @dataclass(frozen=True)
@@ -129,7 +178,13 @@ class ProbPaths:
             for d, p in precisions.items()
         }
         return Computed(
-            results, fw.probs_reference(task, values, target), nonfinite, extra, evidence
+            results,
+            fw.probs_reference(task, values, target),
+            nonfinite,
+            nan_rows(values, nonfinite),
+            np.zeros(nonfinite.shape, dtype=bool),
+            extra,
+            evidence,
         )
 
 
@@ -161,7 +216,9 @@ class PytorchPaths:
                 p = prec.get(d)
                 results[("naive", d)] = losses.naive_soft(z, t, p)
                 results[("stable", d)] = losses.stable_soft(z, t, p)
-            return Computed(results, losses.reference_soft(z, t), nonfinite_rows(z))
+            ref = losses.reference_soft(z, t)
+            soft = families.get("multiclass", "soft")
+            return Computed(results, ref, *input_rows(soft, z, t, ref))
         rw = fw.row_weights(labels, form, c, w, s.ignore_index)
         for d in s.dtypes:
             p = prec.get(d)
@@ -171,7 +228,7 @@ class PytorchPaths:
             results[("stable", d)] = fw.apply_row_weights(stable, rw, p)
         with np.errstate(invalid="ignore"):  # 0 * inf of a NaN/inf logit row: NaN, as PyTorch
             ref = losses.reference_multiclass(z, target) * rw
-        return Computed(results, ref, nonfinite_rows(z))
+        return Computed(results, ref, *input_rows(self.family, z, target, ref))
 
 
 def choose(family: Family, n_classes: int, s: Settings, *, use_fast: bool) -> PathSet:

@@ -136,7 +136,16 @@ class Report:
                 "flagged": self.flagged_rows,
             },
             "dtypes": list(s.dtypes),
-            "tolerance": {"rtol": s.rtol, "atol": s.atol, "ignore_index": s.ignore_index},
+            "tolerance": {
+                "rtol": s.rtol,
+                "atol": s.atol,
+                "ignore_index": s.ignore_index,
+                "by_dtype": {
+                    d: dict(zip(("rtol", "atol"), s.tolerance(d), strict=True))
+                    for d in s.dtypes
+                    if d != "float64"
+                },
+            },
             "summary": [
                 {
                     "path": p.path,

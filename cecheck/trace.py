@@ -199,15 +199,17 @@ def trace(
         )
     _, _, reference = family.paths
     ref = float(reference(z, y)[0])
+    # a softmax row's -inf logits are masked classes, not bad values (a sigmoid has none)
+    masks = (z[0] == -np.inf) if family.softmax else None
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
         for path in ("naive", "stable"):
             if path in wanted:
-                walks.append((path, d, _walk(path, kind, z, y, prec.get(d), ref)))
+                walks.append((path, d, _walk(path, kind, z, y, prec.get(d), ref, masks)))
     if "reference" in wanted:
-        walks.append(("reference", "float64", _walk("reference", kind, z, y, _F64, ref)))
+        walks.append(("reference", "float64", _walk("reference", kind, z, y, _F64, ref, masks)))
 
-    marked = [(path, d, raw, *_mark(raw)) for path, d, raw in walks]
+    marked = [(path, d, raw, *_mark(raw, masks)) for path, d, raw in walks]
     classes = _shown(family, z, y, [c for *_, bad in marked for c in bad])
     traces = tuple(
         PathTrace(
@@ -318,7 +320,9 @@ class _Recording:
         return value
 
 
-def _walk(path: str, kind: str, z: Array, y: Array, p: Precision, ref: float) -> list[_Raw]:
+def _walk(
+    path: str, kind: str, z: Array, y: Array, p: Precision, ref: float, masks: Array | None
+) -> list[_Raw]:
     """The steps of the row's loss along ``path``, as its function in :mod:`cecheck.losses`
     computes them, each with its check from :mod:`cecheck.trace_explain`."""
     rec = _Recording()
@@ -328,7 +332,7 @@ def _walk(path: str, kind: str, z: Array, y: Array, p: Precision, ref: float) ->
             loss_function(z, y, rec)
         else:
             loss_function(z, y, p, rec)
-    row = explain.Row(z, y, p, ref)
+    row = explain.Row(z, y, p, ref, masks)
     for s in rec.steps:
         check = explain.check(path, kind, s.name)
         if check is not None:
@@ -336,10 +340,14 @@ def _walk(path: str, kind: str, z: Array, y: Array, p: Precision, ref: float) ->
     return rec.steps
 
 
-def _mark(raw: list[_Raw]) -> tuple[int | None, str | None, tuple[int, ...]]:
-    """The first bad step of a path: its position, note and classes (None, None, () if none)."""
+def _mark(raw: list[_Raw], masks: Array | None) -> tuple[int | None, str | None, tuple[int, ...]]:
+    """The first bad step of a path: its position, note and classes (None, None, () if none).
+
+    ``masks``: the classes masked with -inf, whose non-finite per-class values are expected.
+    """
     for i, r in enumerate(raw):
-        bad = (r.why() if r.why is not None else None) or explain.nonfinite(r.formula, r.value)
+        why = r.why() if r.why is not None else None
+        bad = why or explain.nonfinite(r.formula, r.value, masks)
         if bad is not None:
             return i, bad.note, bad.classes
     return None, None, ()

@@ -46,6 +46,7 @@ class Row:
     y: Array  # the label(s), as the loss function took them
     p: Precision  # the path's precision (float64 for the reference)
     ref: float  # the reference loss
+    masks: Array | None = None  # (C,) the classes masked with -inf (softmax rows only)
 
 
 # A check: the row's recorded values by step name, and the row -> why the step is bad, or None.
@@ -64,7 +65,7 @@ def check(path: str, kind: str, name: str) -> Check | None:
 
 
 def _cast(v: Mapping[str, Array], row: Row) -> Bad | None:
-    return _cast_bad(row.z, v["z"], row.p)
+    return _cast_bad(row.z, v["z"], row.p, row.masks)
 
 
 def _exp(v: Mapping[str, Array], row: Row) -> Bad | None:
@@ -112,9 +113,14 @@ _CHECKS: dict[tuple[str, str], dict[str, Check]] = {
 }
 
 
-def nonfinite(formula: str, v: Array) -> Bad | None:
-    """The catch-all: a step whose value holds inf or NaN, when no check explained it."""
+def nonfinite(formula: str, v: Array, masks: Array | None = None) -> Bad | None:
+    """The catch-all: a step whose value holds inf or NaN, when no check explained it.
+
+    ``masks``: the classes masked with -inf, left out of a per-class step's values.
+    """
     bad = ~np.isfinite(v)
+    if masks is not None and v.ndim == 2:
+        bad &= ~masks
     if not bad.any():
         return None
     if v.ndim == 2:
@@ -144,9 +150,12 @@ def _cls(j: int | None) -> tuple[int, ...]:
     return () if j is None else (j,)
 
 
-def _cast_bad(z: Array, zc: Array, p: Precision) -> Bad | None:
-    """A logit that is not finite as given, or beyond the dtype's range once stored in it."""
+def _cast_bad(z: Array, zc: Array, p: Precision, masks: Array | None = None) -> Bad | None:
+    """A logit that is not finite as given, or beyond the dtype's range once stored in it;
+    a masked class (``masks``: a softmax row's -inf) is neither."""
     bad = ~np.isfinite(zc)
+    if masks is not None:
+        bad &= ~masks
     if not bad.any():
         return None
     j, stored = _at(zc, bad)

@@ -275,10 +275,10 @@ def test_narrow_integer_labels_are_class_indices(dtype: type[np.integer]) -> Non
     ("logits", "labels", "task", "match"),
     [
         (LOGITS, LABELS, "binary", "binary task needs one"),
-        (LOGITS[:, :1], LABELS, "multiclass", "fewer than the 2 classes"),
-        (LOGITS[:, 0], LABELS, "multiclass", "fewer than the 2 classes"),
+        (LOGITS[:, :1], LABELS, "multilabel", "fewer than the 2 classes"),
+        (LOGITS[:, 0], LABELS, "multilabel", "fewer than the 2 classes"),
         (LOGITS, LABELS, "multilabel", r"give labels of shape \(11, 3\)"),
-        (np.zeros((N, 1, 1)), LABELS[:, None], "multiclass", "fewer than the 2 classes"),
+        (np.zeros((N, 1, 1)), LABELS, "multiclass", r"give labels of shape \(11, 1\)"),
         (LOGITS, LABELS[:-1], "auto", r"shape \(11, 3\) but labels has shape \(10,\)"),
         (np.float64(1.0), 1, "auto", "single number"),
         (np.zeros((0, 3)), np.zeros(0), "auto", "holds no rows"),
@@ -289,6 +289,23 @@ def test_impossible_shapes_are_input_errors(
 ) -> None:
     with pytest.raises(InputError, match=match):
         from_arrays(logits, labels, task=task)
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "form"),
+    [
+        (LOGITS[:, :1], LABELS, "index"),
+        (LOGITS[:, 0], LABELS, "index"),
+        (np.zeros((N, 1, 1)), LABELS[:, None], "index"),
+        (LOGITS[:, :1], np.ones((N, 1)), "onehot"),
+    ],
+)
+def test_multiclass_with_one_class_is_read(
+    logits: np.ndarray, labels: np.ndarray, form: str
+) -> None:
+    """One class is not an input error: its loss is 0 (tests/test_one_class.py)."""
+    source = from_arrays(logits, labels, task="multiclass")
+    assert (source.task, source.label_form, source.n_classes) == ("multiclass", form, 1)
 
 
 def test_unknown_task_is_a_programming_error() -> None:

@@ -142,16 +142,17 @@ def settings_options(f: F) -> F:
             click.option(
                 "--rtol",
                 type=click.FloatRange(min=0),
-                default=1e-4,
-                show_default=True,
-                help="Relative tolerance of 'diverged': |L - L64| > atol + rtol * |L64|.",
+                default=None,
+                help="Relative tolerance of 'diverged': |L - L64| > atol + rtol * |L64|, for "
+                "every dtype. Default: 64 times each dtype's machine epsilon (what its own "
+                "rounding explains).",
             ),
             click.option(
                 "--atol",
                 type=click.FloatRange(min=0),
-                default=1e-6,
-                show_default=True,
-                help="Absolute tolerance of 'diverged'.",
+                default=None,
+                help="Absolute tolerance of 'diverged', for every dtype. Default: 64 times "
+                "each dtype's machine epsilon.",
             ),
         ],
     )

@@ -44,7 +44,11 @@ def _infer_shape(lg: Part, lb: Part, task: str) -> _Shape:
         lead = ls if len(ls) == 1 else ls[:-1]
         if task == "multilabel" and len(ls) > 1 and ys == ls:  # (N, 1): one sigmoid per row
             return _Shape(task, lead, 1, per_row=False)
-        if task in ("multiclass", "multilabel"):
+        if task == "multiclass":  # one class: every loss is 0, cecheck.pipeline warns
+            _check_rows(lg, lb, (lead, (*lead, 1)))
+            per_row = len(ls) == 1 or lb.shape == lead
+            return _Shape(task, lead, 1, per_row)
+        if task == "multilabel":
             raise InputError(
                 f"{lg.name} has one logit per row (shape {ls}), fewer than the 2 classes "
                 f"{task} needs: give one logit per class, or use the binary task"
