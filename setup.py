@@ -1,9 +1,7 @@
-"""Build the optional C kernels of cecheck.fast and the C parser of plain CSV pieces
-(cecheck/_csvparse.c); everything else is in pyproject.toml.
+"""Build the optional C kernels of cecheck.fast; everything else is in pyproject.toml.
 
-The extensions are optional: if they cannot be compiled (no C compiler), cecheck installs
-without them and computes every path with numpy (cecheck/losses.py) and parses every CSV
-with pandas, only slower.
+The extension is optional: if it cannot be compiled (no C compiler), cecheck installs
+without it and computes every path with numpy (cecheck/losses.py), only slower.
 """
 
 import sys
@@ -20,7 +18,6 @@ FLAGS = [] if sys.platform == "win32" else UNIX_FLAGS
 
 setup(
     ext_modules=[
-        Extension(f"cecheck.{name}", [f"cecheck/{name}.c"], extra_compile_args=FLAGS, optional=True)
-        for name in ("_kernel", "_csvparse")
+        Extension("cecheck._kernel", ["cecheck/_kernel.c"], extra_compile_args=FLAGS, optional=True)
     ]
 )

@@ -444,7 +444,8 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
         bad |= odd[l];                                                                      \
     }
 
-/* The max, its first index and the row's status: SPECIAL (with NONFINITE) or tame or not. */
+/* The max, its first index and the row's status: SPECIAL (with NONFINITE for a NaN or +inf
+ * logit, an input problem; a -inf is a masked class, SPECIAL alone) or tame or not. */
 INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tame)
 {
     double best = load(z, narrow, 0), low = best;
@@ -464,8 +465,10 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tam
     }
     if (bad) {
         int nonfinite = 0;
-        for (int j = 0; j < c; j++)
-            nonfinite |= !isfinite(load(z, narrow, j));
+        for (int j = 0; j < c; j++) {
+            double v = load(z, narrow, j);
+            nonfinite |= isnan(v) | (v == INFINITY);
+        }
         return SPECIAL | (nonfinite ? NONFINITE : 0);
     }
     int j = kb;

@@ -2,12 +2,17 @@
 
 Flags, by severity (most serious first):
 
-0. input problems: ``nonfinite_input``, ``label_out_of_range``, ``invalid_label``
+0. input problems: ``nonfinite_input`` (a NaN or inf logit; a softmax row's -inf is a masked
+   class, not a problem), ``masked_target`` (the target's logit is -inf, or a soft target
+   weighs a -inf class: the loss is inf in every framework), ``label_out_of_range``,
+   ``invalid_label``
 1. ``stable_nan:<dtype>``, ``stable_inf:<dtype>`` (the framework's fused loss)
 2. ``naive_nan:<dtype>``, ``naive_inf:<dtype>`` (the framework's softmax-then-log)
 3. ``textbook_nan:<dtype>``, ``textbook_inf:<dtype>`` (the unshifted textbook formula)
 4. ``diverged:<path>_<dtype>``: both finite and ``|L - L64| > atol + rtol * |L64|``, L64 being
-   the same path in float64 (checked only when float64 is among the dtypes)
+   the same path in float64 (checked only when float64 is among the dtypes); rtol and atol
+   may differ per dtype (by default a multiple of its epsilon, see
+   :meth:`cecheck.settings.Settings.tolerance`)
 5. ``inaccurate:<path>_<dtype>``: a finite value keeps fewer than half of its dtype's
    significant bits against the reference (an accuracy note). Not raised where the
    reference is below the dtype's smallest normal number: no value of that dtype could
@@ -32,33 +37,31 @@ Causes are read off the intermediate values each path really computed (the evide
 :class:`~cecheck.losses.PathResult`), and only from a path and dtype that is flagged on that
 row: ``exp_overflow``, ``prob_underflow``, ``sigmoid_saturated``, ``zero_times_inf``,
 ``sum_overflow`` (a fused loss's sum over classes), ``cancellation`` (a fused loss's final
-subtraction), ``nonfinite_input``; ``cast_overflow`` when a finite input is beyond the
-dtype's largest number, so that casting it gives inf; ``clipped`` when a framework
-convention clipped a probability (or clamped its log), given by the caller;
-``cancellation`` also when a finite value is ``inaccurate`` while no other event happened
-on the way. A row that is only ``diverged``
-gets no cause: it differs from float64 by more than the tolerance but keeps at least half of
-its dtype's bits, which is ordinary rounding in that dtype (float16 rounding is larger than
-the default rtol).
+subtraction; also a finite ``inaccurate`` value with no other event on the way),
+``nan_input``/``inf_input`` (NaN points upstream, to NaN weights or activations; +inf to an
+overflowing output layer), ``masked_target``; ``cast_overflow`` (a finite input beyond the
+dtype's largest number); ``clipped`` (a framework convention clipped a probability or its
+log, given by the caller). A row only ``diverged`` gets no cause: it keeps at least half of
+its dtype's bits, which is ordinary rounding in that dtype.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.losses import EVIDENCE, PathResult
 from cecheck.precision import Precision
 
-Array = npt.NDArray
-
-INPUT_FLAGS = ("nonfinite_input", "label_out_of_range", "invalid_label")
+INPUT_FLAGS = ("nonfinite_input", "masked_target", "label_out_of_range", "invalid_label")
 CAUSES = (
-    "nonfinite_input",
+    "nan_input",
+    "inf_input",
+    "masked_target",
     "cast_overflow",
     "exp_overflow",
     "prob_underflow",
@@ -159,6 +162,9 @@ class _Reference:
     def __init__(self, reference: Array) -> None:
         self.values = np.asarray(reference, dtype=np.float64)
         self.magnitude = np.abs(self.values)
+        # max(1, |reference|)/|reference|'s reciprocal: the error of the accuracy columns is
+        # |L - ref| / max(1, |ref|) = relative error * min(1, |ref|)
+        self.shrink = np.minimum(self.magnitude, 1.0)
         self.zero = self.values == 0
         self.any_zero = bool(self.zero.any())
         self.finite = np.isfinite(self.values)
@@ -208,9 +214,9 @@ class Diagnosis:
     cause_counts: Array  # (len(CAUSES),) int: the rows holding each cause
     # path -> (len(CAUSES),) int: the rows where that path's flagged values had each cause
     path_cause_counts: dict[str, Array] = field(default_factory=dict)
-    # "<path>_<dtype>" -> the largest relative error against the reference over the scored
-    # rows whose reference that dtype can represent (0, or at least its smallest normal);
-    # None when there is no such finite value
+    # "<path>_<dtype>" -> the largest error against the reference, |L - ref| / max(1, |ref|)
+    # (relative above 1, absolute below: a loss far below the dtype's epsilon cannot
+    # dominate it), over the scored rows with a finite value and reference; None if none
     worst_error: dict[str, float | None] = field(default_factory=dict)
 
     def flag_lists(self, rows: Array | None = None) -> list[list[str]]:
@@ -234,12 +240,12 @@ def unscored(label_masks: dict[str, Array]) -> Array:
 
 def cast_overflow_rows(logits: Array, precisions: Iterable[Precision]) -> dict[str, Array]:
     """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf."""
-    out = {}
+    out: dict[str, Array] = {}
     for p in precisions:
         if float(np.finfo(logits.dtype).max) > p.max:
             with np.errstate(invalid="ignore"):
                 hit = np.isinf(p.cast(logits)) & np.isfinite(logits)
-            out[p.name] = hit.any(axis=1) if hit.ndim == 2 else hit
+            out[p.name] = np.any(hit, axis=1) if hit.ndim == 2 else hit
     return out
 
 
@@ -249,21 +255,27 @@ def diagnose(
     results: dict[tuple[str, str], PathResult],
     reference: Array,
     precisions: dict[str, Precision],
-    rtol: float,
-    atol: float,
+    rtol: float | Mapping[str, float],
+    atol: float | Mapping[str, float],
     cast_overflow: dict[str, Array] | None = None,
     *,
+    nan_input: Array,
+    masked_target: Array,
     extra_flags: dict[str, Array] | None = None,
     evidence: dict[tuple[str, str], dict[str, Array]] | None = None,
 ) -> Diagnosis:
     """Flags and causes of a chunk from the inputs' masks and every path's results.
 
     ``results`` maps (path, dtype) to that path's :class:`PathResult`; ``precisions`` maps
-    each dtype name to its :class:`Precision`; ``cast_overflow`` maps a dtype to the rows
-    with a finite logit that becomes inf when cast to it. ``extra_flags`` maps further flag
-    names (:data:`PROBABILITY_FLAGS`) to their rows: one of input severity makes its rows
-    unscored, any other is raised on scored rows only. ``evidence`` adds, per (path, dtype),
-    causes beyond the :class:`PathResult` fields (``clipped``), read like them.
+    each dtype name to its :class:`Precision`; ``rtol`` and ``atol``: one number, or one per
+    dtype name; ``cast_overflow`` maps a dtype to the rows
+    with a finite logit that becomes inf when cast to it. ``nan_input``: the rows of
+    ``nonfinite_input`` holding a NaN (the others hold an inf); ``masked_target``: the rows
+    whose target falls on a -inf logit (raised where no other input problem is).
+    ``extra_flags`` maps further flag names (:data:`PROBABILITY_FLAGS`) to their rows: one
+    of input severity makes its rows unscored, any other is raised on scored rows only.
+    ``evidence`` adds, per (path, dtype), causes beyond the :class:`PathResult` fields
+    (``clipped``), read like them.
     """
     extra = extra_flags or {}
     dtypes = tuple(dict.fromkeys(d for _, d in results))
@@ -303,30 +315,35 @@ def diagnose(
     raise_flag("nonfinite_input", nonfinite_input)
     for key in ("label_out_of_range", "invalid_label", "ignored"):
         raise_flag(key, label_masks[key])
-    causes[:, CAUSES.index("nonfinite_input")] = nonfinite_input
-    caused.add(CAUSES.index("nonfinite_input"))
     scored = ~(nonfinite_input | unscored(label_masks))
-    for name, rows in extra.items():
+    masked = masked_target & scored
+    raise_flag("masked_target", masked)
+    scored &= ~masked
+    for cause, hit in (
+        ("nan_input", nonfinite_input & nan_input),
+        ("inf_input", nonfinite_input & ~nan_input),
+        ("masked_target", masked),
+    ):
+        causes[:, CAUSES.index(cause)] = hit
+        caused.add(CAUSES.index(cause))
+    for name, hit in extra.items():
         if severity_of(name) == 0:
-            raise_flag(name, rows)
-            scored &= ~rows
-    for name, rows in extra.items():
+            raise_flag(name, hit)
+            scored &= ~hit
+    for name, hit in extra.items():
         if severity_of(name) != 0:
-            raise_flag(name, rows & scored)
+            raise_flag(name, hit & scored)
 
     # Once per dtype, not per path: the scored rows whose reference the dtype can represent
-    # (where ``inaccurate`` may be raised), and those plus a zero reference (``worst``).
+    # (where ``inaccurate`` may be raised).
     normal = {d: scored & ref.normal(precisions[d]) for d in dtypes}
-    judged = dict(normal)
-    if ref.any_zero:
-        judged = {d: rows | (scored & ref.zero) for d, rows in normal.items()}
     # Each path's losses as float64 and their finite mask, once (the float64 ones serve
     # ``diverged`` of every narrower dtype too).
     losses = {key: np.asarray(r.loss, dtype=np.float64) for key, r in results.items()}
     finite = {key: np.isfinite(loss) for key, loss in losses.items()}
     # Buffers reused from path to path (a fresh array per path pays page faults): the
     # relative error, and |L - L64| and atol + rtol * |L64| for ``diverged``.
-    rel, gap, tol = np.empty(n), np.empty(n), np.empty(n)
+    rel, gap, tol, err = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
 
     for (path, dtype), result in results.items():
         loss, ok = losses[(path, dtype)], finite[(path, dtype)]
@@ -339,7 +356,7 @@ def diagnose(
             raise_flag(f"{path}_nan:{dtype}", nan)
             raise_flag(f"{path}_inf:{dtype}", inf)
         _relative_error(loss, ok, ref, out=rel)
-        worst[f"{path}_{dtype}"] = _worst(rel, judged[dtype])
+        worst[f"{path}_{dtype}"] = _worst(_accuracy_error(loss, rel, ref, err), scored)
         with np.errstate(invalid="ignore"):
             # fewer than half the bits: -log2(rel) < bits / 2
             inaccurate = normal[dtype] & (rel > 2.0 ** (-precisions[dtype].bits / 2))
@@ -350,8 +367,8 @@ def diagnose(
             both = scored & ok & finite[(path, "float64")]
             with np.errstate(invalid="ignore"):
                 np.abs(np.subtract(loss, l64, out=gap), out=gap)
-                np.multiply(np.abs(l64, out=tol), rtol, out=tol)
-                tol += atol
+                np.multiply(np.abs(l64, out=tol), _of(rtol, dtype), out=tol)
+                tol += _of(atol, dtype)
                 diverged = both & (gap > tol)
             raise_flag(f"diverged:{path}_{dtype}", diverged)
             flagged |= diverged
@@ -399,6 +416,11 @@ def diagnose(
         per_path,
         worst,
     )
+
+
+def _of(value: float | Mapping[str, float], dtype: str) -> float:
+    """A tolerance given as one number or per dtype, for ``dtype``."""
+    return value if isinstance(value, (int, float)) else value[dtype]
 
 
 def _severity(flags: Array, names: tuple[str, ...], counts: Array) -> Array:
@@ -450,6 +472,16 @@ def _rank(flags: Array, names: tuple[str, ...], counts: Array, severity: Array) 
             hit = flags[:, j] & (severity == level)
             np.minimum(place, np.where(hit, within_severity(name), _LAST), out=place)
     return severity * 100 + np.where(place == _LAST, 0, place)
+
+
+def _accuracy_error(loss: Array, rel: Array, ref: _Reference, out: Array) -> Array:
+    """``|L - ref| / max(1, |ref|)`` from the relative error ``rel``, written into ``out``:
+    ``rel * min(1, |ref|)``, and ``|L|`` where the reference is 0; NaN where ``rel`` is."""
+    with np.errstate(invalid="ignore"):  # inf * 0 at a zero reference: set below
+        np.multiply(rel, ref.shrink, out=out)
+    if ref.any_zero:
+        out[ref.zero] = np.abs(loss[ref.zero])
+    return out
 
 
 def _worst(rel: Array, judged: Array) -> float | None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import fast, inputs, pipeline
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.diagnose import CAUSES, NOT_FLAGGED
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
 from cecheck.pipeline import ChunkResult
@@ -26,7 +26,6 @@ from cecheck.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-Array = npt.NDArray
 
 # Elements of one chunk: ~2 MB of float64 per temporary, so a chunk's work stays in cache.
 CHUNK_ELEMENTS = 1 << 18
@@ -335,8 +334,8 @@ def compare(
     task: str = "auto",
     dtypes: str | Sequence[str] = ("float32", "float64"),
     ignore_index: int = -100,
-    rtol: float = 1e-4,
-    atol: float = 1e-6,
+    rtol: float | None = None,
+    atol: float | None = None,
     top: int = 20,
     progress: Callable[[int], None] | None = None,
     inputs: str = "logits",
@@ -364,7 +363,9 @@ def compare(
     ignore_index
         Index labels equal to it are skipped, as in PyTorch.
     rtol, atol
-        ``diverged``: ``|L - L64| > atol + rtol * |L64|``.
+        ``diverged``: ``|L - L64| > atol + rtol * |L64|``. None (the default): 64 times each
+        dtype's machine epsilon, what its own rounding explains; a number: that tolerance
+        for every dtype.
     top
         How many flagged rows the Report keeps, worst first.
     inputs

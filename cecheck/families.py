@@ -15,12 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy.typing as npt
-
 from cecheck import labels as lb
 from cecheck import losses
-
-Array = npt.NDArray
+from cecheck.arraytypes import Array
 
 LabelCheck = Callable[[Array, int, int], dict[str, Array]]
 

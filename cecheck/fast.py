@@ -54,7 +54,9 @@ those few ulp of a threshold (``--rtol``, half the bits, a probability rounding 
 
 Rows the kernels do not handle themselves (a non-finite logit or target, or a float64 logit
 beyond the float32 range) are recomputed with the numpy functions: their propagation of inf
-and NaN is the specification, and such rows are rare.
+and NaN is the specification, and such rows are rare. A softmax row's -inf logit is a masked
+class: such a row is recomputed too, but it is not an input problem (its non-finite bit is
+for NaN and +inf only; a sigmoid's -inf logit stays one).
 
 Why C and not numba: importing numba and loading a cached kernel costs ~0.6 s and ~150 MB,
 more than the whole computation on a 2 GB file. The kernels are one C file with no dependency
@@ -72,14 +74,13 @@ from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families, losses
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.errors import SetupError
 from cecheck.losses import PathResult
 
-Array = npt.NDArray
 # Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows.
 KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array]
 # A stable path's numpy function f(z, target, p) -> PathResult.
@@ -214,8 +215,9 @@ def multiclass_index(
     results, reference, nonfinite
         ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.textbook_multiclass` and
         ``stable`` (log_softmax, then the target's term) give them, the reference losses, and
-        the rows holding a non-finite logit. Without ``stable`` the rows the kernel leaves to
-        numpy keep the kernel's stable values (:func:`compute` drops them).
+        the rows holding a NaN or +inf logit (a -inf is a masked class, not an input problem).
+        Without ``stable`` the rows the kernel leaves to numpy keep the kernel's stable values
+        (:func:`compute` drops them).
     """
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
@@ -239,6 +241,7 @@ def multiclass_index(
     if special.size:
         spec = (*losses.PATHS["index"], stable)
         _overwrite(special, results, spec, z[special], y[special], reference)
+    _rescale_tiny(reference, losses.reference_multiclass, z, y)
     return results, reference, nonfinite
 
 
@@ -298,6 +301,8 @@ def _per_class(
         if family == "binary":
             zs, ts = zs[:, 0], ts[:, 0]
         _overwrite(special, results, (*losses.PATHS[family], stable), zs, ts, reference)
+    if family == "soft":
+        _rescale_tiny(reference, losses.reference_soft, z, t)
     return results, reference, (bits & _S_NONFINITE) != 0
 
 
@@ -363,6 +368,14 @@ def _overwrite(
             if mine is not None and value is not None:
                 mine[rows] = value
     ref[rows] = reference(z, t)
+
+
+def _rescale_tiny(ref: Array, reference: Callable[..., Array], z: Array, t: Array) -> None:
+    """Recompute with numpy (:func:`cecheck.losses.max_and_rest` rescales their subnormal
+    terms) the softmax references below :data:`cecheck.losses.RESCALE_BELOW`: rare rows."""
+    tiny = np.flatnonzero(ref < losses.RESCALE_BELOW)
+    if tiny.size:
+        ref[tiny] = reference(z[tiny], t[tiny])
 
 
 def _kernels() -> dict[str, Callable[[Array, Array, Sequence[str], Stable | None], KernelResult]]:

@@ -7,11 +7,9 @@ the ones that apply. Pure numpy on a chunk of labels.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.inputs import INVALID_LABEL
-
-Array = npt.NDArray
 
 # How far a one-hot or soft label row may sum from 1 and still be a distribution.
 SOFT_SUM_TOLERANCE = 1e-3
@@ -53,7 +51,7 @@ def target_problems(labels: Array, n_classes: int, ignore_index: int) -> dict[st
     outside [0, 1] or not finite. An invalid row still has a formula value."""
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(labels) | (labels < 0) | (labels > 1)
-        bad = bad.any(axis=1) if bad.ndim == 2 else bad
+        bad = np.any(bad, axis=1) if bad.ndim == 2 else bad
     return _only_invalid(bad)
 
 

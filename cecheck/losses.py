@@ -51,11 +51,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 
 @dataclass
@@ -129,7 +127,7 @@ def textbook_multiclass(z: Array, y: Array, p: Precision, rec: Recorder = ignore
         s = rec("sum", "Σ exp(z)", r(e.sum(axis=1)))
         prob = rec("p", "p = exp(z_y) / Σ", r(e[_rows(len(y)), y] / s))
         loss = rec("loss", "loss = -log p", negate(rec("log_p", "log p", r(np.log(prob)))))
-    return PathResult(loss, exp_overflow=np.isinf(e).any(axis=1), prob_underflow=prob == 0)
+    return PathResult(loss, exp_overflow=np.any(np.isinf(e), axis=1), prob_underflow=prob == 0)
 
 
 def textbook_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
@@ -149,7 +147,7 @@ def textbook_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> P
         loss = rec("loss", "loss = -Σ t · log p", negate(total))
     return PathResult(
         loss,
-        exp_overflow=np.isinf(e).any(axis=1),
+        exp_overflow=np.any(np.isinf(e), axis=1),
         prob_underflow=((prob == 0) & (tc > 0)).any(axis=1),
         zero_times_inf=((tc == 0) & np.isinf(log_p)).any(axis=1),
     )
@@ -170,12 +168,19 @@ def reference_multiclass(z: Array, y: Array, rec: Recorder = ignore) -> Array:
 
 
 def reference_soft(z: Array, t: Array, rec: Recorder = ignore) -> Array:
-    """Accurate ``sum_i t_i (lse(z) - z_i)``, as ``sum_i t_i (m - z_i) + log1p(...) sum_i t_i``."""
+    """Accurate ``sum_i t_i (lse(z) - z_i)``, as ``sum_i t_i (m - z_i) + log1p(...) sum_i t_i``.
+
+    A class with ``t_i = 0`` adds 0, even when it is masked (``z_i = -inf``, where
+    ``t_i (m - z_i)`` would be ``0 * inf``): the convention ``0 log 0 = 0`` of optax's
+    ``safe_softmax_cross_entropy`` (logits [-inf, 0, 0], targets [0, 0.5, 0.5]: log 2).
+    """
     z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
     t = np.asarray(t, dtype=np.float64)
     m, l1 = _max_and_log1p_rest(z, rec)
     with np.errstate(invalid="ignore"):
-        gaps = rec("gaps", "Σ t · (max - z)", (t * (m[:, None] - z)).sum(axis=1))
+        weighted = np.where(t == 0, 0.0, t * (m[:, None] - z))
+        gaps = rec("gaps", "Σ t · (max - z)", weighted.sum(axis=1))
+        del weighted
         mass = rec("mass", "Σ t", t.sum(axis=1))
         return rec("loss", "loss = Σ t · (max - z) + log1p · Σ t", gaps + l1 * mass)
 
@@ -188,9 +193,23 @@ def _max_and_log1p_rest(z: Array, rec: Recorder) -> tuple[Array, Array]:
     return m, rec("log1p", "log1p(that)", np.log1p(rest))
 
 
+# A row whose rest (the sum of exp(z_j - m) over j != argmax) is below this has every term
+# below it too, many perhaps subnormal (a 262,144-class vocabulary whose target leads by
+# 720: each term is ~1e-313, rounded to a multiple of 2**-1074, up to 1e-11 off): its terms
+# are recomputed times 2**RESCALE_BITS, where they are normal, and the sum scaled back.
+RESCALE_BELOW = 2.0**-1000
+RESCALE_BITS = 600
+_RESCALE_SHIFT = RESCALE_BITS * float(np.log(2.0))  # 415.89 (its rounding: 6e-14 relative)
+
+
 def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
     """Per row of float64 ``z``: the argmax ``k``, the max ``m`` and the sum over the other
-    classes of ``exp(z_j - m)`` (a tie for the max counts as 1)."""
+    classes of ``exp(z_j - m)`` (a tie for the max counts as 1).
+
+    A row whose sum is below :data:`RESCALE_BELOW` is summed again with every term scaled
+    by ``2**RESCALE_BITS`` (``exp(z_j - m + 600 ln 2)``, normal numbers) and the sum scaled
+    back exactly (``ldexp``): within 1e-13 relative wherever the sum is a normal float64.
+    """
     rows = _rows(z.shape[0])
     k = np.argmax(z, axis=1)
     m = z[rows, k]
@@ -199,7 +218,15 @@ def max_and_rest(z: Array) -> tuple[Array, Array, Array]:
     with np.errstate(invalid="ignore", over="ignore"):
         e = np.exp(z - m[:, None])
     e[rows, k] = 0.0
-    return k, m, e.sum(axis=1)
+    rest = e.sum(axis=1)
+    del e
+    tiny = np.flatnonzero(rest < RESCALE_BELOW)  # NaN compares False: not rescaled
+    if tiny.size:
+        with np.errstate(invalid="ignore", over="ignore"):  # as above
+            scaled = np.exp((z[tiny] - m[tiny, None]) + _RESCALE_SHIFT)
+        scaled[_rows(tiny.size), k[tiny]] = 0.0
+        rest[tiny] = np.ldexp(scaled.sum(axis=1), -RESCALE_BITS)
+    return k, m, rest
 
 
 # ------------------------------------------------------------------ binary and multilabel

@@ -26,18 +26,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from cecheck import fast, losses
+from cecheck import families, fast, losses
 from cecheck import frameworks as fw
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.families import Family
 from cecheck.frameworks import registry
 from cecheck.frameworks.registry import Framework
 from cecheck.losses import PathResult
 from cecheck.settings import Settings
 
-Array = npt.NDArray
 Results = dict[tuple[str, str], PathResult]
 
 
@@ -47,7 +46,9 @@ class Computed:
 
     results: Results
     reference: Array
-    nonfinite: Array  # rows with a NaN or inf input value
+    nonfinite: Array  # rows with an input problem: NaN or inf (softmax logits: NaN or +inf)
+    nan: Array  # the rows of ``nonfinite`` holding a NaN (the others hold an inf)
+    masked_target: Array  # softmax rows whose target weight falls on a -inf logit
     extra_flags: dict[str, Array] = field(default_factory=dict)
     evidence: dict[tuple[str, str], dict[str, Array]] = field(default_factory=dict)
 
@@ -65,10 +66,55 @@ class PathSet(Protocol):
     def compute(self, values: Array, labels: Array, target: Array) -> Computed: ...
 
 
-def nonfinite_rows(values: Array) -> Array:
-    """The rows holding a NaN or inf value."""
-    bad = ~np.isfinite(values)
-    return bad.any(axis=1) if bad.ndim == 2 else bad
+def nonfinite_rows(values: Array, *, masks: bool = False) -> Array:
+    """The rows holding a NaN or inf value; with ``masks``, a -inf does not count (a masked
+    class of a softmax row)."""
+    if masks:
+        with np.errstate(invalid="ignore"):  # NaN compares False
+            bad = np.isnan(values) | (values == np.inf)
+    else:
+        bad = ~np.isfinite(values)
+    rows: Array = np.any(bad, axis=1) if bad.ndim == 2 else bad
+    return rows
+
+
+def nan_rows(values: Array, nonfinite: Array) -> Array:
+    """The rows of ``nonfinite`` that hold a NaN (read on those rows only)."""
+    out = np.zeros(nonfinite.shape, dtype=bool)
+    rows = np.flatnonzero(nonfinite)
+    if rows.size:
+        bad = np.isnan(values[rows])
+        out[rows] = bad.any(axis=1) if bad.ndim == 2 else bad
+    return out
+
+
+def masked_target_rows(
+    family: Family, values: Array, target: Array, reference: Array, nonfinite: Array
+) -> Array:
+    """Softmax rows without an input problem whose target falls on a masked (-inf) class:
+    the index target's logit is -inf, or a soft target puts weight on a -inf logit (every
+    class masked is such a row). Their loss is inf (NaN when every class is masked), so only
+    the rows with a non-finite reference are read."""
+    out = np.zeros(nonfinite.shape, dtype=bool)
+    if not family.softmax:
+        return out
+    rows = np.flatnonzero(~np.isfinite(reference) & ~nonfinite)
+    if rows.size:
+        z = values[rows]
+        if family.class_labels:
+            out[rows] = z[np.arange(rows.size), target[rows]] == -np.inf
+        else:
+            out[rows] = ((z == -np.inf) & (np.asarray(target)[rows] > 0)).any(axis=1)
+    return out
+
+
+def input_rows(
+    family: Family, values: Array, target: Array, reference: Array
+) -> tuple[Array, Array, Array]:
+    """(nonfinite, nan, masked_target) rows of a chunk of logits (see :class:`Computed`)."""
+    nonfinite = nonfinite_rows(values, masks=family.softmax)
+    nan = nan_rows(values, nonfinite)
+    return nonfinite, nan, masked_target_rows(family, values, target, reference, nonfinite)
 
 
 # The paths a framework gives (cecheck.frameworks.registry); textbook and reference are ours.
@@ -110,7 +156,8 @@ class NumpyPaths:
             results[("textbook", d)] = textbook(values, target, prec.get(d))
             results[("naive", d)] = ours["naive", d]
             results[("stable", d)] = ours["stable", d]
-        return Computed(results, reference(values, target), nonfinite_rows(values))
+        ref = reference(values, target)
+        return Computed(results, ref, *input_rows(self.family, values, target, ref))
 
 
 @dataclass(frozen=True)
@@ -138,7 +185,8 @@ class KernelPaths:
         for d in self.dtypes:
             for path in ("textbook", *_FRAMEWORK):
                 results[(path, d)] = kernel[(path, d)] if (path, d) in kernel else ours[path, d]
-        return Computed(results, ref, nonfinite)
+        masked = masked_target_rows(f, values, target, ref, nonfinite)
+        return Computed(results, ref, nonfinite, nan_rows(values, nonfinite), masked)
 
 
 @dataclass(frozen=True)
@@ -170,7 +218,13 @@ class ProbPaths:
             for d, p in precisions.items()
         }
         return Computed(
-            results, fw.probs_reference(task, values, target), nonfinite, extra, evidence
+            results,
+            fw.probs_reference(task, values, target),
+            nonfinite,
+            nan_rows(values, nonfinite),
+            np.zeros(nonfinite.shape, dtype=bool),
+            extra,
+            evidence,
         )
 
 
@@ -211,7 +265,9 @@ class WeightedPaths:
                 p = prec.get(d)
                 results[("textbook", d)] = losses.textbook_soft(z, t, p)
                 results[("naive", d)] = fw_.path("naive", "soft")(z, t, p)
-            return Computed(results, losses.reference_soft(z, t), nonfinite_rows(z))
+            ref = losses.reference_soft(z, t)
+            soft = families.get("multiclass", "soft")
+            return Computed(results, ref, *input_rows(soft, z, t, ref))
         rw = fw.row_weights(labels, form, c, w, s.ignore_index)
         for d in s.dtypes:
             p = prec.get(d)
@@ -220,7 +276,7 @@ class WeightedPaths:
             results[("naive", d)] = fw_.path("naive", kind)(z, target, p, weight=w)
         with np.errstate(invalid="ignore"):  # 0 * inf of a NaN/inf logit row: NaN, as PyTorch
             ref = losses.reference_multiclass(z, target) * rw
-        return Computed(results, ref, nonfinite_rows(z))
+        return Computed(results, ref, *input_rows(self.family, z, target, ref))
 
 
 def choose(family: Family, n_classes: int, s: Settings, *, use_fast: bool) -> PathSet:

@@ -15,11 +15,11 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families, fast
 from cecheck import frameworks as fw
 from cecheck import precision as prec
+from cecheck.arraytypes import Array
 from cecheck.diagnose import Diagnosis, cast_overflow_rows, diagnose
 from cecheck.families import Family
 from cecheck.frameworks import registry
@@ -27,7 +27,11 @@ from cecheck.inputs import LOOKS_LIKE_PROBABILITIES, Source
 from cecheck.pathsets import Computed, PathSet, choose
 from cecheck.settings import WEIGHTING_OPTIONS, Settings
 
-Array = npt.NDArray
+# The warning of a multiclass input with one class (its losses are 0 in every path).
+ONE_CLASS_WARNING = (
+    "one class: the softmax of a single logit is 1, so every loss is 0 (as in PyTorch and "
+    "TensorFlow); check the task and the logits' last axis"
+)
 
 
 @dataclass
@@ -88,9 +92,11 @@ class Plan:
             c.results,
             c.reference,
             precisions,
-            s.rtol,
-            s.atol,
+            {d: s.tolerance(d)[0] for d in s.dtypes},
+            {d: s.tolerance(d)[1] for d in s.dtypes},
             overflow,
+            nan_input=c.nan,
+            masked_target=c.masked_target,
             extra_flags=c.extra_flags,
             evidence=c.evidence,
         )
@@ -115,7 +121,8 @@ def plan(
     as ``options``, see :meth:`Settings.check_source`). ``use_fast``: take the kernel where it
     covers the family and dtypes; by default when no framework-view setting is on and the
     kernel is usable (:func:`cecheck.fast.usable`). The source returned has, with probability
-    input, no warning that the values look like probabilities.
+    input, no warning that the values look like probabilities, and with a softmax over one
+    class, the :data:`ONE_CLASS_WARNING`.
     """
     family = families.get(source.task, source.label_form)
     s.check_source(
@@ -138,6 +145,8 @@ def plan(
     if s.inputs == "probs":  # the values are what the user said they are: no warning
         kept = tuple(w for w in source.warnings if LOOKS_LIKE_PROBABILITIES not in w)
         source = dataclasses.replace(source, warnings=kept)
+    if family.softmax and source.n_classes == 1:
+        source = dataclasses.replace(source, warnings=(*source.warnings, ONE_CLASS_WARNING))
     return chosen, source
 
 

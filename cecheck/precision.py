@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.choices import DTYPES
 
 __all__ = ["DTYPES", "PRECISIONS", "Precision", "get", "names"]
@@ -45,7 +46,8 @@ class Precision:
         if self.name == "bfloat16":
             import ml_dtypes
 
-            return np.dtype(ml_dtypes.bfloat16)
+            bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+            return bf16
         return np.dtype(self.name)
 
     @functools.cached_property
@@ -61,14 +63,14 @@ class Precision:
     def emulated(self) -> bool:
         return self.storage != self.work
 
-    def round(self, x: npt.NDArray) -> npt.NDArray:
+    def round(self, x: Array) -> Array:
         """Round ``x`` (held in ``work``) to this format; a no-op for float32/float64."""
         if self.emulated:
             with np.errstate(over="ignore"):  # beyond the format's range: inf, as it should
                 return x.astype(self.storage).astype(self.work)
         return x
 
-    def cast(self, x: npt.ArrayLike) -> npt.NDArray:
+    def cast(self, x: npt.ArrayLike) -> Array:
         """The input values as this format would store them, held in ``work``."""
         with np.errstate(over="ignore"):  # float64 beyond float32's range: inf
             return self.round(np.asarray(x, dtype=self.work))

@@ -140,7 +140,16 @@ class Report:
             },
             "dtypes": list(s.dtypes),
             "settings": {"framework": s.framework, "emulates": framework_title(s.framework)},
-            "tolerance": {"rtol": s.rtol, "atol": s.atol, "ignore_index": s.ignore_index},
+            "tolerance": {
+                "rtol": s.rtol,
+                "atol": s.atol,
+                "ignore_index": s.ignore_index,
+                "by_dtype": {
+                    d: dict(zip(("rtol", "atol"), s.tolerance(d), strict=True))
+                    for d in s.dtypes
+                    if d != "float64"
+                },
+            },
             "summary": [
                 {
                     "path": p.path,
@@ -176,7 +185,8 @@ class Report:
             "exit_code": 1 if failed else 0,
         }
         data |= _framework_view(self)
-        return _strict(data)
+        strict: dict[str, Any] = _strict(data)
+        return strict
 
     def write_json(self, out: TextIO, fail_on: Iterable[str] = ()) -> None:
         """Strict JSON (no NaN or Infinity tokens), floats at full precision."""

@@ -14,15 +14,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import inputs
+from cecheck.arraytypes import Array
 from cecheck.trace import Trace, trace
 
 if TYPE_CHECKING:
     from cecheck.settings import Settings
-
-Array = npt.NDArray
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families
+from cecheck.arraytypes import Array
 from cecheck.report import RowRecord
 
 if TYPE_CHECKING:
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from cecheck.inputs import Source
     from cecheck.pipeline import ChunkResult
     from cecheck.settings import Settings
-
-Array = npt.NDArray
 
 
 def chunk_records(
@@ -76,7 +74,8 @@ def chunk_frame(chunk: ChunkResult, source: Source, s: Settings) -> pd.DataFrame
     data.update({c: chunk.values[c] for c in s.columns})
     data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
     data["causes"] = [";".join(c) for c in chunk.diagnosis.cause_lists()]
-    return pd.DataFrame(data)
+    frame: pd.DataFrame = pd.DataFrame(data)
+    return frame
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,14 @@ INPUT_PATHS = {
 }
 INPUT_KINDS = tuple(INPUT_PATHS)
 
+# The default tolerance of ``diverged``, in units of each dtype's machine epsilon: rtol and
+# atol are both this many eps, so a value diverges when |L - L64| > 64 eps (1 + |L64|). The
+# measurement behind it (README, "Tolerances"): on N(0, 3) logits and the benign sample,
+# multiclass, both paths, |L - L64| / (eps (1 + |L64|)) stays below 3, but for the naive
+# float16 path, whose subnormal probabilities bound it near 38.6; the float32_diverges
+# sample reaches 3,503.
+TOLERANCE_EPS = 64
+
 # How the library names the weighting options in its errors (the CLI names its flags).
 WEIGHTING_OPTIONS = "label smoothing and class weights"
 
@@ -37,8 +45,10 @@ class Settings:
 
     dtypes: tuple[str, ...] = ("float32", "float64")
     ignore_index: int = -100
-    rtol: float = 1e-4
-    atol: float = 1e-6
+    # None: TOLERANCE_EPS times each dtype's epsilon (see tolerance()); a number: that
+    # tolerance for every dtype
+    rtol: float | None = None
+    atol: float | None = None
     top: int = 20
     # The framework view: "logits" or "probs"; PyTorch's batch mean over batches of this many
     # rows; label smoothing and class weights (multiclass logits).
@@ -56,7 +66,7 @@ class Settings:
             prec.get(d)
         order = {d: i for i, d in enumerate(prec.DTYPES)}
         object.__setattr__(self, "dtypes", tuple(sorted(set(self.dtypes), key=order.__getitem__)))
-        if self.rtol < 0 or self.atol < 0:
+        if (self.rtol is not None and self.rtol < 0) or (self.atol is not None and self.atol < 0):
             raise ValueError("rtol and atol must be >= 0")
         if self.top < 0:
             raise ValueError("top must be >= 0")
@@ -90,6 +100,14 @@ class Settings:
                 "label smoothing and class weights follow PyTorch's cross_entropy, which takes "
                 "logits: they do not apply to probability input"
             )
+
+    def tolerance(self, dtype: str) -> tuple[float, float]:
+        """(rtol, atol) of ``diverged`` in ``dtype``: each the explicit setting, or by default
+        :data:`TOLERANCE_EPS` times the dtype's machine epsilon (what its own rounding
+        explains)."""
+        default = TOLERANCE_EPS * prec.get(dtype).eps
+        rtol = default if self.rtol is None else self.rtol
+        return rtol, default if self.atol is None else self.atol
 
     @property
     def weighted(self) -> bool:

@@ -28,19 +28,17 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families, inputs
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
+from cecheck.arraytypes import Array
 from cecheck.choices import DEFAULT_FRAMEWORK, TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.families import Family
 from cecheck.frameworks import registry
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 PATHS = TRACE_PATHS
 ALL_CLASSES = 8  # rows with at most this many classes show every class
@@ -216,15 +214,21 @@ def trace(
         "reference": reference,
     }
     ref = float(reference(z, y)[0])
+    # a softmax row's -inf logits are masked classes, not bad values (a sigmoid has none)
+    masks = (z[0] == -np.inf) if family.softmax else None
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
         for path in ("textbook", "naive", "stable"):
             if path in wanted:
-                walks.append((path, d, _walk(path, kind, functions[path], z, y, prec.get(d), ref)))
+                walks.append(
+                    (path, d, _walk(path, kind, functions[path], z, y, prec.get(d), ref, masks))
+                )
     if "reference" in wanted:
-        walks.append(("reference", "float64", _walk("reference", kind, reference, z, y, _F64, ref)))
+        walks.append(
+            ("reference", "float64", _walk("reference", kind, reference, z, y, _F64, ref, masks))
+        )
 
-    marked = [(path, d, raw, *_mark(raw)) for path, d, raw in walks]
+    marked = [(path, d, raw, *_mark(raw, masks)) for path, d, raw in walks]
     classes = _shown(family, z, y, [c for *_, bad in marked for c in bad])
     traces = tuple(
         PathTrace(
@@ -344,6 +348,7 @@ def _walk(
     y: Array,
     p: Precision,
     ref: float,
+    masks: Array | None,
 ) -> list[_Raw]:
     """The steps of the row's loss along ``path``, as its function computes them, each with
     its check from :mod:`cecheck.trace_explain`."""
@@ -353,7 +358,7 @@ def _walk(
             loss_function(z, y, rec)
         else:
             loss_function(z, y, p, rec)
-    row = explain.Row(z, y, p, ref)
+    row = explain.Row(z, y, p, ref, masks)
     for s in rec.steps:
         check = explain.check(path, kind, s.name)
         if check is not None:
@@ -361,13 +366,16 @@ def _walk(
     return rec.steps
 
 
-def _mark(raw: list[_Raw]) -> tuple[int | None, str | None, tuple[int, ...]]:
-    """The first bad step of a path: its position, note and classes (None, None, () if none)."""
+def _mark(raw: list[_Raw], masks: Array | None) -> tuple[int | None, str | None, tuple[int, ...]]:
+    """The first bad step of a path: its position, note and classes (None, None, () if none).
+
+    ``masks``: the classes masked with -inf, whose non-finite per-class values are expected.
+    """
     for i, r in enumerate(raw):
         checked = r.why() if r.why is not None else None
         if checked is explain.FINE:
             continue
-        bad = checked or explain.nonfinite(r.formula, r.value)
+        bad = checked or explain.nonfinite(r.formula, r.value, masks)
         if bad is not None:
             return i, bad.note, bad.classes
     return None, None, ()

@@ -24,16 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
 from cecheck.trace_numbers import big as _big
 from cecheck.trace_numbers import from_log as _from_log
 from cecheck.trace_numbers import sci as _sci
 from cecheck.trace_numbers import small as _small
-
-Array = npt.NDArray
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,7 @@ class Row:
     y: Array  # the label(s), as the loss function took them
     p: Precision  # the path's precision (float64 for the reference)
     ref: float  # the reference loss
+    masks: Array | None = None  # (C,) the classes masked with -inf (softmax rows only)
 
 
 # A check: the row's recorded values by step name, and the row -> why the step is bad, or None.
@@ -74,7 +73,7 @@ def check(path: str, kind: str, name: str) -> Check | None:
 
 
 def _cast(v: Mapping[str, Array], row: Row) -> Bad | None:
-    return _cast_bad(row.z, v["z"], row.p)
+    return _cast_bad(row.z, v["z"], row.p, row.masks)
 
 
 def _exp(v: Mapping[str, Array], row: Row) -> Bad | None:
@@ -159,9 +158,14 @@ _CHECKS: dict[tuple[str, str], dict[str, Check]] = {
 }
 
 
-def nonfinite(formula: str, v: Array) -> Bad | None:
-    """The catch-all: a step whose value holds inf or NaN, when no check explained it."""
+def nonfinite(formula: str, v: Array, masks: Array | None = None) -> Bad | None:
+    """The catch-all: a step whose value holds inf or NaN, when no check explained it.
+
+    ``masks``: the classes masked with -inf, left out of a per-class step's values.
+    """
     bad = ~np.isfinite(v)
+    if masks is not None and v.ndim == 2:
+        bad &= ~masks
     if not bad.any():
         return None
     if v.ndim == 2:
@@ -191,9 +195,12 @@ def _cls(j: int | None) -> tuple[int, ...]:
     return () if j is None else (j,)
 
 
-def _cast_bad(z: Array, zc: Array, p: Precision) -> Bad | None:
-    """A logit that is not finite as given, or beyond the dtype's range once stored in it."""
+def _cast_bad(z: Array, zc: Array, p: Precision, masks: Array | None = None) -> Bad | None:
+    """A logit that is not finite as given, or beyond the dtype's range once stored in it;
+    a masked class (``masks``: a softmax row's -inf) is neither."""
     bad = ~np.isfinite(zc)
+    if masks is not None:
+        bad &= ~masks
     if not bad.any():
         return None
     j, stored = _at(zc, bad)
@@ -261,7 +268,8 @@ def _log_softmax64(zc: Array) -> Array:
     k = int(np.argmax(z[0]))
     e = np.exp(z - z[0, k])
     e[0, k] = 0.0
-    return z - (z[0, k] + np.log1p(e.sum()))
+    shifted: Array = z - (z[0, k] + np.log1p(e.sum()))
+    return shifted
 
 
 def _matters(loss: Array, ref: float, p: Precision) -> bool:

@@ -191,7 +191,8 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "paths": [_path_dict(p) for p in trace.paths],
         "partings": list(trace.partings),
     }
-    return _strict(data)
+    strict: dict[str, Any] = _strict(data)
+    return strict
 
 
 def write_trace_json(trace: Trace, out: TextIO) -> None:

@@ -31,6 +31,11 @@ def _logits(rng: np.random.Generator, n: int, c: int) -> Iterator[tuple[str, np.
     specials = np.array([np.nan, np.inf, -np.inf, 1e39, -1e39, 1e308, -1e308, -0.0, 88.8, -104])
     odd.flat[picks] = rng.choice(specials, picks.size)
     yield "odd", odd
+    masked = rng.standard_normal((n, c)) * 3  # -inf masks, never on the target (last class)
+    masked[:, :-1][rng.random((n, c - 1)) < 0.4] = -np.inf
+    masked[0, :] = -np.inf  # one row masked through and through: a masked target
+    masked[1, -1] = -np.inf  # and one whose target alone is masked
+    yield "mask", masked
 
 
 def cases() -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
@@ -62,6 +67,7 @@ def engine_with_ignored_rows() -> dict[str, np.ndarray]:
     for c in (2, 7, 300):
         z = rng.standard_normal((40, c)) * 4
         z[::6, 0] += 60.0
+        z[1::5, 1] = -np.inf  # masked classes: scored rows, or masked targets where y = 1
         y = rng.integers(0, c, 40)
         y[::4] = s.ignore_index
         r = engine.evaluate(z, y, "multiclass", "index", c, s, use_fast=True)

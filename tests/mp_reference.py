@@ -55,12 +55,27 @@ def multiclass(z: Sequence[float] | np.ndarray, y: int) -> float:
         return float(_lse(zz) - zz[int(y)])
 
 
+def multiclass_repeated(values: Sequence[float], counts: Sequence[int], y: int) -> float:
+    """:func:`multiclass` of a row holding ``values[i]`` ``counts[i]`` times, target a class
+    of value ``values[y]``: ``log(sum_i counts_i exp(v_i)) - v_y`` (a vocabulary of 262,144
+    classes in a few terms), exactly, rounded to float64."""
+    with mpmath.workdps(DPS):
+        vv = _mpf_row(values)
+        total = mpmath.fsum(int(n) * mpmath.exp(v) for v, n in zip(vv, counts, strict=True))
+        return float(mpmath.log(total) - vv[int(y)])
+
+
 def soft(z: Sequence[float] | np.ndarray, t: Sequence[float] | np.ndarray) -> float:
-    """``sum_i t_i (log(sum_j exp(z_j)) - z_i)``, exactly, rounded to float64."""
+    """``sum_i t_i (log(sum_j exp(z_j)) - z_i)``, exactly, rounded to float64.
+
+    A class with ``t_i = 0`` adds nothing, even where ``z_i = -inf`` (a masked class:
+    ``0 * inf`` is taken as 0, the convention ``0 log 0 = 0``).
+    """
     with mpmath.workdps(DPS):
         zz, tt = _mpf_row(z), _mpf_row(t)
         lse = _lse(zz)
-        return float(mpmath.fsum(ti * (lse - zi) for ti, zi in zip(tt, zz, strict=True)))
+        terms = (ti * (lse - zi) for ti, zi in zip(tt, zz, strict=True) if ti != 0)
+        return float(mpmath.fsum(terms))
 
 
 def _binary_mp(z: mpmath.mpf, t: mpmath.mpf) -> mpmath.mpf:

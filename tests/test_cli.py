@@ -285,10 +285,16 @@ def test_task_option(tmp_path: Path) -> None:
 
 def test_rtol_and_atol_options() -> None:
     strict = strict_json(run(*DIVERGES, "--format", "json").stdout)
-    assert strict["counts"]["diverged:stable_float32"] == 9
+    # the default: 64 float32 eps (7.6e-6), tighter than 1e-4 for float32
+    assert strict["counts"]["diverged:stable_float32"] == 15
     loose = strict_json(run(*DIVERGES, "--format", "json", "--rtol", "1e-2", "--atol", "0").stdout)
     assert "diverged:stable_float32" not in loose["counts"]
-    assert loose["tolerance"] == {"rtol": 0.01, "atol": 0.0, "ignore_index": -100}
+    assert loose["tolerance"] == {
+        "rtol": 0.01,
+        "atol": 0.0,
+        "ignore_index": -100,
+        "by_dtype": {"float32": {"rtol": 0.01, "atol": 0.0}},
+    }
     assert run(*DIVERGES, "--atol", "-1").exit_code == 2
 
 

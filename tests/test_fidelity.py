@@ -194,7 +194,9 @@ def test_rank_puts_framework_paths_and_wider_dtypes_before_the_larger_error() ->
     no = np.zeros(3, dtype=bool)
     masks = dict.fromkeys(("ignored", "label_out_of_range", "invalid_label", "no_loss"), no)
     precisions = {d: prec.get(d) for d in ("float16", "float32")}
-    diag = diagnose(no, masks, results, reference, precisions, 1e-4, 1e-6)
+    diag = diagnose(
+        no, masks, results, reference, precisions, 1e-4, 1e-6, nan_input=no, masked_target=no
+    )
     assert diag.severity.tolist() == [5, 5, 5]
     order = engine._best_rows(np.arange(3), diag.rank, diag.error, 3)
     assert order.tolist() == [2, 1, 0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -16,7 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import cecheck.inputs
+import cecheck.inputs.csv_arrow
+import cecheck.inputs.csv_pandas
+import cecheck.inputs.delimited
 from cecheck.errors import InputError
 from cecheck.inputs import HEAD_ROWS, Source, from_arrays, open_inputs
 
@@ -155,18 +158,30 @@ def test_npy_chunks_are_read_only_views_of_the_memory_map(tmp_path: Path) -> Non
     assert not logits.flags.owndata
 
 
-def test_pyarrow_and_pandas_are_imported_only_when_needed() -> None:
-    # Load cecheck.inputs without the package __init__ (which imports the other modules).
+def test_pyarrow_and_pandas_are_imported_only_when_needed(tmp_path: Path) -> None:
+    # Load cecheck.inputs without the package's __init__ (which imports the engine).
+    np.save(tmp_path / "z.npy", LOGITS)
+    np.save(tmp_path / "y.npy", LABELS)
+    (tmp_path / "d.csv").write_text("z0,z1,label\n1,2,0\n3,4,1\n")
     code = f"""
 import sys, types
-sys.modules["pyarrow"] = None
 package = types.ModuleType("cecheck")
-package.__path__ = [{str(Path(cecheck.inputs.__file__).parent)!r}]
+package.__path__ = [{str(Path(cecheck.inputs.__file__).parent.parent)!r}]
 sys.modules["cecheck"] = package
 import cecheck.inputs
-assert "pandas" not in sys.modules, "pandas imported"
+loaded = lambda: sorted(m for m in ("pandas", "pyarrow", "ml_dtypes") if sys.modules.get(m))
+assert loaded() == [], loaded()
+list(cecheck.inputs.open_inputs({str(tmp_path / "z.npy")!r}, {str(tmp_path / "y.npy")!r}).chunks(5))
+assert loaded() == [], loaded()
+list(cecheck.inputs.open_inputs({str(tmp_path / "d.csv")!r}).chunks(5))
+assert loaded() == ["pyarrow"], loaded()  # a plain CSV: pyarrow reads it, no frame is made
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+    without_pyarrow = code.replace(
+        "import cecheck.inputs\n", "sys.modules['pyarrow'] = None\nimport cecheck.inputs\n"
+    )
+    without_pyarrow = without_pyarrow.replace('["pyarrow"], loaded()', '["pandas"], loaded()')
+    subprocess.run([sys.executable, "-c", without_pyarrow], check=True)
 
 
 # ---------------------------------------------------------------- shapes, tasks, label forms
@@ -260,10 +275,10 @@ def test_narrow_integer_labels_are_class_indices(dtype: type[np.integer]) -> Non
     ("logits", "labels", "task", "match"),
     [
         (LOGITS, LABELS, "binary", "binary task needs one"),
-        (LOGITS[:, :1], LABELS, "multiclass", "fewer than the 2 classes"),
-        (LOGITS[:, 0], LABELS, "multiclass", "fewer than the 2 classes"),
+        (LOGITS[:, :1], LABELS, "multilabel", "fewer than the 2 classes"),
+        (LOGITS[:, 0], LABELS, "multilabel", "fewer than the 2 classes"),
         (LOGITS, LABELS, "multilabel", r"give labels of shape \(11, 3\)"),
-        (np.zeros((N, 1, 1)), LABELS[:, None], "multiclass", "fewer than the 2 classes"),
+        (np.zeros((N, 1, 1)), LABELS, "multiclass", r"give labels of shape \(11, 1\)"),
         (LOGITS, LABELS[:-1], "auto", r"shape \(11, 3\) but labels has shape \(10,\)"),
         (np.float64(1.0), 1, "auto", "single number"),
         (np.zeros((0, 3)), np.zeros(0), "auto", "holds no rows"),
@@ -274,6 +289,23 @@ def test_impossible_shapes_are_input_errors(
 ) -> None:
     with pytest.raises(InputError, match=match):
         from_arrays(logits, labels, task=task)
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "form"),
+    [
+        (LOGITS[:, :1], LABELS, "index"),
+        (LOGITS[:, 0], LABELS, "index"),
+        (np.zeros((N, 1, 1)), LABELS[:, None], "index"),
+        (LOGITS[:, :1], np.ones((N, 1)), "onehot"),
+    ],
+)
+def test_multiclass_with_one_class_is_read(
+    logits: np.ndarray, labels: np.ndarray, form: str
+) -> None:
+    """One class is not an input error: its loss is 0 (tests/test_one_class.py)."""
+    source = from_arrays(logits, labels, task="multiclass")
+    assert (source.task, source.label_form, source.n_classes) == ("multiclass", form, 1)
 
 
 def test_unknown_task_is_a_programming_error() -> None:
@@ -501,7 +533,7 @@ def test_parquet_without_pyarrow_says_how_to_install(
         open_inputs(tmp_path / "data.parquet")
 
 
-@pytest.mark.parametrize("piece_bytes", [None, 4096])  # one piece, or many pieces of text
+@pytest.mark.parametrize("block_bytes", [None, 4096])  # one block, or many blocks of text
 @pytest.mark.parametrize(
     ("bad_line", "match"),
     [
@@ -514,10 +546,10 @@ def test_a_problem_past_the_first_chunk_raises_from_the_iterator(
     monkeypatch: pytest.MonkeyPatch,
     bad_line: str,
     match: str,
-    piece_bytes: int | None,
+    block_bytes: int | None,
 ) -> None:
-    if piece_bytes is not None:
-        small_pieces(monkeypatch, piece_bytes)
+    if block_bytes is not None:
+        small_blocks(monkeypatch, block_bytes)
     good = "".join(f"{i},{-i},{i % 2}\n" for i in range(HEAD_ROWS + 10))
     (tmp_path / "big.csv").write_text(HEADER + good + bad_line + "\n")
     source = open_inputs(tmp_path / "big.csv")  # the first chunk is fine
@@ -605,46 +637,36 @@ def test_random_csv_text_gives_a_result_or_an_input_error(
     read_fully(d / "labels.csv", d / "x.csv")
 
 
-# ---------------------------------------------------------------- CSV: parallel reads as serial
+# ---------------------------------------------------------------- CSV: pyarrow reads as pandas
 
 
-def serial_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Read CSV files with one pandas reader, as for a file that is not plain numbers."""
-
-    def no_chunks(*_args: object) -> Iterator[None]:
-        yield None
-
-    monkeypatch.setattr(cecheck.inputs, "_parallel_csv_chunks", no_chunks)
+def pandas_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read CSV files with pandas alone, as where pyarrow is not installed."""
+    monkeypatch.setattr(cecheck.inputs.delimited, "_have_pyarrow", lambda: False)
 
 
-def small_pieces(monkeypatch: pytest.MonkeyPatch, piece_bytes: int = 1) -> None:
-    """Cut CSV files into pieces of about ``piece_bytes`` (1: a line each) for the threads."""
-    monkeypatch.setattr(cecheck.inputs, "MIN_PIECE_BYTES", piece_bytes)
-    monkeypatch.setattr(cecheck.inputs, "PIECE_BYTES", piece_bytes)
-
-
-def pandas_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small pieces, each parsed by pandas, as where the C parser of pieces is not built."""
-    small_pieces(monkeypatch)
-    monkeypatch.setattr(cecheck.inputs, "_csv_parser", lambda: None)
+def small_blocks(monkeypatch: pytest.MonkeyPatch, block_bytes: int = 64) -> None:
+    """Windows and blocks of about ``block_bytes`` of text: many record batches."""
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", block_bytes)
 
 
 READERS = {
-    "parallel": lambda _mp: None,
-    "small pieces": small_pieces,
-    "pandas pieces": pandas_pieces,
-    "serial": serial_only,
+    "pyarrow": lambda _mp: None,
+    "small blocks": small_blocks,
+    "pandas": pandas_only,
 }
 
 
-def read_csv_every_way(path: Path, rows: int = 3) -> dict[str, tuple[np.ndarray, ...] | str]:
-    """(logits, labels) or the InputError message, read by each way of READERS."""
-    results: dict[str, tuple[np.ndarray, ...] | str] = {}
+def read_csv_every_way(path: Path, rows: int = 3) -> dict[str, tuple[object, ...] | str]:
+    """(rows, logits, labels) or the InputError message, read by each way of READERS."""
+    results: dict[str, tuple[object, ...] | str] = {}
     for name, setup in READERS.items():
         with pytest.MonkeyPatch.context() as mp:
             setup(mp)
             try:
-                results[name] = collect(open_inputs(path, label_column=-1), rows=rows)
+                source = open_inputs(path, label_column=-1)
+                results[name] = (source.n_rows, *collect(source, rows=rows))
             except InputError as e:
                 results[name] = str(e)
     return results
@@ -669,48 +691,62 @@ def test_csv_floats_parse_bit_for_bit_as_python_does(
     expected = np.array([[float(style(a)), float(style(b))] for a, b in values])
     for name, read in read_csv_every_way(path).items():
         assert not isinstance(read, str), name
-        assert read[0].dtype == np.float64
+        logits = read[1]
+        assert isinstance(logits, np.ndarray)
+        assert logits.dtype == np.float64
         # the same bits, but pandas reads "-0" (%.17g of -0.0) in a column of integers as +0.0
-        np.testing.assert_array_equal(read[0], expected)
+        np.testing.assert_array_equal(logits, expected)
         nonzero = expected != 0
-        np.testing.assert_array_equal(read[0][nonzero].view(np.int64),
+        np.testing.assert_array_equal(logits[nonzero].view(np.int64),
                                       expected[nonzero].view(np.int64))  # fmt: skip
 
 
 PLAIN_CELL = st.one_of(
     st.floats(allow_nan=False).map(repr),
     st.integers(-(2**70), 2**70).map(str),
-    st.text(alphabet="0123456789.+-eEinfaINFA ", max_size=6),
+    st.text(alphabet='0123456789.+-eEinfaINFA \t"', max_size=6),
     st.sampled_from(["nan", "NaN", "NAN", "+nan", "NA", "None", "", "inf", "-Infinity", "True"]),
+    st.sampled_from(['"NA"', '" 1"', "1_0", "0x10", "1e400", "-1e-400", "\u0661", "1.", ".5"]),
 )
 
 
 @FUZZ
 @given(
-    rows=st.lists(st.lists(PLAIN_CELL, min_size=2, max_size=4), min_size=1, max_size=8),
+    rows=st.lists(st.lists(PLAIN_CELL, min_size=1, max_size=4), min_size=1, max_size=8),
     sep=st.sampled_from([",", "\t"]),
+    header=st.sampled_from(["", "a,b,label\n", "\na,b,label\n", ",a,label\n"]),
+    blank=st.sampled_from(["", "\n", "  \n", "\r\n"]),
 )
-def test_parallel_and_serial_readers_give_the_same_values_or_the_same_error(
-    tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]], sep: str
+def test_pyarrow_and_pandas_readers_give_the_same_values_or_the_same_error(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[list[str]],
+    sep: str,
+    header: str,
+    blank: str,
 ) -> None:
+    # rows of varying lengths, cells that are not numbers, blank lines, an index column...:
+    # whatever pyarrow does not read exactly as pandas would, it leaves to pandas
     path = tmp_path_factory.mktemp("plain") / ("x.csv" if sep == "," else "x.tsv")
-    path.write_text("".join(sep.join(row) + "\n" for row in rows))
+    lines = [sep.join(row) + "\n" for row in rows]
+    lines.insert(len(lines) // 2, blank)
+    path.write_text(header.replace(",", sep) + "".join(lines))
     results = read_csv_every_way(path)
-    serial = results.pop("serial")
+    by_pandas = results.pop("pandas")
     for read in results.values():
-        if isinstance(serial, str) or isinstance(read, str):
-            assert read == serial
+        if isinstance(by_pandas, str) or isinstance(read, str):
+            assert read == by_pandas
             continue
+        assert read[0] == by_pandas[0]  # the same rows
         # Equal values; pandas reads "-0" in a column of integers as +0.0, else as -0.0.
-        np.testing.assert_array_equal(read[0], serial[0])
-        np.testing.assert_array_equal(read[1], serial[1])
+        np.testing.assert_array_equal(read[1], by_pandas[1])  # type: ignore[arg-type]
+        np.testing.assert_array_equal(read[2], by_pandas[2])  # type: ignore[arg-type]
 
 
-def test_many_pieces_and_chunks_give_the_serial_chunks(
+def test_many_blocks_and_chunks_give_pandas_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # pieces of about 4 kB (~200 rows) against chunks of 250 rows: pieces end inside chunks,
-    # chunks inside pieces; some pieces hold only whole numbers (read as integers)
+    # blocks of about 4 kB (~50 rows) against chunks of 250 rows: batches end inside chunks,
+    # chunks inside batches; some rows hold only whole numbers (pandas reads integers)
     rng = np.random.default_rng(5)
     z = rng.normal(scale=10, size=(3001, 4))
     z[1000:2000] = z[1000:2000].round()
@@ -722,89 +758,184 @@ def test_many_pieces_and_chunks_give_the_serial_chunks(
         ",".join(row) + f",{t}\n" for row, t in zip(cells, y, strict=True)
     )
     (tmp_path / "x.csv").write_text(text)
-    small_pieces(monkeypatch, 4096)
-    parallel = list(open_inputs(tmp_path / "x.csv").chunks(250))
-    serial_only(monkeypatch)
-    serial = list(open_inputs(tmp_path / "x.csv").chunks(250))
-    assert [len(x) for x, _ in parallel] == [250] * 12 + [1]
-    for (x, t), (sx, st_) in zip(parallel, serial, strict=True):
+    small_blocks(monkeypatch, 4096)
+    by_arrow = list(open_inputs(tmp_path / "x.csv").chunks(250))
+    pandas_only(monkeypatch)
+    by_pandas = list(open_inputs(tmp_path / "x.csv").chunks(250))
+    assert [len(x) for x, _ in by_arrow] == [250] * 12 + [1]
+    for (x, t), (px, pt) in zip(by_arrow, by_pandas, strict=True):
         assert x.flags.c_contiguous
-        np.testing.assert_array_equal(x, sx)
-        np.testing.assert_array_equal(t, st_)
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in parallel]), z.astype(float))
+        np.testing.assert_array_equal(x, px)
+        np.testing.assert_array_equal(t, pt)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in by_arrow]), z.astype(float))
 
 
-def test_plain_pieces_are_parsed_by_the_c_parser(
+def test_plain_files_are_read_by_pyarrow_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parse = cecheck.inputs._csv_parser()
-    if parse is None:
-        if os.environ.get("CECHECK_REQUIRE_KERNEL"):
-            raise RuntimeError("the C parser cecheck._csvparse was not built (no C compiler?)")
-        pytest.skip("the C parser cecheck._csvparse was not built")
-    answers: list[int] = []
+    def no_pandas(*_args: object) -> None:
+        raise AssertionError("pandas read a plain file")
 
-    def spy(text: bytes, sep: int, out: np.ndarray) -> int:
-        answers.append(parse(text, sep, out))
-        return answers[-1]
-
-    monkeypatch.setattr(cecheck.inputs, "_csv_parser", lambda: spy)
-    (tmp_path / "x.csv").write_text(HEADER + "0.5,-1,0\n1e-3,2,1\n.25,-0,1\n")
+    monkeypatch.setattr(cecheck.inputs.csv_pandas.PandasCsv, "n_rows", no_pandas)
+    monkeypatch.setattr(cecheck.inputs.csv_pandas.PandasCsv, "blocks", no_pandas)
+    (tmp_path / "x.csv").write_text(HEADER + "0.5,-1,0\n1e-3,2,1\n.25,-0,1\n,NA,1\n")
     x, y = collect(open_inputs(tmp_path / "x.csv"))
-    assert set(answers) == {3}  # the head read at open, then the chunks
-    np.testing.assert_array_equal(x, [[0.5, -1], [1e-3, 2], [0.25, 0]])
-    np.testing.assert_array_equal(y, [0, 1, 1])
+    np.testing.assert_array_equal(x, [[0.5, -1], [1e-3, 2], [0.25, 0], [np.nan, np.nan]])
+    np.testing.assert_array_equal(y, [0, 1, 1, 1])
     # "-0" keeps its sign; pandas reads it in a column of integers as +0.0 (no loss changes)
     assert np.signbit(x[2, 1])
-    serial_only(monkeypatch)
+    monkeypatch.undo()
+    pandas_only(monkeypatch)
     assert not np.signbit(collect(open_inputs(tmp_path / "x.csv"))[0][2, 1])
 
 
-def test_a_reader_left_early_stops_its_threads(tmp_path: Path) -> None:
-    import threading
-
-    (tmp_path / "x.csv").write_text(HEADER + "".join(f"{i},{-i},1\n" for i in range(50_000)))
-    source = open_inputs(tmp_path / "x.csv")
-    before = threading.active_count()
-    chunks = source.chunks(100)
-    next(chunks)
-    assert threading.active_count() > before  # the threads read ahead
-    chunks.close()
-    assert threading.active_count() == before
-
-
-@FUZZ
-@given(text=st.text(alphabet="12,\n", min_size=1, max_size=60), parts=st.integers(2, 5))
-def test_lines_counted_in_ranges_are_the_lines_counted_at_once(
-    tmp_path_factory: pytest.TempPathFactory, text: str, parts: int
+def test_pandas_reads_on_from_the_batch_pyarrow_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path_factory.mktemp("count") / "x.csv"
-    path.write_text(text)
-    at_once = cecheck.inputs._count_lf_lines(str(path))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cecheck.inputs, "COUNT_SPLIT_BYTES", 1)
-        mp.setattr(cecheck.inputs, "_csv_workers", lambda: parts)
-        in_ranges = cecheck.inputs._count_lf_lines(str(path))
-    assert in_ranges == at_once
-    assert at_once in (None, len(text.splitlines()))
+    read_by_pandas: list[int] = []
+    blocks = cecheck.inputs.csv_pandas.PandasCsv.blocks
+
+    def spy(self: object, rows: int, done: int, used: set[int]) -> Iterator[list[np.ndarray]]:
+        read_by_pandas.append(done)
+        return blocks(self, rows, done, used)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cecheck.inputs.csv_pandas.PandasCsv, "blocks", spy)
+    small_blocks(monkeypatch, 4096)
+    # the third chunk holds True/False: pyarrow cannot convert them, pandas reads them as 1/0
+    n = 3 * HEAD_ROWS
+    first = [str(i) if i < 2 * HEAD_ROWS else str(i % 2 == 1) for i in range(n)]
+    (tmp_path / "x.csv").write_text(HEADER + "".join(f"{z},{-i},1\n" for i, z in enumerate(first)))
+    x, _ = collect(open_inputs(tmp_path / "x.csv"), rows=HEAD_ROWS)
+    assert len(read_by_pandas) == 1
+    assert 0 < read_by_pandas[0] <= 2 * HEAD_ROWS  # the rows before its batch: from pyarrow
+    bools = np.arange(2 * HEAD_ROWS, n) % 2
+    np.testing.assert_array_equal(x[:, 0], np.r_[np.arange(2 * HEAD_ROWS), bools])
+    np.testing.assert_array_equal(x[:, 1], -np.arange(n))
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_a_reader_left_early_closes_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(HEADER + "".join(f"{i},{-i},1\n" for i in range(50_000)))
+
+    def is_open() -> bool:
+        fds = Path("/proc/self/fd")
+        return any(os.path.realpath(fds / fd) == str(path.resolve()) for fd in os.listdir(fds))
+
+    chunks = open_inputs(path).chunks(100)
+    next(chunks)
+    assert is_open()
+    chunks.close()  # type: ignore[attr-defined]
+    assert not is_open()
+
+
+@pytest.mark.parametrize("read", READERS)
 @pytest.mark.parametrize(
     "text",
     [
         "a,b,label\n1,2,0\n3,4,1\n",  # plain, with a last line end
         "a,b,label\n1,2,0\n3,4,1",  # no last line end
         "1,2,0\r\n3,4,1\r\n",  # CRLF, no header
+        "a,b,label\r1,2,0\r3,4,1\r",  # CR alone
         "a,b,label\n1, 2,0\n3,4 ,1\n",  # spaces inside lines
         "a,b,label\n1,2,0\n\n3,4,1\n",  # an empty line: pandas skips it
+        "a,b,label\n1,2,0\n   \n3,4,1\n",  # a line of spaces: pandas skips it too
+        "\n\na,b,label\n1,2,0\n3,4,1\n",  # empty lines before the header
         'a,b,label\n"1",2,0\n3,4,1\n',  # quotes
+        "\ufeffa,b,label\n1,2,0\n3,4,1\n",  # a byte-order mark
     ],
 )
-def test_line_counts_match_the_parser(tmp_path: Path, text: str) -> None:
+def test_rows_are_counted_as_pandas_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, read: str
+) -> None:
+    READERS[read](monkeypatch)
     (tmp_path / "x.csv").write_text(text)
-    counted = cecheck.inputs._count_plain_lines(str(tmp_path / "x.csv"), text[0] == "a")
-    parsed = len(pd.read_csv(tmp_path / "x.csv", header=0 if text[0] == "a" else None))
-    assert counted in (None, parsed)
     source = open_inputs(tmp_path / "x.csv", label_column=-1)
     assert source.n_rows == 2
     np.testing.assert_array_equal(collect(source)[0], [[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 1 << 20])
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [
+        ("a,b,label\n1,2,0\n3,4,1\n", 2),
+        ("a,b,label\n1,2,0\n3,4,1", 2),
+        ("a,b,label\n", 0),
+        ("a,b,label\n1e+300,-2.5E-3,0\n", 1),
+        ("a,b,label\n1,2,0\n3,4\n", 2),  # a short row: found as it is parsed
+        ("a,b,label\n1,2,0\n\n3,4,1\n", None),  # a blank line
+        ("a,b,label\n\n1,2,0\n", None),  # a blank first line
+        ("a,b,label\n1,2,0\n3,4,1\n\n", None),
+        ("a,b,label\n1,2,0\r\n3,4,1\r\n", None),  # CRLF
+        ("a,b,label\r\n1,2,0\n", None),
+        ("a,b,label\n1,nan,0\n1,NA,0\n", 2),  # text is counted too
+        ("a,b,label\n1, 2,0\n", None),  # a space
+        ("a,b,label\n1,2,0\n   \n", None),  # a line of spaces
+        ('a,b,label\n1,"2\n3",0\n', None),  # quotes
+    ],
+)
+def test_a_plain_file_is_counted_by_its_line_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, rows: int | None, window: int
+) -> None:
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", window)
+    (tmp_path / "x.csv").write_text(text)
+    assert cecheck.inputs.csv_arrow.plain_rows(str(tmp_path / "x.csv"), ",", 1) == rows
+    if rows is not None:  # as pandas counts them
+        assert len(pd.read_csv(tmp_path / "x.csv")) == rows
+
+
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [
+        ("a\tb\tlabel\n1\t2\t0\n3\t4\t1\n", 2),
+        ("a\tb\tlabel\n1\t2\t0\n\t\t\n3\t4\t1\n", None),  # a line of tabs
+        ("a\tb\tlabel\n\t2\t0\n", None),  # a line that starts with a tab
+        ("a\tb\tlabel\n1\t2\t0\n\n", None),
+    ],
+)
+def test_a_plain_tsv_file_is_counted_by_its_line_ends(
+    tmp_path: Path, text: str, rows: int | None
+) -> None:
+    (tmp_path / "x.tsv").write_text(text)
+    assert cecheck.inputs.csv_arrow.plain_rows(str(tmp_path / "x.tsv"), "\t", 1) == rows
+    if rows is not None:
+        assert len(pd.read_csv(tmp_path / "x.tsv", sep="\t")) == rows
+
+
+@pytest.mark.parametrize("read", READERS)
+def test_a_label_file_of_one_column_with_a_line_of_spaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    READERS[read](monkeypatch)
+    np.save(tmp_path / "z.npy", LOGITS[:3])
+    (tmp_path / "y.csv").write_text("label\n0\n \n1\n2\n")  # pandas skips the line of spaces
+    _, labels = collect(open_inputs(tmp_path / "z.npy", tmp_path / "y.csv"))
+    np.testing.assert_array_equal(labels, [0, 1, 2])
+
+
+@pytest.mark.parametrize("read", READERS)
+def test_a_row_shorter_than_the_header_reads_nan_in_its_missing_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    READERS[read](monkeypatch)
+    (tmp_path / "x.csv").write_text(HEADER + "1,2,0\n3,4\n5,6,1\n")
+    x, y = collect(open_inputs(tmp_path / "x.csv"))
+    np.testing.assert_array_equal(x, [[1, 2], [3, 4], [5, 6]])
+    assert y[1] == cecheck.inputs.INVALID_LABEL  # the row is flagged invalid_label
+
+
+@FUZZ
+@given(text=st.text(alphabet="1,\n\r", max_size=300), size=st.integers(1, 64))
+def test_csv_text_is_read_in_windows_cut_at_line_ends(
+    tmp_path_factory: pytest.TempPathFactory, text: str, size: int
+) -> None:
+    # memory is bounded by the window, whatever the size of the file
+    path = tmp_path_factory.mktemp("windows") / "x.csv"
+    path.write_bytes(text.encode())
+    windows = list(cecheck.inputs.csv_arrow._windows(str(path), size))
+    assert b"".join(windows) == text.encode()
+    longest = max((len(line) for line in re.split(r"[\r\n]", text)), default=0)
+    for w in windows[:-1]:
+        assert w.endswith((b"\n", b"\r"))
+        assert len(w) <= 2 * size + longest + 1

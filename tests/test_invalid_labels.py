@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from textcheck import flat
 
 import cecheck
-import cecheck.inputs
+import cecheck.inputs.csv_arrow
 from cecheck import InputError, compare
 from cecheck.cli import cecheck as cecheck_cli
 from cecheck.inputs import HEAD_ROWS, INVALID_LABEL, from_arrays, open_inputs
@@ -91,14 +91,13 @@ def test_a_row_beyond_the_first_chunk_is_flagged_too(tmp_path: Path) -> None:
     assert report.top[0].row == 4500
 
 
-@pytest.mark.parametrize("piece_bytes", [None, 4096])  # one piece, or many pieces of text
+@pytest.mark.parametrize("block_bytes", [None, 4096])  # one block, or many blocks of text
 @pytest.mark.parametrize("cell", ["2.5", "", "nan"])
 def test_a_csv_row_beyond_the_first_chunk_is_flagged_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cell: str, piece_bytes: int | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cell: str, block_bytes: int | None
 ) -> None:
-    if piece_bytes is not None:  # the parallel reader, its C parser and pandas for a piece
-        monkeypatch.setattr(cecheck.inputs, "PIECE_BYTES", piece_bytes)
-        monkeypatch.setattr(cecheck.inputs, "MIN_PIECE_BYTES", 1)
+    if block_bytes is not None:  # many record batches from pyarrow's threads
+        monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", block_bytes)
     lines = [f"{i % 7},{-(i % 5)},{i % 2}" for i in range(HEAD_ROWS + 10)]
     lines[HEAD_ROWS + 5] = f"3,4,{cell}"
     (tmp_path / "big.csv").write_text("z0,z1,label\n" + "\n".join(lines) + "\n")

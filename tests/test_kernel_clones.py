@@ -88,6 +88,14 @@ def test_the_cases_cover_what_matters(default_results: dict[str, np.ndarray]) ->
     assert (bits & 32).any()  # SPECIAL rows
     assert not (bits & 32).all()  # and others
     assert "ignored" in ";".join(default_results["engine-7-flags"])
+    # -inf masks: special rows that are not input problems (SPECIAL without NONFINITE)
+    for kernel, special, nonfinite in (("index", 32, 16), ("soft", 128, 64)):
+        mask = default_results[f"{kernel}-mask-7-float32-bits"]
+        assert (mask & special).any()
+        assert not (mask & nonfinite).any()
+    flags = ";".join(default_results["engine-7-flags"])
+    assert "masked_target" in flags
+    assert "nonfinite_input" not in flags
     assert {"index-wide-300-float32-loss", "soft-margin-17-float64-loss"} <= default_results.keys()
 
 

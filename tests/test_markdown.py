@@ -29,7 +29,7 @@ TF_MARKDOWN = f"""\
 
 logits `sample_data/tf_example_logits.npy` · labels `sample_data/tf_example_labels.npy` · \
 shapes logits (1, 3) float32, labels (1,) · task multiclass, 3 classes, 1 row, labels class \
-index · dtypes float32, float64; rtol 0.0001, atol 1e-06, ignore_index -100 · paths textbook \
+index · dtypes float32, float64; rtol, atol 64 eps, ignore_index -100 · paths textbook \
 (unshifted exp(z) / Σ exp(z), then log); naive (softmax, then log) and stable (fused loss) as \
 PyTorch 2.13 computes them on CPU
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from textcheck import flat
 
-import cecheck.inputs
+import cecheck.inputs.csv_arrow
 from cecheck import InputError, compare
 from cecheck.cli import cecheck as cecheck_cli
 from cecheck.inputs import HEAD_ROWS, open_inputs
@@ -51,29 +51,27 @@ def assert_index_left_out(source: cecheck.inputs.Source, column: str) -> None:
     assert column in warning
 
 
-def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many pieces of text for the threads: the C parser's route, piece by piece."""
-    monkeypatch.setattr(cecheck.inputs, "MIN_PIECE_BYTES", 4096)
-    monkeypatch.setattr(cecheck.inputs, "PIECE_BYTES", 4096)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many blocks of text for pyarrow's threads: many record batches per chunk."""
+    monkeypatch.setattr(cecheck.inputs.csv_arrow, "WINDOW_BYTES", 4096)
 
 
-@pytest.mark.parametrize("pieces", [False, True], ids=["one piece", "many pieces"])
+@pytest.mark.parametrize("blocks", [False, True], ids=["one block", "many blocks"])
 @pytest.mark.parametrize("sep", [",", "\t"], ids=["csv", "tsv"])
 def test_to_csv_with_its_index(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sep: str, pieces: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sep: str, blocks: bool
 ) -> None:
-    if pieces:
-        small_pieces(monkeypatch)
+    if blocks:
+        small_blocks(monkeypatch)
     path = tmp_path / ("d.csv" if sep == "," else "d.tsv")
     frame().to_csv(path, sep=sep)
     assert path.read_text().startswith(f"{sep}a{sep}b{sep}label\n0{sep}")
     assert_index_left_out(open_inputs(path), "'Unnamed: 0'")
 
 
-def test_the_pandas_route_drops_it_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # an index of text (sample ids) is not plain numbers: pandas parses those pieces, and
-    # the serial reader, neither of which may choke on a column that is left out
-    small_pieces(monkeypatch)
+def test_an_index_of_text_is_dropped_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an index of text (sample ids) is not numbers: a column left out is never parsed
+    small_blocks(monkeypatch)
     df = frame()
     df.index = [f"img_{i:05d}.png" for i in range(N)]
     df.to_csv(tmp_path / "d.csv")
@@ -99,12 +97,12 @@ def test_losses_are_those_of_the_data_without_the_index(tmp_path: Path) -> None:
     assert "naive_nan:float32" not in report.counts
 
 
-@pytest.mark.parametrize("pieces", [False, True], ids=["one piece", "many pieces"])
+@pytest.mark.parametrize("blocks", [False, True], ids=["one block", "many blocks"])
 def test_to_csv_without_header_holds_the_row_numbers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pieces: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blocks: bool
 ) -> None:
-    if pieces:
-        small_pieces(monkeypatch)
+    if blocks:
+        small_blocks(monkeypatch)
     frame().to_csv(tmp_path / "d.csv", header=False)
     source = open_inputs(tmp_path / "d.csv", label_column=3)
     assert_index_left_out(source, "column 1")
@@ -122,12 +120,12 @@ def test_two_files_without_header(tmp_path: Path) -> None:
     assert len(source.warnings) == 2  # one per file
 
 
-@pytest.mark.parametrize("pieces", [False, True], ids=["one piece", "many pieces"])
+@pytest.mark.parametrize("blocks", [False, True], ids=["one block", "many blocks"])
 def test_row_numbers_that_stop_past_the_first_chunk_are_an_input_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pieces: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blocks: bool
 ) -> None:
-    if pieces:
-        small_pieces(monkeypatch)
+    if blocks:
+        small_blocks(monkeypatch)
     n = HEAD_ROWS + 100
     first = np.arange(n, dtype=float)
     first[HEAD_ROWS + 50] = 7.0  # the column was not pandas' index after all

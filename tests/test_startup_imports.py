@@ -83,11 +83,6 @@ for name in ("float16", "float32", "float64"):
     assert "ml_dtypes" in modules_after(bfloat16, tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="cecheck/inputs.py imports ml_dtypes at module level (for torch's bfloat16 and "
-    "float8 tensors); it passes once inputs imports it only for such a tensor",
-    strict=True,
-)
 def test_a_float32_float64_compare_loads_no_ml_dtypes(tmp_path: Path) -> None:
     loaded = cli_modules(["compare", *BENIGN, "--format", "json"], tmp_path)
     assert "ml_dtypes" not in loaded

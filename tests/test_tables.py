@@ -194,9 +194,9 @@ def test_input_problem_words() -> None:
     report = compare(z, np.array([7, 0]))
     by_row = {r.row: r for r in report.top}
     assert "label 7 is outside 0..4" in words.describe_flags(by_row[0], report.source)
-    assert "NaN or inf in the logits" in words.describe_flags(by_row[1], report.source)
+    assert "NaN in the logits" in words.describe_flags(by_row[1], report.source)
     sentence = words.closing_sentence(report)
-    assert "1 row with NaN or inf logits" in sentence
+    assert "1 row with NaN logits (NaN weights or activations upstream)" in sentence
     assert "1 row with a label outside 0..4" in sentence
 
 

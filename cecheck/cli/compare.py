@@ -19,9 +19,8 @@ from cecheck.cli.options import (
 from cecheck.output.registry import REPORTERS
 
 if TYPE_CHECKING:
-    from cecheck.engine import ChunkResult
     from cecheck.inputs import Source
-    from cecheck.pipeline import Plan
+    from cecheck.pipeline import ChunkResult, Plan
     from cecheck.report import Report
     from cecheck.settings import Settings
 
@@ -78,8 +77,8 @@ def compare(
     labels_key: str,
     dtypes: tuple[str, ...],
     ignore_index: int,
-    rtol: float,
-    atol: float,
+    rtol: float | None,
+    atol: float | None,
     framework: str,
     top: int,
     all_rows: bool,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,7 +23,13 @@ from cecheck.choices import DEFAULT_FRAMEWORK, DTYPES, FRAMEWORKS, INPUT_KINDS, 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CommaChoice(click.ParamType):
+if TYPE_CHECKING:  # generic in click's annotations (8.2+), not at run time in click 8.1
+    _ParamType = click.ParamType[tuple[str, ...]]
+else:
+    _ParamType = click.ParamType
+
+
+class CommaChoice(_ParamType):
     """A comma list of names out of ``choices``: the tuple of the names, each once, in the
     order given (``"float16, float32,float16"`` -> ``("float16", "float32")``).
 
@@ -144,16 +150,17 @@ def settings_options(f: F) -> F:
             click.option(
                 "--rtol",
                 type=click.FloatRange(min=0),
-                default=1e-4,
-                show_default=True,
-                help="Relative tolerance of 'diverged': |L - L64| > atol + rtol * |L64|.",
+                default=None,
+                help="Relative tolerance of 'diverged': |L - L64| > atol + rtol * |L64|, for "
+                "every dtype. Default: 64 times each dtype's machine epsilon (what its own "
+                "rounding explains).",
             ),
             click.option(
                 "--atol",
                 type=click.FloatRange(min=0),
-                default=1e-6,
-                show_default=True,
-                help="Absolute tolerance of 'diverged'.",
+                default=None,
+                help="Absolute tolerance of 'diverged', for every dtype. Default: 64 times "
+                "each dtype's machine epsilon.",
             ),
         ],
     )

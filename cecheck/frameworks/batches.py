@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-Array = npt.NDArray
+from cecheck.arraytypes import Array
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,9 @@ import os
 import re
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.settings import check_label_smoothing
-
-Array = npt.NDArray
 
 __all__ = ["check_label_smoothing", "parse_class_weights"]
 

@@ -51,13 +51,11 @@ zero target multiplied by ``log 0``.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.losses import PathResult
 from cecheck.precision import Precision
 from cecheck.settings import INPUT_PATHS
-
-Array = npt.NDArray
 
 PROB_PATHS = INPUT_PATHS["probs"]
 PROB_TASKS = ("binary", "multiclass", "multilabel")
@@ -100,7 +98,8 @@ def _xlogy(t: Array, logq: Array, p: Precision) -> Array:
 def _binary_evidence(q: Array, t: Array) -> Array:
     """The target's probability is exactly 0: ``p = 0`` with ``t > 0``, or ``p = 1`` with
     ``t < 1``."""
-    return ((t > 0) & (q == 0)) | ((t < 1) & (q == 1))
+    hopeless: Array = ((t > 0) & (q == 0)) | ((t < 1) & (q == 1))
+    return hopeless
 
 
 def _multiclass_evidence(q: Array, t: Array) -> Array:
@@ -117,7 +116,8 @@ def _any_per_row(x: Array) -> Array:
 
 def _zero_times_inf(o: Array, t: Array) -> Array:
     """A zero target meets ``log 0``: ``t = 0`` at ``o = 0``, or ``1 - t = 0`` at ``o = 1``."""
-    return ((t == 0) & (o == 0)) | ((t == 1) & (o == 1))
+    zero: Array = ((t == 0) & (o == 0)) | ((t == 1) & (o == 1))
+    return zero
 
 
 def _naive_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Array | None]:
@@ -321,7 +321,8 @@ def probs_reference(task: str, probs: Array, target: Array) -> Array:
         if t.ndim == 1:
             return -np.log(_take(q, t))
         t = t.astype(np.float64)
-        return -np.where(t == 0, 0.0, t * np.log(q)).sum(axis=1)
+        soft: Array = -np.where(t == 0, 0.0, t * np.log(q)).sum(axis=1)
+        return soft
 
 
 def clipped_rows(path: str, task: str, probs: Array, target: Array, p: Precision) -> Array:

@@ -42,12 +42,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import numpy.typing as npt
 
+from cecheck.arraytypes import Array
 from cecheck.losses import PathResult, Recorder
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 IGNORE_INDEX = -100  # torch's default ignore_index
 
@@ -66,7 +64,8 @@ def scalar(value: float, p: Precision) -> np.generic:
     """A Python float as torch's CPU ``mul`` uses it against a tensor of ``p``: in the
     operation's compute type, unrounded to ``p`` (float32 for float16, bfloat16 and float32;
     float64). (``add`` rounds its scalar to ``p`` first: ``p.cast`` it instead.)"""
-    return p.work.type(value)
+    typed: np.generic = p.work.type(value)
+    return typed
 
 
 def elementary(fn: Callable[[Array], Array], x: Array) -> Array:
@@ -100,7 +99,7 @@ def lane_sum(x: Array) -> Array:
     c = x.shape[1]
     lanes = VECTOR_BITS // (8 * x.dtype.itemsize)
     if c < lanes:
-        acc = x[:, 0].copy()
+        acc: Array = x[:, 0].copy()
         for j in range(1, c):
             acc += x[:, j]
         return acc
@@ -117,7 +116,7 @@ def lane_sum(x: Array) -> Array:
             acc = acc + acc[:, idx ^ step]
             step //= 2
         return acc[:, 0]
-    total = acc[:, 0].copy()
+    total: Array = acc[:, 0].copy()
     for j in range(1, lanes):
         total += acc[:, j]
     return total
@@ -128,7 +127,8 @@ def row_sum(x: Array, p: Precision) -> Array:
     float32 and float64; the reduced formats accumulate in float32 and round once, which
     makes the order invisible (numpy's pairwise sum stands in for it)."""
     if p.emulated:
-        return x.sum(axis=1)
+        pairwise: Array = x.sum(axis=1)
+        return pairwise
     return lane_sum(x)
 
 
@@ -164,7 +164,8 @@ def softmax(zc: Array, p: Precision, rec: Recorder) -> Array:
 
 def gather(x: Array, y: Array) -> Array:
     """``x[i, y[i]]`` per row; rows with ``y = ignore_index`` read class 0 (masked later)."""
-    return x[rows(len(y)), np.where(y < 0, 0, y)]
+    picked: Array = x[rows(len(y)), np.where(y < 0, 0, y)]
+    return picked
 
 
 def nll(

@@ -28,14 +28,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import numpy.typing as npt
 
 from cecheck import families
+from cecheck.arraytypes import Array
 from cecheck.families import Family
 from cecheck.losses import PathResult
 from cecheck.precision import Precision
-
-Array = npt.NDArray
 
 SOFT_SMOOTHING_NOTE = (
     "Like PyTorch, label smoothing is applied to soft targets too: they are mixed with the "

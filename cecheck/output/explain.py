@@ -300,7 +300,8 @@ def _rounding_words(record: RowRecord, path: str, d: str, settings: Settings) ->
         rel = abs(value - v64) / abs(v64) if v64 else math.inf
         words = (
             f"{path} {d} gives {value:.6g} where float64 gives {v64:.6g} (relative difference "
-            f"{rel:.2g}, rtol {settings.rtol:g}): rounding to {d}'s {bits}-bit significand"
+            f"{rel:.2g}, rtol {settings.tolerance(d)[0]:.2g}): rounding to {d}'s {bits}-bit "
+            "significand"
         )
     else:
         rel = abs(value - ref) / abs(ref) if ref else math.inf
@@ -311,6 +312,7 @@ def _rounding_words(record: RowRecord, path: str, d: str, settings: Settings) ->
         )
     z = record.max_logit
     err = prec.get(d).half_spacing(z)
-    if math.isfinite(ref) and err > settings.rtol * abs(ref):
+    rtol, atol = settings.tolerance(d)
+    if math.isfinite(ref) and err > atol + rtol * abs(ref):
         words += f"; {d} holds logits near {z:.6g} only to within {err:.2g}"
     return words

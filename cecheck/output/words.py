@@ -20,7 +20,7 @@ from cecheck._version import __version__
 from cecheck.diagnose import NONFINITE_SEVERITY
 from cecheck.frameworks import registry
 from cecheck.output.numbers import label_text, spell
-from cecheck.settings import INPUT_PATHS
+from cecheck.settings import INPUT_PATHS, TOLERANCE_EPS
 
 if TYPE_CHECKING:
     from cecheck.inputs import Source
@@ -36,7 +36,9 @@ LABEL_FORMS = {
 }
 
 CAUSE_WORDS = {
-    "nonfinite_input": "NaN or inf in the logits",
+    "nan_input": "a NaN input value: NaN weights or activations upstream of the loss",
+    "inf_input": "an inf input value: a logit overflowed in the output layer",
+    "masked_target": "the target falls on a masked (-inf) logit: the loss is inf",
     "cast_overflow": "a logit beyond the dtype's largest number became inf",
     "exp_overflow": "exp() of a large logit overflowed to inf",
     "prob_underflow": "a probability rounded to 0, so log(0) = -inf",
@@ -95,13 +97,14 @@ def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
     rows = plural(source.n_rows, "row")
     if len(source.lead_shape) > 1:
         rows += f" over {tuple(source.lead_shape)}"
-    classes = "" if families.of(source).one_logit else f", {source.n_classes} classes"
+    n = source.n_classes
+    classes = "" if families.of(source).one_logit else f", {n} class{'es' if n != 1 else ''}"
     form = LABEL_FORMS[source.label_form]
     out.append(("task", f"{source.task}{classes}, {rows}, labels {form}"))
     out.append(
         (
             "dtypes",
-            f"{', '.join(settings.dtypes)}; rtol {settings.rtol:g}, atol {settings.atol:g}, "
+            f"{', '.join(settings.dtypes)}; {tolerance_text(settings)}, "
             f"ignore_index {settings.ignore_index}",
         )
     )
@@ -122,6 +125,16 @@ def paths_line(framework: str, softmax: bool) -> str:
         f"textbook ({TEXTBOOK[softmax]}, then log); naive ({then}, then log) and stable (fused "
         f"loss) as {title} computes them on CPU"
     )
+
+
+def tolerance_text(settings: Settings) -> str:
+    """``rtol 0.0001, atol 1e-06`` as set, or ``rtol, atol 64 eps`` by default (each dtype
+    judged by its own epsilon)."""
+    eps = f"{TOLERANCE_EPS} eps"
+    if settings.rtol is None and settings.atol is None:
+        return f"rtol, atol {eps}"
+    rtol = eps if settings.rtol is None else f"{settings.rtol:g}"
+    return f"rtol {rtol}, atol {eps if settings.atol is None else f'{settings.atol:g}'}"
 
 
 def framework_lines(settings: Settings) -> list[tuple[str, str]]:
@@ -146,7 +159,9 @@ def framework_lines(settings: Settings) -> list[tuple[str, str]]:
 def flag_words(flag: str, source: Source, settings: Settings) -> str:
     """What a flag means, in a few words."""
     if flag == "nonfinite_input":
-        return f"NaN or inf in the {_input_noun(settings)}"
+        return f"{_nonfinite_kinds(source, settings)} in the {_input_noun(settings)}: not scored"
+    if flag == "masked_target":
+        return "the target class is masked (-inf logit), so the loss is inf: not scored"
     if flag == "invalid_probability":
         return "not a probability: outside [0, 1], or a row that does not sum to 1: not scored"
     if flag == "target_prob_zero":
@@ -196,7 +211,11 @@ def describe_flags(record: RowRecord, source: Source, settings: Settings | None 
     """The row's flags in short words: "naive NaN in float32 and float64"."""
     parts: list[str] = []
     if "nonfinite_input" in record.flags:
-        parts.append(f"NaN or inf in the {_input_noun(settings)}")
+        inf = _nonfinite_kinds(source, settings).split()[-1]  # +inf (softmax logits) or inf
+        kinds = [k for c, k in (("nan_input", "NaN"), ("inf_input", inf)) if c in record.causes]
+        parts.append(f"{' and '.join(kinds) or 'NaN or inf'} in the {_input_noun(settings)}")
+    if "masked_target" in record.flags:
+        parts.append("the target class is masked (-inf), not scored")
     if "invalid_probability" in record.flags:
         parts.append("not a probability row (values in [0, 1] summing to 1), not scored")
     if "target_prob_zero" in record.flags:
@@ -225,6 +244,12 @@ def _by_severity(settings: Settings | None) -> list[str]:
     """The paths in play, most serious first: stable (or the conventions), then naive."""
     paths = INPUT_PATHS[settings.inputs if settings is not None else "logits"]
     return sorted(paths, key=NONFINITE_SEVERITY.__getitem__)
+
+
+def _nonfinite_kinds(source: Source, settings: Settings | None) -> str:
+    """What an input problem's values are: a softmax row's -inf is a mask, not a problem."""
+    logits = settings is None or settings.inputs == "logits"
+    return "NaN or +inf" if logits and families.of(source).softmax else "NaN or inf"
 
 
 def _input_noun(settings: Settings | None) -> str:
@@ -275,10 +300,21 @@ def closing_sentence(report: Report) -> str:
         )
         return _sentence([nothing, *batch_clauses(report)])
     clauses = []
+    causes = report.cause_counts
+    plus = "+" if _nonfinite_kinds(src, s) == "NaN or +inf" else ""
+    noun = _input_noun(s)
+    head = " (an overflowing output layer)" if s.inputs == "logits" else ""
     problems = [
+        f"{plural(n, 'row')} {words}"
+        for n, words in (
+            (causes.get("nan_input"), f"with NaN {noun} (NaN weights or activations upstream)"),
+            (causes.get("inf_input"), f"with {plus}inf {noun}{head}"),
+            (counts.get("masked_target"), "whose target falls on a masked (-inf) class"),
+        )
+        if n
+    ] + [
         f"{plural(counts[f], 'row')} {words}"
         for f, words in (
-            ("nonfinite_input", f"with NaN or inf {_input_noun(s)}"),
             ("invalid_probability", "holding values that are not probabilities"),
             ("label_out_of_range", f"with a label outside 0..{src.n_classes - 1}"),
             ("invalid_label", "with an invalid label"),
@@ -298,16 +334,24 @@ def closing_sentence(report: Report) -> str:
     clauses += broke
     diverged = _per_dtype_path(report, "diverged")
     if diverged:
+        where = (
+            f"in {and_list(diverged)} by more than {TOLERANCE_EPS} eps of the dtype (more than "
+            "its rounding explains)"
+            if s.rtol is None and s.atol is None
+            else f"beyond rtol {tolerance_text(s).removeprefix('rtol ')} in {and_list(diverged)}"
+        )
         clauses.append(
-            f"the loss diverges from float64 beyond rtol {s.rtol:g} in {and_list(diverged)}: "
+            f"the loss diverges from float64 {where}: "
             "compute the loss in a wider dtype (or center the logits), or loosen "
             "--rtol/--atol if that error is acceptable"
         )
-        coarse = [f"{d} ({prec.get(d).eps:.2g})" for d in s.dtypes if prec.get(d).eps > s.rtol]
+        rtol = s.rtol if s.rtol is not None else math.inf
+        coarse = [f"{d} ({prec.get(d).eps:.2g})" for d in s.dtypes if prec.get(d).eps > rtol]
         if coarse:
             clauses.append(
                 f"note that the machine epsilon of {and_list(coarse)} is above rtol "
-                f"{s.rtol:g}, so ordinary rounding in that dtype diverges by itself"
+                f"{rtol:g}, so ordinary rounding in that dtype diverges by itself: leave "
+                "--rtol out to judge each dtype by its own epsilon"
             )
     clauses += cancelled_clauses(report)
     inaccurate = _per_dtype_path(report, "inaccurate")

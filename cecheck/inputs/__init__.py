@@ -1,0 +1,108 @@
+"""The one door through which data enters cecheck: read logits and labels, infer the task.
+
+A reader per format (:data:`READERS`, by file extension) turns what training code dumped
+into stored arrays; :func:`open_inputs` and :func:`from_arrays` make a :class:`Source` of
+them: shapes, the inferred task and label form, warnings, and an iterator over row chunks.
+Memory stays bounded by the chunk size: ``.npy`` is memory-mapped, CSV/TSV is streamed
+(by pyarrow's CSV reader, or pandas'), Parquet is read by batches. Inference looks only at
+the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises from the chunk iterator.
+
+File-level problems raise :class:`~cecheck.errors.InputError` with one sentence naming the
+file; row-level problems pass through for the engine to flag per row. Nothing is ever
+unpickled. The modules: ``source`` (the Source and re-chunking), ``files`` (checks made
+before opening, the Reader of the registry), ``arrays`` (in-memory arrays and tensors),
+``numpy_files``, ``tables`` (label column, pandas' index), ``delimited`` (CSV/TSV, read by
+``csv_arrow`` or ``csv_pandas``), ``parquet``, ``labels`` (task and label-form inference,
+label conversion). pandas, pyarrow and ml_dtypes are imported only by what needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cecheck.errors import InputError
+from cecheck.inputs import delimited, numpy_files, parquet
+from cecheck.inputs.arrays import array_part, as_array
+from cecheck.inputs.files import Choice, Reader, check_file
+from cecheck.inputs.labels import (
+    INVALID_LABEL,
+    LABEL_FORMS,
+    LOOKS_LIKE_PROBABILITIES,
+    TASKS,
+    class_indices,
+    finish,
+)
+from cecheck.inputs.source import HEAD_ROWS, HEAD_VALUES, Pairs, Source, zip_parts
+
+__all__ = [
+    "FORMATS",
+    "HEAD_ROWS",
+    "HEAD_VALUES",
+    "INVALID_LABEL",
+    "LABEL_FORMS",
+    "LOOKS_LIKE_PROBABILITIES",
+    "READERS",
+    "TASKS",
+    "InputError",
+    "Pairs",
+    "Source",
+    "as_array",
+    "class_indices",
+    "from_arrays",
+    "open_inputs",
+]
+
+# A new format is a module with its Reader, and one line here.
+READERS: dict[str, Reader] = {
+    ".npy": numpy_files.NPY,
+    ".npz": numpy_files.NPZ,
+    ".csv": delimited.CSV,
+    ".tsv": delimited.TSV,
+    ".parquet": parquet.PARQUET,
+}
+FORMATS = tuple(READERS)
+
+
+def from_arrays(
+    logits: Any,
+    labels: Any,
+    *,
+    task: str = "auto",
+    logits_name: str = "logits",
+    labels_name: str = "labels",
+) -> Source:
+    """A Source over in-memory arrays, validated like the file readers.
+
+    ``logits`` and ``labels``: numpy arrays, lists, torch tensors or other array-likes, as
+    :func:`as_array` reads them.
+    """
+    lg = array_part(logits_name, as_array(logits, logits_name), stored=False)
+    lb = array_part(labels_name, as_array(labels, labels_name), stored=False)
+    return finish(lg, lb, zip_parts(lg, lb), task, (logits_name, labels_name))
+
+
+def open_inputs(
+    logits_path: str | os.PathLike[str],
+    labels_path: str | os.PathLike[str] | None = None,
+    *,
+    task: str = "auto",
+    label_column: str | int = "label",
+    logits_key: str = "logits",
+    labels_key: str = "labels",
+) -> Source:
+    """Open one file holding both logits and labels, or a logits file and a labels file.
+
+    One file: an ``.npz`` with both keys, or a CSV/TSV/Parquet file with a label column
+    (``label_column``: a header name, or a 0-based position for a CSV without header); the
+    other columns are the logits. Two files: each in any format; CSV/Parquet columns are all
+    logits (or all labels: one column per row label, C columns for soft/multihot labels).
+    """
+    names = (str(logits_path), str(labels_path if labels_path is not None else logits_path))
+    choice = Choice(label_column, logits_key, labels_key)
+    if labels_path is None:
+        lg, lb, pairs = READERS[check_file(names[0], FORMATS)].both(names[0], choice)
+        return finish(lg, lb, pairs, task, names)
+    lg = READERS[check_file(names[0], FORMATS)].single(names[0], choice, "logits")
+    lb = READERS[check_file(names[1], FORMATS)].single(names[1], choice, "labels")
+    return finish(lg, lb, zip_parts(lg, lb), task, names)
