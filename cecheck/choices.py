@@ -17,6 +17,8 @@ TRACE_PATHS = ("textbook", "naive", "stable", "reference")
 # Registering one is a line here; cecheck.frameworks.registry loads the module when used.
 FRAMEWORK_MODULES = {
     "torch": ("cecheck.frameworks.torch_paths", "PyTorch 2.13"),
+    "jax": ("cecheck.frameworks.jax_paths", "JAX 0.10 and optax 0.2.8"),
+    "tensorflow": ("cecheck.frameworks.tf_paths", "TensorFlow 2.21"),
 }
 FRAMEWORKS = tuple(FRAMEWORK_MODULES)
 DEFAULT_FRAMEWORK = "torch"

@@ -271,6 +271,14 @@ def stable_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) 
         return PathResult(rec("loss", f"loss = mean over {z.shape[1]} classes", _mean(loss, p)))
 
 
+# The code the report names for each path (cecheck.frameworks.registry).
+CODE = {
+    ("naive", "softmax"): "jnp.log(jax.nn.softmax(z))",
+    ("naive", "sigmoid"): "jnp.log(jax.nn.sigmoid(z))",
+    ("stable", "softmax"): "optax.softmax_cross_entropy",
+    ("stable", "sigmoid"): "optax.sigmoid_binary_cross_entropy",
+}
+
 PATHS: dict[tuple[str, str], Callable[..., PathResult]] = {
     ("naive", "index"): naive_index,
     ("naive", "soft"): naive_soft,

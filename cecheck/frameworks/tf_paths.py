@@ -296,6 +296,14 @@ def stable_multilabel(z: Array, t: Array, p: Precision, rec: Recorder = ignore) 
         return PathResult(rec("loss", f"loss = mean over {z.shape[1]} classes", _mean(loss, p)))
 
 
+# The code the report names for each path (cecheck.frameworks.registry).
+CODE = {
+    ("naive", "softmax"): "tf.math.log(tf.nn.softmax(z))",
+    ("naive", "sigmoid"): "keras.losses.binary_crossentropy(t, tf.sigmoid(z))",
+    ("stable", "softmax"): "tf.nn.softmax_cross_entropy_with_logits",
+    ("stable", "sigmoid"): "tf.nn.sigmoid_cross_entropy_with_logits",
+}
+
 PATHS: dict[tuple[str, str], Callable[..., PathResult]] = {
     ("naive", "index"): naive_index,
     ("naive", "soft"): naive_soft,
