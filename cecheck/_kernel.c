@@ -1,9 +1,12 @@
 /*
- * The fused loss kernels behind cecheck.fast: multiclass logits with index labels, and
- * binary or multilabel logits with their targets; the naive and stable paths in float32 and
- * float64 and the reference, one pass over each row.
+ * The fused loss kernels behind cecheck.fast: multiclass logits with index labels or soft
+ * targets, and binary or multilabel logits with their targets; the textbook path, PyTorch's
+ * naive and stable paths in float32 and float64 and the reference, one pass over each row
+ * (two for soft targets). In the code "naive" (n64, n32) is the textbook path, the
+ * unshifted softmax; PyTorch's naive path is "f" (the framework's: f64, f32).
  *
- * cecheck/losses.py is the specification; cecheck/fast.py documents how these kernels stay
+ * cecheck/losses.py and cecheck/frameworks/torch_naive.py and torch_fused.py are the
+ * specification; cecheck/fast.py documents how these kernels stay
  * an honest emulation of each path and dtype and what bound they keep. In short:
  *
  *  - exp is a polynomial in float64 (Cody-Waite reduction, degree 11, about 1 ulp), log is
@@ -44,8 +47,17 @@
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
-/* Bits of the per-row status byte (cecheck/fast.py reads them). */
-enum { OVER32 = 1, UNDER32 = 2, OVER64 = 4, UNDER64 = 8, NONFINITE = 16, SPECIAL = 32 };
+/* Bits of the per-row status word (cecheck/fast.py reads them): the textbook path's
+ * evidence, the row's input status, then the framework's naive path's evidence. */
+enum {
+    OVER32 = 1, UNDER32 = 2, OVER64 = 4, UNDER64 = 8, NONFINITE = 16, SPECIAL = 32,
+    NUNDER32 = 64, NUNDER64 = 128,
+};
+
+/* The losses of a row, one output row each (cecheck/fast.py reads them in this order): the
+ * textbook path in float32 and float64, the framework's stable path in float32 and float64,
+ * the reference, the framework's naive path in float32 and float64. */
+#define N_OUT 7
 
 #define LANES 16      /* accumulators of a sum: one vector of float32 */
 #define BLOCK 256     /* terms of a block, LANES at a time */
@@ -199,16 +211,29 @@ INLINE double log1p_pos(double x)
     return pick(u == 1.0, x, y);
 }
 
+/* log1p(-x) for x in [0, 1], as log1p_pos (log(1 - 1) = -inf): the log of 1 - p for a
+ * probability p. */
+INLINE double log1p_neg(double x)
+{
+    double u = 1.0 - x;
+    double y = log_pos(u) - ((u - 1.0) + x) / u;
+    y = pick(u == 1.0, -x, y);
+    return pick(u == 0.0, -INFINITY, y);
+}
+
 /* ------------------------------------------------------------------ sums */
 
-/* A row's five sums, LANES partial sums each: of the multiclass terms (as below), or of the
- * sigmoid kernel's per-class losses (naive64, stable64, reference, naive32, stable32). */
+/* A row's seven sums, LANES partial sums each: of the multiclass terms (as below; the
+ * textbook path is "naive" here), or of the soft and sigmoid kernels' per-class losses
+ * (textbook64, stable64, reference, textbook32, stable32, the framework's naive64 and 32). */
 typedef struct {
     double n64[LANES];  /* exp(z): naive float64 (direct rows only) */
     double s64[LANES];  /* exp(z - m): stable float64 (direct rows only) */
     double rest[LANES]; /* the reference's terms, j != argmax: exp(z - m), tame rows exp(z) */
     float n32[LANES];   /* float32 exp(z): naive float32 */
     float s32[LANES];   /* float32 exp(float32(z - m)): stable float32 */
+    double f64[LANES];  /* the framework's naive float64 (soft and sigmoid rows only) */
+    float f32[LANES];   /* the framework's naive float32 (soft and sigmoid rows only) */
 } Lanes;
 
 typedef struct {
@@ -219,6 +244,8 @@ typedef struct {
 typedef struct {
     double n64, s64, rest;
     float n32, s32;
+    double f64;
+    float f32;
 } Sums;
 
 INLINE void lanes_zero(Lanes *a) { memset(a, 0, sizeof *a); }
@@ -231,6 +258,8 @@ INLINE void lanes_add(Lanes *a, const Lanes *b)
         a->rest[l] += b->rest[l];
         a->n32[l] += b->n32[l];
         a->s32[l] += b->s32[l];
+        a->f64[l] += b->f64[l];
+        a->f32[l] += b->f32[l];
     }
 }
 
@@ -263,7 +292,8 @@ INLINE float tree32(float *v)
 
 INLINE Sums lanes_total(Lanes *a)
 {
-    Sums s = {tree64(a->n64), tree64(a->s64), tree64(a->rest), tree32(a->n32), tree32(a->s32)};
+    Sums s = {tree64(a->n64), tree64(a->s64), tree64(a->rest), tree32(a->n32), tree32(a->s32),
+              tree64(a->f64), tree32(a->f32)};
     return s;
 }
 
@@ -319,6 +349,21 @@ INLINE void tame_terms32(double v, double e, int narrow, double m64, float m32, 
     double s = e * em;
     double ds = (double)(float)(v32 - m32) - (v - m64);
     *es32 = (float)fma(s, ds, s);
+}
+
+/* The terms of logit v in the framework's softmax, exp(v - m) (exactly 1 at the max, as
+ * exp(0)) and its float32 exp(float32(v32 - m32)); e = exp(v) and em = exp(-m) on a tame
+ * row, as tame_terms32 takes them; a direct exp of each on another. */
+INLINE double shifted_exp(double v, double e, int narrow, int tame, double m64, double em,
+                          float *es32)
+{
+    float m32 = (float)m64, e32;
+    if (tame) {
+        tame_terms32(v, e, narrow, m64, m32, em, &e32, es32);
+        return v == m64 ? 1.0 : e * em;
+    }
+    *es32 = (float)exp_full((double)(float)((float)v - m32));
+    return exp_full(v - m64);
 }
 
 /*
@@ -488,9 +533,10 @@ INLINE void tame_sums(Sums *s, double ek, double em)
     s->s64 = 1.0 + s->rest;
 }
 
-/* A row's five losses and status bits from its max, target logit, target terms and sums. */
-INLINE void finish(double m64, double zt, double et, float et32, Sums s, int over32, int over64,
-                   double *loss, Py_ssize_t stride, uint8_t *bits)
+/* A row's losses and status bits from its max, target logit, target terms (exp(z[t]) and
+ * exp(z[t] - m) in float64 and float32) and sums. */
+INLINE void finish(double m64, double zt, double et, float et32, double es, float es32, Sums s,
+                   int over32, int over64, double *loss, Py_ssize_t stride, uint16_t *bits)
 {
     float m32 = (float)m64, zt32 = (float)zt;
     /* naive: -log(e[t] / sum e) */
@@ -504,8 +550,15 @@ INLINE void finish(double m64, double zt, double et, float et32, Sums s, int ove
     loss[3 * stride] = log_pos(s.s64) - (zt - m64);
     /* reference: (m - z[t]) + log1p(sum over j != argmax of exp(z_j - m)) */
     loss[4 * stride] = (m64 - zt) + log1p_pos(s.rest);
-    *bits = (uint8_t)((over32 ? OVER32 : 0) | (p32 == 0.0f ? UNDER32 : 0) |
-                      (over64 ? OVER64 : 0) | (p64 == 0.0 ? UNDER64 : 0));
+    /* the framework's naive: -log(exp(z[t] - m) * (1 / sum exp(z - m))), the sums the
+     * stable path's */
+    float q32 = es32 * (1.0f / s.s32);
+    double q64 = es * (1.0 / s.s64);
+    loss[5 * stride] = 0.0 - round32(log_pos((double)q32));
+    loss[6 * stride] = 0.0 - log_pos(q64);
+    *bits = (uint16_t)((over32 ? OVER32 : 0) | (p32 == 0.0f ? UNDER32 : 0) |
+                       (over64 ? OVER64 : 0) | (p64 == 0.0 ? UNDER64 : 0) |
+                       (q32 == 0.0f ? NUNDER32 : 0) | (q64 == 0.0 ? NUNDER64 : 0));
 }
 
 /* A multiclass row's first pass: its max and argmax, the path its exps take (tame or
@@ -555,27 +608,29 @@ INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
 }
 
 INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ssize_t stride,
-                uint8_t *bits)
+                uint16_t *bits)
 {
     RowPass r;
     int status = row_pass(z, narrow, c, &r);
     if (status) {
-        *bits = (uint8_t)status;
-        for (int q = 0; q < 5; q++)
+        *bits = (uint16_t)status;
+        for (int q = 0; q < N_OUT; q++)
             loss[q * stride] = NAN;
         return;
     }
     double zt = load(z, narrow, (int)t);
     float et32;
     double et = row_exp(zt, narrow, r.tame, &et32);
-    finish(r.m64, zt, et, et32, r.s, r.over32, r.over64, loss, stride, bits);
+    float es32;
+    double es = shifted_exp(zt, et, narrow, r.tame, r.m64, r.em, &es32);
+    finish(r.m64, zt, et, et32, es, es32, r.s, r.over32, r.over64, loss, stride, bits);
 }
 
 /* Rows of at most SMALL classes, BATCH at a time with one row per vector lane (a row's own
  * vector would be mostly empty): the same steps as row() on tame rows, in the same order,
  * so the same bits. Computes nothing and returns 0 unless every row of the batch is tame. */
 INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, double *loss,
-                       Py_ssize_t stride, uint8_t *bits)
+                       Py_ssize_t stride, uint16_t *bits)
 {
     double tile[SMALL][BATCH]; /* logit j of row b at [j][b] */
     for (int b = 0; b < BATCH; b++)
@@ -619,6 +674,14 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
             rest[j][b] = j != k[b] ? exps[j][b] : 0.0;
         }
     }
+    /* The target's shifted terms, as shifted_exp gives them (before the sums below
+     * overwrite s32). */
+    double es[BATCH];
+    float es32[BATCH];
+    for (int b = 0; b < BATCH; b++) {
+        es32[b] = s32[y[b]][b];
+        es[b] = tile[y[b]][b] == m[b] ? 1.0 : exps[y[b]][b] * em[b];
+    }
     /* Each row's sums in row()'s order, term j in lane j of a block of SMALL (the zeros
      * past c added only where row() adds them, which leaves the sum unchanged): a row gets
      * the same bits in a batch or alone. */
@@ -648,15 +711,16 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
     }
     /* The rows' losses side by side first (finish's strided stores would keep this loop from
      * vectorising), then stored. */
-    double out[5][BATCH];
-    uint8_t status[BATCH];
+    double out[N_OUT][BATCH];
+    uint16_t status[BATCH];
     for (int b = 0; b < BATCH; b++) {
-        Sums s = {0.0, 0.0, rest[0][b], n32[0][b], s32[0][b]};
+        Sums s = {0.0, 0.0, rest[0][b], n32[0][b], s32[0][b], 0.0, 0.0f};
         tame_sums(&s, ek[b], em[b]);
-        finish(m[b], zt[b], et[b], et32[b], s, 0, 0, &out[0][b], BATCH, &status[b]);
+        finish(m[b], zt[b], et[b], et32[b], es[b], es32[b], s, 0, 0, &out[0][b], BATCH,
+               &status[b]);
     }
     for (int b = 0; b < BATCH; b++) {
-        for (int q = 0; q < 5; q++)
+        for (int q = 0; q < N_OUT; q++)
             loss[q * stride + b] = out[q][b];
         bits[b] = status[b];
     }
@@ -664,7 +728,7 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
 }
 
 INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, double *loss,
-                 Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+                 Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)
 {
     const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
     for (Py_ssize_t i = lo; i < hi;) {
@@ -686,12 +750,12 @@ INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, doub
 /* The entry points of each instruction set: float32 and float64 logits. */
 #define DEF_ROWS(isa, name, ATTR)                                                            \
     ATTR static void rows32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
         rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
     }                                                                                       \
     ATTR static void rows64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
         rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
     }
@@ -709,53 +773,75 @@ FOR_EACH_ISA(DEF_ROWS)
  * evidence of the naive path per dtype, then the row's input status. */
 enum {
     S_OVER32 = 1, S_SAT32 = 2, S_ZTI32 = 4, S_OVER64 = 8, S_SAT64 = 16, S_ZTI64 = 32,
-    S_NONFINITE = 64, S_SPECIAL = 128,
+    S_NONFINITE = 64, S_SPECIAL = 128, S_CANCEL32 = 256, S_CANCEL64 = 512,
 };
+/* (The framework's naive path saturates where the textbook path does: the same sigmoid.
+ * S_CANCEL: the framework's stable path cancelled.) */
+
+/* A log clamped at -100, as binary_cross_entropy clamps it (-inf too). */
+INLINE double clamp100(double x) { return x > -100.0 ? x : -100.0; }
+INLINE float clamp100f(float x) { return x > -100.0f ? x : -100.0f; }
 
 /* The per-class binary losses of one (logit v, target t) pair in every path and dtype, as
- * losses.py's _naive_sigmoid_bce, _stable_sigmoid_bce and _reference_sigmoid_bce compute
- * them, and the naive path's evidence bits. One float64 exp serves all: E = exp(-|v|) in
- * (0, 1], exp(-v) is E or 1 / E (within 1.5 ulp; 1 / 0 = inf where exp(-v) overflows),
- * and each float32 exp is the float64 one rounded (corrected to first order for the float32
- * rounding error of a float64 logit). */
+ * losses.py's textbook and reference functions and PyTorch's (torch_naive._bce_of_sigmoid,
+ * torch_fused._bce_with_logits) compute them, and the evidence bits. One float64 exp serves
+ * all: E = exp(-|v|) in (0, 1], exp(-v) is E or 1 / E (within 1.5 ulp; 1 / 0 = inf where
+ * exp(-v) overflows), and each float32 exp is the float64 one rounded (corrected to first
+ * order for the float32 rounding error of a float64 logit). */
 INLINE int sigmoid_terms(double v, double t, int narrow, double *n64, float *n32, double *s64,
-                         float *s32, double *ref)
+                         float *s32, double *ref, double *f64, float *f32)
 {
     float v32 = (float)v, t32 = (float)t;
     double a = fabs(v);
     double big_e = exp_full(-a);
     double en = v >= 0.0 ? big_e : 1.0 / big_e;
-    /* naive float64: -(t log(p) + (1 - t) log(1 - p)), p = 1 / (1 + exp(-v)) */
+    /* textbook float64: -(t log(p) + (1 - t) log(1 - p)), p = 1 / (1 + exp(-v)) */
     double p = 1.0 / (1.0 + en);
     double lp = log_pos(p), lq = log_pos(1.0 - p);
     double omt = 1.0 - t;
     *n64 = 0.0 - (t * lp + omt * lq);
-    /* naive float32, every step rounded to float32 */
-    float en32, e32;
+    /* textbook float32, every step rounded to float32 */
+    float en32;
+    double e32; /* float32 exp(-|v32|), as a double: round32, never (double)(float) */
     if (narrow) {
         en32 = (float)en;
-        e32 = (float)big_e;
+        e32 = round32(big_e);
     } else {
         double d = v - round32(v); /* exp(-v32) = exp(-v) exp(d); inf stays inf */
         en32 = en == INFINITY ? INFINITY : (float)fma(en, d, en);
         double da = a - fabs(round32(v));
-        e32 = (float)fma(big_e, da, big_e);
+        e32 = round32(fma(big_e, da, big_e));
     }
     float p32 = 1.0f / (1.0f + en32);
     float lp32 = (float)log_pos((double)p32), lq32 = (float)log_pos((double)(1.0f - p32));
     float omt32 = 1.0f - t32;
     *n32 = 0.0f - (t32 * lp32 + omt32 * lq32);
-    /* stable: max(v, 0) - t v + log1p(exp(-|v|)) */
+    /* the framework's naive: (t - 1) max(log1p(-s), -100) - t max(log(s), -100), s the same
+     * sigmoid p */
+    *f64 = (t - 1.0) * clamp100(log1p_neg(p)) - t * clamp100(lp);
+    float ls32 = clamp100f(lp32), lq1_32 = clamp100f((float)log1p_neg((double)p32));
+    *f32 = (t32 - 1.0f) * lq1_32 - t32 * ls32;
+    /* the framework's stable: (1 - t) v - log_sigmoid(v), log_sigmoid(v) =
+     * min(v, 0) - log1p(exp(-|v|)); cancelled if the result is below 2**-(bits / 2) of the
+     * larger operand (bits: 24 or 53, halved as integers) */
     double l1 = log1p_pos(big_e);
-    *s64 = ((v > 0.0 ? v : 0.0) - t * v) + l1;
-    *s32 = ((v32 > 0.0f ? v32 : 0.0f) - t32 * v32) + (float)log1p_pos((double)e32);
+    double lin = omt * v, lsg = (v < 0.0 ? v : 0.0) - l1;
+    *s64 = lin - lsg;
+    float l1_32 = (float)log1p_pos(e32);
+    float lin32 = omt32 * v32, lsg32 = (v32 < 0.0f ? v32 : 0.0f) - l1_32;
+    *s32 = lin32 - lsg32;
+    double size = fmax(fabs(lin), fabs(lsg));
+    double size32 = (double)fmaxf(fabsf(lin32), fabsf(lsg32));
+    int cancel64 = (size > 0.0) & (fabs(*s64) * 0x1p26 <= size);
+    int cancel32 = (size32 > 0.0) & ((double)fabsf(*s32) * 0x1p12 <= size32);
     /* reference: (1 - t) softplus(v) + t softplus(-v), softplus(x) = max(x, 0) + log1p(E) */
     *ref = (1.0 - t) * ((v > 0.0 ? v : 0.0) + l1) + t * ((v < 0.0 ? -v : 0.0) + l1);
     /* bitwise, not logical, operators: no branch in a vector lane */
     return ((en32 == INFINITY) * S_OVER32) | (((p32 == 0.0f) | (p32 == 1.0f)) * S_SAT32) |
            ((((t32 == 0.0f) & isinf(lp32)) | ((omt32 == 0.0f) & isinf(lq32))) * S_ZTI32) |
            ((en == INFINITY) * S_OVER64) | (((p == 0.0) | (p == 1.0)) * S_SAT64) |
-           ((((t == 0.0) & isinf(lp)) | ((omt == 0.0) & isinf(lq))) * S_ZTI64);
+           ((((t == 0.0) & isinf(lp)) | ((omt == 0.0) & isinf(lq))) * S_ZTI64) |
+           (cancel32 * S_CANCEL32) | (cancel64 * S_CANCEL64);
 }
 
 /* Whether a row needs the numpy specification: a non-finite logit or target, or a float64
@@ -778,15 +864,18 @@ INLINE void sigmoid_lanes(const void *z, int narrow, const double *t, int masked
 {
     int e = 0;
     for (int l = 0; l < LANES; l++) {
-        double n64, s64, ref;
-        float n32, s32;
-        int bits = sigmoid_terms(load(z, narrow, l), t[l], narrow, &n64, &n32, &s64, &s32, &ref);
+        double n64, s64, ref, f64;
+        float n32, s32, f32;
+        int bits = sigmoid_terms(load(z, narrow, l), t[l], narrow, &n64, &n32, &s64, &s32, &ref,
+                                 &f64, &f32);
         int in = masked ? l < size : 1;
         b->n64[l] += in ? n64 : 0.0;
         b->n32[l] += in ? n32 : 0.0f;
         b->s64[l] += in ? s64 : 0.0;
         b->s32[l] += in ? s32 : 0.0f;
         b->rest[l] += in ? ref : 0.0;
+        b->f64[l] += in ? f64 : 0.0;
+        b->f32[l] += in ? f32 : 0.0f;
         e |= in ? bits : 0;
     }
     *ev |= e;
@@ -807,12 +896,12 @@ INLINE void sigmoid_tail(const void *z, int narrow, const double *t, int size, L
 /* One row of c >= 2 classes: the mean over classes of each path's per-class loss, sums in
  * the path's dtype (LANES lanes, blocks merged pairwise, as row() sums). */
 INLINE void sigmoid_row(const void *z, int narrow, const double *t, int c, double *loss,
-                        Py_ssize_t stride, uint8_t *bits)
+                        Py_ssize_t stride, uint16_t *bits)
 {
     int status = sigmoid_special(z, narrow, t, c);
     if (status) {
-        *bits = (uint8_t)status;
-        for (int q = 0; q < 5; q++)
+        *bits = (uint16_t)status;
+        for (int q = 0; q < N_OUT; q++)
             loss[q * stride] = NAN;
         return;
     }
@@ -839,12 +928,14 @@ INLINE void sigmoid_row(const void *z, int narrow, const double *t, int c, doubl
     loss[2 * stride] = (double)(s.s32 / (float)c);
     loss[3 * stride] = s.s64 / c;
     loss[4 * stride] = s.rest / c;
-    *bits = (uint8_t)ev;
+    loss[5 * stride] = (double)(s.f32 / (float)c);
+    loss[6 * stride] = s.f64 / c;
+    *bits = (uint16_t)ev;
 }
 
 /* Binary rows (one logit each), LANES at a time, one per lane: a row's loss is its term. */
 INLINE void sigmoid_single(const void *z, int narrow, const double *t, Py_ssize_t n,
-                           double *loss, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+                           double *loss, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)
 {
     for (Py_ssize_t i = lo; i < hi; i += LANES) {
         int width = hi - i < LANES ? (int)(hi - i) : LANES;
@@ -853,30 +944,33 @@ INLINE void sigmoid_single(const void *z, int narrow, const double *t, Py_ssize_
             zp[l] = l < width ? load(z, narrow, i + l) : 0.0;
             tp[l] = l < width ? t[i + l] : 0.0;
         }
-        double n64[LANES], s64[LANES], ref[LANES];
-        float n32[LANES], s32[LANES];
+        double n64[LANES], s64[LANES], ref[LANES], f64[LANES];
+        float n32[LANES], s32[LANES], f32[LANES];
         int e[LANES];
         for (int l = 0; l < LANES; l++) {
             double v = zp[l], tv = tp[l];
-            int ev = sigmoid_terms(v, tv, 0, &n64[l], &n32[l], &s64[l], &s32[l], &ref[l]);
+            int ev = sigmoid_terms(v, tv, 0, &n64[l], &n32[l], &s64[l], &s32[l], &ref[l],
+                                   &f64[l], &f32[l]);
             int odd = !(fabs(v) <= FLT_MAX) | !isfinite(tv); /* as sigmoid_special */
             e[l] = odd ? S_SPECIAL | (isfinite(v) ? 0 : S_NONFINITE) : ev;
         }
         for (int l = 0; l < width; l++) {
             Py_ssize_t r = i + l;
             int special = e[l] & S_SPECIAL;
-            bits[r] = (uint8_t)e[l];
+            bits[r] = (uint16_t)e[l];
             loss[r] = special ? NAN : (double)n32[l];
             loss[n + r] = special ? NAN : n64[l];
             loss[2 * n + r] = special ? NAN : (double)s32[l];
             loss[3 * n + r] = special ? NAN : s64[l];
             loss[4 * n + r] = special ? NAN : ref[l];
+            loss[5 * n + r] = special ? NAN : (double)f32[l];
+            loss[6 * n + r] = special ? NAN : f64[l];
         }
     }
 }
 
 INLINE void sigmoid_rows(const void *z, int narrow, Py_ssize_t c, const double *t,
-                         double *loss, Py_ssize_t n, uint8_t *bits, Py_ssize_t lo,
+                         double *loss, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo,
                          Py_ssize_t hi)
 {
     if (c == 1) {
@@ -892,12 +986,12 @@ INLINE void sigmoid_rows(const void *z, int narrow, Py_ssize_t c, const double *
 /* The entry points of each instruction set: float32 and float64 logits. */
 #define DEF_SIGMOID(isa, name, ATTR)                                                            \
     ATTR static void sigmoid32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
         sigmoid_rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
     }                                                                                       \
     ATTR static void sigmoid64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
         sigmoid_rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
     }
@@ -908,6 +1002,9 @@ FOR_EACH_ISA(DEF_SIGMOID)
 /* Bits of the per-row status byte of the soft-label kernel: exp_overflow, prob_underflow and
  * zero_times_inf of the naive path per dtype, then S_NONFINITE and S_SPECIAL as above. */
 enum { P_OVER32 = 1, P_UNDER32 = 2, P_ZTI32 = 4, P_OVER64 = 8, P_UNDER64 = 16, P_ZTI64 = 32 };
+/* ... and from bit 8 (past S_NONFINITE and S_SPECIAL) prob_underflow and zero_times_inf of the
+ * framework's naive path per dtype. */
+enum { P_NUNDER32 = 256, P_NZTI32 = 512, P_NUNDER64 = 1024, P_NZTI64 = 2048 };
 
 /* LANES logits of a row with their targets t, after the row's first pass r: the terms of
  * every path's sum, as losses.py's naive_soft, stable_soft and reference_soft compute them,
@@ -917,11 +1014,17 @@ INLINE void soft_lanes(const void *z, int narrow, const double *t, const RowPass
                        int *ev)
 {
     float m32 = (float)r->m64;
+    double inv64 = 1.0 / r->s.s64;
+    float inv32 = 1.0f / r->s.s32;
     int e_bits = 0;
     for (int l = 0; l < LANES; l++) {
         double v = load(z, narrow, l), tv = t[l];
-        float v32 = (float)v, t32 = (float)tv, e32;
+        float v32 = (float)v, t32 = (float)tv, e32, es32;
         double e = row_exp(v, narrow, r->tame, &e32);
+        /* the framework's naive: -sum t log(exp(z - m) * (1 / sum exp(z - m))) */
+        double es = shifted_exp(v, e, narrow, r->tame, r->m64, r->em, &es32);
+        double q = es * inv64, lq = log_pos(q);
+        float q32 = es32 * inv32, lq32 = (float)log_pos((double)q32);
         /* naive: -sum t log(p), p = exp(z) / sum exp(z), every step in the dtype */
         double p = e / r->s.n64, lp = log_pos(p);
         float p32 = e32 / r->s.n32, lp32 = (float)log_pos((double)p32);
@@ -934,9 +1037,14 @@ INLINE void soft_lanes(const void *z, int narrow, const double *t, const RowPass
         b->s64[l] += in ? ns64 : 0.0;
         b->s32[l] += in ? ns32 : 0.0f;
         b->rest[l] += in ? ref : 0.0;
+        b->f64[l] += in ? tv * lq : 0.0;
+        b->f32[l] += in ? t32 * lq32 : 0.0f;
         int bits = (((p32 == 0.0f) & (t32 > 0.0f)) * P_UNDER32) |
                    (((t32 == 0.0f) & isinf(lp32)) * P_ZTI32) |
-                   (((p == 0.0) & (tv > 0.0)) * P_UNDER64) | (((tv == 0.0) & isinf(lp)) * P_ZTI64);
+                   (((p == 0.0) & (tv > 0.0)) * P_UNDER64) | (((tv == 0.0) & isinf(lp)) * P_ZTI64) |
+                   (((q32 == 0.0f) & (t32 > 0.0f)) * P_NUNDER32) |
+                   (((t32 == 0.0f) & isinf(lq32)) * P_NZTI32) |
+                   (((q == 0.0) & (tv > 0.0)) * P_NUNDER64) | (((tv == 0.0) & isinf(lq)) * P_NZTI64);
         e_bits |= in ? bits : 0;
     }
     *ev |= e_bits;
@@ -945,7 +1053,7 @@ INLINE void soft_lanes(const void *z, int narrow, const double *t, const RowPass
 /* One row of c classes with soft targets t: its first pass, then a second over its logits
  * for every path's sum of target-weighted terms. */
 INLINE void soft_row(const void *z, int narrow, const double *t, int c, double *loss,
-                     Py_ssize_t stride, uint8_t *bits)
+                     Py_ssize_t stride, uint16_t *bits)
 {
     RowPass r = {0};
     int status = row_pass(z, narrow, c, &r);
@@ -953,8 +1061,8 @@ INLINE void soft_row(const void *z, int narrow, const double *t, int c, double *
     for (int j = 0; j < c; j++)
         odd |= !isfinite(t[j]);
     if (status || odd) {
-        *bits = (uint8_t)(S_SPECIAL | ((status & NONFINITE) ? S_NONFINITE : 0));
-        for (int q = 0; q < 5; q++)
+        *bits = (uint16_t)(S_SPECIAL | ((status & NONFINITE) ? S_NONFINITE : 0));
+        for (int q = 0; q < N_OUT; q++)
             loss[q * stride] = NAN;
         return;
     }
@@ -988,11 +1096,13 @@ INLINE void soft_row(const void *z, int narrow, const double *t, int c, double *
     loss[2 * stride] = (double)(0.0f - s.s32);
     loss[3 * stride] = 0.0 - s.s64;
     loss[4 * stride] = s.rest;
-    *bits = (uint8_t)ev;
+    loss[5 * stride] = (double)(0.0f - s.f32);
+    loss[6 * stride] = 0.0 - s.f64;
+    *bits = (uint16_t)ev;
 }
 
 INLINE void soft_rows(const void *z, int narrow, Py_ssize_t c, const double *t, double *loss,
-                      Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+                      Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)
 {
     const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
     for (Py_ssize_t i = lo; i < hi; i++)
@@ -1003,12 +1113,12 @@ INLINE void soft_rows(const void *z, int narrow, Py_ssize_t c, const double *t, 
 /* The entry points of each instruction set: float32 and float64 logits. */
 #define DEF_SOFT(isa, name, ATTR)                                                            \
     ATTR static void soft32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
         soft_rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
     }                                                                                       \
     ATTR static void soft64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
         soft_rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
     }
@@ -1041,7 +1151,7 @@ FOR_EACH_ISA(DEF_APPLY)
 enum { INDEX, SIGMOID, SOFT }; /* the kernels */
 
 typedef void KernelFn(const void *z, Py_ssize_t c, const void *labels, double *loss,
-                      Py_ssize_t n, uint8_t *bits, Py_ssize_t lo, Py_ssize_t hi);
+                      Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
 
 /* One instruction set's copy of the entry points: kernel[INDEX, SIGMOID or SOFT][float64?] */
@@ -1142,7 +1252,7 @@ static PyObject *run_rows(PyObject *args, int kernel)
     }
     if (!check_size(&z, n * c * itemsize, "z") ||
         !check_size(&y, (per_class ? n * c : n) * 8, "labels") ||
-        !check_size(&loss, 5 * n * 8, "loss") || !check_size(&bits, n, "bits"))
+        !check_size(&loss, N_OUT * n * 8, "loss") || !check_size(&bits, n * 2, "bits"))
         goto done;
     if (!per_class) {
         const int64_t *yy = y.buf;
@@ -1170,9 +1280,10 @@ done:
 PyDoc_STRVAR(multiclass_index_doc,
              "multiclass_index(z, itemsize, n, c, y, loss, bits, lo, hi)\n\n"
              "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, else\n"
-             "float64) with int64 targets y in [0, c): losses into the float64 (5, n) buffer\n"
-             "loss (naive32, naive64, stable32, stable64, reference) and status bits into the\n"
-             "uint8 (n,) buffer bits. Releases the GIL.");
+             "float64) with int64 targets y in [0, c): losses into the float64 (7, n) buffer\n"
+             "loss (textbook32, textbook64, stable32, stable64, reference, naive32, naive64;\n"
+             "naive and stable as PyTorch computes them) and status bits into the uint16 (n,)\n"
+             "buffer bits. Releases the GIL.");
 
 static PyObject *py_multiclass_index(PyObject *self, PyObject *args)
 {

@@ -1,4 +1,5 @@
-# The C kernels of cecheck.fast (cecheck/_kernel.c); buffers are C-contiguous numpy arrays.
+# The C kernels of cecheck.fast (cecheck/_kernel.c); buffers are C-contiguous numpy arrays:
+# loss float64 (7, n) (textbook, stable, naive as cecheck.fast reads them), bits uint16 (n,).
 from typing import Any
 
 def multiclass_index(

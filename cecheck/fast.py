@@ -1,19 +1,23 @@
 """The fused loss kernels: every path and dtype of a chunk in one pass over its rows.
 
 The numpy functions are the specification (the textbook path and the reference of
-:mod:`cecheck.losses`, a framework's stable path); this module computes the same values
-faster in float32 and float64 for every task: ``multiclass`` with ``index`` labels (a
-language model's logits, the case that matters most by size) or soft labels,
-``binary`` and ``multilabel``. A C kernel (``cecheck/_kernel.c``, compiled when cecheck is
-installed) computes, per row, the textbook and stable paths in float32 and float64, the
-reference and the evidence bits, into per-row arrays; the rows of a chunk are split over
-threads (rows are independent, the kernel releases the GIL), and
+:mod:`cecheck.losses`, PyTorch's naive and stable paths of
+:mod:`cecheck.frameworks.torch_naive` and :mod:`~cecheck.frameworks.torch_fused`); this
+module computes the same values faster in float32 and float64 for every task:
+``multiclass`` with ``index`` labels (a language model's logits, the case that matters most
+by size) or soft labels, ``binary`` and ``multilabel``. A C kernel (``cecheck/_kernel.c``,
+compiled when cecheck is installed) computes, per row, the textbook, naive and stable paths
+in float32 and float64, the reference and the evidence bits, into per-row arrays; the rows
+of a chunk are split over threads (rows are independent, the kernel releases the GIL), and
 :func:`cecheck.diagnose.diagnose` then runs unchanged on the results. float16 and bfloat16
-stay on numpy, and so does a framework's naive path, and its stable path where the
-kernel's formula is not the framework's (the kernel's stable path is log_softmax then the
-target's term, which is PyTorch's ``cross_entropy``; its sigmoid kernel's is
-``max(z, 0) - t · z + log1p(exp(-|z|))``, not PyTorch's
-``binary_cross_entropy_with_logits``).
+stay on numpy, and so do the paths of another framework (:data:`EMULATES` names the
+functions the kernel computes) and PyTorch's class weights and label smoothing.
+
+PyTorch's paths in the kernel: ``naive`` is ``exp(z - max) * (1 / Σ exp(z - max))``, then
+its log (index labels: at the target; soft: ``-Σ t · log p``), from the same terms and sums as
+the stable path ``(z - max) - log Σ exp(z - max)``; binary and multilabel: ``naive`` is
+``(t - 1) · max(log1p(-s), -100) - t · max(log s, -100)`` of the textbook path's sigmoid s,
+``stable`` is ``(1 - t) · z - (min(z, 0) - log1p(exp(-|z|)))`` with its cancellation bit.
 
 How the kernels stay an honest emulation of each path
 -----------------------------------------------------
@@ -44,13 +48,17 @@ How the kernels stay an honest emulation of each path
 So the kernels and numpy differ by the exp and log implementations and the order of the
 sums: a few units in the last place per term. That gives the bound ``tests/test_fast.py``
 checks on every finite loss, ``|L_fast - L_numpy| <= 8 eps(dtype) (max(1, |L_numpy|) + K)``,
-with K = 0 but for the textbook binary and multilabel paths, where ``log(1 - p)`` cancels as p
-nears 1 and amplifies a one-ulp difference in p by ``K = (1 - t) p / (1 - p)`` (averaged over
-the classes; numpy's float32 exp and log are not correctly rounded, the kernel's nearly are).
+with K = 0 but for the textbook and naive binary and multilabel paths, where ``log(1 - p)``
+(``log1p(-s)``) cancels as p nears 1 and amplifies a one-ulp difference in p by
+``K = (1 - t) p / (1 - p)`` (averaged over the classes; numpy's float32 exp and log are not
+correctly rounded, the kernel's nearly are).
 A multiclass loss is the log of a sum of positive terms plus a non-negative term, so a
 relative error of the terms becomes an absolute error of the log. The non-finite pattern and
 the evidence bits are the same, and so the flags and causes, except for a row sitting within
 those few ulp of a threshold (``--rtol``, half the bits, a probability rounding to 0 or 1).
+PyTorch's exact values are exact in the kernel too, with the same proviso: a loss of 0 (a
+probability of 1, the stable binary path's cancellation), 100 (the clamp), inf (a
+probability of 0).
 
 Rows the kernels do not handle themselves (a non-finite logit or target, or a float64 logit
 beyond the float32 range) are recomputed with the numpy functions: their propagation of inf
@@ -69,7 +77,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
@@ -83,8 +91,26 @@ from cecheck.losses import PathResult
 
 # Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows.
 KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array]
-# A stable path's numpy function f(z, target, p) -> PathResult.
-Stable = Callable[..., PathResult]
+# A framework path's numpy function f(z, target, p) -> PathResult.
+PathFunction = Callable[..., PathResult]
+# The framework paths a kernel computes, by name (naive, stable), with the numpy function each
+# stands for: it recomputes the rows the kernel leaves to numpy.
+FrameworkPaths = Mapping[str, PathFunction]
+
+# The numpy specifications the kernels compute, (path, family kind) -> "module.function":
+# PyTorch 2.13's naive and stable paths (cecheck.frameworks.torch_naive, torch_fused),
+# without class weights or label smoothing. Known by name, so that importing this module
+# does not import them.
+EMULATES = {
+    ("naive", "index"): "cecheck.frameworks.torch_naive.naive_index",
+    ("naive", "soft"): "cecheck.frameworks.torch_naive.naive_soft",
+    ("naive", "binary"): "cecheck.frameworks.torch_naive.naive_binary",
+    ("naive", "multilabel"): "cecheck.frameworks.torch_naive.naive_multilabel",
+    ("stable", "index"): "cecheck.frameworks.torch_fused.stable_index",
+    ("stable", "soft"): "cecheck.frameworks.torch_fused.stable_soft",
+    ("stable", "binary"): "cecheck.frameworks.torch_fused.stable_binary",
+    ("stable", "multilabel"): "cecheck.frameworks.torch_fused.stable_multilabel",
+}
 
 # Bytes of logits per chunk on the fast path: big enough that per-chunk work in numpy
 # (labels, diagnosis, totals) is small next to the kernel, small enough to stay far below
@@ -99,10 +125,15 @@ DTYPES = ("float32", "float64")
 KERNELS = ("index", "soft", "sigmoid")
 LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Bits of the per-row status bytes the kernels write (as in _kernel.c): the multiclass
+# Losses per row the kernels write (as N_OUT in _kernel.c), in this order: the textbook path
+# in float32 and float64, the stable path in both, the reference, the naive path in both.
+_OUTPUTS = 7
+_TEXTBOOK, _STABLE, _REFERENCE, _NAIVE = 0, 2, 4, 5
+# Bits of the per-row status words the kernels write (as in _kernel.c): the multiclass
 # index kernel's, then the NONFINITE and SPECIAL bits of the sigmoid and soft-label kernels,
 # whose evidence bits _per_class reads.
 _OVER32, _UNDER32, _OVER64, _UNDER64, _NONFINITE, _SPECIAL = 1, 2, 4, 8, 16, 32
+_NUNDER32, _NUNDER64 = 64, 128
 _S_NONFINITE, _S_SPECIAL = 64, 128
 
 _lock = threading.Lock()
@@ -131,23 +162,31 @@ def compute(
     target: Array,
     dtypes: Sequence[str],
     *,
-    stable: Stable | None = None,
+    framework: FrameworkPaths | None = None,
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
-    """The textbook path and the reference of a chunk (and the stable path when ``stable``
-    is given), by the family's kernel: :func:`multiclass_index`, :func:`soft` or
+    """The textbook path and the reference of a chunk (and the framework's paths named in
+    ``framework``), by the family's kernel: :func:`multiclass_index`, :func:`soft` or
     :func:`sigmoid`. ValueError for a family no kernel computes.
 
-    ``stable``: the numpy function the kernel's stable path stands for (a framework's, see
-    :attr:`cecheck.frameworks.registry.Framework.kernel_stable`); it recomputes the rows the
-    kernel leaves to numpy. Without it the kernel's stable losses are not returned.
+    ``framework``: ``{path: numpy function}`` of the naive and stable paths to return, each a
+    function the kernel computes (:func:`emulates`); it recomputes the rows the kernel leaves
+    to numpy. The kernel's other paths are not returned.
     """
     kernel = families.get(task, label_form).kernel
     if kernel not in KERNELS:
         raise ValueError(f"no kernel computes {task} with {label_form} labels")
-    results, ref, nonfinite = _kernels()[kernel](logits, target, dtypes, stable)
-    if stable is None:
-        results = {key: r for key, r in results.items() if key[0] != "stable"}
+    ours = dict(framework or {})
+    results, ref, nonfinite = _kernels()[kernel](logits, target, dtypes, ours)
+    results = {key: r for key, r in results.items() if key[0] == "textbook" or key[0] in ours}
     return results, ref, nonfinite
+
+
+def emulates(path: str, kind: str, function: PathFunction) -> bool:
+    """Whether the kernel computes ``function`` as the ``path`` (naive, stable) of a family's
+    ``kind`` (:data:`EMULATES`; a wrapper made by ``functools.wraps`` counts as what it
+    wraps)."""
+    name = f"{function.__module__}.{function.__qualname__}"
+    return EMULATES.get((path, kind)) == name
 
 
 def usable(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
@@ -196,7 +235,7 @@ def threads() -> int:
 
 
 def multiclass_index(
-    logits: Array, target: Array, dtypes: Sequence[str], stable: Stable | None = None
+    logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
     """Every path of a chunk of multiclass logits with valid index targets.
 
@@ -209,98 +248,122 @@ def multiclass_index(
         labels by 0 and masks those rows afterwards).
     dtypes
         A subset of ``("float32", "float64")``.
+    framework
+        ``{path: numpy function}``: the functions of :data:`EMULATES` that recompute the rows
+        the kernel leaves to numpy, for the naive and stable paths they name.
 
     Returns
     -------
     results, reference, nonfinite
         ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.textbook_multiclass` and
-        ``stable`` (log_softmax, then the target's term) give them, the reference losses, and
-        the rows holding a NaN or +inf logit (a -inf is a masked class, not an input problem).
-        Without ``stable`` the rows the kernel leaves to numpy keep the kernel's stable values
-        (:func:`compute` drops them).
+        PyTorch's naive (``log(softmax)``) and stable (``cross_entropy``) paths give them, the
+        reference losses, and the rows holding a NaN or +inf logit (a -inf is a masked class,
+        not an input problem). The rows the kernel leaves to numpy keep the kernel's NaN in
+        a path absent from ``framework``.
     """
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
     loss, bits = _run(kernel().multiclass_index, z, y)
-    special = np.flatnonzero(bits & _SPECIAL)
-    evidence = {
-        (d, kind): (bits & flag) != 0
-        for d, flags in (("float32", (_OVER32, _UNDER32)), ("float64", (_OVER64, _UNDER64)))
-        for kind, flag in zip(("over", "under"), flags, strict=True)
-    }
     results: dict[tuple[str, str], PathResult] = {}
+    flags = {"float32": (_OVER32, _UNDER32, _NUNDER32), "float64": (_OVER64, _UNDER64, _NUNDER64)}
     for d, row in (("float32", 0), ("float64", 1)):
         if d not in dtypes:
             continue
+        over, under, naive_under = ((bits & flag) != 0 for flag in flags[d])
         results[("textbook", d)] = PathResult(
-            loss[row], exp_overflow=evidence[d, "over"], prob_underflow=evidence[d, "under"]
+            loss[_TEXTBOOK + row], exp_overflow=over, prob_underflow=under
         )
-        results[("stable", d)] = PathResult(loss[row + 2])
-    reference = loss[4]
+        results[("naive", d)] = PathResult(loss[_NAIVE + row], prob_underflow=naive_under)
+        results[("stable", d)] = PathResult(loss[_STABLE + row])
+    reference = loss[_REFERENCE]
     nonfinite = (bits & _NONFINITE) != 0
+    special = np.flatnonzero(bits & _SPECIAL)
     if special.size:
-        spec = (*losses.PATHS["index"], stable)
+        spec = (*losses.PATHS["index"], framework or {})
         _overwrite(special, results, spec, z[special], y[special], reference)
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
     return results, reference, nonfinite
 
 
 def sigmoid(
-    logits: Array, target: Array, dtypes: Sequence[str], stable: Stable | None = None
+    logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
     """Every path of a chunk of binary (n,) or multilabel (n, C) logits and targets.
 
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_binary` and
-    the other binary and multilabel functions (a row's loss is the mean over its classes).
-    The kernel's stable path is ``max(z, 0) - t · z + log1p(exp(-|z|))``.
+    the other binary and multilabel functions (a row's loss is the mean over its classes):
+    PyTorch's naive ``binary_cross_entropy(sigmoid(z), t)`` and stable
+    ``binary_cross_entropy_with_logits``.
     """
     family = "binary" if np.ndim(logits) == 1 else "multilabel"
-    return _per_class(kernel().sigmoid, family, "sigmoid_saturated", logits, target, dtypes, stable)
+    return _per_class(kernel().sigmoid, family, logits, target, dtypes, framework)
 
 
 def soft(
-    logits: Array, target: Array, dtypes: Sequence[str], stable: Stable | None = None
+    logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
     """Every path of a chunk of (n, C) multiclass logits with (n, C) probability targets.
 
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_soft` and
-    ``stable``.
+    PyTorch's ``-(t * log(softmax)).sum(-1)`` and ``cross_entropy`` with probability targets.
     """
-    return _per_class(kernel().soft, "soft", "prob_underflow", logits, target, dtypes, stable)
+    return _per_class(kernel().soft, "soft", logits, target, dtypes, framework)
+
+
+# The evidence in the status words of the sigmoid and soft-label kernels, per path: (name,
+# bit in float32, bit in float64). The textbook path's first (as in _kernel.c), then the
+# naive path's; the stable path's cancellation (sigmoid only).
+_TEXTBOOK_BITS = {
+    "sigmoid": (("exp_overflow", 1, 8), ("sigmoid_saturated", 2, 16), ("zero_times_inf", 4, 32)),
+    "soft": (("exp_overflow", 1, 8), ("prob_underflow", 2, 16), ("zero_times_inf", 4, 32)),
+}
+_NAIVE_BITS = {
+    "sigmoid": (("sigmoid_saturated", 2, 16),),  # the same sigmoid as the textbook path's
+    "soft": (("prob_underflow", 256, 1024), ("zero_times_inf", 512, 2048)),
+}
+# The soft-label stable path's evidence: the kernel's rows have finite logits, whose
+# log_softmax is finite (no probability of 0, no 0 * inf); a sum overflowing is an infinite
+# loss there. The sigmoid stable path's: its cancellation bits.
+_STABLE_BITS = {"sigmoid": (("cancellation", 256, 512),), "soft": ()}
 
 
 def _per_class(
     kernel: Callable[..., None],
     family: str,
-    second: str,
     logits: Array,
     target: Array,
     dtypes: Sequence[str],
-    stable: Stable | None,
+    framework: FrameworkPaths | None,
 ) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
-    """A kernel with a float64 target per logit (sigmoid or soft) and its results.
-
-    Its status bits hold, per dtype (float32 from bit 0, float64 from bit 3), the textbook
-    path's exp_overflow, ``second`` and zero_times_inf.
-    """
+    """A kernel with a float64 target per logit (sigmoid or soft) and its results, with the
+    evidence of :data:`_TEXTBOOK_BITS`, :data:`_NAIVE_BITS` and :data:`_STABLE_BITS`."""
     z = _logits(np.reshape(logits, (len(logits), -1)))
     t = np.ascontiguousarray(np.asarray(target, dtype=np.float64).reshape(z.shape))
     loss, bits = _run(kernel, z, t)
+    which = "soft" if family == "soft" else "sigmoid"
     results: dict[tuple[str, str], PathResult] = {}
-    for d, row, first in (("float32", 0, 0), ("float64", 1, 3)):
+    for d, row in (("float32", 0), ("float64", 1)):
         if d not in dtypes:
             continue
-        names = ("exp_overflow", second, "zero_times_inf")
-        evidence = {name: (bits & (1 << (first + i))) != 0 for i, name in enumerate(names)}
-        results[("textbook", d)] = PathResult(loss[row], **evidence)
-        results[("stable", d)] = PathResult(loss[row + 2])
-    reference = loss[4]
+        for path, first, table in (
+            ("textbook", _TEXTBOOK, _TEXTBOOK_BITS),
+            ("naive", _NAIVE, _NAIVE_BITS),
+            ("stable", _STABLE, _STABLE_BITS),
+        ):
+            evidence = {name: (bits & flag[row]) != 0 for name, *flag in table[which]}
+            results[(path, d)] = PathResult(loss[first + row], **evidence)
+        stable = results[("stable", d)]
+        if family == "soft":
+            stable.prob_underflow = np.zeros(len(z), dtype=bool)
+            stable.zero_times_inf = np.zeros(len(z), dtype=bool)
+            stable.sum_overflow = np.isinf(stable.loss)
+    reference = loss[_REFERENCE]
     special = np.flatnonzero(bits & _S_SPECIAL)
     if special.size:
         zs, ts = z[special], t[special]
         if family == "binary":
             zs, ts = zs[:, 0], ts[:, 0]
-        _overwrite(special, results, (*losses.PATHS[family], stable), zs, ts, reference)
+        _overwrite(special, results, (*losses.PATHS[family], framework or {}), zs, ts, reference)
     if family == "soft":
         _rescale_tiny(reference, losses.reference_soft, z, t)
     return results, reference, (bits & _S_NONFINITE) != 0
@@ -313,11 +376,11 @@ def _logits(logits: Array) -> Array:
 
 
 def _run(kernel: Callable[..., None], z: Array, labels: Array) -> tuple[Array, Array]:
-    """The (5, n) losses and (n,) status bits of ``kernel`` on (z, labels), rows split over
-    the cores."""
+    """The (7, n) losses (:data:`_OUTPUTS`) and (n,) status words of ``kernel`` on
+    (z, labels), rows split over the cores."""
     n, c = z.shape
-    loss = np.empty((5, n), dtype=np.float64)
-    bits = np.empty(n, dtype=np.uint8)
+    loss = np.empty((_OUTPUTS, n), dtype=np.float64)
+    bits = np.empty(n, dtype=np.uint16)
 
     def part(lo: int, hi: int) -> None:
         kernel(z, z.itemsize, n, c, labels, loss, bits, lo, hi)
@@ -346,19 +409,19 @@ def _run_parts(part: Callable[[int, int], None], n: int) -> None:
 def _overwrite(
     rows: Array,
     results: dict[tuple[str, str], PathResult],
-    spec: tuple[Stable, Callable[..., Array], Stable | None],
+    spec: tuple[PathFunction, Callable[..., Array], FrameworkPaths],
     z: Array,
     t: Array,
     ref: Array,
 ) -> None:
     """Overwrite ``rows`` of every result with the numpy specification's values on (z, t).
 
-    ``spec``: the textbook and reference functions of :mod:`cecheck.losses` and the stable
-    path's function (None: the stable results are left as they are, to be dropped).
+    ``spec``: the textbook and reference functions of :mod:`cecheck.losses` and the
+    framework paths' functions (a path absent there is left as it is, to be dropped).
     """
-    textbook, reference, stable = spec
+    textbook, reference, framework = spec
     for (path, d), r in results.items():
-        function = textbook if path == "textbook" else stable
+        function = textbook if path == "textbook" else framework.get(path)
         if function is None:
             continue
         theirs = function(z, t, prec.get(d))
@@ -378,7 +441,9 @@ def _rescale_tiny(ref: Array, reference: Callable[..., Array], z: Array, t: Arra
         ref[tiny] = reference(z[tiny], t[tiny])
 
 
-def _kernels() -> dict[str, Callable[[Array, Array, Sequence[str], Stable | None], KernelResult]]:
+def _kernels() -> dict[
+    str, Callable[[Array, Array, Sequence[str], FrameworkPaths | None], KernelResult]
+]:
     """The kernels by the name a family gives (looked up at each call, so a test may
     replace one)."""
     return {"index": multiclass_index, "soft": soft, "sigmoid": sigmoid}

@@ -7,8 +7,8 @@ the reference of one chunk (:class:`Computed`), before any masking or diagnosis:
   framework's naive and stable paths (:mod:`cecheck.frameworks.registry`), the
   specification;
 - :class:`KernelPaths`: the textbook path and the reference on the fused C kernel of
-  :mod:`cecheck.fast` (and the stable path of the kinds it computes as the framework does),
-  the rest as :class:`NumpyPaths`;
+  :mod:`cecheck.fast` (and the framework's paths it computes as the framework does), the
+  rest as :class:`NumpyPaths`;
 - :class:`ProbPaths`: probability input (``inputs="probs"``), the naive path and the
   conventions of :mod:`cecheck.frameworks.probs`, with the flags ``invalid_probability`` and
   ``target_prob_zero``;
@@ -163,8 +163,9 @@ class NumpyPaths:
 @dataclass(frozen=True)
 class KernelPaths:
     """The textbook path and the reference on the fused kernel of :mod:`cecheck.fast`
-    (float32 and float64), with the stable path where the kernel computes it as the framework
-    does (:attr:`Framework.kernel_stable`); the framework's other paths on numpy."""
+    (float32 and float64), with the framework's naive and stable paths where the kernel
+    computes them as the framework does (:func:`cecheck.fast.emulates`); its other paths on
+    numpy."""
 
     family: Family
     dtypes: tuple[str, ...]
@@ -175,11 +176,12 @@ class KernelPaths:
 
     def compute(self, values: Array, labels: Array, target: Array) -> Computed:
         f, fw_ = self.family, self.framework
-        stable = fw_.path("stable", f.kind) if f.kind in fw_.kernel_stable else None
+        functions = {path: fw_.path(path, f.kind) for path in _FRAMEWORK}
+        on_kernel = {p: fn for p, fn in functions.items() if fast.emulates(p, f.kind, fn)}
         kernel, ref, nonfinite = fast.compute(
-            f.task, f.label_form, values, target, self.dtypes, stable=stable
+            f.task, f.label_form, values, target, self.dtypes, framework=on_kernel
         )
-        numpy_paths = ("naive",) if stable is not None else _FRAMEWORK
+        numpy_paths = tuple(path for path in _FRAMEWORK if path not in on_kernel)
         ours = framework_paths(fw_, f.kind, values, target, self.dtypes, numpy_paths)
         results: Results = {}
         for d in self.dtypes:

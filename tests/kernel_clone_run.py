@@ -25,6 +25,10 @@ def _logits(rng: np.random.Generator, n: int, c: int) -> Iterator[tuple[str, np.
     margin[:, -1] += rng.uniform(20, 100, n)  # the target (the last class) wins by far
     yield "margin", margin
     yield "wide", rng.uniform(-2000, 2000, (n, c))  # beyond the tame range: direct exps
+    # below zero: sigmoids whose torch stable loss cancels to 0 under a zero target (from
+    # -15 in float32, -37 in float64) or saturates (clamped at 100); probabilities of 0
+    yield "below", -rng.uniform(0.0, 120.0, (n, c)) * rng.choice([1.0, 8.0], (n, 1))
+    yield "ties", rng.integers(-2, 3, (n, c)).astype(np.float64)  # ties at the max
     yield "tiny", rng.standard_normal((n, c)) * 1e-40  # float32 subnormals and zeros
     odd = rng.standard_normal((n, c)) * 10
     picks = rng.integers(0, n * c, 4 * n)
@@ -67,6 +71,7 @@ def engine_with_ignored_rows() -> dict[str, np.ndarray]:
     for c in (2, 7, 300):
         z = rng.standard_normal((40, c)) * 4
         z[::6, 0] += 60.0
+        z[2::6, 0] -= 150.0  # a target probability of 0 in torch's float32 naive path
         z[1::5, 1] = -np.inf  # masked classes: scored rows, or masked targets where y = 1
         y = rng.integers(0, c, 40)
         y[::4] = s.ignore_index
@@ -82,8 +87,8 @@ def run() -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {"isa": np.array(_kernel.isa())}
     for name, kernel, z, labels in cases():
         n, c = z.shape
-        loss = np.empty((5, n))
-        bits = np.empty(n, dtype=np.uint8)
+        loss = np.empty((7, n))  # textbook 32, 64, stable 32, 64, reference, naive 32, 64
+        bits = np.empty(n, dtype=np.uint16)
         getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, loss, bits, 0, n)
         out[f"{name}-loss"], out[f"{name}-bits"] = loss, bits
     x = np.random.default_rng(14).standard_normal(4096) * 300

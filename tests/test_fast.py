@@ -18,8 +18,10 @@ error of a few eps in the log, which is relative to the loss once it is above 1.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -87,26 +89,47 @@ def _assert_close(
 TORCH = registry.get("torch")
 
 
+def _torch(kind: str) -> dict[str, Callable]:
+    """PyTorch's naive and stable functions of a family's ``kind``, which the kernel computes."""
+    paths = {path: TORCH.path(path, kind) for path in ("naive", "stable")}
+    assert all(fast.emulates(path, kind, f) for path, f in paths.items())
+    return paths
+
+
+def _assert_same_evidence(got: losses.PathResult, spec: losses.PathResult, what: str) -> None:
+    """Every evidence array the specification gives, the same; none it does not give."""
+    for name in losses.EVIDENCE:
+        want = getattr(spec, name)
+        if want is None:
+            assert getattr(got, name) is None, f"{what}: {name}"
+        else:
+            np.testing.assert_array_equal(getattr(got, name), want, err_msg=f"{what}: {name}")
+
+
+def _assert_same_exact_values(got: Array, spec: Array, what: str) -> None:
+    """Where the framework's loss is exactly 0 (a probability of 1, torch's cancellation) or
+    exactly 100 (binary_cross_entropy's clamp), the kernel's is too, and only there."""
+    for value in (0.0, 100.0):
+        np.testing.assert_array_equal(got == value, spec == value, err_msg=f"{what}: {value}")
+
+
 def _check_paths(z: np.ndarray, y: np.ndarray) -> None:
     """Every path and dtype of the kernel against the numpy functions on (z, y): the
-    textbook path, and the stable path as PyTorch's (the kernel computes it as torch does)."""
-    torch_stable = TORCH.path("stable", "index")
-    results, ref, nonfinite = fast.multiclass_index(z, y, DTYPES, torch_stable)
+    textbook path, and the naive and stable paths as PyTorch's (the kernel computes them as
+    torch does)."""
+    torch = _torch("index")
+    results, ref, nonfinite = fast.multiclass_index(z, y, DTYPES, torch)
     # a -inf is a masked class, not an input problem: NaN and +inf only
     np.testing.assert_array_equal(nonfinite, (np.isnan(z) | (z == np.inf)).any(axis=1))
     for d in DTYPES:
         p = prec.get(d)
-        for path, spec_fn in (
-            ("textbook", losses.textbook_multiclass),
-            ("stable", torch_stable),
-        ):
+        for path, spec_fn in (("textbook", losses.textbook_multiclass), *torch.items()):
             spec = spec_fn(z, y, p)
             got = results[(path, d)]
             _assert_close(got.loss, spec.loss, d, f"{path}_{d}")
-            for name in ("exp_overflow", "prob_underflow"):
-                want = getattr(spec, name)
-                if want is not None:
-                    np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+            _assert_same_evidence(got, spec, f"{path}_{d}")
+            if path != "textbook":
+                _assert_same_exact_values(got.loss, spec.loss, f"{path}_{d}")
     _assert_close(ref, losses.reference_multiclass(z, y), "float64", "reference")
 
 
@@ -450,29 +473,33 @@ def _check_sigmoid(z: np.ndarray, t: np.ndarray) -> None:
 def _check_per_class(
     kernel: Callable, family: str, z: np.ndarray, t: np.ndarray, condition: Array | None = None
 ) -> None:
-    """A kernel with a target per logit against the numpy functions of ``family`` on (z, t).
+    """A kernel with a target per logit against the numpy functions of ``family`` on (z, t):
+    the textbook path, PyTorch's naive and stable paths (the kernel computes them as torch
+    does) and the reference.
 
-    ``condition``: the textbook path's amplification of a relative error (see _assert_close).
-    The stable path is checked against PyTorch's where the kernel computes it as torch does
-    (``KERNEL_STABLE``).
+    ``condition``: the amplification of a relative error by ``log(1 - p)`` of a rounded
+    sigmoid p, in the textbook and naive binary paths (see _assert_close).
     """
     textbook_fn, reference_fn = losses.PATHS[family]
-    stable_fn = TORCH.path("stable", family) if family in TORCH.kernel_stable else None
-    results, ref, nonfinite = kernel(z, t, DTYPES, stable_fn)
+    torch = _torch(family)
+    results, ref, nonfinite = kernel(z, t, DTYPES, torch)
     bad = ~np.isfinite(z)
     np.testing.assert_array_equal(nonfinite, bad if z.ndim == 1 else bad.any(axis=1))
-    paths = [("textbook", textbook_fn)] + ([("stable", stable_fn)] if stable_fn else [])
     for d in DTYPES:
         p = prec.get(d)
-        for path, spec_fn in paths:
+        for path, spec_fn in (("textbook", textbook_fn), *torch.items()):
             spec = spec_fn(z, t, p)
             got = results[(path, d)]
-            cond = condition if path == "textbook" else None
+            cond = condition if path != "stable" else None
             _assert_close(got.loss, spec.loss, d, f"{path}_{d}", cond)
-            for name in losses.EVIDENCE:
-                want = getattr(spec, name) if path == "textbook" else None
-                if want is not None:
-                    np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+            if path == "textbook":  # its evidence is losses.py's, with fewer fields
+                for name in losses.EVIDENCE:
+                    want = getattr(spec, name)
+                    if want is not None:
+                        np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+            else:
+                _assert_same_evidence(got, spec, f"{path}_{d}")
+                _assert_same_exact_values(got.loss, spec.loss, f"{path}_{d}")
     _assert_close(ref, reference_fn(z, t), "float64", "reference")
 
 
@@ -766,3 +793,87 @@ def test_a_short_row_gets_the_same_bits_in_a_batch_as_alone(c: int, dtype: type)
         alone, _, _ = fast.multiclass_index(z[i : i + 1], y[i : i + 1], DTYPES)
         for key, r in together.items():
             assert_array_equal(alone[key].loss, r.loss[i : i + 1], err_msg=f"{key} row {i}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_cancellation_zeros_and_clamps_agree(dtype: type) -> None:
+    """binary_cross_entropy_with_logits' exact zeros (t = 0, z < 0: (1 - t) z and
+    log_sigmoid(z) cancel from z = -15 in float32, about -37 in float64), its near-zeros on
+    either side, and binary_cross_entropy's clamp of log(0) at -100 (a saturated sigmoid):
+    the same exact 0 and 100, the same cancellation and saturation bits."""
+    z = np.concatenate([np.linspace(-60.0, 0.0, 4001), np.linspace(-760.0, 760.0, 3001)])
+    z = np.concatenate([z, -z, [0.0, -0.0, 15.0, -15.0, 36.7, -36.7, 37.0, -37.0]])
+    t = np.resize([0.0, 1.0, 0.0, 0.5, 0.0, 1.0, 0.25], z.size)
+    _check_sigmoid(z.astype(dtype), t)
+    # multilabel rows of those, the cancelled classes averaged with the others
+    n = z.size // 8
+    _check_sigmoid(z[: 8 * n].reshape(n, 8).astype(dtype), t[: 8 * n].reshape(n, 8))
+
+
+def test_torch_naive_softmax_underflow_and_zero_times_inf_agree() -> None:
+    """torch.log(torch.softmax(z)): the target's probability underflowing (inf, and only
+    there), a probability of 1 (exactly 0), 0 * log 0 = NaN under a zero soft target, margins
+    across the float32 and float64 underflow thresholds, ties at the max."""
+    rng = np.random.default_rng(21)
+    n, c = 600, 9
+    z = rng.standard_normal((n, c))
+    margin = rng.uniform(0.0, 800.0, n)  # the target (class 0) below the max by this much
+    z[:, 0] = z[:, 1:].max(axis=1) - margin
+    z[::5, 0] = z[::5, 1:].max(axis=1)  # ties at the max
+    z[1::7, 1] += 200.0  # a far max: probability 1 for it, and exactly 0 losses
+    y = np.zeros(n, dtype=np.int64)
+    y[1::7] = 1
+    _check_paths(z, y)
+    _check_paths(z.astype(np.float32), y)
+    t = rng.dirichlet(np.ones(c), n)
+    t[::2, 0] = 0.0  # a zero target on the underflowing class: 0 * log 0
+    t[::3] = np.eye(c)[y[::3]]  # one-hot
+    _check_soft(z, t)
+    _check_soft(z.astype(np.float32), t)
+
+
+@pytest.mark.parametrize(
+    ("task", "form"),
+    [
+        ("multiclass", "index"),
+        ("multiclass", "soft"),
+        ("binary", "binary"),
+        ("multilabel", "multihot"),
+    ],
+)
+def test_kernel_paths_take_torch_paths_from_numpy_only_on_special_rows(
+    task: str, form: str
+) -> None:
+    """KernelPaths computes PyTorch's naive and stable paths on the kernel: the numpy functions
+    see only the rows the kernel leaves to them (here the one with a NaN logit)."""
+    from cecheck import families, pathsets
+
+    family = families.get(task, form)
+    rng = np.random.default_rng(3)
+    shape = (50,) if task == "binary" else (50, 6)
+    z = rng.standard_normal(shape) * 10
+    z[7] = np.nan
+    if form == "index":
+        target = rng.integers(0, 6, 50)
+    elif form == "soft":
+        target = rng.dirichlet(np.ones(6), 50)
+    else:
+        target = rng.integers(0, 2, shape).astype(np.float64)
+    seen: list[int] = []
+
+    def counted(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def g(zz: Array, tt: Array, p: prec.Precision, *args: object, **kw: object) -> Any:
+            seen.append(len(zz))
+            return f(zz, tt, p, *args, **kw)
+
+        return g
+
+    fw = dataclasses.replace(TORCH, paths={k: counted(f) for k, f in TORCH.paths.items()})
+    paths = pathsets.KernelPaths(family, DTYPES, fw)
+    computed = paths.compute(z, target, target)
+    assert seen == [1] * 4  # naive and stable, in two dtypes, on the NaN row only
+    for d in DTYPES:
+        for path in ("naive", "stable"):
+            want = TORCH.path(path, family.kind)(z, target, prec.get(d)).loss
+            _assert_close(computed.results[(path, d)].loss, want, d, f"{path}_{d}")

@@ -97,6 +97,18 @@ def test_the_cases_cover_what_matters(default_results: dict[str, np.ndarray]) ->
     assert "masked_target" in flags
     assert "nonfinite_input" not in flags
     assert {"index-wide-300-float32-loss", "soft-margin-17-float64-loss"} <= default_results.keys()
+    # torch's paths: naive probabilities of 0 (index: bits 64 and 128; soft: 256 and 1024),
+    # 0 * log 0 under a zero soft target (512), the stable sigmoid's cancellation (256, 512)
+    # and exact zeros, the naive sigmoid's clamp at 100
+    assert (default_results["index-below-7-float32-bits"] & 64).any()
+    assert (default_results["index-wide-7-float64-bits"] & 128).any()
+    assert (default_results["soft-wide-7-float64-bits"] & (1024 | 512)).any()
+    below = default_results["sigmoid-below-7-float32-bits"]
+    assert (below & 256).any()
+    assert (below & 512).any()
+    single = default_results["sigmoid-below-1-float32-loss"]
+    assert (single[2] == 0).any()
+    assert (single[5] == 100).any()
 
 
 def test_the_default_isa_is_the_best_the_cpu_runs() -> None:

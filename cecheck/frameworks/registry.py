@@ -9,9 +9,10 @@ that ``--help`` stays light); :func:`get` loads it. A framework module has:
 - optionally ``CODE``: ``(path, "softmax" | "sigmoid") -> `` the code the report names for
   that path (such as ``F.cross_entropy``);
 - optionally ``WEIGHTING = True``: its functions take PyTorch-style ``weight=`` and
-  ``label_smoothing=`` (see :class:`cecheck.pathsets.WeightedPaths`);
-- optionally ``KERNEL_STABLE``: the kinds whose stable path the C kernel computes as this
-  framework does (within the kernel-vs-numpy bound).
+  ``label_smoothing=`` (see :class:`cecheck.pathsets.WeightedPaths`).
+
+Which of these functions the C kernel computes is the kernel's to say
+(:data:`cecheck.fast.EMULATES`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class Framework:
     title: str  # what the paths emulate, with its version: PyTorch 2.13
     paths: Mapping[tuple[str, str], PathFunction]
     weighting: bool = False  # label smoothing and class weights are its own options
-    kernel_stable: tuple[str, ...] = ()  # kinds whose stable path the C kernel computes
     code: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def path(self, path: str, kind: str) -> PathFunction:
@@ -77,6 +77,5 @@ def get(name: str = DEFAULT_FRAMEWORK) -> Framework:
         title,
         {key: _quiet(f) for key, f in module.PATHS.items()},
         getattr(module, "WEIGHTING", False),
-        tuple(getattr(module, "KERNEL_STABLE", ())),
         getattr(module, "CODE", {}),
     )
