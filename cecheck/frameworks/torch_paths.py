@@ -39,8 +39,3 @@ CODE = {
 # ``--class-weights``): its stable index and soft functions take ``weight=`` and
 # ``label_smoothing=``, its naive index function ``weight=``.
 WEIGHTING = True
-
-# The kinds whose stable path the C kernel (cecheck.fast) computes as this framework does,
-# within the kernel-vs-numpy bound of tests/test_fast.py: log_softmax then the target's
-# term, summed over classes for soft targets. Its sigmoid kernel computes another formula.
-KERNEL_STABLE = ("index", "soft")
