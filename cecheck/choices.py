@@ -9,7 +9,11 @@ that use a name import it from here (:mod:`cecheck.precision`, :mod:`cecheck.rep
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 TASKS = ("binary", "multiclass", "multilabel")  # = cecheck.inputs.TASKS
 INPUT_KINDS = ("logits", "probs")  # = cecheck.settings.INPUT_KINDS
-FAIL_ON = ("input", "naive", "stable", "textbook", "diverged", "inaccurate", "any")
+FAIL_ON = ("input", "naive", "stable", "textbook", "diverged", "inaccurate", "headroom", "any")
+# ``any``: every condition of a flagged row; ``headroom`` is a forecast, not a flag, so only
+# by name (with its threshold, ``--min-headroom``)
+ROW_CONDITIONS = tuple(c for c in FAIL_ON if c not in ("headroom", "any"))
+DEFAULT_MIN_HEADROOM = 2.0
 TRACE_PATHS = ("textbook", "naive", "stable", "reference")
 
 # The registry of frameworks whose idioms the naive and stable paths emulate (--framework):

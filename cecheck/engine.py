@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cecheck import fast, inputs, pipeline
+from cecheck import fast, headroom, inputs, pipeline
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.diagnose import CAUSES, NOT_FLAGGED
@@ -132,7 +132,7 @@ def run(
     """
     if plan is None:
         plan, source = pipeline.plan(source, s)
-    totals = _Totals(s)
+    totals = _Totals(s, cliffs=headroom.Running(s.dtypes) if covers(plan) else None)
     batches = pipeline.Batches.start(plan)
     for chunk in iter_chunks(source, s, progress, plan=plan):
         totals.add(chunk, source)
@@ -144,6 +144,13 @@ def run(
     report = totals.report(source, lambda: frames(source, s, plan=ran))
     report.batches = None if batches is None else batches.result()
     return report
+
+
+def covers(plan: pipeline.Plan) -> bool:
+    """Whether :mod:`cecheck.headroom` covers the run: multiclass logits with index labels,
+    the plain paths (no label smoothing or class weights)."""
+    f, s = plan.family, plan.settings
+    return f.softmax and f.label_form == "index" and not s.changes_losses
 
 
 def frames(
@@ -202,6 +209,7 @@ class _Totals:
     flagged_rows: int = 0
     flag_names: tuple[str, ...] = ()
     top: list[RowRecord] = field(default_factory=list)
+    cliffs: headroom.Running | None = None  # the headroom so far (when it covers the run)
 
     def __post_init__(self) -> None:
         self.n = {c: _ColumnTotals() for c in self.s.columns}
@@ -224,6 +232,8 @@ class _Totals:
         candidates = np.flatnonzero(diag.severity < NOT_FLAGGED)
         self.flagged_rows += candidates.size
         self._keep_top(chunk, source, candidates)
+        if self.cliffs is not None:
+            self.cliffs.add(chunk.logits, chunk.labels, scored, chunk.start)
 
     def _keep_top(self, chunk: ChunkResult, source: inputs.Source, candidates: Array) -> None:
         """Merge the chunk's flagged rows (``candidates``) into the ``top`` worst rows kept.
@@ -290,6 +300,7 @@ class _Totals:
             flagged_rows=self.flagged_rows,
             top=list(self.top),
             frames=frames,
+            headroom=None if self.cliffs is None else self.cliffs.result(),
         )
 
 

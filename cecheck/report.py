@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from cecheck import families
 from cecheck import frameworks as fw
 from cecheck._version import __version__
-from cecheck.choices import FAIL_ON, FRAMEWORK_MODULES
+from cecheck.choices import FAIL_ON, FRAMEWORK_MODULES, ROW_CONDITIONS
 from cecheck.diagnose import NOT_FLAGGED, SEVERITY_NAMES, severity_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from cecheck.frameworks import BatchSummary
+    from cecheck.headroom import Headroom
     from cecheck.inputs import Source
     from cecheck.settings import Settings
 
@@ -80,6 +81,8 @@ class Report:
     batches: BatchSummary | None = None  # PyTorch's batch means, with a batch size only
     # path -> cause -> the rows where that path's flagged values had that cause
     path_causes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # how far the logits are from each path's cliff (multiclass index labels; else None)
+    headroom: Headroom | None = None
 
     def iter_frames(self) -> Iterator[pd.DataFrame]:
         """Every row's results, one DataFrame per chunk, recomputed from the source.
@@ -102,8 +105,10 @@ class Report:
         if unknown:
             raise ValueError(f"unknown fail-on condition(s): {', '.join(sorted(unknown))}")
         if "any" in wanted:
-            wanted |= set(FAIL_ON)
+            wanted |= set(ROW_CONDITIONS)
         met = {condition_of(flag) for flag in self.counts} - {None}
+        if self.headroom is not None and self.headroom.below(self.settings.min_headroom):
+            met.add("headroom")
         return [c for c in FAIL_ON if c in wanted and c in met]
 
     def return_code(self, fail_on: Iterable[str] = ()) -> int:
@@ -167,6 +172,7 @@ class Report:
             "counts": dict(self.counts),
             "causes": dict(self.cause_counts),
             "path_causes": {path: dict(c) for path, c in self.path_causes.items()},
+            "headroom": _headroom(self),
             "flagged": [
                 {
                     "row": r.row,
@@ -208,6 +214,48 @@ def condition_of(flag: str) -> str | None:
     """
     severity = severity_of(flag)
     return None if severity == NOT_FLAGGED else SEVERITY_NAMES[severity]
+
+
+def row_index(row: int | None, source: Source) -> list[int] | None:
+    """A flat row's index over the leading axes of the logits (``[row]`` for ``(N, C)``)."""
+    if row is None:
+        return None
+    import numpy as np
+
+    return [int(i) for i in np.unravel_index(row, source.lead_shape)]
+
+
+def _headroom(report: Report) -> dict[str, Any] | None:
+    """The JSON of :attr:`Report.headroom` (None when it does not cover the input)."""
+    h = report.headroom
+    if h is None:
+        return None
+    lp = h.log_partition
+    return {
+        "min_headroom": report.settings.min_headroom,
+        "paths": [
+            {
+                "path": c.path,
+                "dtype": c.dtype,
+                "factor": c.factor,
+                "row": c.row,
+                "index": row_index(c.row, report.source),
+                "cause": c.cause or None,
+                "threshold": None if c.row is None else c.threshold,
+                "rows_past": c.rows_past,
+                "breaks": c.breaks,
+            }
+            for c in h.cliffs
+        ],
+        "log_partition": {
+            "rows": lp.rows,
+            "mean": lp.mean,
+            "max": lp.max,
+            "max_row": lp.max_row,
+            "max_index": row_index(lp.max_row, report.source),
+            "z_loss": lp.z_loss,
+        },
+    }
 
 
 def _framework_view(report: Report) -> dict[str, Any]:

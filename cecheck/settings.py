@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cecheck import precision as prec
-from cecheck.choices import DEFAULT_FRAMEWORK, FRAMEWORKS
+from cecheck.choices import DEFAULT_FRAMEWORK, DEFAULT_MIN_HEADROOM, FRAMEWORKS
 
 # What the input holds, and the paths computed for it, in the order the report shows them:
 # logits take the textbook formula and the framework's naive and stable paths; probabilities
@@ -58,6 +58,8 @@ class Settings:
     class_weights: tuple[float, ...] | None = None
     # Whose idioms the naive and stable paths emulate (cecheck.choices.FRAMEWORKS).
     framework: str = DEFAULT_FRAMEWORK
+    # ``--fail-on headroom``: fail when logits scaled by less than this break a path's loss
+    min_headroom: float = DEFAULT_MIN_HEADROOM
 
     def __post_init__(self) -> None:
         if not self.dtypes:
@@ -70,6 +72,9 @@ class Settings:
             raise ValueError("rtol and atol must be >= 0")
         if self.top < 0:
             raise ValueError("top must be >= 0")
+        object.__setattr__(self, "min_headroom", float(self.min_headroom))
+        if not self.min_headroom > 0:  # NaN too
+            raise ValueError(f"min headroom must be a factor > 0, got {self.min_headroom}")
         if self.class_weights is not None:
             weights = tuple(float(w) for w in self.class_weights)
             object.__setattr__(self, "class_weights", weights)

@@ -18,7 +18,7 @@ import click
 from cecheck import families, inputs, pipeline
 from cecheck import frameworks as fw
 from cecheck.atomicfile import atomic_text_file
-from cecheck.choices import DEFAULT_FRAMEWORK
+from cecheck.choices import DEFAULT_FRAMEWORK, DEFAULT_MIN_HEADROOM
 from cecheck.errors import InputError
 from cecheck.settings import Settings, check_weighting
 
@@ -83,6 +83,7 @@ def engine_settings(
     batch_size: int | None = None,
     label_smoothing: float = 0.0,
     class_weights: str | None = None,
+    min_headroom: float = DEFAULT_MIN_HEADROOM,
 ) -> Settings:
     """The engine's settings from the options, checked against ``source``: the one place the
     command line builds them. A rejected value or combination becomes an exit-2
@@ -105,6 +106,7 @@ def engine_settings(
             label_smoothing=label_smoothing,
             class_weights=weights,
             framework=framework,
+            min_headroom=min_headroom,
         )
     except ValueError as e:
         raise InputFailure(one_line(e)) from None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from cecheck.choices import FAIL_ON
+from cecheck.choices import DEFAULT_MIN_HEADROOM, FAIL_ON
 from cecheck.cli.options import (
     CommaChoice,
     format_option,
@@ -58,7 +58,18 @@ if TYPE_CHECKING:
     help="Exit with code 1 when a row is flagged for one of these (comma list): "
     + ", ".join(FAIL_ON)
     + ". input: NaN/inf logits or bad labels; naive/stable: that path gives NaN or inf; "
-    "diverged: a dtype disagrees with float64; inaccurate: an accuracy note; any: all.",
+    "diverged: a dtype disagrees with float64; inaccurate: an accuracy note; headroom: "
+    "logits scaled by less than --min-headroom would make a textbook or naive loss NaN or "
+    "inf (multiclass index labels); any: every flag (not headroom).",
+)
+@click.option(
+    "--min-headroom",
+    type=float,
+    default=DEFAULT_MIN_HEADROOM,
+    show_default=True,
+    metavar="FACTOR",
+    help="With --fail-on headroom: the smallest factor the logits must be able to grow by "
+    "before a row's loss breaks.",
 )
 @click.option(
     "-q",
@@ -85,6 +96,7 @@ def compare(
     fmt: str,
     output: str | None,
     fail_on: tuple[str, ...],
+    min_headroom: float,
     quiet: bool,
     inputs_kind: str,
     batch_size: int | None,
@@ -144,6 +156,7 @@ def compare(
         batch_size=batch_size,
         label_smoothing=label_smoothing,
         class_weights=class_weights,
+        min_headroom=min_headroom,
     )
     plan, source = common.plan(source, settings)
     for warning in source.warnings:
