@@ -121,7 +121,8 @@ def test_naive_factor_is_the_first_crossing(seed: int) -> None:
     for d in DTYPES:
         c = got["naive", d]
         t = underflow_threshold(d)
-        assert c.cause == "prob_underflow" and c.row is not None
+        assert c.cause == "prob_underflow"
+        assert c.row is not None
         assert mp_margin(z[c.row], int(y[c.row]), c.factor * (1 + 1e-6)) > t
         assert mp_margin(z[c.row], int(y[c.row]), c.factor * (1 - 1e-6)) < t
         lam = c.factor * (1 - 1e-6)
@@ -167,7 +168,8 @@ def test_textbook_sum_overflow() -> None:
             assert (t - math.log(40)) / 30 <= c.factor <= t / 30
             assert mp_lse(z[17], c.factor * (1 + 1e-6)) > t > mp_lse(z[17], c.factor * (1 - 1e-6))
         else:  # a probability underflows first
-            assert c.cause == "prob_underflow" and c.factor == got["naive", d].factor
+            assert c.cause == "prob_underflow"
+            assert c.factor == got["naive", d].factor
     assert got["textbook", "float16"].cause == "sum_overflow"
     assert got["textbook", "float16"].factor < 1  # lse 30 > 11.09: already past
     assert got["textbook", "float16"].rows_past >= 1
@@ -180,14 +182,13 @@ def test_sum_of_ones_past_float16() -> None:
     z[:, 0] = 2.0
     got = cliffs(z, np.array([0, 0]))
     c = got["textbook", "float16"]
-    assert (
-        c.row == 0
-        and 1 < c.factor
-        and mp_lse(z[0], c.factor * (1 + 1e-6)) > overflow_threshold("float16")
-    )
+    assert c.row == 0
+    assert c.factor > 1
+    assert mp_lse(z[0], c.factor * (1 + 1e-6)) > overflow_threshold("float16")
     z[1] = 0.0
     got = cliffs(z, np.array([0, 0]))
-    assert got["textbook", "float16"].row == 1 and got["textbook", "float16"].factor == 0.0
+    assert got["textbook", "float16"].row == 1
+    assert got["textbook", "float16"].factor == 0.0
 
 
 def test_one_class_and_no_cliff() -> None:
@@ -195,7 +196,8 @@ def test_one_class_and_no_cliff() -> None:
     z = np.array([[-1.0, -3.0, -2.0], [-2.0, -1.0, -5.0]])
     y = np.array([0, 1])
     got = cliffs(z, y)
-    assert got["naive", "float16"].factor == math.inf and got["naive", "float16"].row is None
+    assert got["naive", "float16"].factor == math.inf
+    assert got["naive", "float16"].row is None
     assert got["textbook", "float32"].cause == "exp_underflow"  # exp(λ z_y) reaches 0
     assert got["textbook", "float32"].factor == pytest.approx(underflow_threshold("float32") / 1.0)
     one = cliffs(np.array([[5.0], [7.0]]), np.array([0, 0]))
@@ -236,7 +238,8 @@ def test_scaled_logits_break_at_the_reported_row(data, dtype: str, path: str) ->
     hr = compare(z, y, dtypes=[dtype, "float64"]).headroom
     assert hr is not None
     c = next(c for c in hr.cliffs if (c.path, c.dtype) == (path, dtype))
-    assert c.row is not None and math.isfinite(c.factor)
+    assert c.row is not None
+    assert math.isfinite(c.factor)
     assert c.row in breaks(z * (c.factor * 1.01), y, path, dtype, "torch")
     assert breaks(z * (c.factor * 0.99), y, path, dtype, "torch").size == 0
 
@@ -252,14 +255,16 @@ def test_log_partition_and_z_loss() -> None:
     lp = hr.log_partition
     assert lp.rows == 50
     assert lp.mean == pytest.approx(math.fsum(lse) / 50, rel=1e-14)
-    assert lp.max == pytest.approx(max(lse), rel=1e-15) and lp.max_row == int(np.argmax(lse))
+    assert lp.max == pytest.approx(max(lse), rel=1e-15)
+    assert lp.max_row == int(np.argmax(lse))
     assert lp.z_loss == pytest.approx(1e-4 * math.fsum(v * v for v in lse) / 50, rel=1e-14)
 
 
 def test_ignored_rows_are_left_out() -> None:
     z = np.array([[0.0, 30.0], [0.0, 1.0]])
     hr = compare(z, np.array([0, -100])).headroom
-    assert hr is not None and hr.log_partition.rows == 1
+    assert hr is not None
+    assert hr.log_partition.rows == 1
     naive = next(c for c in hr.cliffs if c.path == "naive")
     assert naive.row == 0
 
@@ -291,7 +296,8 @@ def test_engine_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     one = compare(z, y, dtypes=DTYPES).headroom
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 700)  # 7 rows a chunk
     many = engine.run(engine.from_arrays(z, y), Settings(DTYPES), plan=None).headroom
-    assert one is not None and many is not None
+    assert one is not None
+    assert many is not None
     assert one.cliffs == many.cliffs
 
 
@@ -333,7 +339,9 @@ def test_fail_on_any_leaves_headroom_out(tmp_path: Path) -> None:
     np.save(tmp_path / "y.npy", y)
     files = [str(tmp_path / "z.npy"), str(tmp_path / "y.npy")]
     hr = compare(z, y).headroom
-    assert hr is not None and hr.below(2.0) and not hr.below(1.0)
+    assert hr is not None
+    assert hr.below(2.0)
+    assert not hr.below(1.0)
     any_json = json.loads(run(*files, "--fail-on", "any", "--format", "json").stdout)
     assert "headroom" not in any_json["failed"]
     assert run(*files, "--fail-on", "headroom").exit_code == 1

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from cecheck import precision as prec
 from cecheck.output.base import Reporter
+from cecheck.output.headroom import markdown_line
 from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
 from cecheck.output.words import (
     CAUSE_WORDS,
@@ -44,6 +45,9 @@ class MarkdownReporter(Reporter):
 def markdown(report: Report, fail_on: Sequence[str] = ()) -> str:
     """The whole Markdown report, ending in a newline."""
     blocks = [_header(report), _summary(report)]
+    headroom = markdown_line(report)
+    if headroom is not None:
+        blocks.append(_escape(headroom))
     if report.counts or report.cause_counts:
         blocks.append(_counts(report))
     if report.top:

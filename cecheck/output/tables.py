@@ -29,6 +29,7 @@ from cecheck import precision as prec
 from cecheck.diagnose import NOT_FLAGGED
 from cecheck.output.base import Reporter
 from cecheck.output.explain import explain
+from cecheck.output.headroom import headroom_table
 from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
 from cecheck.output.words import (
     CAUSE_WORDS,
@@ -206,6 +207,9 @@ def print_report(
     console.print(summary_table(report))
     for renderable in framework_notes(report):
         console.print(renderable)
+    headroom = headroom_table(report)
+    if headroom is not None:
+        console.print(headroom)
     if report.batches is not None:
         console.print(batch_table(report))
         console.print(batch_issues(report))
