@@ -136,6 +136,12 @@ class Running:
 
     def add(self, logits: Array, labels: Array, scored: Array, start: int) -> None:
         """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number."""
+        # logits near float64's limit: a gap or a square beyond it is inf (a factor then 0),
+        # a scaled row inf - inf (NaN, never past: the bracket's ends decide)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._add(logits, labels, scored, start)
+
+    def _add(self, logits: Array, labels: Array, scored: Array, start: int) -> None:
         z = np.asarray(logits, dtype=np.float64)
         keep = np.asarray(scored, dtype=bool) & np.isfinite(z).all(axis=1)
         rows = np.flatnonzero(keep)
@@ -279,7 +285,7 @@ def _bisect(
     bound = min(best.factor, float(hi.min()))
     if not math.isfinite(bound):
         return
-    pick = np.flatnonzero((lo <= bound) & (lo < hi))
+    pick = np.flatnonzero((lo <= bound) & (lo <= hi))
     z, zy, lo, hi = z[pick], zy[pick], lo[pick], hi[pick]
     for _ in range(BISECTIONS):
         mid = 0.5 * (lo + hi)

@@ -33,6 +33,7 @@ SWEEP = [str(DATA / "binary_sweep.csv")]
 JSON_KEYS = {
     "schema_version", "cecheck_version", "inputs", "task", "rows", "dtypes", "tolerance",
     "summary", "counts", "flagged", "failed", "exit_code", "causes", "settings", "path_causes",
+    "headroom",
 }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ import math
 from typing import TYPE_CHECKING
 
 from cecheck.output.numbers import spell
+from cecheck.output.words import plural
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -39,11 +40,11 @@ def row_text(row: int | None, source: Source) -> str:
 def cliff_words(c: Cliff) -> str:
     """What happens at the cliff, with the dtype's threshold."""
     if c.cause == "sum_overflow":
-        return f"Σ exp(z) overflows: log Σ > {c.threshold:.2f}"
+        return f"Σ exp(z) = inf: log Σ > {c.threshold:.2f}"
     if c.cause == "exp_underflow":
-        return f"exp(z_y) underflows: z_y < {c.threshold:.2f}"
+        return f"exp(z_y) = 0: z_y < {c.threshold:.2f}"
     if c.cause == "prob_underflow":
-        return f"p(target) rounds to 0: < {_exp_neg(c.threshold)}"
+        return f"p(target) = 0: < {_exp_neg(c.threshold)}"
     if c.cause == "loss_zero":
         return "loss rounds to 0 (finite)"
     return "no row breaks at any scale"
@@ -64,7 +65,7 @@ def lse_line(lp: LogPartition, source: Source) -> str:
     if not lp.rows:
         return "log Σ exp(z): no scored row with finite logits"
     return (
-        f"log Σ exp(z) over {lp.rows} rows: mean {spell(lp.mean)}, max {spell(lp.max)} "
+        f"log Σ exp(z) over {plural(lp.rows, 'row')}: mean {spell(lp.mean)}, max {spell(lp.max)} "
         f"(row {row_text(lp.max_row, source)}); z-loss 1e-4·mean(lse²) = {spell(lp.z_loss)}"
     )
 

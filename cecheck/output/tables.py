@@ -210,6 +210,7 @@ def print_report(
     headroom = headroom_table(report)
     if headroom is not None:
         console.print(headroom)
+        console.print()
     if report.batches is not None:
         console.print(batch_table(report))
         console.print(batch_issues(report))
