@@ -45,7 +45,9 @@ Loss per path and dtype over 1 scored of 1 rows:
 | stable | float64 | 0 | 0 | 500 | 0 | 53.0/53 |
 | reference | float64 | 0 | 0 | 500 | - | - |
 
-Headroom to NaN/inf: textbook float32 ×0.0355 (row 0), textbook float64 ×0.284 (row 0), naive float32 ×0.208 (row 0), naive float64 ×1.49 (row 0); 4 below ×2. log Σ exp(z) over 1 row: mean 2500, max 2500 (row 0); z-loss 1e-4·mean(lse²) = 625.
+Headroom to NaN/inf: textbook float32 ×0.0355 (row 0), textbook float64 ×0.284 (row 0), \
+naive float32 ×0.208 (row 0), naive float64 ×1.49 (row 0); 4 below ×2. log Σ exp(z) over 1 \
+row: mean 2500, max 2500 (row 0); z-loss 1e-4·mean(lse²) = 625.
 
 | rows | flag or cause | what it means |
 | --: | --- | --- |
