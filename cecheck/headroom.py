@@ -28,6 +28,7 @@ two of them merge (:meth:`Running.merge`), so memory does not grow with the rows
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,9 +41,12 @@ from cecheck.arraytypes import Array
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
-BISECTIONS = 64  # halvings of a bracket: far below float64's resolution of λ
+BISECTIONS = 64  # halvings of a bracket at most: far below float64's resolution of λ
+BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
+SEEDS = 1  # rows bisected first, whose crossings bound the rest
 
 
+@functools.cache
 def overflow_threshold(dtype: str) -> float:
     """The x above which ``exp(x)`` rounds to inf in ``dtype``: ``log(max + ulp/2)``."""
     f = prec.get(dtype).finfo
@@ -50,12 +54,14 @@ def overflow_threshold(dtype: str) -> float:
     return emax * math.log(2) + math.log(2 - 2.0 ** -prec.get(dtype).bits)
 
 
+@functools.cache
 def underflow_threshold(dtype: str) -> float:
     """The margin past which a probability ``exp(-margin)`` rounds to 0 in ``dtype``:
     ``-log(smallest subnormal / 2)``."""
     return math.log(2) - math.log(prec.get(dtype).smallest)
 
 
+@functools.cache
 def roundoff_threshold(dtype: str) -> float:
     """``-log u``, ``u = 2^-bits``: ``1 + δ`` rounds to 1 when ``δ <= u``."""
     return prec.get(dtype).bits * math.log(2)
@@ -118,6 +124,65 @@ class _Best:
 
 
 @dataclass
+class _Rows:
+    """A chunk's scored rows with finite logits: their statistics, and their logits again as
+    float64 on demand (:meth:`get`, :meth:`others`), for the few rows a bisection needs."""
+
+    logits: Array  # the chunk's logits, as given
+    at: Array  # the rows kept, as positions in the chunk
+    y: Array
+    rows: Array  # flat row numbers
+    lse: Array
+    m: Array
+    zy: Array
+    lead: Array  # z_y - max_{j≠y} z_j where the target is the maximum, else 0
+    lead_log: Array  # -log Σ_{j≠y} exp(z_j - z_y) where lead > 0, else -inf
+
+    @classmethod
+    def of(cls, logits: Array, labels: Array, scored: Array, start: int) -> _Rows | None:
+        n, c = logits.shape
+        step = max(1, BLOCK_ELEMENTS // max(1, c))
+        parts = []
+        for i in range(0, n, step):
+            z = np.asarray(logits[i : i + step], dtype=np.float64)
+            keep = np.asarray(scored[i : i + step], dtype=bool) & np.isfinite(z).all(axis=1)
+            at = np.flatnonzero(keep)
+            if at.size < z.shape[0]:
+                z = z[at]
+            y = np.asarray(labels[i : i + step])[at].astype(np.int64)
+            m, zy = z.max(axis=1), z[np.arange(at.size), y]
+            lead, lead_log = np.zeros_like(zy), np.full_like(zy, -np.inf)
+            top = np.flatnonzero(zy == m)
+            if c > 1 and top.size:
+                others = _without_target(z[top], y[top])
+                lead[top] = zy[top] - others.max(axis=1)
+                leads = top[lead[top] > 0]
+                lead_log[leads] = _lead_log(_without_target(z[leads], y[leads]), zy[leads], 1.0)
+            parts.append((at + i, y, _lse(z), m, zy, lead, lead_log))
+        at = np.concatenate([p[0] for p in parts])
+        if at.size == 0:
+            return None
+        cols = [np.concatenate([p[k] for p in parts]) for k in range(1, 7)]
+        return cls(logits, at, cols[0], at + start, *cols[1:])
+
+    def get(self, i: Array) -> Array:
+        """The float64 logits of the kept rows ``i``."""
+        z: Array = np.asarray(self.logits[self.at[i]], dtype=np.float64)
+        return z
+
+    def others(self, i: Array) -> Array:
+        """:meth:`get` with -inf at the target's place."""
+        return _without_target(self.get(i), self.y[i])
+
+
+def _without_target(z: Array, y: Array) -> Array:
+    """A copy of the rows ``z`` with -inf at each target's place."""
+    out: Array = z.copy()
+    out[np.arange(len(y)), y] = -np.inf
+    return out
+
+
+@dataclass
 class Running:
     """Running minima and sums over chunks of multiclass logits with index labels."""
 
@@ -135,80 +200,51 @@ class Running:
                 self.best.setdefault((p, d), _Best())
 
     def add(self, logits: Array, labels: Array, scored: Array, start: int) -> None:
-        """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number."""
+        """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number.
+
+        Each row's statistics are taken in blocks of :data:`BLOCK_ELEMENTS` logits, so the
+        float64 temporaries stay small whatever the chunk; then each cliff is bisected once
+        per chunk, on the rows that can be first only.
+        """
         # logits near float64's limit: a gap or a square beyond it is inf (a factor then 0),
         # a scaled row inf - inf (NaN, never past: the bracket's ends decide)
         with np.errstate(over="ignore", invalid="ignore"):
-            self._add(logits, labels, scored, start)
+            stats = _Rows.of(logits, labels, scored, start)
+            if stats is not None:
+                self._add_lse(stats.lse, stats.rows)
+                if logits.shape[1] > 1:  # one class: every loss is 0, nothing to break
+                    self._cliffs(stats, logits.shape[1])
 
-    def _add(self, logits: Array, labels: Array, scored: Array, start: int) -> None:
-        z = np.asarray(logits, dtype=np.float64)
-        keep = np.asarray(scored, dtype=bool) & np.isfinite(z).all(axis=1)
-        rows = np.flatnonzero(keep)
-        if rows.size == 0:
-            return
-        z = z[rows]
-        y = np.asarray(labels)[rows].astype(np.int64)
-        rows = rows + start
-        lse = _lse(z)
-        self._add_lse(lse, rows)
-        if z.shape[1] < 2:  # one class: every loss is 0, nothing to break
-            return
-        at = (np.arange(len(y)), y)
-        m, zy = z.max(axis=1), z[at]
-        margin = lse - zy
-        others = z.copy()
-        others[at] = -np.inf
+    def _cliffs(self, r: _Rows, n_classes: int) -> None:
+        step = max(1, BLOCK_ELEMENTS // n_classes)  # rows of a block
+        margin = r.lse - r.zy
         with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
-            gap = 1 / _pos(m - zy)  # the margin grows as λ (max z - z_y) for large λ
-            lead = 1 / _pos(zy - others.max(axis=1))  # > 0: the target is the strict max
-            over, under = 1 / _pos(m), 1 / _pos(-zy)
-        zero = np.zeros_like(zy)  # lse(λz) - λ·0: the log-partition itself
-        log_c, log_rest = math.log(z.shape[1]), math.log(z.shape[1] - 1)
+            gap = 1 / _pos(r.m - r.zy)  # the margin grows as λ (max z - z_y) for large λ
+            over, under = 1 / _pos(r.m), 1 / _pos(-r.zy)
+            lead = 1 / _pos(r.lead)  # the target the strict maximum, by this much
+        log_c, log_rest = math.log(n_classes), math.log(n_classes - 1)
+        zero = np.zeros_like(r.zy)  # lse(λz) - λ·0: the log-partition itself
         for d in self.dtypes:
-            t_over, t_under, t_round = (
-                overflow_threshold(d),
-                underflow_threshold(d),
-                roundoff_threshold(d),
-            )
+            t_over, t_under = overflow_threshold(d), underflow_threshold(d)
             naive = self.best["naive", d]
             naive.past += int(np.count_nonzero(margin > t_under))
             lo = _times(max(0.0, t_under - log_c), gap)
-            _bisect(
-                naive,
-                z,
-                zy,
-                lo,
-                t_under * gap,
-                rows,
-                t_under,
-                _margin,
-                "prob_underflow",
-                past_at_zero=log_c >= t_under,
-            )
+            _bisect(naive, r.get, step, r.zy, lo, t_under * gap, r.rows, t_under, _margin,
+                    "prob_underflow", past_at_zero=log_c >= t_under)  # fmt: skip
             text = self.best["textbook", d]
-            past = (lse > t_over) | (margin > t_under) | (zy < -t_under)
+            past = (r.lse > t_over) | (margin > t_under) | (r.zy < -t_under)
             text.past += int(np.count_nonzero(past))
             if naive.row is not None:  # textbook's probability underflows as naive's does
                 text.offer(naive.factor, naive.row, naive.cause)
             lo = _times(max(0.0, t_over - log_c), over)
-            _bisect(
-                text,
-                z,
-                zero,
-                lo,
-                t_over * over,
-                rows,
-                t_over,
-                _margin,
-                "sum_overflow",
-                past_at_zero=log_c >= t_over,
-            )
-            _offer_min(text, t_under * under, rows, "exp_underflow")
+            _bisect(text, r.get, step, zero, lo, t_over * over, r.rows, t_over, _margin,
+                    "sum_overflow", past_at_zero=log_c >= t_over)  # fmt: skip
+            _offer_min(text, t_under * under, r.rows, "exp_underflow")
+            t_round = roundoff_threshold(d)
             stable = self.best["stable", d]
-            stable.past += int(np.count_nonzero(_lead_log(others, zy, 1.0) >= t_round))
-            hi = (t_round + log_rest) * lead
-            _bisect(stable, others, zy, t_round * lead, hi, rows, t_round, _lead_log, "loss_zero")
+            stable.past += int(np.count_nonzero(r.lead_log >= t_round))
+            lo, hi = t_round * lead, (t_round + log_rest) * lead
+            _bisect(stable, r.others, step, r.zy, lo, hi, r.rows, t_round, _lead_log, "loss_zero")
 
     def _add_lse(self, lse: Array, rows: Array) -> None:
         self.rows += lse.size
@@ -259,7 +295,8 @@ class Running:
 
 def _bisect(
     best: _Best,
-    z: Array,
+    get: Callable[[Array], Array],
+    step: int,
     zy: Array,
     lo: Array,
     hi: Array,
@@ -270,29 +307,86 @@ def _bisect(
     *,
     past_at_zero: bool = False,
 ) -> None:
-    """Offer ``best`` the first row (smallest λ) where ``fn(z, zy, λ)`` passes ``target``.
+    """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` passes ``target``.
 
     ``fn`` is convex in λ, at least ``target`` at ``hi`` (inf: never) and, unless
     ``past_at_zero``, at most ``target`` at ``lo``. When every row is past it at λ = 0 (the
     sum of ``C`` ones beyond float16's range, say), a row not past it at λ = 1 is bracketed
     from there, and a row past it at λ = 1 has the factor 0 (already past, at any scale
-    below 1). Only rows whose ``lo`` can beat the best so far are bisected.
+    below 1). Only the rows that can beat the best so far are bisected: those whose ``lo``
+    is below it and that are past ``target`` there (one pass: by convexity, a row not past
+    it at the bound crosses after it), a block of rows at a time.
     """
     if past_at_zero:
-        past = fn(z, zy, np.ones_like(lo)) >= target
+        every = np.arange(len(zy))
+        past = _blocks(get, step, fn, zy, every, np.ones(len(zy))) >= target
         _offer_min(best, np.where(past, 0.0, np.inf), rows, cause)
         lo = np.where(past, np.inf, 1.0)
-    bound = min(best.factor, float(hi.min()))
+    pick = np.flatnonzero((lo <= min(best.factor, float(hi.min(initial=math.inf)))) & (lo <= hi))
+    if pick.size > SEEDS:  # the crossings of the rows that look first bound the others'
+        seeds = pick[np.argpartition(lo[pick], SEEDS)[:SEEDS]]
+        _offer_min(best, _crossing(get(seeds), zy[seeds], lo[seeds], hi[seeds], best.factor,
+                                   target, fn), rows[seeds], cause)  # fmt: skip
+    bound = min(best.factor, float(hi.min(initial=math.inf)))
     if not math.isfinite(bound):
         return
-    pick = np.flatnonzero((lo <= bound) & (lo <= hi))
-    z, zy, lo, hi = z[pick], zy[pick], lo[pick], hi[pick]
+    pick = pick[lo[pick] <= bound]
+    if pick.size > 1:
+        past = _blocks(get, step, fn, zy, pick, np.full(pick.size, bound)) >= target
+        pick = pick[past | (hi[pick] <= bound)]
+    for i in range(0, pick.size, step):
+        part = pick[i : i + step]
+        part = part[lo[part] <= best.factor]
+        if part.size:
+            b = min(best.factor, bound)
+            _offer_min(best, _crossing(get(part), zy[part], lo[part], hi[part], b, target, fn),
+                       rows[part], cause)  # fmt: skip
+
+
+def _crossing(
+    z: Array,
+    zy: Array,
+    lo: Array,
+    hi: Array,
+    bound: float,
+    target: float,
+    fn: Callable[[Array, Array, Array | float], Array],
+) -> Array:
+    """Each row's crossing by bisection of ``[lo, min(hi, bound)]``; inf for a row not past
+    ``target`` even at the bound, and for the rows dropped on the way (their crossing surely
+    after another row's)."""
+    out = np.full(len(zy), np.inf)
+    keep = np.arange(len(zy))
+    sure = hi <= bound  # past at hi by the bracket; else only once seen past
+    hi = np.minimum(hi, bound)
     for _ in range(BISECTIONS):
         mid = 0.5 * (lo + hi)
         past = fn(z, zy, mid) >= target
+        sure |= past
         hi = np.where(past, mid, hi)
         lo = np.where(past, lo, mid)
-    _offer_min(best, hi, rows[pick], cause)
+        alive = lo <= hi.min(initial=math.inf)
+        if not alive.all():
+            z, zy, keep, lo, hi = z[alive], zy[alive], keep[alive], lo[alive], hi[alive]
+            sure = sure[alive]
+    out[keep] = np.where(sure, hi, np.inf)
+    return out
+
+
+def _blocks(
+    get: Callable[[Array], Array],
+    step: int,
+    fn: Callable[[Array, Array, Array | float], Array],
+    zy: Array,
+    pick: Array,
+    lam: Array,
+) -> Array:
+    """``fn`` at ``lam`` on the rows ``pick``, a block of logits at a time."""
+    out = np.empty(pick.size)
+    for i in range(0, pick.size, step):
+        part = pick[i : i + step]
+        out[i : i + step] = fn(get(part), zy[part], lam[i : i + step])
+    return out
 
 
 def _lse(z: Array) -> Array:

@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cecheck import compare, engine
@@ -271,6 +271,7 @@ def test_ignored_rows_are_left_out() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), step=st.integers(1, 60))
+@example(seed=52, step=1)  # a bracket cut at the best so far once made a false tie
 def test_chunks_merge_as_one(seed: int, step: int) -> None:
     """Chunk by chunk, or two halves merged, gives the one-chunk answer."""
     z, y = random_logits(seed, n=120, c=9)
