@@ -356,3 +356,10 @@ def test_min_headroom_must_be_positive(bad: str) -> None:
     assert result.stderr.strip().splitlines() == [
         f"Error: min headroom must be a factor > 0, got {float(bad)}"
     ]
+
+
+@pytest.mark.parametrize("bad", [0.0, -2.0, math.nan])
+def test_settings_check_min_headroom(bad: float) -> None:
+    with pytest.raises(ValueError, match="min headroom must be a factor > 0"):
+        Settings(min_headroom=bad)
+    assert Settings(min_headroom=1e-3).min_headroom == 1e-3
