@@ -50,6 +50,7 @@ def open_source(
     label_column: str | int,
     logits_key: str,
     labels_key: str,
+    logits_column: str | None = None,
 ) -> inputs.Source:
     """The inputs as a Source; an unreadable input becomes an exit-2 :class:`InputFailure`."""
     try:
@@ -60,6 +61,7 @@ def open_source(
             label_column=label_column,
             logits_key=logits_key,
             labels_key=labels_key,
+            logits_column=logits_column,
         )
     except (InputError, ValueError) as e:
         raise InputFailure(one_line(e)) from None

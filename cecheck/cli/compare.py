@@ -73,6 +73,7 @@ def compare(
     labels: str | None,
     task: str,
     label_column: str | int,
+    logits_column: str | None,
     logits_key: str,
     labels_key: str,
     dtypes: tuple[str, ...],
@@ -93,9 +94,10 @@ def compare(
 ) -> None:
     """Compute each row's loss along every path and dtype, and flag the unstable rows.
 
-    LOGITS is a .npy, .npz, .csv, .tsv or .parquet file. LABELS is a second file, or left
-    out when LOGITS holds both (an .npz with --logits-key and --labels-key arrays, or a table
-    with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
+    LOGITS is a .npy, .npz, .csv, .tsv, .parquet, .arrow or .feather file. LABELS is a second
+    file, or left out when LOGITS holds both (an .npz with --logits-key and --labels-key
+    arrays, or a table with a --label-column). Logits of shape (N, C) are N rows; (B, T, C)
+    are B*T rows.
 
     \b
     Examples:
@@ -131,6 +133,7 @@ def compare(
         label_column=label_column,
         logits_key=logits_key,
         labels_key=labels_key,
+        logits_column=logits_column,
     )
     settings = common.engine_settings(
         source,

@@ -98,8 +98,15 @@ def input_options(f: F) -> F:
                 default="label",
                 show_default=True,
                 callback=parse_label_column,
-                help="The label column of a one-file CSV/TSV/Parquet input; a number is a "
+                help="The label column of a one-file CSV/TSV/Parquet/Arrow input; a number is a "
                 "0-based position (for a CSV without header).",
+            ),
+            click.option(
+                "--logits-column",
+                default=None,
+                help="The column of a Parquet/Arrow/Feather input that holds each row's logits "
+                "as a list (as a Hugging Face dataset stores them). Default: the only list "
+                "column, else every column but the label column.",
             ),
             click.option(
                 "--logits-key",
