@@ -105,13 +105,13 @@ def input_options(f: F) -> F:
                 "--logits-key",
                 default="logits",
                 show_default=True,
-                help="The name of the logits array in an .npz file.",
+                help="The name of the logits array in an .npz, .safetensors or .pt file.",
             ),
             click.option(
                 "--labels-key",
                 default="labels",
                 show_default=True,
-                help="The name of the labels array in an .npz file.",
+                help="The name of the labels array in an .npz, .safetensors or .pt file.",
             ),
         ],
     )

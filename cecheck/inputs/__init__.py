@@ -22,7 +22,7 @@ import os
 from typing import Any
 
 from cecheck.errors import InputError
-from cecheck.inputs import delimited, numpy_files, parquet
+from cecheck.inputs import delimited, numpy_files, parquet, safetensors_files
 from cecheck.inputs.arrays import array_part, as_array
 from cecheck.inputs.files import Choice, Reader, check_file
 from cecheck.inputs.labels import (
@@ -60,6 +60,7 @@ READERS: dict[str, Reader] = {
     ".csv": delimited.CSV,
     ".tsv": delimited.TSV,
     ".parquet": parquet.PARQUET,
+    ".safetensors": safetensors_files.SAFETENSORS,
 }
 FORMATS = tuple(READERS)
 
