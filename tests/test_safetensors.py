@@ -193,3 +193,53 @@ def test_metadata_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "meta.safetensors"
     st_numpy.save_file({"logits": LOGITS, "labels": LABELS}, str(path), metadata={"a": "b"})
     np.testing.assert_array_equal(collect(open_inputs(path))[0], LOGITS)
+
+
+# ---------------------------------------------------------------- the stored precision
+
+
+def bf16_file(tmp_path: Path) -> Path:
+    torch = pytest.importorskip("torch", reason="safetensors writes bfloat16 from torch")
+    z = torch.tensor(LOGITS).to(torch.bfloat16)
+    return save_torch(tmp_path / "bf16.safetensors", {"logits": z, "labels": torch.tensor(LABELS)})
+
+
+def compare_json(*args: str) -> dict[str, object]:
+    result = CliRunner().invoke(cecheck, ["compare", *args, "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_stored_bfloat16_is_in_the_header_and_the_default_dtypes(tmp_path: Path) -> None:
+    path = bf16_file(tmp_path)
+    result = CliRunner().invoke(cecheck, ["compare", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    assert "logits (7, 5) bfloat16, labels (7,)" in result.stdout
+    assert "dtypes   bfloat16, float32, float64;" in result.stdout
+    assert compare_json(str(path))["dtypes"] == ["bfloat16", "float32", "float64"]
+    named = compare_json(str(path), "--dtypes", "float32,float64")  # what is named is kept
+    assert named["dtypes"] == ["float32", "float64"]
+
+
+def test_the_stored_bfloat16_values_are_the_ones_computed(tmp_path: Path) -> None:
+    """The bfloat16 file and a float32 .npy of the same values give the same report."""
+    path = bf16_file(tmp_path)
+    as_float32 = open_inputs(path).chunks(100)
+    logits, labels = next(as_float32)
+    np.save(tmp_path / "z.npy", logits.astype(np.float32))
+    np.save(tmp_path / "y.npy", labels)
+    dtypes = ["--dtypes", "bfloat16,float32,float64"]
+    a = compare_json(str(path), *dtypes, "--top", "7")
+    b = compare_json(str(tmp_path / "z.npy"), str(tmp_path / "y.npy"), *dtypes, "--top", "7")
+    for key in ("summary", "counts", "flagged"):
+        assert a[key] == b[key]
+
+
+def test_float8_is_shown_as_stored_and_not_added(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch", reason="safetensors writes float8 from torch")
+    z = torch.tensor(LOGITS).to(torch.float8_e4m3fn)
+    path = save_torch(tmp_path / "f8.safetensors", {"logits": z, "labels": torch.tensor(LABELS)})
+    result = CliRunner().invoke(cecheck, ["compare", str(path)], env={"COLUMNS": "200"})
+    assert "logits (7, 5) float8_e4m3fn" in result.stdout
+    assert compare_json(str(path))["dtypes"] == ["float32", "float64"]

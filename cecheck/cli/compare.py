@@ -75,7 +75,7 @@ def compare(
     label_column: str | int,
     logits_key: str,
     labels_key: str,
-    dtypes: tuple[str, ...],
+    dtypes: tuple[str, ...] | None,
     ignore_index: int,
     rtol: float | None,
     atol: float | None,
@@ -117,7 +117,7 @@ def compare(
             "--all applies to the table (CSV always has every row); "
             f"{reporter(fmt).title} keeps the --top worst flagged rows"
         )
-    if "diverged" in fail_on and "float64" not in dtypes:
+    if "diverged" in fail_on and dtypes is not None and "float64" not in dtypes:
         raise click.UsageError(
             "--fail-on diverged needs float64 in --dtypes: divergence is judged against "
             "the same path in float64"

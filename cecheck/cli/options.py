@@ -126,11 +126,11 @@ def settings_options(f: F) -> F:
             click.option(
                 "--dtypes",
                 type=CommaChoice(DTYPES, "dtype", at_least_one=True),
-                default="float32,float64",
-                show_default=True,
+                default=None,
                 help="Comma list of the precisions the paths are emulated in: "
                 + ", ".join(DTYPES)
-                + ".",
+                + ". Default: float32,float64, and the logits' stored dtype when it is float16 "
+                "or bfloat16.",
             ),
             click.option(
                 "--framework",

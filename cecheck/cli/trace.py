@@ -39,7 +39,7 @@ def trace_command(
     label_column: str | int,
     logits_key: str,
     labels_key: str,
-    dtypes: tuple[str, ...],
+    dtypes: tuple[str, ...] | None,
     ignore_index: int,
     rtol: float | None,
     atol: float | None,
