@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cecheck import compare
 from cecheck.cli import cecheck
 from cecheck.errors import InputError
 from cecheck.inputs import Source, open_inputs
@@ -243,3 +244,9 @@ def test_float8_is_shown_as_stored_and_not_added(tmp_path: Path) -> None:
     result = CliRunner().invoke(cecheck, ["compare", str(path)], env={"COLUMNS": "200"})
     assert "logits (7, 5) float8_e4m3fn" in result.stdout
     assert compare_json(str(path))["dtypes"] == ["float32", "float64"]
+
+
+def test_compare_takes_what_load_file_returns(tmp_path: Path) -> None:
+    path = save(tmp_path / "d.safetensors", {"logits": LOGITS, "labels": LABELS})
+    report = compare(st_numpy.load_file(str(path)), top=7)
+    assert report.summary == compare(LOGITS, LABELS, top=7).summary

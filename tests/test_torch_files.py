@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cecheck import compare as cecheck_compare
 from cecheck.cli import cecheck
 from cecheck.errors import InputError
 from cecheck.inputs import Source, open_inputs
@@ -136,3 +137,14 @@ def test_without_torch_the_error_says_how_to_install(
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(InputError, match=r"needs torch: pip install 'cecheck\[torch\]'"):
         open_inputs(path)
+
+
+def test_compare_takes_what_torch_load_returns(tmp_path: Path) -> None:
+    z, y = torch.tensor(LOGITS).to(torch.bfloat16), torch.tensor(LABELS)
+    held = torch.load(save(tmp_path / "d.pt", {"logits": z, "labels": y}), weights_only=True)
+    from_dict = cecheck_compare(held, dtypes="bfloat16,float64", top=6)
+    from_tensors = cecheck_compare(z, y, dtypes="bfloat16,float64", top=6)
+    assert from_dict.summary == from_tensors.summary
+    assert [r.values for r in from_dict.top] == [r.values for r in from_tensors.top]
+    with pytest.raises(InputError, match=r"the dict given as logits has no 'labels' \(it holds "):
+        cecheck_compare({"logits": z, "y": y})
