@@ -93,9 +93,10 @@ def compare(
 ) -> None:
     """Compute each row's loss along every path and dtype, and flag the unstable rows.
 
-    LOGITS is a .npy, .npz, .csv, .tsv or .parquet file. LABELS is a second file, or left
-    out when LOGITS holds both (an .npz with --logits-key and --labels-key arrays, or a table
-    with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
+    LOGITS is a .npy, .npz, .safetensors, .pt, .pth, .csv, .tsv or .parquet file. LABELS is a
+    second file, or left out when LOGITS holds both (an .npz, .safetensors or .pt with
+    --logits-key and --labels-key arrays, a .pt tuple (logits, labels), or a table with a
+    --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
 
     \b
     Examples:
