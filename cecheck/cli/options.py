@@ -112,13 +112,13 @@ def input_options(f: F) -> F:
                 "--logits-key",
                 default="logits",
                 show_default=True,
-                help="The name of the logits array in an .npz file.",
+                help="The name of the logits array in an .npz, .safetensors or .pt file.",
             ),
             click.option(
                 "--labels-key",
                 default="labels",
                 show_default=True,
-                help="The name of the labels array in an .npz file.",
+                help="The name of the labels array in an .npz, .safetensors or .pt file.",
             ),
         ],
     )
@@ -133,11 +133,11 @@ def settings_options(f: F) -> F:
             click.option(
                 "--dtypes",
                 type=CommaChoice(DTYPES, "dtype", at_least_one=True),
-                default="float32,float64",
-                show_default=True,
+                default=None,
                 help="Comma list of the precisions the paths are emulated in: "
                 + ", ".join(DTYPES)
-                + ".",
+                + ". Default: float32,float64, and the logits' stored dtype when it is float16 "
+                "or bfloat16.",
             ),
             click.option(
                 "--framework",

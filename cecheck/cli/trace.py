@@ -40,7 +40,7 @@ def trace_command(
     logits_column: str | None,
     logits_key: str,
     labels_key: str,
-    dtypes: tuple[str, ...],
+    dtypes: tuple[str, ...] | None,
     ignore_index: int,
     rtol: float | None,
     atol: float | None,

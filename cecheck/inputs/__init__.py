@@ -3,7 +3,8 @@
 A reader per format (:data:`READERS`, by file extension) turns what training code dumped
 into stored arrays; :func:`open_inputs` and :func:`from_arrays` make a :class:`Source` of
 them: shapes, the inferred task and label form, warnings, and an iterator over row chunks.
-Memory stays bounded by the chunk size: ``.npy`` is memory-mapped, CSV/TSV is streamed
+Memory stays bounded by the chunk size: ``.npy`` and ``.safetensors`` are memory-mapped,
+``.pt``/``.pth`` too (by ``torch.load(weights_only=True, mmap=True)``), CSV/TSV is streamed
 (by pyarrow's CSV reader, or pandas'), Parquet and Arrow are read by batches. Inference
 looks only at the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises from the
 chunk iterator.
@@ -12,10 +13,11 @@ File-level problems raise :class:`~cecheck.errors.InputError` with one sentence 
 file; row-level problems pass through for the engine to flag per row. Nothing is ever
 unpickled. The modules: ``source`` (the Source and re-chunking), ``files`` (checks made
 before opening, the Reader of the registry), ``arrays`` (in-memory arrays and tensors),
-``numpy_files``, ``tables`` (label and logits columns, pandas' index), ``delimited`` (CSV/TSV,
-read by ``csv_arrow`` or ``csv_pandas``), ``parquet`` and ``arrow_files`` (Arrow IPC,
-Feather), both through ``arrow_tables`` (list columns), ``labels`` (task and label-form inference,
-label conversion). pandas, pyarrow and ml_dtypes are imported only by what needs them.
+``numpy_files``, ``safetensors_files``, ``torch_files``, ``tables`` (label and logits
+columns, pandas' index), ``delimited`` (CSV/TSV, read by ``csv_arrow`` or ``csv_pandas``),
+``parquet`` and ``arrow_files`` (Arrow IPC, Feather), both through ``arrow_tables`` (list
+columns), ``labels`` (task and label-form inference, label conversion). pandas, pyarrow,
+ml_dtypes and torch are imported only by what needs them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import os
 from typing import Any
 
 from cecheck.errors import InputError
-from cecheck.inputs import arrow_files, delimited, numpy_files, parquet
+from cecheck.inputs import (
+    arrow_files,
+    delimited,
+    numpy_files,
+    parquet,
+    safetensors_files,
+    torch_files,
+)
 from cecheck.inputs.arrays import array_part, as_array
 from cecheck.inputs.files import Choice, Reader, check_file
 from cecheck.inputs.labels import (
@@ -64,6 +73,9 @@ READERS: dict[str, Reader] = {
     ".parquet": parquet.PARQUET,
     ".arrow": arrow_files.ARROW,
     ".feather": arrow_files.ARROW,
+    ".safetensors": safetensors_files.SAFETENSORS,
+    ".pt": torch_files.PT,
+    ".pth": torch_files.PT,
 }
 FORMATS = tuple(READERS)
 
