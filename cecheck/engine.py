@@ -18,6 +18,7 @@ from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.diagnose import CAUSES, NOT_FLAGGED
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
+from cecheck.inputs.arrays import unpack
 from cecheck.pipeline import ChunkResult
 from cecheck.report import PathSummary, Report, RowRecord
 from cecheck.rows import chunk_frame, chunk_records
@@ -362,7 +363,9 @@ def compare(
     ----------
     logits, labels
         numpy arrays, lists or torch tensors (detached and read on the CPU, bfloat16 and
-        float16 at their exact values; see :func:`cecheck.inputs.as_array`), or an
+        float16 at their exact values; see :func:`cecheck.inputs.as_array`), or a dict with
+        the keys ``logits`` and ``labels`` as ``logits`` with ``labels`` omitted (what
+        ``safetensors.torch.load_file`` and ``torch.load`` return), or an
         :class:`~cecheck.inputs.Source` as ``logits`` with ``labels`` omitted (from
         :func:`cecheck.inputs.open_inputs`, which opens files: a path here is an InputError).
     task
@@ -419,5 +422,8 @@ def compare(
         class_weights=None if class_weights is None else tuple(class_weights),
         framework=framework,
     )
-    source = logits if isinstance(logits, Source) else from_arrays(logits, labels, task=task)
+    if isinstance(logits, Source):
+        source = logits
+    else:
+        source = from_arrays(*unpack(logits, labels), task=task)
     return run(source, settings, progress=progress)

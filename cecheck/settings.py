@@ -39,6 +39,20 @@ TOLERANCE_EPS = 64
 WEIGHTING_OPTIONS = "label smoothing and class weights"
 
 
+def default_dtypes(stored: str) -> tuple[str, ...]:
+    """The dtypes computed when none are named: float32 and float64, and the logits' stored
+    dtype (:attr:`cecheck.inputs.Source.logits_dtype`) when it is a narrower one cecheck
+    emulates, float16 or bfloat16, so that the precision the values were kept in is computed
+    too. The float8 formats are shown as stored, not emulated.
+
+    >>> default_dtypes("bfloat16"), default_dtypes("float64")
+    (('bfloat16', 'float32', 'float64'), ('float32', 'float64'))
+    """
+    if stored in prec.DTYPES and prec.get(stored).bits < prec.get("float32").bits:
+        return (stored, "float32", "float64")
+    return ("float32", "float64")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What to compute and how strictly to judge it."""

@@ -20,7 +20,7 @@ from cecheck import frameworks as fw
 from cecheck.atomicfile import atomic_text_file
 from cecheck.choices import DEFAULT_FRAMEWORK, DEFAULT_MIN_HEADROOM
 from cecheck.errors import InputError
-from cecheck.settings import Settings, check_weighting
+from cecheck.settings import Settings, check_weighting, default_dtypes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,6 +50,7 @@ def open_source(
     label_column: str | int,
     logits_key: str,
     labels_key: str,
+    logits_column: str | None = None,
 ) -> inputs.Source:
     """The inputs as a Source; an unreadable input becomes an exit-2 :class:`InputFailure`."""
     try:
@@ -60,6 +61,7 @@ def open_source(
             label_column=label_column,
             logits_key=logits_key,
             labels_key=labels_key,
+            logits_column=logits_column,
         )
     except (InputError, ValueError) as e:
         raise InputFailure(one_line(e)) from None
@@ -73,7 +75,7 @@ def open_source(
 def engine_settings(
     source: inputs.Source,
     *,
-    dtypes: tuple[str, ...],
+    dtypes: tuple[str, ...] | None,
     ignore_index: int,
     rtol: float | None,
     atol: float | None,
@@ -87,7 +89,7 @@ def engine_settings(
 ) -> Settings:
     """The engine's settings from the options, checked against ``source``: the one place the
     command line builds them. A rejected value or combination becomes an exit-2
-    :class:`InputFailure`."""
+    :class:`InputFailure`. ``dtypes`` None: :func:`~cecheck.settings.default_dtypes`."""
     try:
         wanted = label_smoothing > 0 or class_weights is not None
         applies = families.of(source).weighting  # before a weights file is read
@@ -96,7 +98,7 @@ def engine_settings(
         if class_weights is not None:
             weights = tuple(fw.parse_class_weights(class_weights, source.n_classes))
         return Settings(
-            dtypes,
+            dtypes if dtypes is not None else default_dtypes(source.logits_dtype),
             ignore_index,
             rtol,
             atol,

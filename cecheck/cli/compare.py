@@ -84,9 +84,10 @@ def compare(
     labels: str | None,
     task: str,
     label_column: str | int,
+    logits_column: str | None,
     logits_key: str,
     labels_key: str,
-    dtypes: tuple[str, ...],
+    dtypes: tuple[str, ...] | None,
     ignore_index: int,
     rtol: float | None,
     atol: float | None,
@@ -105,9 +106,10 @@ def compare(
 ) -> None:
     """Compute each row's loss along every path and dtype, and flag the unstable rows.
 
-    LOGITS is a .npy, .npz, .csv, .tsv or .parquet file. LABELS is a second file, or left
-    out when LOGITS holds both (an .npz with --logits-key and --labels-key arrays, or a table
-    with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
+    LOGITS is a .npy, .npz, .safetensors, .pt, .pth, .csv, .tsv, .parquet, .arrow or .feather
+    file. LABELS is a second file, or left out when LOGITS holds both (an .npz, .safetensors
+    or .pt with --logits-key and --labels-key arrays, a .pt tuple (logits, labels), or a
+    table with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
 
     \b
     Examples:
@@ -129,7 +131,7 @@ def compare(
             "--all applies to the table (CSV always has every row); "
             f"{reporter(fmt).title} keeps the --top worst flagged rows"
         )
-    if "diverged" in fail_on and "float64" not in dtypes:
+    if "diverged" in fail_on and dtypes is not None and "float64" not in dtypes:
         raise click.UsageError(
             "--fail-on diverged needs float64 in --dtypes: divergence is judged against "
             "the same path in float64"
@@ -143,6 +145,7 @@ def compare(
         label_column=label_column,
         logits_key=logits_key,
         labels_key=labels_key,
+        logits_column=logits_column,
     )
     settings = common.engine_settings(
         source,

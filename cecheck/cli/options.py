@@ -98,20 +98,27 @@ def input_options(f: F) -> F:
                 default="label",
                 show_default=True,
                 callback=parse_label_column,
-                help="The label column of a one-file CSV/TSV/Parquet input; a number is a "
+                help="The label column of a one-file CSV/TSV/Parquet/Arrow input; a number is a "
                 "0-based position (for a CSV without header).",
+            ),
+            click.option(
+                "--logits-column",
+                default=None,
+                help="The column of a Parquet/Arrow/Feather input that holds each row's logits "
+                "as a list (as a Hugging Face dataset stores them). Default: the only list "
+                "column, else every column but the label column.",
             ),
             click.option(
                 "--logits-key",
                 default="logits",
                 show_default=True,
-                help="The name of the logits array in an .npz file.",
+                help="The name of the logits array in an .npz, .safetensors or .pt file.",
             ),
             click.option(
                 "--labels-key",
                 default="labels",
                 show_default=True,
-                help="The name of the labels array in an .npz file.",
+                help="The name of the labels array in an .npz, .safetensors or .pt file.",
             ),
         ],
     )
@@ -126,11 +133,11 @@ def settings_options(f: F) -> F:
             click.option(
                 "--dtypes",
                 type=CommaChoice(DTYPES, "dtype", at_least_one=True),
-                default="float32,float64",
-                show_default=True,
+                default=None,
                 help="Comma list of the precisions the paths are emulated in: "
                 + ", ".join(DTYPES)
-                + ".",
+                + ". Default: float32,float64, and the logits' stored dtype when it is float16 "
+                "or bfloat16.",
             ),
             click.option(
                 "--framework",

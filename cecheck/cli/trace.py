@@ -37,9 +37,10 @@ def trace_command(
     labels: str | None,
     task: str,
     label_column: str | int,
+    logits_column: str | None,
     logits_key: str,
     labels_key: str,
-    dtypes: tuple[str, ...],
+    dtypes: tuple[str, ...] | None,
     ignore_index: int,
     rtol: float | None,
     atol: float | None,
@@ -79,6 +80,7 @@ def trace_command(
         label_column=label_column,
         logits_key=logits_key,
         labels_key=labels_key,
+        logits_column=logits_column,
     )
     settings = common.engine_settings(
         source,

@@ -3,17 +3,21 @@
 A reader per format (:data:`READERS`, by file extension) turns what training code dumped
 into stored arrays; :func:`open_inputs` and :func:`from_arrays` make a :class:`Source` of
 them: shapes, the inferred task and label form, warnings, and an iterator over row chunks.
-Memory stays bounded by the chunk size: ``.npy`` is memory-mapped, CSV/TSV is streamed
-(by pyarrow's CSV reader, or pandas'), Parquet is read by batches. Inference looks only at
-the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises from the chunk iterator.
+Memory stays bounded by the chunk size: ``.npy`` and ``.safetensors`` are memory-mapped,
+``.pt``/``.pth`` too (by ``torch.load(weights_only=True, mmap=True)``), CSV/TSV is streamed
+(by pyarrow's CSV reader, or pandas'), Parquet and Arrow are read by batches. Inference
+looks only at the first :data:`HEAD_ROWS` rows; a problem in a later chunk raises from the
+chunk iterator.
 
 File-level problems raise :class:`~cecheck.errors.InputError` with one sentence naming the
 file; row-level problems pass through for the engine to flag per row. Nothing is ever
 unpickled. The modules: ``source`` (the Source and re-chunking), ``files`` (checks made
 before opening, the Reader of the registry), ``arrays`` (in-memory arrays and tensors),
-``numpy_files``, ``tables`` (label column, pandas' index), ``delimited`` (CSV/TSV, read by
-``csv_arrow`` or ``csv_pandas``), ``parquet``, ``labels`` (task and label-form inference,
-label conversion). pandas, pyarrow and ml_dtypes are imported only by what needs them.
+``numpy_files``, ``safetensors_files``, ``torch_files``, ``tables`` (label and logits
+columns, pandas' index), ``delimited`` (CSV/TSV, read by ``csv_arrow`` or ``csv_pandas``),
+``parquet`` and ``arrow_files`` (Arrow IPC, Feather), both through ``arrow_tables`` (list
+columns), ``labels`` (task and label-form inference, label conversion). pandas, pyarrow,
+ml_dtypes and torch are imported only by what needs them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ import os
 from typing import Any
 
 from cecheck.errors import InputError
-from cecheck.inputs import delimited, numpy_files, parquet
+from cecheck.inputs import (
+    arrow_files,
+    delimited,
+    numpy_files,
+    parquet,
+    safetensors_files,
+    torch_files,
+)
 from cecheck.inputs.arrays import array_part, as_array
 from cecheck.inputs.files import Choice, Reader, check_file
 from cecheck.inputs.labels import (
@@ -60,6 +71,11 @@ READERS: dict[str, Reader] = {
     ".csv": delimited.CSV,
     ".tsv": delimited.TSV,
     ".parquet": parquet.PARQUET,
+    ".arrow": arrow_files.ARROW,
+    ".feather": arrow_files.ARROW,
+    ".safetensors": safetensors_files.SAFETENSORS,
+    ".pt": torch_files.PT,
+    ".pth": torch_files.PT,
 }
 FORMATS = tuple(READERS)
 
@@ -90,16 +106,20 @@ def open_inputs(
     label_column: str | int = "label",
     logits_key: str = "logits",
     labels_key: str = "labels",
+    logits_column: str | None = None,
 ) -> Source:
     """Open one file holding both logits and labels, or a logits file and a labels file.
 
-    One file: an ``.npz`` with both keys, or a CSV/TSV/Parquet file with a label column
-    (``label_column``: a header name, or a 0-based position for a CSV without header); the
-    other columns are the logits. Two files: each in any format; CSV/Parquet columns are all
-    logits (or all labels: one column per row label, C columns for soft/multihot labels).
+    One file: an ``.npz`` with both keys, or a CSV/TSV/Parquet/Arrow/Feather file with a
+    label column (``label_column``: a header name, or a 0-based position for a CSV without
+    header); the other columns are the logits. Two files: each in any format; table columns
+    are all logits (or all labels: one column per row label, C columns for soft/multihot
+    labels). In Parquet, Arrow and Feather the logits may be one list column (C values per
+    row, as a Hugging Face dataset stores them): ``logits_column``, or inferred when the
+    table has exactly one list column; other columns are then left out.
     """
     names = (str(logits_path), str(labels_path if labels_path is not None else logits_path))
-    choice = Choice(label_column, logits_key, labels_key)
+    choice = Choice(label_column, logits_key, labels_key, logits_column)
     if labels_path is None:
         lg, lb, pairs = READERS[check_file(names[0], FORMATS)].both(names[0], choice)
         return finish(lg, lb, pairs, task, names)

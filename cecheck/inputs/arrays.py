@@ -7,7 +7,7 @@ import math
 import mmap
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,21 @@ def as_array(value: Any, name: str = "logits") -> np.ndarray:
         raise InputError(
             f"{name} is not a rectangular array of numbers ({reason(e)}): fix it"
         ) from None
+
+
+def unpack(value: Any, labels: Any) -> tuple[Any, Any]:
+    """The logits and labels of a dict holding both, as ``safetensors.torch.load_file`` or
+    ``torch.load`` return it (keys ``logits`` and ``labels``); anything else as it came."""
+    if labels is not None or not isinstance(value, Mapping):
+        return value, labels
+    missing = [k for k in ("logits", "labels") if k not in value]
+    if missing:
+        held = ", ".join(repr(k) for k in value) or "nothing"
+        raise InputError(
+            f"the dict given as logits has no {' or '.join(repr(k) for k in missing)} (it holds "
+            f"{held}): pass compare(d[logits_key], d[labels_key])"
+        )
+    return value["logits"], value["labels"]
 
 
 def _from_torch(torch: Any, tensor: Any, name: str) -> np.ndarray:

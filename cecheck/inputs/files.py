@@ -13,11 +13,13 @@ from cecheck.inputs.source import PairReader, Part
 
 @dataclass(frozen=True)
 class Choice:
-    """What the person chose inside a file: the label column of a table, the keys of arrays."""
+    """What the person chose inside a file: the label and logits columns of a table, the keys
+    of arrays. ``logits_column`` None: the table's one list column, or all but the label."""
 
     label_column: str | int = "label"
     logits_key: str = "logits"
     labels_key: str = "labels"
+    logits_column: str | None = None
 
     def key(self, which: str) -> tuple[str, str]:
         """The key of the ``which`` ("logits" or "labels") array, and the option naming it."""

@@ -110,13 +110,15 @@ def grouped(
 
 
 def _gather(pieces: list[Columns]) -> np.ndarray:
-    """Consecutive row pieces of the same columns as one array, like concatenate and stack."""
+    """Consecutive row pieces of the same columns as one array, like concatenate and stack.
+
+    A column is ``(n,)``, or ``(n, k)`` for a list column, which is a group by itself."""
     if len(pieces) == 1 and len(pieces[0]) == 1:
         return pieces[0][0]
     width = len(pieces[0])
     dtype = np.result_type(*{c.dtype for cols in pieces for c in cols})
     n = sum(len(cols[0]) for cols in pieces)
-    out = np.empty((n,) if width == 1 else (n, width), dtype)
+    out = np.empty((n, *pieces[0][0].shape[1:]) if width == 1 else (n, width), dtype)
     at = 0
     for cols in pieces:
         m = len(cols[0])

@@ -1,14 +1,16 @@
-"""Tables (CSV/TSV, Parquet): named columns, the label column, pandas' index left out.
+"""Tables (CSV/TSV, Parquet, Arrow): named columns, the label column, pandas' index left out.
 
 A format module opens its file as a :class:`Table`; :func:`table_reader` makes the
 registry's :class:`~cecheck.inputs.files.Reader` of it: a table of logits (or of labels), or
-one table holding both, its label column chosen by name or position.
+one table holding both, its label column chosen by name or position. The logits are the
+other columns, or one column (a list column holds a row's C logits, as a Hugging Face
+dataset stores them): the one named by ``--logits-column``, else the table's only list column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,7 +19,8 @@ from cecheck.inputs.files import Choice, Reader
 from cecheck.inputs.source import PairReader, Pairs, Part
 
 # (rows, groups of column indices) -> chunks of exactly that many rows (the last fewer), one
-# array per group: (n,) for a group of one column, else (n, k); see source.grouped
+# array per group: (n,) for a group of one column, (n, k) for k columns or a list column of k
+# values per row (always a group by itself); see source.grouped
 TableChunks = Callable[[int, Sequence[Sequence[int]]], Iterator[list[np.ndarray]]]
 
 
@@ -33,7 +36,7 @@ class Index:
 
 @dataclass(frozen=True)
 class Table:
-    """A CSV or Parquet file: named numeric columns, read in chunks of rows."""
+    """A CSV, Parquet or Arrow file: named numeric columns, read in chunks of rows."""
 
     name: str
     columns: tuple[str, ...]  # as shown in messages: "column 'x3'" or "column 3"
@@ -42,20 +45,24 @@ class Table:
     chunks: TableChunks
     place: Callable[[int, int], str]  # (row, column index) -> "line 7, column 'x3'"
     index: tuple[Index, ...] = ()  # the columns that hold pandas' index
+    lists: Mapping[int, int] = field(default_factory=dict)  # list column -> values per row
 
 
 def table_reader(open_table: Callable[[str], Table]) -> Reader:
     """The registry entry of a table format, from the function that opens its files."""
 
-    def single(path: str, _choice: Choice, _which: str) -> Part:
-        table, columns = _without_index(open_table(path), keep=None)
-        return _table_part(table, columns)
+    def single(path: str, choice: Choice, which: str) -> Part:
+        table = open_table(path)
+        chosen = _logits_index(table, choice.logits_column, None) if which == "logits" else None
+        table, columns = _without_index(table, keep=chosen)
+        return _table_part(table, columns if chosen is None else [chosen])
 
     def both(path: str, choice: Choice) -> tuple[Part, Part, PairReader]:
         table = open_table(path)
         j = _label_index(table, choice.label_column)
+        chosen = _logits_index(table, choice.logits_column, j)
         table, columns = _without_index(table, keep=j)
-        others = [i for i in columns if i != j]
+        others = [i for i in columns if i != j] if chosen is None else [chosen]
         if not others:
             raise InputError(f"{path} holds only the label column: add the logit columns")
         lg, lb = _table_part(table, others), _table_part(table, [j])
@@ -85,14 +92,49 @@ def _label_index(table: Table, label_column: str | int) -> int:
         )
     raise InputError(
         f"{table.name} has no column {label_column!r} (its columns are "
-        f"{', '.join(c[len('column ') :] for c in table.columns)}): choose the label "
-        "column with --label-column"
+        f"{_names(table, range(len(table.columns)))}): choose the label column with "
+        "--label-column"
     )
 
 
+def _logits_index(table: Table, chosen: str | None, label: int | None) -> int | None:
+    """The logits column: the one named ``chosen``, else the only list column that is not
+    the ``label`` column; None when there is no list column (the logits are the others)."""
+    if chosen is not None:
+        wanted = f"column {chosen!r}"
+        if wanted not in table.columns or table.columns.index(wanted) == label:
+            raise InputError(
+                f"{table.name} has no column {chosen!r} besides the label column (its columns "
+                f"are {_names(table, range(len(table.columns)))}): choose the logits column "
+                "with --logits-column"
+            )
+        return table.columns.index(wanted)
+    lists = [i for i in table.lists if i != label]
+    if len(lists) > 1:
+        raise InputError(
+            f"{table.name} holds {len(lists)} list columns ({_names(table, lists)}): choose "
+            "the one that holds the logits with --logits-column"
+        )
+    return lists[0] if lists else None
+
+
+def _names(table: Table, idx: Sequence[int] | range) -> str:
+    return ", ".join(table.columns[i][len("column ") :] for i in idx)
+
+
 def _table_part(table: Table, idx: list[int]) -> Part:
-    """Some columns of a table as one stored array: (N,) for one column, else (N, k)."""
-    shape = (table.n_rows,) if len(idx) == 1 else (table.n_rows, len(idx))
+    """Some columns of a table as one stored array: (N,) for one column, (N, k) for k
+    columns or for one list column of k values per row."""
+    listed = [i for i in idx if i in table.lists]
+    if listed and len(idx) > 1:
+        raise InputError(
+            f"{table.name} holds the list column {_names(table, listed[:1])} and other "
+            "columns: choose the logits column with --logits-column, or write only it"
+        )
+    if listed:
+        shape: tuple[int, ...] = (table.n_rows, table.lists[listed[0]])
+    else:
+        shape = (table.n_rows,) if len(idx) == 1 else (table.n_rows, len(idx))
     dtype = np.result_type(*(table.dtypes[i] for i in idx))
     return Part(
         table.name,

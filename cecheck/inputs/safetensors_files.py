@@ -1,0 +1,172 @@
+"""``.safetensors`` files: the header read as the format specifies, the tensors memory-mapped.
+
+The format (https://huggingface.co/docs/safetensors): an unsigned 64-bit little-endian header
+size N, N bytes of JSON mapping each tensor's name to its ``dtype``, ``shape`` and
+``data_offsets`` (begin and end in the byte buffer that follows the header; an optional
+``__metadata__`` entry holds strings), then the buffer itself, little-endian. Every check is
+made on the header before a tensor is mapped; a tensor is then read chunk by chunk like a
+``.npy`` (:func:`~cecheck.inputs.arrays.array_part`), so memory does not grow with the file.
+No package is needed, and nothing is ever executed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cecheck.errors import InputError
+from cecheck.inputs.arrays import array_part
+from cecheck.inputs.files import Choice, Reader, reason
+from cecheck.inputs.source import PairReader, Part, zip_parts
+
+MAX_HEADER = 100_000_000  # bytes: the limit the safetensors package itself sets
+
+# The format's dtypes numpy has, little-endian
+_NUMPY = {
+    "BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "U32": "<u4",
+    "I32": "<i4", "U64": "<u8", "I64": "<i8", "F16": "<f2", "F32": "<f4", "F64": "<f8",
+}  # fmt: skip
+# ... and those it lacks, as ml_dtypes' types of the same bits (imported only for them)
+_ML_DTYPES = {
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+}
+
+
+def _again(path: str) -> str:
+    return f"{path} is not a valid .safetensors file"
+
+
+def read_header(path: str) -> tuple[dict[str, Any], int]:
+    """The tensors' entries (``__metadata__`` left out) and where the byte buffer starts."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise InputError(
+                f"{_again(path)} (it is {size} bytes, shorter than the 8-byte header size): "
+                "save it again with safetensors"
+            )
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_HEADER or 8 + n > size:
+            raise InputError(
+                f"{_again(path)}: its header claims {n} bytes, more than the "
+                f"{min(MAX_HEADER, size - 8)} it can hold, so it is truncated or corrupt; "
+                "save it again with safetensors"
+            )
+        text = f.read(n)
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(
+            f"{_again(path)}: its header is not JSON ({reason(e)}); save it again with safetensors"
+        ) from None
+    if not isinstance(header, dict):
+        raise InputError(f"{_again(path)}: its header is not a JSON object; save it again")
+    header.pop("__metadata__", None)
+    _check_offsets(path, header, size - 8 - n)
+    return header, 8 + n
+
+
+def _check_offsets(path: str, header: dict[str, Any], buffer: int) -> None:
+    """Each entry well formed, inside the buffer, the size its shape says, none overlapping."""
+    spans = []
+    for key, entry in header.items():
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("dtype"), str)
+            and _ints(entry.get("shape"), None)
+            and _ints(entry.get("data_offsets"), 2)
+        )
+        if not ok:
+            raise InputError(
+                f"{_again(path)}: the header entry {key!r} lacks a dtype, shape or "
+                "data_offsets; save it again with safetensors"
+            )
+        begin, end = entry["data_offsets"]
+        if not 0 <= begin <= end <= buffer:
+            raise InputError(
+                f"{_again(path)}: tensor {key!r} lies at bytes {begin}..{end} of a "
+                f"{buffer}-byte buffer, so the file is truncated or corrupt; save it again"
+            )
+        spans.append((begin, end, key))
+    spans.sort()
+    for (_, end, a), (begin, _, b) in itertools.pairwise(spans):
+        if begin < end:
+            raise InputError(
+                f"{_again(path)}: tensors {a!r} and {b!r} overlap in the byte buffer; "
+                "save it again with safetensors"
+            )
+
+
+def _ints(value: Any, length: int | None) -> bool:
+    """A list of non-negative ints (of ``length`` items when given)."""
+    return (
+        isinstance(value, list)
+        and (length is None or len(value) == length)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    )
+
+
+def _dtype(path: str, key: str, name: str) -> np.dtype:
+    if name in _NUMPY:
+        return np.dtype(_NUMPY[name])
+    if name in _ML_DTYPES:
+        import ml_dtypes  # ~0.5 s: only for the formats numpy lacks
+
+        narrow: np.dtype[Any] = np.dtype(getattr(ml_dtypes, _ML_DTYPES[name]))
+        return narrow
+    known = ", ".join([*_NUMPY, *_ML_DTYPES])
+    raise InputError(
+        f"{path} tensor {key!r} has dtype {name}, which cecheck does not read ({known}): "
+        "save it in one of these"
+    )
+
+
+def open_safetensors(path: str, keys: Sequence[tuple[str, str]]) -> list[Part]:
+    """Tensors chosen by key, each memory-mapped once its header entry is checked."""
+    header, start = read_header(path)
+    parts = []
+    for key, option in keys:
+        if key not in header:
+            held = ", ".join(repr(k) for k in header) or "no tensors"
+            raise InputError(
+                f"{path} has no tensor {key!r} (it holds {held}): choose one with {option}"
+            )
+        entry = header[key]
+        dtype = _dtype(path, key, entry["dtype"])
+        shape = tuple(entry["shape"])
+        begin, end = entry["data_offsets"]
+        if end - begin != math.prod(shape) * dtype.itemsize:
+            raise InputError(
+                f"{_again(path)}: tensor {key!r} of shape {shape} and dtype {entry['dtype']} "
+                f"needs {math.prod(shape) * dtype.itemsize} bytes but has {end - begin}; "
+                "save it again"
+            )
+        name = f"{path}[{key!r}]"
+        if math.prod(shape) == 0:
+            parts.append(array_part(name, np.zeros(shape, dtype), stored=True))
+            continue
+        array = np.memmap(path, dtype=dtype, mode="r", offset=start + begin, shape=shape)
+        parts.append(array_part(name, array, stored=True))
+    return parts
+
+
+def _both(path: str, choice: Choice) -> tuple[Part, Part, PairReader]:
+    lg, lb = open_safetensors(path, [choice.key("logits"), choice.key("labels")])
+    return lg, lb, zip_parts(lg, lb)
+
+
+SAFETENSORS = Reader(
+    single=lambda path, choice, which: open_safetensors(path, [choice.key(which)])[0],
+    both=_both,
+)
