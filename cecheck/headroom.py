@@ -12,9 +12,11 @@ counted). The cliffs, in exact arithmetic on the scaled logits (multiclass, inde
   is convex in λ and brackets its crossing between ``λ max z`` and ``λ max z + log C``.
 - ``naive`` (softmax, then log): the target's probability ``exp(-(lse(λz) - λ z_y))`` rounds
   to 0 when the margin ``lse(λz) - λ z_y`` exceeds ``-log(smallest subnormal / 2)`` (17.33,
-  92.98, 103.97, 745.13). The margin is convex in λ and is ``log C`` at 0, so past its crossing
-  it stays past; it lies between ``λ g`` and ``λ g + log C`` (``g = max z - z_y``), which
-  brackets the crossing, found by bisection (vectorised over the rows that can be first).
+  92.88, 103.97, 745.13). The margin is convex in λ and is ``log C`` at 0, so past its crossing
+  it stays past; it lies between ``λ g`` and ``λ g + log C`` (``g = max z - z_y``), and its
+  slope is at most ``g``, which with its value at 1 brackets the crossing; the crossing is
+  found by Newton's method (the slope is the softmax-weighted mean of ``z`` minus ``z_y``), on
+  the rows whose bracket starts before every other row's ends only.
 - ``stable`` (log-softmax): the loss ``log(1 + δ)``, ``δ = Σ_{j≠y} exp(λ(z_j - z_y))``, rounds
   to 0 when ``δ`` is at most the dtype's unit roundoff ``2^-bits`` (a sum rounded once, as
   PyTorch's float16/bfloat16 kernels round it; a sum accumulated in the format may reach 1
@@ -41,9 +43,10 @@ from cecheck.arraytypes import Array
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
-BISECTIONS = 64  # halvings of a bracket at most: far below float64's resolution of λ
+NEWTON_STEPS = 64  # at most (a few suffice; a step outside its bracket halves the bracket)
+TOLERANCE = 2.0**-48  # of λ: a Newton step this small ends a row's iteration
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
-SEEDS = 1  # rows bisected first, whose crossings bound the rest
+NEWTON_ROWS = 8  # rows iterated together, in the order of their brackets' lower ends
 
 
 @functools.cache
@@ -126,7 +129,7 @@ class _Best:
 @dataclass
 class _Rows:
     """A chunk's scored rows with finite logits: their statistics, and their logits again as
-    float64 on demand (:meth:`get`, :meth:`others`), for the few rows a bisection needs."""
+    float64 on demand (:meth:`get`, :meth:`others`), for the few rows Newton's method needs."""
 
     logits: Array  # the chunk's logits, as given
     at: Array  # the rows kept, as positions in the chunk
@@ -157,7 +160,7 @@ class _Rows:
                 others = _without_target(z[top], y[top])
                 lead[top] = zy[top] - others.max(axis=1)
                 leads = top[lead[top] > 0]
-                lead_log[leads] = _lead_log(_without_target(z[leads], y[leads]), zy[leads], 1.0)
+                lead_log[leads] = _lead_log(_without_target(z[leads], y[leads]), zy[leads], 1.0)[0]
             parts.append((at + i, y, _lse(z), m, zy, lead, lead_log))
         at = np.concatenate([p[0] for p in parts])
         if at.size == 0:
@@ -203,7 +206,7 @@ class Running:
         """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number.
 
         Each row's statistics are taken in blocks of :data:`BLOCK_ELEMENTS` logits, so the
-        float64 temporaries stay small whatever the chunk; then each cliff is bisected once
+        float64 temporaries stay small whatever the chunk; then each cliff is solved once
         per chunk, on the rows that can be first only.
         """
         # logits near float64's limit: a gap or a square beyond it is inf (a factor then 0),
@@ -218,33 +221,28 @@ class Running:
     def _cliffs(self, r: _Rows, n_classes: int) -> None:
         step = max(1, BLOCK_ELEMENTS // n_classes)  # rows of a block
         margin = r.lse - r.zy
-        with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
-            gap = 1 / _pos(r.m - r.zy)  # the margin grows as λ (max z - z_y) for large λ
-            over, under = 1 / _pos(r.m), 1 / _pos(-r.zy)
-            lead = 1 / _pos(r.lead)  # the target the strict maximum, by this much
         log_c, log_rest = math.log(n_classes), math.log(n_classes - 1)
         zero = np.zeros_like(r.zy)  # lse(λz) - λ·0: the log-partition itself
         for d in self.dtypes:
             t_over, t_under = overflow_threshold(d), underflow_threshold(d)
             naive = self.best["naive", d]
             naive.past += int(np.count_nonzero(margin > t_under))
-            lo = _times(max(0.0, t_under - log_c), gap)
-            _bisect(naive, r.get, step, r.zy, lo, t_under * gap, r.rows, t_under, _margin,
-                    "prob_underflow", past_at_zero=log_c >= t_under)  # fmt: skip
+            lo, hi = _convex_bracket(margin, r.m - r.zy, log_c, t_under)
+            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, "prob_underflow")
             text = self.best["textbook", d]
             past = (r.lse > t_over) | (margin > t_under) | (r.zy < -t_under)
             text.past += int(np.count_nonzero(past))
             if naive.row is not None:  # textbook's probability underflows as naive's does
                 text.offer(naive.factor, naive.row, naive.cause)
-            lo = _times(max(0.0, t_over - log_c), over)
-            _bisect(text, r.get, step, zero, lo, t_over * over, r.rows, t_over, _margin,
-                    "sum_overflow", past_at_zero=log_c >= t_over)  # fmt: skip
-            _offer_min(text, t_under * under, r.rows, "exp_underflow")
+            lo, hi = _convex_bracket(r.lse, r.m, log_c, t_over)
+            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, "sum_overflow")
+            with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
+                _offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
             t_round = roundoff_threshold(d)
             stable = self.best["stable", d]
             stable.past += int(np.count_nonzero(r.lead_log >= t_round))
-            lo, hi = t_round * lead, (t_round + log_rest) * lead
-            _bisect(stable, r.others, step, r.zy, lo, hi, r.rows, t_round, _lead_log, "loss_zero")
+            lo, hi = _concave_bracket(r.lead_log, r.lead, -log_rest, log_rest, t_round)
+            _solve(stable, r.others, step, r.zy, lo, hi, r.rows, t_round, _lead_log, "loss_zero")
 
     def _add_lse(self, lse: Array, rows: Array) -> None:
         self.rows += lse.size
@@ -293,7 +291,48 @@ class Running:
         return Headroom(tuple(cliffs), lp)
 
 
-def _bisect(
+def _convex_bracket(at_one: Array, slope: Array, at_zero: float, target: float) -> tuple[
+    Array, Array
+]:
+    """Each row's bracket ``[lo, hi]`` of the crossing of ``target`` by a convex ``f(λ)``
+    (``lse(λz) - λ z_y``, or ``lse(λz)``) from its values at 0 (``log C``, the same for every
+    row) and at 1, and its asymptotic slope (``max z - z_y``, or ``max z``; no crossing where
+    it is <= 0): ``f(λ) >= λ · slope``, ``f' <= slope``, and past 1 ``f`` lies above its chord
+    from 0 to 1. A row past ``target`` at 1 crosses in ``[(target - f(0)) / slope, 1]``, and
+    at 0 when ``f(0)`` is past it (the sum of ``C`` ones beyond float16's range): ``[0, 0]``.
+    inf where no scale crosses."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        g = _pos(slope)
+        past = at_one > target
+        hi = target / g
+        chord = (target - at_zero) / (at_one - at_zero)
+        hi = np.where(~past & (at_one > at_zero) & (chord < hi), chord, hi)
+        lo = np.where(past, max(0.0, target - at_zero) / g, 1 + (target - at_one) / g)
+        hi = np.where(past, np.minimum(hi, 1.0), hi)
+    lo, hi = np.where(g > 0, lo, np.inf), np.where(g > 0, hi, np.inf)
+    if at_zero >= target:  # every row past at 0: a row past at 1 is past at any scale
+        lo, hi = np.where(past, 0.0, lo), np.where(past, 0.0, hi)
+    return lo, hi
+
+
+def _concave_bracket(
+    at_one: Array, slope: Array, at_zero: float, spread: float, target: float
+) -> tuple[Array, Array]:
+    """As :func:`_convex_bracket` for the concave ``f(λ) = -log Σ_{j≠y} exp(λ(z_j - z_y))``
+    (``-log(C - 1)`` at 0), given its slope's lower bound ``z_y - max_{j≠y} z_j`` (no
+    crossing where it is <= 0): ``λ · slope - log(C - 1) <= f(λ) <= λ · slope``, past 1
+    ``f(λ) >= f(1) + (λ - 1) slope`` and ``f`` lies below its chord from 0 to 1."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        g = _pos(slope)
+        past = at_one >= target
+        lo, hi = target / g, (target + spread) / g
+        chord = (target - at_zero) / (at_one - at_zero)
+        lo = np.where(~past & (at_one > at_zero) & (chord > lo), chord, lo)
+        hi = np.where(past, np.minimum(hi, 1.0), np.minimum(hi, 1 + (target - at_one) / g))
+    return np.where(g > 0, lo, np.inf), np.where(g > 0, hi, np.inf)
+
+
+def _solve(
     best: _Best,
     get: Callable[[Array], Array],
     step: int,
@@ -302,90 +341,66 @@ def _bisect(
     hi: Array,
     rows: Array,
     target: float,
-    fn: Callable[[Array, Array, Array | float], Array],
+    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
     cause: str,
-    *,
-    past_at_zero: bool = False,
 ) -> None:
-    """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` passes ``target``.
+    """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` reaches
+    ``target``, each row's crossing bracketed in ``[lo, hi]`` (inf: none).
 
-    ``fn`` is convex in λ, at least ``target`` at ``hi`` (inf: never) and, unless
-    ``past_at_zero``, at most ``target`` at ``lo``. When every row is past it at λ = 0 (the
-    sum of ``C`` ones beyond float16's range, say), a row not past it at λ = 1 is bracketed
-    from there, and a row past it at λ = 1 has the factor 0 (already past, at any scale
-    below 1). Only the rows that can beat the best so far are bisected: those whose ``lo``
-    is below it and that are past ``target`` there (one pass: by convexity, a row not past
-    it at the bound crosses after it), a block of rows at a time.
+    Only the rows that can beat the best so far are iterated: those whose ``lo`` is at most
+    the smallest ``hi`` (and the best), in the order of ``lo``, a few at a time, until the
+    next ``lo`` is past the best found. A row's crossing depends on that row only (never on
+    the best so far), so chunks give the same answer however the rows are split.
     """
-    if past_at_zero:
-        every = np.arange(len(zy))
-        past = _blocks(get, step, fn, zy, every, np.ones(len(zy))) >= target
-        _offer_min(best, np.where(past, 0.0, np.inf), rows, cause)
-        lo = np.where(past, np.inf, 1.0)
-    pick = np.flatnonzero((lo <= min(best.factor, float(hi.min(initial=math.inf)))) & (lo <= hi))
-    if pick.size > SEEDS:  # the crossings of the rows that look first bound the others'
-        seeds = pick[np.argpartition(lo[pick], SEEDS)[:SEEDS]]
-        _offer_min(best, _crossing(get(seeds), zy[seeds], lo[seeds], hi[seeds], best.factor,
-                                   target, fn), rows[seeds], cause)  # fmt: skip
     bound = min(best.factor, float(hi.min(initial=math.inf)))
     if not math.isfinite(bound):
         return
-    pick = pick[lo[pick] <= bound]
-    if pick.size > 1:
-        past = _blocks(get, step, fn, zy, pick, np.full(pick.size, bound)) >= target
-        pick = pick[past | (hi[pick] <= bound)]
-    for i in range(0, pick.size, step):
-        part = pick[i : i + step]
+    pick = np.flatnonzero(lo <= bound)
+    pick = pick[np.argsort(lo[pick], kind="stable")]
+    block = min(step, NEWTON_ROWS)
+    for i in range(0, pick.size, block):
+        part = pick[i : i + block]
         part = part[lo[part] <= best.factor]
-        if part.size:
-            b = min(best.factor, bound)
-            _offer_min(best, _crossing(get(part), zy[part], lo[part], hi[part], b, target, fn),
-                       rows[part], cause)  # fmt: skip
+        if not part.size:
+            break  # sorted by lo: no later row can be first
+        found = _newton(get(part), zy[part], lo[part], hi[part], target, fn)
+        _offer_min(best, found, rows[part], cause)
 
 
-def _crossing(
+def _newton(
     z: Array,
     zy: Array,
     lo: Array,
     hi: Array,
-    bound: float,
     target: float,
-    fn: Callable[[Array, Array, Array | float], Array],
+    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
 ) -> Array:
-    """Each row's crossing by bisection of ``[lo, min(hi, bound)]``; inf for a row not past
-    ``target`` even at the bound, and for the rows dropped on the way (their crossing surely
-    after another row's)."""
-    out = np.full(len(zy), np.inf)
-    keep = np.arange(len(zy))
-    sure = hi <= bound  # past at hi by the bracket; else only once seen past
-    hi = np.minimum(hi, bound)
-    for _ in range(BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        past = fn(z, zy, mid) >= target
-        sure |= past
-        hi = np.where(past, mid, hi)
-        lo = np.where(past, lo, mid)
-        alive = lo <= hi.min(initial=math.inf)
-        if not alive.all():
-            z, zy, keep, lo, hi = z[alive], zy[alive], keep[alive], lo[alive], hi[alive]
-            sure = sure[alive]
-    out[keep] = np.where(sure, hi, np.inf)
-    return out
-
-
-def _blocks(
-    get: Callable[[Array], Array],
-    step: int,
-    fn: Callable[[Array, Array, Array | float], Array],
-    zy: Array,
-    pick: Array,
-    lam: Array,
-) -> Array:
-    """``fn`` at ``lam`` on the rows ``pick``, a block of logits at a time."""
-    out = np.empty(pick.size)
-    for i in range(0, pick.size, step):
-        part = pick[i : i + step]
-        out[i : i + step] = fn(get(part), zy[part], lam[i : i + step])
+    """Each row's crossing of ``target`` by ``fn`` (value and derivative in λ, increasing
+    across the crossing) in its bracket ``[lo, hi]``: Newton's method from ``hi``, a step
+    that leaves the bracket (or is not finite) replaced by its midpoint, the bracket
+    narrowed by each value's side. On a convex ``fn`` Newton's steps from ``hi`` stay past the
+    crossing and shrink to it; on a concave one the first step lands before it, the next
+    ones stay there. Until a step below ``TOLERANCE`` of λ (or a bracket that narrow)."""
+    out: Array = hi.copy()
+    keep = np.flatnonzero(lo < hi)  # lo == hi: the crossing is known (0 past at 0)
+    x, a, b = hi[keep], lo[keep], hi[keep]
+    z, zy = z[keep], zy[keep]
+    for _ in range(NEWTON_STEPS):
+        value, slope = fn(z, zy, x)
+        past = value >= target
+        a, b = np.where(past, a, x), np.where(past, x, b)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            move = (value - target) / slope
+            new = x - move
+        inside = (new >= a) & (new <= b)  # False for NaN
+        new = np.where(inside, new, 0.5 * (a + b))
+        done = (inside & (np.abs(move) <= TOLERANCE * x)) | (b - a <= TOLERANCE * b)
+        out[keep[done]] = np.where(inside, new, b)[done]
+        if done.all():
+            return out
+        go = ~done
+        keep, x, a, b, z, zy = keep[go], new[go], a[go], b[go], z[go], zy[go]
+    out[keep] = b
     return out
 
 
@@ -397,22 +412,33 @@ def _lse(z: Array) -> Array:
     return out
 
 
-def _margin(z: Array, zy: Array, lam: Array | float) -> Array:
-    """``lse(λz) - λ z_y`` per row."""
+def _lse_slope(x: Array, lam: Array | float) -> tuple[Array, Array]:
+    """``lse(λx)`` per row and its derivative in λ, the softmax(λx)-weighted mean of ``x``
+    (a class at -inf has weight 0), from one pass."""
     lam_col = np.asarray(lam, dtype=np.float64).reshape(-1, 1)
-    return _lse(lam_col * z) - lam_col[:, 0] * zy
+    s = lam_col * x
+    m = s.max(axis=1)
+    with np.errstate(under="ignore", invalid="ignore"):
+        w = np.exp(s - m[:, None])
+        total = w.sum(axis=1)
+        mean: Array = np.where(w > 0, w * x, 0.0).sum(axis=1) / total
+    out: Array = m + np.log(total)
+    return out, mean
 
 
-def _lead_log(others: Array, zy: Array, lam: Array | float) -> Array:
+def _margin(z: Array, zy: Array, lam: Array | float) -> tuple[Array, Array]:
+    """``lse(λz) - λ z_y`` per row, and its derivative in λ."""
+    lse, mean = _lse_slope(z, lam)
+    value: Array = lse - np.asarray(lam) * zy
+    return value, mean - zy
+
+
+def _lead_log(others: Array, zy: Array, lam: Array | float) -> tuple[Array, Array]:
     """``-log δ``, ``δ = Σ_{j≠y} exp(λ(z_j - z_y))`` per row, from the logits with -inf at
-    the target's place (at least one other class): large when the target leads by far."""
-    lam_col = np.asarray(lam, dtype=np.float64).reshape(-1, 1)
-    return -_lse(lam_col * (others - zy[:, None]))
-
-
-def _times(t: float, x: Array) -> Array:
-    """``t · x`` with ``0 · inf`` as 0 (a bracket's lower end)."""
-    return t * x if t > 0 else np.zeros_like(x)
+    the target's place (at least one other class): large when the target leads by far; and
+    its derivative in λ."""
+    lse, mean = _lse_slope(others - zy[:, None], lam)
+    return -lse, -mean
 
 
 def _pos(x: Array) -> Array:
