@@ -291,9 +291,9 @@ class Running:
         return Headroom(tuple(cliffs), lp)
 
 
-def _convex_bracket(at_one: Array, slope: Array, at_zero: float, target: float) -> tuple[
-    Array, Array
-]:
+def _convex_bracket(
+    at_one: Array, slope: Array, at_zero: float, target: float
+) -> tuple[Array, Array]:
     """Each row's bracket ``[lo, hi]`` of the crossing of ``target`` by a convex ``f(λ)``
     (``lse(λz) - λ z_y``, or ``lse(λz)``) from its values at 0 (``log C``, the same for every
     row) and at 1, and its asymptotic slope (``max z - z_y``, or ``max z``; no crossing where

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cecheck import compare, engine
+from cecheck import compare, engine, headroom
 from cecheck import precision as prec
 from cecheck.cli import cecheck
 from cecheck.headroom import (
@@ -290,6 +290,32 @@ def test_chunks_merge_as_one(seed: int, step: int) -> None:
     lp = second.result().log_partition
     assert lp.max_row == expect.log_partition.max_row
     assert lp.mean == pytest.approx(expect.log_partition.mean, rel=1e-13)
+
+
+def test_few_rows_are_searched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On language-model-like logits (one confident class a row, many classes) the search
+    evaluates a few rows a few times, not every row that might be first 64 times."""
+    rng = np.random.default_rng(7)
+    n, c = 256, 2000
+    z = rng.normal(0.0, 2.0, (n, c))
+    pred = rng.integers(0, c, n)
+    z[np.arange(n), pred] += rng.uniform(2, 12, n)
+    y = np.where(rng.random(n) < 0.6, pred, rng.integers(0, c, n))
+    evaluated = [0]
+
+    def counting(fn):
+        def wrapper(z, zy, lam):
+            if np.ndim(lam):  # at λ = 1 (a scalar): the row statistics, not the search
+                evaluated[0] += len(zy)
+            return fn(z, zy, lam)
+
+        return wrapper
+
+    monkeypatch.setattr(headroom, "_margin", counting(headroom._margin))
+    monkeypatch.setattr(headroom, "_lead_log", counting(headroom._lead_log))
+    got = cliffs(z, y)
+    assert all(got[p, d].row is not None for p in ("naive", "stable") for d in DTYPES)
+    assert evaluated[0] <= 3 * len(DTYPES) * 8 * 5  # 3 cliffs a dtype, a block of 8 rows, 5 steps
 
 
 def test_engine_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
