@@ -143,25 +143,38 @@ class _Rows:
 
     @classmethod
     def of(cls, logits: Array, labels: Array, scored: Array, start: int) -> _Rows | None:
+        """The statistics in one pass over each block of logits (a float64 copy, changed in
+        place): the maximum of the other classes, then ``Σ exp(z - max)``, which for a row
+        whose target is the maximum is ``1 + δ``, ``δ = Σ_{j≠y} exp(z_j - z_y)`` (computed
+        again from the row where ``δ < 1/16``, for its last digits)."""
         n, c = logits.shape
         step = max(1, BLOCK_ELEMENTS // max(1, c))
         parts = []
         for i in range(0, n, step):
-            z = np.asarray(logits[i : i + step], dtype=np.float64)
-            keep = np.asarray(scored[i : i + step], dtype=bool) & np.isfinite(z).all(axis=1)
+            z = np.array(logits[i : i + step], dtype=np.float64)
+            keep = np.array(scored[i : i + step], dtype=bool)
+            y = np.where(keep, np.asarray(labels[i : i + step]), 0).astype(np.int64)
+            each = np.arange(y.size)
+            zy = z[each, y]
+            z[each, y] = -np.inf
+            rest = z.max(axis=1)  # the other classes' maximum (-inf with one class)
+            z[each, y] = zy
+            m = np.maximum(rest, zy)
+            unsure = np.flatnonzero(keep & ~np.isfinite(z.sum(axis=1)))  # else all finite
+            keep[unsure] = np.isfinite(z[unsure]).all(axis=1)
+            with np.errstate(under="ignore", divide="ignore"):
+                z -= m[:, None]
+                total = np.exp(z, out=z).sum(axis=1)
+                lse = m + np.log(total)
+                lead = np.where((zy == m) & (c > 1), zy - rest, 0.0)
+                lead_log = np.where(lead > 0, -np.log(total - 1), -np.inf)
+            close = np.flatnonzero(keep & (lead > 0) & (total - 1 < 1 / 16))
+            if close.size:
+                again = np.asarray(logits[i + close], dtype=np.float64)
+                others = _without_target(again, y[close])
+                lead_log[close] = _lead_log(others, zy[close], 1.0)[0]
             at = np.flatnonzero(keep)
-            if at.size < z.shape[0]:
-                z = z[at]
-            y = np.asarray(labels[i : i + step])[at].astype(np.int64)
-            m, zy = z.max(axis=1), z[np.arange(at.size), y]
-            lead, lead_log = np.zeros_like(zy), np.full_like(zy, -np.inf)
-            top = np.flatnonzero(zy == m)
-            if c > 1 and top.size:
-                others = _without_target(z[top], y[top])
-                lead[top] = zy[top] - others.max(axis=1)
-                leads = top[lead[top] > 0]
-                lead_log[leads] = _lead_log(_without_target(z[leads], y[leads]), zy[leads], 1.0)[0]
-            parts.append((at + i, y, _lse(z), m, zy, lead, lead_log))
+            parts.append((at + i, y[at], lse[at], m[at], zy[at], lead[at], lead_log[at]))
         at = np.concatenate([p[0] for p in parts])
         if at.size == 0:
             return None
