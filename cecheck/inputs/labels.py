@@ -265,4 +265,5 @@ def finish(lg: Part, lb: Part, pairs: PairReader, task: str, names: tuple[str, s
         logits_dtype=lg.dtype.name,
         warnings=tuple(w for w in found if w),
         _read=read,
+        ragged=lg.ragged,
     )
