@@ -72,6 +72,7 @@ class Part:
     blocks: Callable[[int, int], Iterator[Columns]]  # (rows, lead ndim) -> [block]
     notes: tuple[str, ...] = ()  # warnings about how it was read
     ragged: set[int] | None = None  # see Source.ragged
+    stored: str | None = None  # the stored dtype's name, when the blocks hold it widened
 
 
 def chunk_parts(blocks: Iterator[Columns], rows: int) -> Iterator[list[Columns]]:
