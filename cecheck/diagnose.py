@@ -5,7 +5,7 @@ Flags, by severity (most serious first):
 0. input problems: ``nonfinite_input`` (a NaN or inf logit; a softmax row's -inf is a masked
    class, not a problem), ``masked_target`` (the target's logit is -inf, or a soft target
    weighs a -inf class: the loss is inf in every framework), ``label_out_of_range``,
-   ``invalid_label``
+   ``invalid_label``, ``ragged_logits`` (a list column's row of another length, read as NaN)
 1. ``stable_nan:<dtype>``, ``stable_inf:<dtype>`` (the framework's fused loss)
 2. ``naive_nan:<dtype>``, ``naive_inf:<dtype>`` (the framework's softmax-then-log)
 3. ``textbook_nan:<dtype>``, ``textbook_inf:<dtype>`` (the unshifted textbook formula)
@@ -91,8 +91,7 @@ TEXTBOOK_PATHS = ("textbook",)
 PROBABILITY_FLAGS = ("invalid_probability", "target_prob_zero")
 PROBABILITY_CAUSES = ("clipped",)
 _FIXED_SEVERITY = {
-    **dict.fromkeys(INPUT_FLAGS, 0),
-    "invalid_probability": 0,
+    **dict.fromkeys((*INPUT_FLAGS, "invalid_probability", "ragged_logits"), 0),
     "target_prob_zero": 2,
     "ignored": NOT_FLAGGED,
 }

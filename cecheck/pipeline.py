@@ -62,6 +62,7 @@ class Plan:
     family: Family
     n_classes: int
     paths: PathSet
+    ragged: set[int] | None = None  # the source's rows that could not be formed (filled as read)
 
     def compute(self, values: Array, labels: Array) -> Masked:
         """The first half of :meth:`evaluate`: label masks and every path and dtype."""
@@ -86,8 +87,14 @@ class Plan:
         columns["reference"] = mask(c.reference, m.masks, m.masked, positive_zero=plus)
         precisions = {d: prec.get(d) for d in s.dtypes}
         overflow = cast_overflow_rows(values, precisions.values()) if self.paths.logits else None
+        nonfinite, extra = c.nonfinite, c.extra_flags
+        if self.ragged is not None:  # a ragged row is that, not a NaN input
+            n = c.reference.shape[0]
+            ragged = np.zeros(n, dtype=bool)
+            ragged[[r - start for r in self.ragged if start <= r < start + n]] = True
+            nonfinite, extra = nonfinite & ~ragged, {**extra, "ragged_logits": ragged}
         diag = diagnose(
-            c.nonfinite,
+            nonfinite,
             m.masks,
             c.results,
             c.reference,
@@ -97,7 +104,7 @@ class Plan:
             overflow,
             nan_input=c.nan,
             masked_target=c.masked_target,
-            extra_flags=c.extra_flags,
+            extra_flags=extra,
             evidence=c.evidence,
         )
         return ChunkResult(start, values, labels, columns, diag)
@@ -139,9 +146,8 @@ def plan(
         )
     if use_fast is None:
         use_fast = not s.framework_view and fast.usable(source.task, source.label_form, s.dtypes)
-    chosen = Plan(
-        s, family, source.n_classes, choose(family, source.n_classes, s, use_fast=use_fast)
-    )
+    paths = choose(family, source.n_classes, s, use_fast=use_fast)
+    chosen = Plan(s, family, source.n_classes, paths, source.ragged)
     if s.inputs == "probs":  # the values are what the user said they are: no warning
         kept = tuple(w for w in source.warnings if LOOKS_LIKE_PROBABILITIES not in w)
         source = dataclasses.replace(source, warnings=kept)

@@ -210,16 +210,44 @@ def one_error(result: Result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("late", [False, True], ids=["first rows", "past the first chunk"])
 @pytest.mark.parametrize("write", WRITERS.values(), ids=list(WRITERS))
-def test_ragged_lists_name_the_first_bad_row(tmp_path: Path, write: Writer, late: bool) -> None:
-    n = HEAD_ROWS + 100  # a bad row past the first rows is found as the rows are read
-    rows = [[0.5, -1.0, 2.0, 0.0]] * n
-    bad = HEAD_ROWS + 50 if late else 2
-    rows[bad] = rows[bad][:3]
-    table = pa.table({"logits": rows, "label": np.zeros(n, np.int64)})
+def test_ragged_rows_are_flagged_and_the_others_computed(tmp_path: Path, write: Writer) -> None:
+    n = HEAD_ROWS + 100  # a row past the first rows is flagged as the rows are read
+    logits = (RNG.standard_normal((n, C)) * 8).astype(np.float32)
+    labels = RNG.integers(0, C, n).astype(np.int64)
+    rows: list[list[float]] = [list(map(float, r)) for r in logits]
+    ragged = [2, HEAD_ROWS + 50]
+    rows[ragged[0]] = rows[ragged[0]][:3]
+    rows[ragged[1]] = [*rows[ragged[1]], 1.0]
+    table = pa.table({"logits": pa.array(rows, pa.list_(pa.float32())), "label": labels})
+    path = str(write(table, tmp_path / "ragged"))
+    result = run(path, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["counts"]["ragged_logits"] == 2
+    assert out["rows"]["scored"] == n - 2
+    assert [(r["row"], r["flags"]) for r in out["flagged"][:3]] == [
+        (i, ["ragged_logits"]) for i in ragged
+    ] + [(out["flagged"][2]["row"], out["flagged"][2]["flags"])]
+    assert "ragged_logits" not in out["flagged"][2]["flags"]
+    assert run(path, "--fail-on", "input").exit_code == 1
+    # the other rows: as the same values in .npy files (rows are computed independently)
+    np.save(tmp_path / "logits.npy", logits)
+    np.save(tmp_path / "labels.npy", labels)
+    lines = run(path, "--format", "csv").stdout.splitlines()
+    npy = str(tmp_path / "logits.npy"), str(tmp_path / "labels.npy")
+    expected = run(*npy, "--format", "csv").stdout.splitlines()
+    kept = [i for i in range(n + 1) if i - 1 not in ragged]  # line 0: the header
+    assert [lines[i] for i in kept] == [expected[i] for i in kept]
+
+
+@pytest.mark.parametrize("write", WRITERS.values(), ids=list(WRITERS))
+def test_lists_of_mostly_different_lengths(tmp_path: Path, write: Writer) -> None:
+    rows = [[0.5, -1.0, 2.0, 0.0, 1.0][: 3 + i % 3] for i in range(30)]
+    table = pa.table({"logits": rows, "label": np.zeros(30, np.int64)})
     line = one_error(run(str(write(table, tmp_path / "ragged"))))
-    assert f"row {bad}, column 'logits' holds 3 values where the first row holds 4" in line
+    assert "column 'logits' holds lists of 3 different lengths in its first 30 rows" in line
+    assert "the most common (3) in only 10: give every row the same number of logits" in line
 
 
 def test_two_list_columns_without_logits_column(tmp_path: Path) -> None:

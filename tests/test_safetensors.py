@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import cecheck as cecheck_package
 from cecheck import compare
 from cecheck.cli import cecheck
 from cecheck.errors import InputError
@@ -81,6 +84,47 @@ def test_narrow_floats_round_trip_bit_for_bit(
     same = logits.astype(getattr(ml_dtypes, ml_name)).view(bits.dtype)
     np.testing.assert_array_equal(same, bits)  # and back to the very bits stored
     np.testing.assert_array_equal(labels, LABELS)
+
+
+def bf16_bits_file(path: Path) -> Path:
+    """Every bfloat16 bit pattern (NaN, inf, subnormals, -0 too), 256 rows of 256, no torch."""
+    bits = np.arange(1 << 16, dtype="<u2").tobytes()
+    labels = np.zeros(256, "<i8").tobytes()
+    header = {
+        "logits": {"dtype": "BF16", "shape": [256, 256], "data_offsets": [0, len(bits)]},
+        "labels": {"dtype": "I64", "shape": [256], "data_offsets": [len(bits), len(bits) + 2048]},
+    }
+    path.write_bytes(with_header(header, bits + labels))
+    return path
+
+
+def test_every_bfloat16_reads_as_the_same_float32(tmp_path: Path) -> None:
+    source = open_inputs(bf16_bits_file(tmp_path / "all.safetensors"))
+    assert source.logits_dtype == "bfloat16"
+    logits, _ = collect(source, 100)
+    assert logits.dtype == np.float32
+    stored = np.arange(1 << 16, dtype=np.uint16).view(ml_dtypes.bfloat16).reshape(256, 256)
+    exact = stored.astype(np.float32)
+    np.testing.assert_array_equal(logits, exact)  # NaN where NaN: same values everywhere else
+    finite = np.isfinite(exact)
+    assert np.array_equal(logits[finite].view(np.uint32), exact[finite].view(np.uint32))  # -0 too
+
+
+def test_bfloat16_is_read_without_importing_ml_dtypes(tmp_path: Path) -> None:
+    """ml_dtypes takes ~0.5 s to import: a run without a bfloat16 path never needs it."""
+    path = bf16_bits_file(tmp_path / "all.safetensors")
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(cecheck_package.__file__).parent.parent)!r})
+from click.testing import CliRunner
+from cecheck.cli import cecheck
+args = ["compare", {str(path)!r}, "--dtypes", "float32,float64", "--format", "json"]
+result = CliRunner().invoke(cecheck, args)
+assert result.exit_code == 0, result.output
+assert '"logits_dtype": "bfloat16"' in result.stdout
+assert "ml_dtypes" not in sys.modules, "ml_dtypes was imported"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize(

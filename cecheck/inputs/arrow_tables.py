@@ -2,8 +2,10 @@
 
 Columns of numbers, and list columns (fixed-size or variable lists of numbers, one row's
 logits each, as a Hugging Face dataset stores them), whose values keep their dtype (float16
-stays float16). Variable lists must all have the length of the first: a row that differs
-is an InputError naming it, raised when that row is read. pandas' index columns are
+stays float16). Variable lists take the most common length among the first rows: a row of
+another length is read as NaN and recorded in :attr:`Table.ragged` (the engine flags it
+``ragged_logits``), unless most of the first rows differ from it, an InputError. pandas'
+index columns are
 recognised from the file's pandas metadata. pyarrow is imported only by the readers that
 call :func:`need_pyarrow`.
 """
@@ -18,7 +20,7 @@ import numpy as np
 
 from cecheck.errors import InputError
 from cecheck.inputs.files import reason
-from cecheck.inputs.source import Columns, grouped
+from cecheck.inputs.source import HEAD_ROWS, Columns, grouped
 from cecheck.inputs.tables import Index, Table
 
 # rows -> the file's record batches in order, each of at most that many rows or of any size
@@ -72,25 +74,25 @@ def arrow_table(path: str, schema: Any, n_rows: int, batches: Batches, again: st
         except (pa.ArrowException, OSError, ValueError) as e:
             raise InputError(f"{path} is corrupt ({reason(e)}): {again}") from None
 
+    ragged: dict[int, set[int]] = {}
     for j, width in lists.items():
-        if width < 0:  # variable lists: as long as the first one
-            lists[j] = _first_length(pc, read(max(1, min(n_rows, 4096))), j)
+        if width < 0:  # variable lists: as long as most of the first ones
+            lists[j] = _common_length(pc, read(max(1, min(n_rows, HEAD_ROWS))), j, path, schema)
+            ragged[j] = set()
 
     def list_column(values: Any, j: int, first_row: int) -> np.ndarray:
         width = lists[j]
         lengths = pc.list_value_length(values).fill_null(width).to_numpy()
-        if (lengths != width).any():
-            i = int(np.argmax(lengths != width))
-            raise InputError(
-                f"{path} row {first_row + i}, column {schema[j].name!r} holds "
-                f"{lengths[i]} values where the first row holds {width}: give every row "
-                "the same number of logits"
-            )
+        other = lengths != width
+        if not values.null_count and not other.any():
+            return column(pa, values.flatten()).reshape(-1, width)
+        kept = values.is_valid().to_numpy(zero_copy_only=False) & ~other
+        if other.any():  # a row of another length: NaN, flagged ragged_logits
+            ragged[j].update((first_row + np.flatnonzero(other)).tolist())
+            values = values.filter(pa.array(kept))
         flat = column(pa, values.flatten()).reshape(-1, width)  # the null rows left out
-        if not values.null_count:
-            return flat
-        out = np.full((len(values), width), np.nan, flat.dtype if flat.dtype.kind == "f" else "f8")
-        out[values.is_valid().to_numpy(zero_copy_only=False)] = flat  # a null row: NaN
+        out = np.full((len(kept), width), np.nan, flat.dtype if flat.dtype.kind == "f" else "f8")
+        out[kept] = flat  # a null row: NaN
         return out
 
     def blocks(rows: int) -> Iterator[Columns]:
@@ -109,6 +111,7 @@ def arrow_table(path: str, schema: Any, n_rows: int, batches: Batches, again: st
         lambda row, j: f"{path} row {row}, column {schema[j].name!r}",
         tuple(index.values()),
         lists,
+        ragged,
     )
 
 
@@ -129,16 +132,30 @@ def column(pa: Any, values: Any) -> np.ndarray:
     return np.asarray(values.to_numpy(zero_copy_only=False))
 
 
-def _first_length(pc: Any, batches: Iterator[Any], j: int) -> int:
-    """The length of the first list that is not null in column ``j`` (0 if there is none)."""
+def _common_length(pc: Any, batches: Iterator[Any], j: int, path: str, schema: Any) -> int:
+    """The most common length of the lists in column ``j`` among the first rows (the first
+    batch's or more, up to :data:`HEAD_ROWS`) that are not null (0 if there is none); an
+    InputError when fewer than half of them have it."""
+    seen: list[np.ndarray] = []
     try:
         for batch in batches:
-            lengths = pc.list_value_length(batch.column(j)).drop_null()
-            if len(lengths):
-                return int(lengths[0].as_py())
+            seen.append(pc.list_value_length(batch.column(j)).drop_null().to_numpy())
+            if sum(map(len, seen)) >= HEAD_ROWS:
+                break
     finally:
         batches.close()  # type: ignore[attr-defined]
-    return 0
+    lengths = np.concatenate(seen) if seen else np.zeros(0, np.int64)
+    if not len(lengths):
+        return 0
+    values, counts = np.unique(lengths, return_counts=True)
+    k = int(np.argmax(counts))  # the smallest of equally common lengths
+    if 2 * counts[k] < len(lengths):
+        raise InputError(
+            f"{path} column {schema[j].name!r} holds lists of {len(values)} different "
+            f"lengths in its first {len(lengths)} rows, the most common ({values[k]}) in only "
+            f"{counts[k]}: give every row the same number of logits"
+        )
+    return int(values[k])
 
 
 def _pandas_index(schema: Any) -> dict[int, Index]:

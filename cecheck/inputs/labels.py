@@ -262,7 +262,8 @@ def finish(lg: Part, lb: Part, pairs: PairReader, task: str, names: tuple[str, s
         n_classes=shape.n_classes,
         task=task_,
         label_form=form,
-        logits_dtype=lg.dtype.name,
+        logits_dtype=lg.stored or lg.dtype.name,
         warnings=tuple(w for w in found if w),
         _read=read,
+        ragged=lg.ragged,
     )

@@ -11,12 +11,13 @@ No package is needed, and nothing is ever executed.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from cecheck.errors import InputError
 from cecheck.inputs.arrays import array_part
 from cecheck.inputs.files import Choice, Reader, reason
-from cecheck.inputs.source import PairReader, Part, zip_parts
+from cecheck.inputs.source import Columns, PairReader, Part, zip_parts
 
 MAX_HEADER = 100_000_000  # bytes: the limit the safetensors package itself sets
 
@@ -143,7 +144,8 @@ def open_safetensors(path: str, keys: Sequence[tuple[str, str]]) -> list[Part]:
                 f"{path} has no tensor {key!r} (it holds {held}): choose one with {option}"
             )
         entry = header[key]
-        dtype = _dtype(path, key, entry["dtype"])
+        bf16 = entry["dtype"] == "BF16"  # read as its bits: no ml_dtypes import (~0.5 s)
+        dtype = np.dtype("<u2") if bf16 else _dtype(path, key, entry["dtype"])
         shape = tuple(entry["shape"])
         begin, end = entry["data_offsets"]
         if end - begin != math.prod(shape) * dtype.itemsize:
@@ -154,11 +156,23 @@ def open_safetensors(path: str, keys: Sequence[tuple[str, str]]) -> list[Part]:
             )
         name = f"{path}[{key!r}]"
         if math.prod(shape) == 0:
-            parts.append(array_part(name, np.zeros(shape, dtype), stored=True))
-            continue
-        array = np.memmap(path, dtype=dtype, mode="r", offset=start + begin, shape=shape)
-        parts.append(array_part(name, array, stored=True))
+            array = np.zeros(shape, dtype)
+        else:
+            array = np.memmap(path, dtype=dtype, mode="r", offset=start + begin, shape=shape)
+        part = array_part(name, array, stored=True)
+        parts.append(_widened(part) if bf16 else part)
     return parts
+
+
+def _widened(bits: Part) -> Part:
+    """A bfloat16 tensor held as its uint16 bits, read as float32: the same sign, exponent
+    and leading mantissa bits, so every value (inf and NaN too) is exactly the same."""
+
+    def blocks(rows: int, nd: int) -> Iterator[Columns]:
+        for block in bits.blocks(rows, nd):
+            yield [np.left_shift(b, 16, dtype=np.uint32).view(np.float32) for b in block]
+
+    return dataclasses.replace(bits, dtype=np.dtype(np.float32), blocks=blocks, stored="bfloat16")
 
 
 def _both(path: str, choice: Choice) -> tuple[Part, Part, PairReader]:

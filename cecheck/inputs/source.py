@@ -39,6 +39,9 @@ class Source:
     logits_dtype: str  # stored dtype name, e.g. "float32", "int64", "float16"
     warnings: tuple[str, ...]
     _read: Callable[[int], Pairs] = field(repr=False, compare=False)
+    # Rows whose logits could not be formed (a list of another length: a NaN row), added as
+    # they are read, before their chunk is given; None when the format cannot hold such a row.
+    ragged: set[int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
@@ -68,6 +71,8 @@ class Part:
     dtype: np.dtype
     blocks: Callable[[int, int], Iterator[Columns]]  # (rows, lead ndim) -> [block]
     notes: tuple[str, ...] = ()  # warnings about how it was read
+    ragged: set[int] | None = None  # see Source.ragged
+    stored: str | None = None  # the stored dtype's name, when the blocks hold it widened
 
 
 def chunk_parts(blocks: Iterator[Columns], rows: int) -> Iterator[list[Columns]]:

@@ -46,6 +46,8 @@ class Table:
     place: Callable[[int, int], str]  # (row, column index) -> "line 7, column 'x3'"
     index: tuple[Index, ...] = ()  # the columns that hold pandas' index
     lists: Mapping[int, int] = field(default_factory=dict)  # list column -> values per row
+    # variable list column -> its rows of another length (read as NaN), added as read
+    ragged: Mapping[int, set[int]] = field(default_factory=dict)
 
 
 def table_reader(open_table: Callable[[str], Table]) -> Reader:
@@ -142,6 +144,7 @@ def _table_part(table: Table, idx: list[int]) -> Part:
         dtype,
         lambda rows, _nd: table.chunks(rows, [idx]),
         tuple(_index_note(table, x) for x in table.index),
+        table.ragged.get(listed[0]) if listed else None,
     )
 
 

@@ -162,6 +162,8 @@ def flag_words(flag: str, source: Source, settings: Settings) -> str:
         return f"{_nonfinite_kinds(source, settings)} in the {_input_noun(settings)}: not scored"
     if flag == "masked_target":
         return "the target class is masked (-inf logit), so the loss is inf: not scored"
+    if flag == "ragged_logits":
+        return "its list of logits has another length than the other rows': not scored"
     if flag == "invalid_probability":
         return "not a probability: outside [0, 1], or a row that does not sum to 1: not scored"
     if flag == "target_prob_zero":
@@ -214,12 +216,13 @@ def describe_flags(record: RowRecord, source: Source, settings: Settings | None 
         inf = _nonfinite_kinds(source, settings).split()[-1]  # +inf (softmax logits) or inf
         kinds = [k for c, k in (("nan_input", "NaN"), ("inf_input", inf)) if c in record.causes]
         parts.append(f"{' and '.join(kinds) or 'NaN or inf'} in the {_input_noun(settings)}")
-    if "masked_target" in record.flags:
-        parts.append("the target class is masked (-inf), not scored")
     if "invalid_probability" in record.flags:
         parts.append("not a probability row (values in [0, 1] summing to 1), not scored")
-    if "target_prob_zero" in record.flags:
-        parts.append("the target's probability is exactly 0")
+    parts += [words for flag, words in (  # one at most: each rules out the others
+        ("masked_target", "the target class is masked (-inf), not scored"),
+        ("ragged_logits", "a list of logits of another length than the other rows', not scored"),
+        ("target_prob_zero", "the target's probability is exactly 0"),
+    ) if flag in record.flags]  # fmt: skip
     if "label_out_of_range" in record.flags:
         parts.append(
             f"label {label_text(record.label)} is outside 0..{source.n_classes - 1}, not scored"
@@ -315,6 +318,7 @@ def closing_sentence(report: Report) -> str:
     ] + [
         f"{plural(counts[f], 'row')} {words}"
         for f, words in (
+            ("ragged_logits", "whose list of logits has another length"),
             ("invalid_probability", "holding values that are not probabilities"),
             ("label_out_of_range", f"with a label outside 0..{src.n_classes - 1}"),
             ("invalid_label", "with an invalid label"),
