@@ -234,7 +234,8 @@ class _Totals:
         self.flagged_rows += candidates.size
         self._keep_top(chunk, source, candidates)
         if self.cliffs is not None:
-            self.cliffs.add(chunk.logits, chunk.labels, scored, chunk.start)
+            reference = chunk.values["reference"]  # lse - z_y: headroom's lse without exp
+            self.cliffs.add(chunk.logits, chunk.labels, scored, chunk.start, reference)
 
     def _keep_top(self, chunk: ChunkResult, source: inputs.Source, candidates: Array) -> None:
         """Merge the chunk's flagged rows (``candidates``) into the ``top`` worst rows kept.

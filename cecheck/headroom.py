@@ -142,44 +142,35 @@ class _Rows:
     lead_log: Array  # -log Σ_{j≠y} exp(z_j - z_y) where lead > 0, else -inf
 
     @classmethod
-    def of(cls, logits: Array, labels: Array, scored: Array, start: int) -> _Rows | None:
-        """The statistics in one pass over each block of logits (a float64 copy, changed in
-        place): the maximum of the other classes, then ``Σ exp(z - max)``, which for a row
-        whose target is the maximum is ``1 + δ``, ``δ = Σ_{j≠y} exp(z_j - z_y)`` (computed
-        again from the row where ``δ < 1/16``, for its last digits)."""
-        n, c = logits.shape
-        step = max(1, BLOCK_ELEMENTS // max(1, c))
-        parts = []
-        for i in range(0, n, step):
-            z = np.array(logits[i : i + step], dtype=np.float64)
-            keep = np.array(scored[i : i + step], dtype=bool)
-            y = np.where(keep, np.asarray(labels[i : i + step]), 0).astype(np.int64)
-            each = np.arange(y.size)
-            zy = z[each, y]
-            z[each, y] = -np.inf
-            rest = z.max(axis=1)  # the other classes' maximum (-inf with one class)
-            z[each, y] = zy
-            m = np.maximum(rest, zy)
-            unsure = np.flatnonzero(keep & ~np.isfinite(z.sum(axis=1)))  # else all finite
-            keep[unsure] = np.isfinite(z[unsure]).all(axis=1)
-            with np.errstate(under="ignore", divide="ignore"):
-                z -= m[:, None]
-                total = np.exp(z, out=z).sum(axis=1)
-                lse = m + np.log(total)
-                lead = np.where((zy == m) & (c > 1), zy - rest, 0.0)
-                lead_log = np.where(lead > 0, -np.log(total - 1), -np.inf)
-            close = np.flatnonzero(keep & (lead > 0) & (total - 1 < 1 / 16))
-            if close.size:
-                again = np.asarray(logits[i + close], dtype=np.float64)
-                others = _without_target(again, y[close])
-                lead_log[close] = _lead_log(others, zy[close], 1.0)[0]
-            at = np.flatnonzero(keep)
-            parts.append((at + i, y[at], lse[at], m[at], zy[at], lead[at], lead_log[at]))
-        at = np.concatenate([p[0] for p in parts])
-        if at.size == 0:
+    def of(
+        cls, logits: Array, labels: Array, scored: Array, start: int, reference: Array | None
+    ) -> _Rows | None:
+        """The statistics of the scored rows whose logits are all finite: from the engine's
+        float64 ``reference`` (``lse - z_y``) where it is finite, without ``exp``
+        (:func:`_from_reference`), else from the logits in blocks (:func:`_block`); ``δ``
+        computed again from the row where it is below 1/16, for its last digits."""
+        c = logits.shape[1]
+        keep = np.array(scored, dtype=bool)
+        y = np.where(keep, np.asarray(labels), 0).astype(np.int64)
+        known, parts = np.zeros_like(keep), []
+        if reference is not None:
+            known = keep & np.isfinite(reference)
+            parts.append(_from_reference(logits, y, np.flatnonzero(known), reference, c))
+        todo, step = np.flatnonzero(keep & ~known), max(1, BLOCK_ELEMENTS // max(1, c))
+        parts += [_block(logits, y, todo[i : i + step]) for i in range(0, todo.size, step)]
+        if not parts or not sum(p[0].size for p in parts):
             return None
-        cols = [np.concatenate([p[k] for p in parts]) for k in range(1, 7)]
-        return cls(logits, at, cols[0], at + start, *cols[1:])
+        at, lse, m, zy, rest, delta = (np.concatenate([p[k] for p in parts]) for k in range(6))
+        order = np.argsort(at, kind="stable")
+        at, lse, m, zy, rest, delta = (x[order] for x in (at, lse, m, zy, rest, delta))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lead = np.where((zy == m) & (c > 1), zy - rest, 0.0)
+            lead_log = np.where(lead > 0, -np.log(delta), -np.inf)
+        close = np.flatnonzero((lead > 0) & (delta < 1 / 16))
+        if close.size:
+            others = _without_target(np.asarray(logits[at[close]], np.float64), y[at[close]])
+            lead_log[close] = _lead_log(others, zy[close], 1.0)[0]
+        return cls(logits, at, y[at], at + start, lse, m, zy, lead, lead_log)
 
     def get(self, i: Array) -> Array:
         """The float64 logits of the kept rows ``i``."""
@@ -189,6 +180,46 @@ class _Rows:
     def others(self, i: Array) -> Array:
         """:meth:`get` with -inf at the target's place."""
         return _without_target(self.get(i), self.y[i])
+
+
+Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
+
+
+def _block(logits: Array, labels: Array, at: Array) -> Stats:
+    """The rows ``at``'s statistics in one pass over a float64 copy: the maximum of the other
+    classes (``rest``), then ``Σ exp(z - max)``, which for a row whose target is the maximum
+    is ``1 + δ``, ``δ = Σ_{j≠y} exp(z_j - z_y)``; the rows with a non-finite logit left out."""
+    z, y = np.array(logits[at], dtype=np.float64), labels[at]
+    zy = z[np.arange(y.size), y]
+    rest = _without_target(z, y).max(axis=1)  # the other classes' maximum (-inf with one)
+    m = np.maximum(rest, zy)
+    keep = np.isfinite(z.sum(axis=1))
+    unsure = np.flatnonzero(~keep)  # else all finite
+    keep[unsure] = np.isfinite(z[unsure]).all(axis=1)
+    with np.errstate(under="ignore", divide="ignore"):
+        z -= m[:, None]
+        total = np.exp(z, out=z).sum(axis=1)
+    k = np.flatnonzero(keep)
+    return at[k], (m + np.log(total))[k], m[k], zy[k], rest[k], (total - 1)[k]
+
+
+def _from_reference(logits: Array, labels: Array, at: Array, ref: Array, c: int) -> Stats:
+    """:func:`_block` from the rows' finite float64 reference ``lse - z_y``: ``lse`` is
+    ``reference + z_y`` and, where the target is the maximum, ``δ = expm1(reference)``; the
+    logits are read for their maximum and minimum only (and the other classes' maximum on
+    the rows whose target is the maximum, a few rows at a time)."""
+    z = logits if at.size == logits.shape[0] else logits[at]
+    y, r = labels[at], np.asarray(ref[at], dtype=np.float64)
+    zy = np.asarray(z[np.arange(y.size), y], dtype=np.float64)
+    m = np.asarray(z.max(axis=1), dtype=np.float64)
+    k = np.flatnonzero(np.isfinite(m) & np.isfinite(z.min(axis=1)))  # no NaN, ±inf (masked)
+    rest, top = m.copy(), k[zy[k] == m[k]]  # the other classes' maximum where needed
+    step = max(1, BLOCK_ELEMENTS // max(1, c))
+    for i in range(0, top.size, step):
+        rows = top[i : i + step]
+        rest[rows] = _without_target(z[rows], y[rows]).max(axis=1)
+    with np.errstate(under="ignore"):
+        return at[k], r[k] + zy[k], m[k], zy[k], rest[k], np.expm1(r[k])
 
 
 def _without_target(z: Array, y: Array) -> Array:
@@ -215,8 +246,17 @@ class Running:
             for d in self.dtypes:
                 self.best.setdefault((p, d), _Best())
 
-    def add(self, logits: Array, labels: Array, scored: Array, start: int) -> None:
-        """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number.
+    def add(
+        self,
+        logits: Array,
+        labels: Array,
+        scored: Array,
+        start: int,
+        reference: Array | None = None,
+    ) -> None:
+        """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number,
+        and each row's float64 reference loss ``lse - z_y`` when known (any value on a row not
+        scored; a non-finite one is computed again here).
 
         Each row's statistics are taken in blocks of :data:`BLOCK_ELEMENTS` logits, so the
         float64 temporaries stay small whatever the chunk; then each cliff is solved once
@@ -225,7 +265,7 @@ class Running:
         # logits near float64's limit: a gap or a square beyond it is inf (a factor then 0),
         # a scaled row inf - inf (NaN, never past: the bracket's ends decide)
         with np.errstate(over="ignore", invalid="ignore"):
-            stats = _Rows.of(logits, labels, scored, start)
+            stats = _Rows.of(logits, labels, scored, start, reference)
             if stats is not None:
                 self._add_lse(stats.lse, stats.rows)
                 if logits.shape[1] > 1:  # one class: every loss is 0, nothing to break
@@ -414,14 +454,6 @@ def _newton(
         go = ~done
         keep, x, a, b, z, zy = keep[go], new[go], a[go], b[go], z[go], zy[go]
     out[keep] = b
-    return out
-
-
-def _lse(z: Array) -> Array:
-    """``log Σ exp(z)`` of each row, shifted by the row's maximum."""
-    m = z.max(axis=1)
-    with np.errstate(under="ignore"):
-        out: Array = m + np.log(np.exp(z - m[:, None]).sum(axis=1))
     return out
 
 

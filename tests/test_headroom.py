@@ -389,3 +389,30 @@ def test_settings_check_min_headroom(bad: float) -> None:
     with pytest.raises(ValueError, match="min headroom must be a factor > 0"):
         Settings(min_headroom=bad)
     assert Settings(min_headroom=1e-3).min_headroom == 1e-3
+
+
+def test_reference_gives_the_same_headroom() -> None:
+    """The engine's reference ``lse - z_y`` stands for headroom's own log-sum-exp: the same
+    cliffs and log-partition, a non-finite reference computed again, a masked row still out."""
+    rng = np.random.default_rng(7)
+    z = rng.normal(0, 3, (64, 50)).astype(np.float32)
+    y = rng.integers(0, 50, 64)
+    z[:8, :] = -4.0
+    z[np.arange(8), y[:8]] = np.linspace(5, 30, 8)  # target the maximum, δ down to ~1e-13
+    z[9, (y[9] + 1) % 50] = -np.inf  # a masked class: left out, as without the reference
+    z[10, 0] = np.nan
+    z64 = z.astype(np.float64)
+    m = z64.max(axis=1, keepdims=True)
+    ref = (m[:, 0] + np.log(np.exp(z64 - m).sum(axis=1))) - z64[np.arange(64), y]
+    ref[3] = np.nan  # not known: computed from the logits
+    scored = np.ones(64, dtype=bool)
+    scored[11] = False
+    runs = [headroom.Running(("float16", "float32")) for _ in range(2)]
+    runs[0].add(z, y, scored, 0)
+    runs[1].add(z, y, scored, 0, ref)
+    own, given = (r.result() for r in runs)
+    assert given.log_partition.rows == own.log_partition.rows == 61
+    assert given.log_partition.mean == pytest.approx(own.log_partition.mean, rel=1e-14)
+    for a, b in zip(own.cliffs, given.cliffs, strict=True):
+        assert (a.row, a.cause, a.rows_past) == (b.row, b.cause, b.rows_past)
+        assert b.factor == pytest.approx(a.factor, rel=1e-12)
