@@ -205,19 +205,19 @@ def _block(logits: Array, labels: Array, at: Array) -> Stats:
 
 def _from_reference(logits: Array, labels: Array, at: Array, ref: Array, c: int) -> Stats:
     """:func:`_block` from the rows' finite float64 reference ``lse - z_y``: ``lse`` is
-    ``reference + z_y`` and, where the target is the maximum, ``δ = expm1(reference)``; the
-    logits are read for their maximum and minimum only (and the other classes' maximum on
-    the rows whose target is the maximum, a few rows at a time)."""
+    ``reference + z_y`` and, where the target is the maximum, ``δ = expm1(reference)``. The
+    logits are read for their maximum, minimum and, where the target is the maximum, the
+    other classes' maximum, a few rows at a time (while they are in the cache)."""
     z = logits if at.size == logits.shape[0] else logits[at]
     y, r = labels[at], np.asarray(ref[at], dtype=np.float64)
     zy = np.asarray(z[np.arange(y.size), y], dtype=np.float64)
-    m = np.asarray(z.max(axis=1), dtype=np.float64)
-    k = np.flatnonzero(np.isfinite(m) & np.isfinite(z.min(axis=1)))  # no NaN, ±inf (masked)
-    rest, top = m.copy(), k[zy[k] == m[k]]  # the other classes' maximum where needed
-    step = max(1, BLOCK_ELEMENTS // max(1, c))
-    for i in range(0, top.size, step):
-        rows = top[i : i + step]
-        rest[rows] = _without_target(z[rows], y[rows]).max(axis=1)
+    m, low, rest = np.empty_like(zy), np.empty_like(zy), np.empty_like(zy)
+    for i in range(0, y.size, step := max(1, BLOCK_ELEMENTS // max(1, c))):
+        block, part = z[i : i + step], slice(i, i + step)
+        m[part], low[part] = block.max(axis=1), block.min(axis=1)
+        top = np.flatnonzero(zy[part] == m[part])  # the target is the maximum
+        rest[i + top] = _without_target(block[top], y[i + top]).max(axis=1)
+    k = np.flatnonzero(np.isfinite(m) & np.isfinite(low))  # no NaN, ±inf (a masked class)
     with np.errstate(under="ignore"):
         return at[k], r[k] + zy[k], m[k], zy[k], rest[k], np.expm1(r[k])
 
