@@ -98,8 +98,8 @@ def read_row(source: inputs.Source, row: int) -> tuple[Array, Array]:
 def pick_row(
     source: inputs.Source, settings: Settings, progress: Callable[[int], None] | None = None
 ) -> RowPick:
-    """The worst flagged row that has a loss (a class label in range), or row 0 if none is
-    flagged.
+    """The worst flagged row that has a loss (a class label in range, logits of the row
+    length), or row 0 if none is flagged.
 
     One pass of :func:`cecheck.engine.run` over ``source`` with ``settings`` (so the same
     rows are flagged as by ``compare``); ``progress`` as there.
@@ -108,15 +108,18 @@ def pick_row(
 
     report = engine.run(source, replace(settings, top=max(settings.top, 50)), progress=progress)
     for r in report.top:
-        if "label_out_of_range" in r.flags or r.label is None:  # None: not a whole number
-            continue
+        if r.label is None or {"label_out_of_range", "ragged_logits"} & set(r.flags):
+            continue  # no loss to trace (label None: not a whole number)
         flags = ", ".join(r.flags)
         causes = f" (cause: {', '.join(r.causes)})" if r.causes else ""
         return RowPick(r.row, r.index, f"the worst flagged row: {flags}{causes}")
     index = tuple(0 for _ in source.lead_shape)
     if report.flagged_rows:
         return RowPick(
-            0, index, "every flagged row has a label out of range or not a whole number, so row 0"
+            0,
+            index,
+            "every flagged row has no loss (a label out of range or not a whole number, or "
+            "logits of another length), so row 0",
         )
     return RowPick(0, index, "no row is flagged, so row 0")
 
@@ -131,6 +134,11 @@ def trace_row(
     ``ignore_index`` (it has no loss), or a label :func:`~cecheck.trace.trace` rejects.
     """
     z, y = read_row(source, pick.row)
+    if source.ragged is not None and pick.row in source.ragged:
+        raise ValueError(
+            f"row {pick.row}'s list of logits has another length than the other rows' "
+            f"({source.n_classes}): the row is not scored, so it has no loss to trace"
+        )
     if source.label_form == "index" and int(y) == settings.ignore_index:
         raise ValueError(
             f"row {pick.row} has label {settings.ignore_index}, the --ignore-index: the row is "

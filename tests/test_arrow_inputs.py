@@ -241,6 +241,22 @@ def test_ragged_rows_are_flagged_and_the_others_computed(tmp_path: Path, write: 
     assert [lines[i] for i in kept] == [expected[i] for i in kept]
 
 
+def test_trace_of_a_ragged_row_says_so(tmp_path: Path) -> None:
+    rows = [[1.0, 2.0, 3.0], [1.0, 2.0], [0.0, 0.0, 200.0], [1.0, 1.0, 1.0]]
+    table = pa.table({"logits": rows, "label": np.array([0, 1, 0, 0])})
+    path = str(feather_v2(table, tmp_path / "ragged"))
+    trace = ["trace", path, "--dtypes", "float16"]
+    line = one_error(CliRunner().invoke(cecheck, [*trace, "--row", "1"]))
+    assert line == (
+        "Error: row 1's list of logits has another length than the other rows' (3): "
+        "the row is not scored, so it has no loss to trace"
+    )
+    # without --row: the worst row with a loss (row 2 overflows float16), not the ragged one
+    result = CliRunner().invoke(cecheck, trace)
+    assert result.exit_code == 0, result.stderr
+    assert "row        2: the worst flagged row" in result.stdout
+
+
 @pytest.mark.parametrize("write", WRITERS.values(), ids=list(WRITERS))
 def test_lists_of_mostly_different_lengths(tmp_path: Path, write: Writer) -> None:
     rows = [[0.5, -1.0, 2.0, 0.0, 1.0][: 3 + i % 3] for i in range(30)]
