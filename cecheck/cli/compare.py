@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 @format_option(
     list(REPORTERS),
     "table: a report for people; json: the report as strict JSON; csv: one line per row; "
-    "markdown: a compact report for a CI job summary.",
+    "markdown: a compact report for a CI job summary; html: one self-contained page with "
+    "figures (pip install 'cecheck[html]').",
 )
 @output_option("report")
 @click.option(
@@ -136,6 +137,9 @@ def compare(
             "--fail-on diverged needs float64 in --dtypes: divergence is judged against "
             "the same path in float64"
         )
+    missing = reporter(fmt).missing()
+    if missing is not None:
+        raise common.InputFailure(missing)
     weights_file = class_weights.strip() if class_weights is not None else None
     common.check_output(output, fmt, logits, labels, weights_file)
     source = common.open_source(
