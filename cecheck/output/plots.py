@@ -38,8 +38,9 @@ def _figure(height: float, columns: int = 1) -> tuple[Figure, list[Axes]]:
 
 
 def svg(fig: Figure, name: str) -> str:
-    """``fig`` as an ``<svg>`` element to put inline in HTML: glyphs as paths, ids salted by
-    ``name`` (so two figures' ids do not clash), no XML prolog, metadata or namespace URL."""
+    """``fig`` as an ``<svg>`` element to put inline in HTML: glyphs as paths, every id
+    prefixed by ``name`` (so two figures' ids do not clash), no XML prolog, metadata or
+    namespace URL."""
     import matplotlib
 
     out = io.StringIO()
@@ -51,6 +52,8 @@ def svg(fig: Figure, name: str) -> str:
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     # HTML's parser puts an inline <svg> in the SVG namespace (and reads xlink:href) itself
     text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
+    # ids unique in the page: every figure has its own glyphs, clip paths and groups
+    text = re.sub(r'(\sid="|href="#|url\(#)', rf"\g<1>{name}-", text)
     return text.replace("<svg ", f'<svg role="img" data-figure="{name}" ', 1)
 
 
