@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'cecheck[html]'"
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 60em; padding: 0 1em;
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 72em; padding: 0 1em;
        color: #222; line-height: 1.4; }
 h1 { font-size: 1.4em; margin-bottom: 0.2em; }
 h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
