@@ -116,8 +116,8 @@ def test_the_verdict_comes_first_and_names_the_broken_paths(pages: dict) -> None
     assert verdict is not None
     assert body.index('id="verdict"') < body.index("<section")
     assert verdict.group(1) == (
-        "cecheck: 11 of 256 rows flagged — textbook NaN/inf in float16 (3 rows); "
-        "naive NaN/inf in float16 (1 row); stable finite"
+        "cecheck: 11 of 256 rows flagged — NaN/inf in textbook float16 (3), naive float16 (1); "
+        "stable finite"
     )
     assert data["rows"]["flagged"] == 11
 

@@ -267,3 +267,22 @@ def test_and_list() -> None:
     assert words.and_list(["a"]) == "a"
     assert words.and_list(["a", "b"]) == "a and b"
     assert words.and_list(["a", "b", "c"]) == "a, b and c"
+
+
+def test_the_table_opens_with_the_verdict_and_groups_identical_explanations() -> None:
+    """fp16_lm in bfloat16: rows 28, 52, 125, 152 and 225 have the same logits' story (and
+    the same losses), so they share one explanation instead of five paragraphs."""
+    z = np.load(ROOT / "sample_data/fp16_lm_logits.npy")
+    y = np.load(ROOT / "sample_data/fp16_lm_labels.npy")
+    report = compare(z, y, dtypes="float16,bfloat16,float32,float64")
+    text = render(report, 120)
+    assert text.splitlines()[0] == (
+        "cecheck: 11 of 256 rows flagged — NaN/inf in textbook float16 (3), naive float16 (1); "
+        "stable finite"
+    )
+    assert text.splitlines()[1] == ""
+    groups = explain.grouped_explanations(report.top, report.source, report.settings)
+    assert ["28", "52", "125", "152", "225"] in [names for names, _ in groups]
+    assert "rows 28," in text
+    assert "row 52:" not in text
+    assert sum("bfloat16 gives 0.0231934 against" in words for _, words in groups) == 1

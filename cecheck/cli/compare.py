@@ -173,9 +173,16 @@ def compare(
     if fmt != "table" or output is not None:
         common.say(closing_sentence(report), quiet)
     failed = report.failed(fail_on)
-    if failed:
+    # a table on the terminal ends with the verdict already: said once, not twice
+    if failed and not (fmt == "table" and output is None and _stdout_is_terminal()):
         common.say(f"--fail-on {','.join(failed)} met: exit code 1", quiet)
     ctx.exit(report.return_code(fail_on))
+
+
+def _stdout_is_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
 
 
 def _render(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from cecheck import precision as prec
 from cecheck.output.base import Reporter
-from cecheck.output.explain import explain
+from cecheck.output.explain import grouped_explanations
 from cecheck.output.headroom import TITLE as HEADROOM_TITLE
 from cecheck.output.headroom import cliff_words, factor_text, lse_line, row_text
 from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
@@ -35,7 +35,6 @@ from cecheck.output.verdict import verdict_line
 from cecheck.output.words import (
     CAUSE_WORDS,
     closing_sentence,
-    describe_flags,
     fail_on_words,
     flag_words,
     header_lines,
@@ -47,7 +46,7 @@ from cecheck.output.words import (
 if TYPE_CHECKING:
     from cecheck.distributions import Distributions
     from cecheck.inputs import Source
-    from cecheck.report import Report, RowRecord
+    from cecheck.report import Report
     from cecheck.rows import ChunkRows
     from cecheck.settings import Settings
 
@@ -386,19 +385,6 @@ def _rows(report: Report, j: Json) -> str:
         + note
         + "</section>\n"
     )
-
-
-def grouped_explanations(
-    records: Sequence[RowRecord], source: Source, settings: Settings
-) -> list[tuple[list[str], str]]:
-    """The rows' explanations (flags in words, then why), identical ones together:
-    ``(["33", "35", "37"], "naive inf in float16; ...")``, in the order of each text's
-    first row."""
-    groups: dict[str, list[str]] = {}
-    for r in records:
-        words = "; ".join([describe_flags(r, source, settings), *explain(r, source, settings)])
-        groups.setdefault(words, []).append(row_name(r, source))
-    return [(names, words) for words, names in groups.items()]
 
 
 def _explanations(report: Report) -> str:

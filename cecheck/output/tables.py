@@ -28,14 +28,14 @@ from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.diagnose import NOT_FLAGGED
 from cecheck.output.base import Reporter
-from cecheck.output.explain import explain
+from cecheck.output.explain import grouped_explanations
 from cecheck.output.headroom import headroom_table
 from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
+from cecheck.output.verdict import verdict_line
 from cecheck.output.words import (
     CAUSE_WORDS,
     and_list,
     closing_sentence,
-    describe_flags,
     fail_on_words,
     flag_words,
     header_lines,
@@ -178,13 +178,19 @@ def rows_tables(
 
 
 def explanations(records: Sequence[RowRecord], source: Source, settings: Settings) -> Table:
-    """A line or two per row: what is flagged, and why, in words."""
+    """A line or two per row: what is flagged, and why, in words; rows whose words are the
+    same share one entry (``rows 28, 52, 125: ...``)."""
+    groups = grouped_explanations(records, source, settings)
+    labels = [f"rows {', '.join(n)}:" if len(n) > 1 else f"row {n[0]}:" for n, _ in groups]
+    # a list of rows wraps within the width of the longest single row's label
+    width = max(
+        [len(f"row {n[0]}:") for n, _ in groups] + [len(f"rows {n[0]},") for n, _ in groups]
+    )
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(style="bold", max_width=width)
     grid.add_column(overflow="fold")
-    for record in records:
-        words = [describe_flags(record, source, settings), *explain(record, source, settings)]
-        grid.add_row(f"row {row_name(record, source)}:", Text("; ".join(words) + "."))
+    for label, (_, words) in zip(labels, groups, strict=True):
+        grid.add_row(label, Text(words + "."))
     return grid
 
 
@@ -201,7 +207,9 @@ def print_report(
 ) -> None:
     """Header, summary, counts, the worst flagged rows and the closing sentence."""
     src, s = report.source, report.settings
-    if show_header:
+    if show_header:  # the verdict first, as pytest and ruff end: the header then says on what
+        console.print(Text(verdict_line(report), style="bold"))
+        console.print()
         console.print(header(src, s))
         console.print()
     console.print(summary_table(report))
