@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import mp_reference as mp
@@ -64,12 +65,16 @@ def sample_report(name: str, **settings_kw: object) -> engine.Report:  # type: i
 # ---------------------------------------------------------------- golden renderings
 
 
-@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("width", [60, 80, 120])
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_sample_report_matches_golden(name: str, width: int) -> None:
     text = render(sample_report(name), width)
     check_golden(f"{name}_{width}", text)
     assert max(len(line) for line in text.splitlines()) <= width
+    # no name cut short: at 60 columns the summary says f32, not "floa…"
+    names = [*prec.DTYPES, "textbook", "naive", "stable", "reference", "logit", "label", "path"]
+    cut = [w for w in re.findall(r"(\S+)…", text) if any(n.startswith(w) for n in names)]
+    assert cut == []
 
 
 @pytest.mark.parametrize(
