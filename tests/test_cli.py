@@ -387,6 +387,21 @@ def test_the_fail_on_verdict_is_said_once_on_a_terminal(monkeypatch: pytest.Monk
     assert "met: exit code 1" in run(*TF, "--fail-on", "naive").stderr
 
 
+@pytest.mark.parametrize("where", [["--format", "json"], ["--format", "csv"], ["-o", "r.txt"]])
+def test_the_verdict_line_is_last_on_stderr(where: list[str], tmp_path: Path) -> None:
+    """A report sent to a file or a program: stderr ends with the table's first line."""
+    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
+        result = CliRunner().invoke(cecheck, ["compare", *TF, *where, "--fail-on", "naive"])
+        assert result.exit_code == 1
+        verdict = (
+            "cecheck: 1 of 1 row flagged — NaN/inf in textbook float32/float64 (1), naive "
+            "float32 (1); stable finite"
+        )
+        assert result.stderr.splitlines()[-2:] == ["--fail-on naive met: exit code 1", verdict]
+        if where[0] == "-o":
+            assert flat(Path("r.txt").read_text(encoding="utf-8")).startswith(verdict)
+
+
 def test_fail_on_input(tmp_path: Path) -> None:
     z, y = tmp_path / "z.npy", tmp_path / "y.npy"
     np.save(z, np.array([[np.nan, 0.0], [0.0, 1.0]]))

@@ -125,6 +125,7 @@ def compare(
     """
     from cecheck.cli import common  # the library: loaded when a command runs, not for --help
     from cecheck.output.registry import reporter
+    from cecheck.output.verdict import verdict_line
     from cecheck.output.words import closing_sentence
 
     if all_rows and not reporter(fmt).all_rows:
@@ -170,12 +171,15 @@ def compare(
         common.say(f"warning: {warning}", quiet)
     with common.output_stream(output) as out:
         report = _render(source, settings, plan, fmt, out, all_rows, fail_on, quiet)
-    if fmt != "table" or output is not None:
+    elsewhere = fmt != "table" or output is not None  # the report is not for people's eyes
+    if elsewhere:
         common.say(closing_sentence(report), quiet)
     failed = report.failed(fail_on)
     # a table on the terminal ends with the verdict already: said once, not twice
     if failed and not (fmt == "table" and output is None and _stdout_is_terminal()):
         common.say(f"--fail-on {','.join(failed)} met: exit code 1", quiet)
+    if elsewhere:  # the one line a CI log shows last, as the table shows it first
+        common.say(verdict_line(report), quiet)
     ctx.exit(report.return_code(fail_on))
 
 
