@@ -79,6 +79,7 @@ code { font-size: 0.95em; }
 div.wide { overflow-x: auto; }
 table.rows { font-size: 0.85em; }
 table.rows th { text-align: center; }
+table.rows td:first-child { white-space: nowrap; }
 """
 
 

@@ -63,8 +63,8 @@ def _nonzero_span(h: Histogram, extra: list[float]) -> tuple[float, float]:
     lo = [h.edges[filled[0]]] if filled.size else []
     hi = [h.edges[filled[-1] + 1]] if filled.size else []
     low, high = min(lo + extra), max(hi + extra)
-    pad = 0.05 * (high - low or 1.0)
-    return low - pad, high + pad
+    # room past the ends on the symmetric-log axis: a factor beyond 1, a step within it
+    return (low * 1.5 if low < -1 else low - 0.5), (high * 1.5 if high > 1 else high + 0.5)
 
 
 def headroom_figure(data: Distributions) -> str | None:
