@@ -204,8 +204,9 @@ class Batches:
         size = p.settings.batch_size
         return None if size is None else cls(p, size)
 
-    def add(self, values: dict[str, Array], labels: Array) -> None:
-        """One chunk's loss columns and labels, in row order."""
+    def add(self, values: dict[str, Array], labels: Array) -> dict[str, Array]:
+        """One chunk's loss columns and labels, in row order; the batches it completed
+        (:meth:`~cecheck.frameworks.BatchMeans.add`)."""
         if self.family.class_labels:
             ignored = labels == self.ignore_index
         else:
@@ -213,7 +214,7 @@ class Batches:
         share = fw.row_weights(
             labels, self.family.label_form, self.n_classes, self.weights, self.ignore_index
         )
-        self.means.add(values, share, ignored)
+        return self.means.add(values, share, ignored)
 
     def result(self) -> fw.BatchSummary:
         return self.means.result()

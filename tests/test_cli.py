@@ -373,6 +373,35 @@ def test_exit_code(args: list[str], fail_on: str | None, code: int) -> None:
         assert "met: exit code 1" in result.stderr
 
 
+def test_the_fail_on_verdict_is_said_once_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table on the terminal ends with the --fail-on verdict: stderr (the same terminal)
+    does not repeat it; the table sent elsewhere leaves it on stderr."""
+    from cecheck.cli import compare
+
+    monkeypatch.setattr(compare, "_stdout_is_terminal", lambda: True)
+    result = run(*TF, "--fail-on", "naive")
+    assert result.exit_code == 1
+    assert result.stdout.count("--fail-on naive met: exit code 1") == 1
+    assert "met: exit code 1" not in result.stderr
+    monkeypatch.setattr(compare, "_stdout_is_terminal", lambda: False)
+    assert "met: exit code 1" in run(*TF, "--fail-on", "naive").stderr
+
+
+@pytest.mark.parametrize("where", [["--format", "json"], ["--format", "csv"], ["-o", "r.txt"]])
+def test_the_verdict_line_is_last_on_stderr(where: list[str], tmp_path: Path) -> None:
+    """A report sent to a file or a program: stderr ends with the table's first line."""
+    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
+        result = CliRunner().invoke(cecheck, ["compare", *TF, *where, "--fail-on", "naive"])
+        assert result.exit_code == 1
+        verdict = (
+            "cecheck: 1 of 1 row flagged — NaN/inf in textbook float32/float64 (1), naive "
+            "float32 (1); stable finite"
+        )
+        assert result.stderr.splitlines()[-2:] == ["--fail-on naive met: exit code 1", verdict]
+        if where[0] == "-o":
+            assert flat(Path("r.txt").read_text(encoding="utf-8")).startswith(verdict)
+
+
 def test_fail_on_input(tmp_path: Path) -> None:
     z, y = tmp_path / "z.npy", tmp_path / "y.npy"
     np.save(z, np.array([[np.nan, 0.0], [0.0, 1.0]]))

@@ -37,7 +37,7 @@ def test_comma_choice_names_what_is_wrong(kind: CommaChoice, value: str, message
 
 
 def test_the_registry_resolves_every_format_to_its_reporter() -> None:
-    assert list(REPORTERS) == ["table", "json", "csv", "markdown"]
+    assert list(REPORTERS) == ["table", "json", "csv", "markdown", "html"]
     for name in REPORTERS:
         found = reporter(name)
         assert issubclass(found, Reporter)

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "sample_data"
 BENIGN = [str(DATA / "benign_logits.npy"), str(DATA / "benign_labels.npy")]
-HEAVY = ("numpy", "ml_dtypes", "pandas", "rich", "pyarrow", "torch")
+HEAVY = ("numpy", "ml_dtypes", "pandas", "rich", "pyarrow", "torch", "matplotlib")
 
 CLI = """
 import sys
@@ -95,4 +95,14 @@ def test_a_compare_draws_with_rich_only_for_the_table(fmt: str, tmp_path: Path) 
     assert "rich" not in loaded
     assert ("pandas" in loaded) == (fmt == "csv")  # the CSV rows are written from a frame
     assert "torch" not in loaded
+    assert "matplotlib" not in loaded
     assert "rich" in cli_modules(["compare", *BENIGN], tmp_path)
+
+
+def test_only_the_html_format_loads_matplotlib(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--format html needs the cecheck[html] extra")
+    assert "matplotlib" not in cli_modules(["compare", *BENIGN], tmp_path)
+    loaded = cli_modules(["compare", *BENIGN, "--format", "html"], tmp_path)
+    assert "matplotlib" in loaded
+    assert "matplotlib.pyplot" not in loaded  # figures without pyplot: no GUI backend
+    assert not loaded & {"rich", "pandas", "torch"}

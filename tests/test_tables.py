@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import mp_reference as mp
@@ -64,12 +65,16 @@ def sample_report(name: str, **settings_kw: object) -> engine.Report:  # type: i
 # ---------------------------------------------------------------- golden renderings
 
 
-@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("width", [60, 80, 120])
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_sample_report_matches_golden(name: str, width: int) -> None:
     text = render(sample_report(name), width)
     check_golden(f"{name}_{width}", text)
     assert max(len(line) for line in text.splitlines()) <= width
+    # no name cut short: at 60 columns the summary says f32, not "floa…"
+    names = [*prec.DTYPES, "textbook", "naive", "stable", "reference", "logit", "label", "path"]
+    cut = [w for w in re.findall(r"(\S+)…", text) if any(n.startswith(w) for n in names)]
+    assert cut == []
 
 
 @pytest.mark.parametrize(
@@ -267,3 +272,22 @@ def test_and_list() -> None:
     assert words.and_list(["a"]) == "a"
     assert words.and_list(["a", "b"]) == "a and b"
     assert words.and_list(["a", "b", "c"]) == "a, b and c"
+
+
+def test_the_table_opens_with_the_verdict_and_groups_identical_explanations() -> None:
+    """fp16_lm in bfloat16: rows 28, 52, 125, 152 and 225 have the same logits' story (and
+    the same losses), so they share one explanation instead of five paragraphs."""
+    z = np.load(ROOT / "sample_data/fp16_lm_logits.npy")
+    y = np.load(ROOT / "sample_data/fp16_lm_labels.npy")
+    report = compare(z, y, dtypes="float16,bfloat16,float32,float64")
+    text = render(report, 120)
+    assert text.splitlines()[0] == (
+        "cecheck: 11 of 256 rows flagged — NaN/inf in textbook float16 (3), naive float16 (1); "
+        "stable finite"
+    )
+    assert text.splitlines()[1] == ""
+    groups = explain.grouped_explanations(report.top, report.source, report.settings)
+    assert ["28", "52", "125", "152", "225"] in [names for names, _ in groups]
+    assert "rows 28," in text
+    assert "row 52:" not in text
+    assert sum("bfloat16 gives 0.0231934 against" in words for _, words in groups) == 1

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 @format_option(
     list(REPORTERS),
     "table: a report for people; json: the report as strict JSON; csv: one line per row; "
-    "markdown: a compact report for a CI job summary.",
+    "markdown: a compact report for a CI job summary; html: one self-contained page with "
+    "figures (pip install 'cecheck[html]').",
 )
 @output_option("report")
 @click.option(
@@ -124,6 +125,7 @@ def compare(
     """
     from cecheck.cli import common  # the library: loaded when a command runs, not for --help
     from cecheck.output.registry import reporter
+    from cecheck.output.verdict import verdict_line
     from cecheck.output.words import closing_sentence
 
     if all_rows and not reporter(fmt).all_rows:
@@ -136,6 +138,9 @@ def compare(
             "--fail-on diverged needs float64 in --dtypes: divergence is judged against "
             "the same path in float64"
         )
+    missing = reporter(fmt).missing()
+    if missing is not None:
+        raise common.InputFailure(missing)
     weights_file = class_weights.strip() if class_weights is not None else None
     common.check_output(output, fmt, logits, labels, weights_file)
     source = common.open_source(
@@ -166,12 +171,22 @@ def compare(
         common.say(f"warning: {warning}", quiet)
     with common.output_stream(output) as out:
         report = _render(source, settings, plan, fmt, out, all_rows, fail_on, quiet)
-    if fmt != "table" or output is not None:
+    elsewhere = fmt != "table" or output is not None  # the report is not for people's eyes
+    if elsewhere:
         common.say(closing_sentence(report), quiet)
     failed = report.failed(fail_on)
-    if failed:
+    # a table on the terminal ends with the verdict already: said once, not twice
+    if failed and not (fmt == "table" and output is None and _stdout_is_terminal()):
         common.say(f"--fail-on {','.join(failed)} met: exit code 1", quiet)
+    if elsewhere:  # the one line a CI log shows last, as the table shows it first
+        common.say(verdict_line(report), quiet)
     ctx.exit(report.return_code(fail_on))
+
+
+def _stdout_is_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
 
 
 def _render(

@@ -41,6 +41,12 @@ class Reporter:
         self.make_console = make_console  # a rich Console writing to ``out``
         self.options = options
 
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why this format cannot run here (an optional dependency is not installed, said
+        with the command that installs it), or None. Asked before any input is read."""
+        return None
+
     @functools.cached_property
     def console(self) -> Console:
         """The Console of the reporters that print rich text, made on first use (so a run

@@ -17,7 +17,7 @@ import numpy as np
 from cecheck import families, losses
 from cecheck import precision as prec
 from cecheck.output.numbers import spell
-from cecheck.output.words import and_list
+from cecheck.output.words import and_list, describe_flags, row_name
 
 if TYPE_CHECKING:
     from cecheck.inputs import Source
@@ -83,6 +83,19 @@ def explain(record: RowRecord, source: Source, settings: Settings) -> list[str]:
     if "cancellation" in causes:
         out += _explain_cancellation(record, source, settings)
     return out
+
+
+def grouped_explanations(
+    records: Sequence[RowRecord], source: Source, settings: Settings
+) -> list[tuple[list[str], str]]:
+    """The rows' explanations (flags in words, then why), identical ones together:
+    ``(["33", "35", "37"], "naive inf in float16; ...")``, in the order of each text's
+    first row."""
+    groups: dict[str, list[str]] = {}
+    for r in records:
+        words = "; ".join([describe_flags(r, source, settings), *explain(r, source, settings)])
+        groups.setdefault(words, []).append(row_name(r, source))
+    return [(names, words) for words, names in groups.items()]
 
 
 def _explain_probs(

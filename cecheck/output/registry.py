@@ -18,6 +18,7 @@ REPORTERS = {
     "json": "cecheck.output.reporters:JsonReporter",
     "csv": "cecheck.output.reporters:CsvReporter",
     "markdown": "cecheck.output.markdown:MarkdownReporter",
+    "html": "cecheck.output.html:HtmlReporter",
 }
 
 

@@ -28,14 +28,14 @@ from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.diagnose import NOT_FLAGGED
 from cecheck.output.base import Reporter
-from cecheck.output.explain import explain
+from cecheck.output.explain import grouped_explanations
 from cecheck.output.headroom import headroom_table
 from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
+from cecheck.output.verdict import verdict_line
 from cecheck.output.words import (
     CAUSE_WORDS,
     and_list,
     closing_sentence,
-    describe_flags,
     fail_on_words,
     flag_words,
     header_lines,
@@ -64,26 +64,45 @@ def header(source: Source, settings: Settings) -> RenderableType:
     return grid
 
 
-def summary_table(report: Report) -> Table:
-    """One line per path and dtype: finite/NaN/inf counts, mean loss, worst error, bits."""
+def short_dtype(dtype: str) -> str:
+    """The dtype's short name for a narrow table: ``f16``, ``bf16``, ``f32``, ``f64``."""
+    return dtype.replace("bfloat", "bf").replace("float", "f")
+
+
+def summary_table(report: Report, *, narrow: bool = False) -> Table:
+    """One line per path and dtype: finite/NaN/inf counts, mean loss, worst error, bits;
+    ``narrow``: short dtype names (:func:`short_dtype`) and headers, one space between the
+    columns and no finite count, for a terminal of 60 columns."""
     ignored = report.counts.get("ignored", 0)
     title = f"Loss per path and dtype over {plural(report.scored_rows, 'scored row')}"
     if report.rows != report.scored_rows:
         title += f" (of {report.rows}"
         title += f"; {ignored} ignored)" if ignored else ")"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("path")
-    table.add_column("dtype")
-    for name in ("finite", "NaN", "inf", "mean loss", "worst\nrel. error", "bits\ncorrect"):
-        table.add_column(name, justify="right")
+    if narrow:  # one space between the columns, none cut
+        table.padding = (0, 0, 0, 1)
+    table.add_column("path", no_wrap=narrow)
+    table.add_column("dtype", no_wrap=narrow)
+    heads: tuple[str, ...] = (
+        "finite",
+        "NaN",
+        "inf",
+        "mean loss",
+        "worst\nrel. error",
+        "bits\ncorrect",
+    )
+    if narrow:  # the finite rows are the others: their column goes
+        heads = ("NaN", "inf", "mean\nloss", "rel.\nerror", "bits")
+    for name in heads:
+        table.add_column(name, justify="right", no_wrap=narrow)
     dtypes = report.settings.dtypes
     for p in report.summary:
         bits = prec.get(p.dtype).bits
         bad = "red" if p.nan or p.inf else ""
         table.add_row(
             p.path,
-            p.dtype,
-            str(p.finite),
+            short_dtype(p.dtype) if narrow else p.dtype,
+            *(() if narrow else (str(p.finite),)),
             Text(str(p.nan), style="red" if p.nan else ""),
             Text(str(p.inf), style="red" if p.inf else ""),
             Text(spell(p.mean), style=bad if math.isnan(p.mean) else ""),
@@ -125,14 +144,19 @@ def _rows_table(
     dtypes: Sequence[str],
     title: str | None,
     paths: Sequence[str],
+    narrow: bool = False,
 ) -> Table:
-    """Rows side by side: a line per path, a column per dtype, and the reference."""
+    """Rows side by side: a line per path, a column per dtype, and the reference
+    (``narrow``: one space between the columns)."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    if narrow:
+        table.padding = (0, 0, 0, 1)
     table.add_column("row", no_wrap=True)
     table.add_column("label", overflow="fold")
     value = "p" if paths == fw.PROB_PATHS else "logit"
-    table.add_column(value if families.of(source).one_logit else f"max {value}", justify="right")
-    table.add_column("path")
+    name = value if families.of(source).one_logit else f"max {value}"
+    table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("path", no_wrap=True)
     for d in dtypes:
         table.add_column(d, justify="right", no_wrap=True)
     table.add_column("reference", justify="right", no_wrap=True)
@@ -165,11 +189,12 @@ def rows_tables(
     """The rows as tables no wider than ``width``: the dtypes split over several if needed."""
     dtypes = list(settings.dtypes)
     tables: list[Table] = []
-    for n_groups in range(1, len(dtypes) + 1):  # as few tables as fit, dtypes spread evenly
+    # as few tables as fit, dtypes spread evenly; the columns closer together if none does
+    for narrow, n_groups in itertools.product((False, True), range(1, len(dtypes) + 1)):
         bounds = [round(i * len(dtypes) / n_groups) for i in range(n_groups + 1)]
         groups = [dtypes[a:b] for a, b in itertools.pairwise(bounds)]
         tables = [
-            _rows_table(records, source, g, title if j == 0 else None, settings.paths)
+            _rows_table(records, source, g, title if j == 0 else None, settings.paths, narrow)
             for j, g in enumerate(groups)
         ]
         if all(_fits(t, width) for t in tables):
@@ -178,13 +203,19 @@ def rows_tables(
 
 
 def explanations(records: Sequence[RowRecord], source: Source, settings: Settings) -> Table:
-    """A line or two per row: what is flagged, and why, in words."""
+    """A line or two per row: what is flagged, and why, in words; rows whose words are the
+    same share one entry (``rows 28, 52, 125: ...``)."""
+    groups = grouped_explanations(records, source, settings)
+    labels = [f"rows {', '.join(n)}:" if len(n) > 1 else f"row {n[0]}:" for n, _ in groups]
+    # a list of rows wraps within the width of the longest single row's label
+    width = max(
+        [len(f"row {n[0]}:") for n, _ in groups] + [len(f"rows {n[0]},") for n, _ in groups]
+    )
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(style="bold", max_width=width)
     grid.add_column(overflow="fold")
-    for record in records:
-        words = [describe_flags(record, source, settings), *explain(record, source, settings)]
-        grid.add_row(f"row {row_name(record, source)}:", Text("; ".join(words) + "."))
+    for label, (_, words) in zip(labels, groups, strict=True):
+        grid.add_row(label, Text(words + "."))
     return grid
 
 
@@ -201,10 +232,15 @@ def print_report(
 ) -> None:
     """Header, summary, counts, the worst flagged rows and the closing sentence."""
     src, s = report.source, report.settings
-    if show_header:
+    if show_header:  # the verdict first, as pytest and ruff end: the header then says on what
+        console.print(Text(verdict_line(report), style="bold"))
+        console.print()
         console.print(header(src, s))
         console.print()
-    console.print(summary_table(report))
+    summary = summary_table(report)
+    if not _fits(summary, console.width):
+        summary = summary_table(report, narrow=True)
+    console.print(summary)
     for renderable in framework_notes(report):
         console.print(renderable)
     headroom = headroom_table(report)
