@@ -21,10 +21,18 @@ from cecheck.inputs import recorded
 
 
 def batch(
-    name: str, input: Any, target: Any, arguments: dict[str, Any], loss: Any, step: int
+    name: str,
+    input: Any,
+    target: Any,
+    arguments: dict[str, Any],
+    loss: Any,
+    step: int,
+    max_rows: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The tensors of a dump (``logits``, ``labels``, and ``weight``/``pos_weight`` when given,
-    on the CPU) and its metadata, for the loss ``name`` called with ``arguments``."""
+    on the CPU) and its metadata, for the loss ``name`` called with ``arguments``.
+
+    ``max_rows``: keep at most this many rows (see :func:`_sample`), with ``row_index``."""
     logits, labels = input.detach(), target.detach()
     meta = {recorded.MARK: recorded.FORMAT, "loss": name}
     if name == "cross_entropy":
@@ -47,7 +55,13 @@ def batch(
         if one:
             logits, labels = logits.reshape(-1), labels.reshape(-1)
         args = {"reduction": arguments["reduction"]}
-    tensors = {"logits": _cpu(logits), "labels": _cpu(labels)}
+    tensors = {}
+    if max_rows is not None:
+        logits, labels, kept, total = _sample(logits, labels, task, max_rows)
+        if kept is not None:
+            tensors["row_index"] = _cpu(kept)
+            meta["rows_kept"] = f"{len(kept)} of {total}"
+    tensors |= {"logits": _cpu(logits), "labels": _cpu(labels)}
     for key in ("weight", "pos_weight"):
         if arguments.get(key) is not None:
             tensors[key] = _cpu(arguments[key].detach())
@@ -69,6 +83,26 @@ def batch(
         meta["rank"] = str(torch.distributed.get_rank())
         meta["world_size"] = str(torch.distributed.get_world_size())
     return tensors, meta
+
+
+def _sample(logits: Any, labels: Any, task: str, max_rows: int) -> tuple[Any, Any, Any, int]:
+    """At most ``max_rows`` rows: those with a NaN or inf logit first, then an evenly spaced
+    sample of the others; the rows flattened to ``(n, C)`` (``(n,)`` for binary), their
+    positions in that order (None when every row fits), and the number of rows."""
+    binary = task == "binary"
+    rows = logits.reshape(-1) if binary else logits.reshape(-1, logits.shape[-1])
+    n = rows.shape[0]
+    if n <= max_rows:
+        return logits, labels, None, n
+    index = binary or labels.shape == logits.shape[:-1]  # one label a row, or one per class
+    per_row = labels.reshape(n) if index else labels.reshape(n, -1)
+    finite = torch.isfinite(rows) if binary else torch.isfinite(rows).all(dim=-1)
+    bad = torch.nonzero(~finite).reshape(-1)[:max_rows]
+    others = torch.nonzero(finite).reshape(-1)
+    k = min(max_rows - len(bad), len(others))
+    picks = others[torch.linspace(0, len(others) - 1, k).round().long()] if k else others[:0]
+    kept = torch.sort(torch.cat([bad, picks])).values
+    return rows[kept], per_row[kept], kept, n
 
 
 def _cpu(t: Any) -> Any:

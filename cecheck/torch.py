@@ -58,6 +58,7 @@ def watch(
     on_nonfinite: str = "raise",
     every: int = 1,
     max_dumps: int = MAX_DUMPS,
+    max_rows: int | None = None,
 ) -> Watched:
     """``loss_fn`` wrapped: called the same way, with the same result, watched for NaN/inf.
 
@@ -66,7 +67,10 @@ def watch(
     arguments, and ``step=`` (the step recorded in a dump; by default the wrapper counts its
     calls from 0). ``every``: check the loss on every ``every``-th call only (each check is
     one device-to-host copy of a boolean). ``max_dumps``: files written at most; later
-    failures are still raised or warned. ``on_nonfinite``: ``"raise"`` a
+    failures are still raised or warned. ``max_rows``: a dump keeps at most this many rows,
+    those with a NaN or inf logit first, then an evenly spaced sample of the others (for a
+    large vocabulary: a dump holds B·T·V logits), and their positions as ``row_index``;
+    None keeps every row. ``on_nonfinite``: ``"raise"`` a
     :class:`NonFiniteLoss`, or ``"warn"`` (a :class:`NonFiniteLossWarning`) and go on.
     """
     if on_nonfinite not in ON_NONFINITE:
@@ -75,8 +79,10 @@ def watch(
         raise ValueError(f"every must be a whole number of calls >= 1, got {every}")
     if max_dumps < 0:
         raise ValueError(f"max_dumps must be >= 0, got {max_dumps}")
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be None or a number of rows >= 1, got {max_rows}")
     name = _loss_name(loss_fn)
-    return Watched(loss_fn, name, os.fspath(dump_dir), on_nonfinite, every, max_dumps)
+    return Watched(loss_fn, name, os.fspath(dump_dir), on_nonfinite, every, max_dumps, max_rows)
 
 
 def _loss_name(loss_fn: Any) -> str:
@@ -97,7 +103,14 @@ class Watched(nn.Module):
     ``.to(device)`` as before)."""
 
     def __init__(
-        self, loss_fn: Any, name: str, dump_dir: str, on_nonfinite: str, every: int, max_dumps: int
+        self,
+        loss_fn: Any,
+        name: str,
+        dump_dir: str,
+        on_nonfinite: str,
+        every: int,
+        max_dumps: int,
+        max_rows: int | None,
     ) -> None:
         super().__init__()
         self.loss_fn = loss_fn
@@ -106,6 +119,7 @@ class Watched(nn.Module):
         self.on_nonfinite = on_nonfinite
         self.every = every
         self.max_dumps = max_dumps
+        self.max_rows = max_rows
         self.calls = 0
         self.dumps: list[str] = []
 
@@ -127,7 +141,9 @@ class Watched(nn.Module):
 
         arguments = self._arguments(input, target, args, kwargs)
         with torch.no_grad():
-            tensors, meta = dump.batch(self.name, input, target, arguments, loss, step)
+            tensors, meta = dump.batch(
+                self.name, input, target, arguments, loss, step, self.max_rows
+            )
             where = self._save(tensors, meta, step)
         value = meta["loss_value"]
         rank = f" on rank {meta['rank']}" if "rank" in meta else ""

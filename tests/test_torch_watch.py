@@ -416,3 +416,26 @@ def test_each_rank_writes_its_own_dump(tmp_path: Path) -> None:
             n = int.from_bytes(f.read(8), "little")
             meta = json.loads(f.read(n))["__metadata__"]
         assert (meta["rank"], meta["world_size"]) == (str(rank), "2")
+
+
+def test_max_rows_keeps_the_nonfinite_rows_and_a_sample(tmp_path: Path) -> None:
+    logits = torch.randn(4, 50, 7)  # (B, T, V): 200 rows
+    logits[1, 10, 3] = float("inf")
+    logits[3, 49, 0] = float("nan")
+    labels = torch.randint(0, 7, (4, 50))
+    watched = ct.watch(F.cross_entropy, tmp_path, max_rows=6)
+    with pytest.raises(ct.NonFiniteLoss) as caught:
+        watched(logits.reshape(-1, 7), labels.reshape(-1))
+    saved = st_torch.load_file(caught.value.path)
+    kept = saved["row_index"].tolist()
+    assert len(kept) == 6
+    assert {60, 199} <= set(kept)
+    assert kept == sorted(kept)
+    torch.testing.assert_close(
+        saved["logits"], logits.reshape(-1, 7)[kept], rtol=0, atol=0, equal_nan=True
+    )
+    assert torch.equal(saved["labels"], labels.reshape(-1)[kept])
+    report, stderr = _compare_json(Path(caught.value.path))
+    assert "keeps 6 of 200 rows (max_rows)" in stderr
+    assert "batches" not in report  # a mean over the kept rows is not the step's mean
+    assert sorted(r["row"] for r in report["flagged"]) == [kept.index(60), kept.index(199)]

@@ -42,6 +42,8 @@ KEYS = {
     "rank": "torch.distributed's rank, when it was initialised",
     "world_size": "torch.distributed's world size, when it was initialised",
     "device": "the logits' device",
+    "rows_kept": "with max_rows: how many rows the dump keeps, of how many (their positions "
+    "are the tensor row_index)",
     "torch_version": "torch.__version__",
     "cecheck_version": "cecheck.__version__",
 }
@@ -160,10 +162,16 @@ def _recorded(
             f"{path} records a {' and a '.join(saved)} that cecheck does not apply to the "
             "sigmoid loss: the rows are computed unweighted"
         )
+    sampled = "row_index" in shapes
+    if sampled:
+        notes.append(
+            f"{path} keeps {meta.get('rows_kept', 'some')} rows (max_rows): the row numbers "
+            "are positions among them, and its tensor row_index holds the batch's ones"
+        )
     stored = [meta[k] for k in ("logits_dtype", "autocast_dtype") if k in meta]
     # reduction='mean' over a multiclass batch: the mean of the whole batch, as one batch
     rows = math.prod(shapes.get("logits", (0,))[:-1])
-    batch = rows if multiclass and reduction == "mean" and rows > 0 else None
+    batch = rows if multiclass and reduction == "mean" and rows > 0 and not sampled else None
     return Recorded(
         loss=meta["loss"],
         task=meta["task"],
