@@ -41,10 +41,13 @@ _MODULES = {
 class NonFiniteLoss(FloatingPointError):
     """The watched loss returned NaN or inf; the message names the dump and the verdict."""
 
-    def __init__(self, message: str, path: str | None, step: int) -> None:
+    def __init__(self, message: str, path: str | None = None, step: int = -1) -> None:
         super().__init__(message)
         self.path = path  # the dump, or None when none was written
         self.step = step
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole, as between processes
+        return type(self), (str(self), self.path, self.step)
 
 
 class NonFiniteLossWarning(RuntimeWarning):

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -128,6 +129,8 @@ def test_only_the_losses_it_knows_are_wrapped(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="every"):
         ct.watch(F.cross_entropy, tmp_path, every=0)
     assert issubclass(ct.NonFiniteLoss, FloatingPointError)
+    again = pickle.loads(pickle.dumps(ct.NonFiniteLoss("loss nan at step 3", "d.st", 3)))
+    assert (str(again), again.path, again.step) == ("loss nan at step 3", "d.st", 3)
 
 
 def _compare_json(path: Path, *options: str) -> tuple[dict[str, Any], str]:
