@@ -147,18 +147,10 @@ class Watched(nn.Module):
             tensors, meta = dump.batch(
                 self.name, input, target, arguments, loss, step, self.max_rows
             )
-            where = self._save(tensors, meta, step)
-        value = meta["loss_value"]
+        path, saved = self._save(tensors, meta, step)
         rank = f" on rank {meta['rank']}" if "rank" in meta else ""
-        if where is None:
-            saved = f"not saved (max_dumps={self.max_dumps} written already)"
-        elif where.startswith("could not"):
-            saved = where
-        else:
-            saved = f"batch saved to {where}; {dump.verdict(where)}"
-        sentence = f"cecheck: loss {value} at step {step}{rank}: {saved}"
+        sentence = f"cecheck: loss {meta['loss_value']} at step {step}{rank}: {saved}"
         print(sentence, file=sys.stderr, flush=True)
-        path = where if where is not None and not where.startswith("could not") else None
         if self.on_nonfinite == "raise":
             raise NonFiniteLoss(sentence, path, step)
         warnings.warn(sentence, NonFiniteLossWarning, stacklevel=4)
@@ -184,15 +176,17 @@ class Watched(nn.Module):
             del got["input"], got["target"]
         return got
 
-    def _save(self, tensors: dict[str, Any], meta: dict[str, str], step: int) -> str | None:
-        """The path of the new dump; None past ``max_dumps``; ``could not save...``."""
+    def _save(
+        self, tensors: dict[str, Any], meta: dict[str, str], step: int
+    ) -> tuple[str | None, str]:
+        """The new dump's path (None when none is written) and what to say about it."""
         from cecheck import dump
 
         if len(self.dumps) >= self.max_dumps:
-            return None
+            return None, f"not saved (max_dumps={self.max_dumps} written already)"
         try:
             path = dump.write(self.dump_dir, tensors, meta, step)
         except OSError as e:
-            return f"could not save the batch in {self.dump_dir} ({e.strerror or e})"
+            return None, f"could not save the batch in {self.dump_dir} ({e.strerror or e})"
         self.dumps.append(path)
-        return path
+        return path, f"batch saved to {path}; {dump.verdict(path)}"

@@ -306,6 +306,14 @@ def test_warn_goes_on_and_dumps_are_capped_and_never_overwritten(
     assert len(capfd.readouterr().err.splitlines()) == 3
 
 
+def test_a_dump_that_cannot_be_written_still_stops_the_run(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    with pytest.raises(ct.NonFiniteLoss, match="could not save the batch in ") as caught:
+        ct.watch(F.cross_entropy, taken)(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]))
+    assert caught.value.path is None
+
+
 def test_every_n_checks_only_every_nth_call(tmp_path: Path) -> None:
     watched = ct.watch(F.cross_entropy, tmp_path, every=3)
     good, bad = torch.tensor([[1.0, 0.0]]), torch.tensor([[float("nan"), 0.0]])
