@@ -132,8 +132,10 @@ class Watched(nn.Module):
         loss = self.loss_fn(input, target, *args, **kwargs)
         calls = self.calls
         self.calls += 1
-        if calls % self.every == 0 and not torch.isfinite(loss).all():  # one boolean read
-            self._caught(loss, input, target, args, kwargs, calls if step is None else step)
+        if calls % self.every == 0:
+            finite = torch.isfinite(loss)
+            if not (finite if loss.ndim == 0 else finite.all()):  # one boolean read
+                self._caught(loss, input, target, args, kwargs, calls if step is None else step)
         return loss
 
     def _caught(
