@@ -191,4 +191,4 @@ class Watched(nn.Module):
         except OSError as e:
             return None, f"could not save the batch in {self.dump_dir} ({e.strerror or e})"
         self.dumps.append(path)
-        return path, f"batch saved to {path}; {dump.verdict(path)}"
+        return path, f"batch saved to {path}. {dump.verdict(path)}"

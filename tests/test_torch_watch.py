@@ -173,7 +173,7 @@ def test_a_training_run_that_goes_nan_stops_with_the_batch_saved(
     assert error.path == str(tmp_path / "dumps" / f"cecheck-loss-step{step}.safetensors")
     err = capfd.readouterr().err
     assert err.splitlines() == [str(error)]
-    assert str(error).startswith(f"cecheck: loss nan at step {step}: batch saved to {error.path}; ")
+    assert str(error).startswith(f"cecheck: loss nan at step {step}: batch saved to {error.path}. ")
 
     tensors = st_torch.load_file(error.path)
     logits, labels = tensors["logits"], tensors["labels"]
