@@ -43,3 +43,26 @@ def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+def write_new_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path``, a name not yet taken, all at once or not at all.
+
+    The bytes go to a temporary file beside ``path``, flushed to disk, which is then linked
+    to ``path``: the name appears only with the whole file behind it, and an existing file is
+    never replaced (FileExistsError; the caller picks another name). The temporary name is
+    removed in every case. Raises OSError if the file cannot be written.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(temp, flags, 0o666)  # the umask applies, as to any new file
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)

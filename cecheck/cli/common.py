@@ -11,7 +11,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -70,6 +70,30 @@ def open_source(
         denied = e.errno in (errno.EACCES, errno.EPERM)
         what = "check its permissions" if denied else "check the file"
         raise InputFailure(f"cannot read {name} ({e.strerror or e}): {what}") from None
+
+
+def recorded_options(
+    ctx: click.Context, logits: str, labels: str | None, quiet: bool
+) -> dict[str, Any]:
+    """The options a loss dump records (:func:`cecheck.inputs.recorded_settings`) that the
+    command line leaves at their defaults: an explicit option overrides the file. Empty for
+    two files or a file that records none; a malformed record is an exit-2 :class:`InputFailure`.
+    What the file records but cecheck does not apply is a warning on stderr.
+    """
+    if labels is not None:
+        return {}
+    try:
+        recorded = inputs.recorded_settings(logits)
+    except InputError as e:
+        raise InputFailure(one_line(e)) from None
+    except OSError:  # open_source says what is wrong with the file
+        return {}
+    if recorded is None:
+        return {}
+    for note in recorded.notes:
+        say(f"warning: {note}", quiet)
+    default = click.core.ParameterSource.DEFAULT
+    return {k: v for k, v in recorded.options().items() if ctx.get_parameter_source(k) == default}
 
 
 def engine_settings(

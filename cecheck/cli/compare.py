@@ -110,7 +110,9 @@ def compare(
     LOGITS is a .npy, .npz, .safetensors, .pt, .pth, .csv, .tsv, .parquet, .arrow or .feather
     file. LABELS is a second file, or left out when LOGITS holds both (an .npz, .safetensors
     or .pt with --logits-key and --labels-key arrays, a .pt tuple (logits, labels), or a
-    table with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
+    table with a --label-column). A loss dump of cecheck.torch.watch (one .safetensors file)
+    brings the settings of the step that wrote it; options given here override them. Logits
+    of shape (N, C) are N rows; (B, T, C) are B*T rows.
 
     \b
     Examples:
@@ -143,6 +145,16 @@ def compare(
         raise common.InputFailure(missing)
     weights_file = class_weights.strip() if class_weights is not None else None
     common.check_output(output, fmt, logits, labels, weights_file)
+    # A loss dump (cecheck.torch.watch) records what the failing step computed: its settings
+    # are the defaults here, and an explicit option overrides them.
+    recorded = common.recorded_options(ctx, logits, labels, quiet)
+    task = recorded.get("task", task)
+    dtypes = recorded.get("dtypes", dtypes)
+    framework = recorded.get("framework", framework)
+    ignore_index = recorded.get("ignore_index", ignore_index)
+    label_smoothing = recorded.get("label_smoothing", label_smoothing)
+    class_weights = recorded.get("class_weights", class_weights)
+    batch_size = recorded.get("batch_size", batch_size)
     source = common.open_source(
         logits,
         labels,

@@ -44,6 +44,7 @@ from cecheck.inputs.labels import (
     class_indices,
     finish,
 )
+from cecheck.inputs.recorded import Recorded
 from cecheck.inputs.source import HEAD_ROWS, HEAD_VALUES, Pairs, Source, zip_parts
 
 __all__ = [
@@ -57,11 +58,13 @@ __all__ = [
     "TASKS",
     "InputError",
     "Pairs",
+    "Recorded",
     "Source",
     "as_array",
     "class_indices",
     "from_arrays",
     "open_inputs",
+    "recorded_settings",
 ]
 
 # A new format is a module with its Reader, and one line here.
@@ -126,3 +129,14 @@ def open_inputs(
     lg = READERS[check_file(names[0], FORMATS)].single(names[0], choice, "logits")
     lb = READERS[check_file(names[1], FORMATS)].single(names[1], choice, "labels")
     return finish(lg, lb, zip_parts(lg, lb), task, names)
+
+
+def recorded_settings(path: str | os.PathLike[str]) -> Recorded | None:
+    """The settings ``path`` records, when it is a loss dump of :func:`cecheck.torch.watch`
+    (the loss, its arguments, the dtypes it ran in); None for any other file.
+
+    Raises :class:`InputError` when the file cannot be read or its record is malformed.
+    """
+    name = str(path)
+    reader = READERS[check_file(name, FORMATS)]
+    return None if reader.recorded is None else reader.recorded(name)

@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cecheck.errors import InputError
 from cecheck.inputs.source import PairReader, Part
+
+if TYPE_CHECKING:
+    from cecheck.inputs.recorded import Recorded
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class Reader:
     single: Callable[[str, Choice, str], Part]
     # (path, choice) -> (logits, labels, their rows read in step)
     both: Callable[[str, Choice], tuple[Part, Part, PairReader]]
+    # path -> the settings the file records (a cecheck loss dump), or None; None: the format
+    # records none
+    recorded: Callable[[str], Recorded | None] | None = None
 
 
 def reason(error: BaseException) -> str:

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from cecheck.errors import InputError
+from cecheck.inputs import recorded
 from cecheck.inputs.arrays import array_part
 from cecheck.inputs.files import Choice, Reader, reason
+from cecheck.inputs.recorded import Recorded
 from cecheck.inputs.source import Columns, PairReader, Part, zip_parts
 
 MAX_HEADER = 100_000_000  # bytes: the limit the safetensors package itself sets
@@ -49,6 +51,12 @@ def _again(path: str) -> str:
 
 def read_header(path: str) -> tuple[dict[str, Any], int]:
     """The tensors' entries (``__metadata__`` left out) and where the byte buffer starts."""
+    header, start, _ = _read(path)
+    return header, start
+
+
+def _read(path: str) -> tuple[dict[str, Any], int, Any]:
+    """:func:`read_header`, and the ``__metadata__`` entry (None when there is none)."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -73,9 +81,9 @@ def read_header(path: str) -> tuple[dict[str, Any], int]:
         ) from None
     if not isinstance(header, dict):
         raise InputError(f"{_again(path)}: its header is not a JSON object; save it again")
-    header.pop("__metadata__", None)
+    meta = header.pop("__metadata__", None)
     _check_offsets(path, header, size - 8 - n)
-    return header, 8 + n
+    return header, 8 + n, meta
 
 
 def _check_offsets(path: str, header: dict[str, Any], buffer: int) -> None:
@@ -180,7 +188,22 @@ def _both(path: str, choice: Choice) -> tuple[Part, Part, PairReader]:
     return lg, lb, zip_parts(lg, lb)
 
 
+def _recorded(path: str) -> Recorded | None:
+    """The settings a cecheck loss dump records in its metadata; None for another file."""
+    header, _, meta = _read(path)
+    if meta is not None and not isinstance(meta, dict):
+        raise InputError(f"{_again(path)}: its __metadata__ is not a JSON object; save it again")
+    shapes = {key: tuple(entry["shape"]) for key, entry in header.items()}
+
+    def tensor(key: str) -> np.ndarray:
+        part = open_safetensors(path, [(key, key)])[0]
+        return np.concatenate([b[0] for b in part.blocks(max(1, part.shape[0]), 1)])
+
+    return recorded.parse(path, meta, shapes, tensor)
+
+
 SAFETENSORS = Reader(
     single=lambda path, choice, which: open_safetensors(path, [choice.key(which)])[0],
     both=_both,
+    recorded=_recorded,
 )
