@@ -144,9 +144,10 @@ def write(dump_dir: str, tensors: dict[str, Any], meta: dict[str, str], step: in
 
 
 def verdict(path: str) -> str:
-    """The first line of what ``cecheck compare PATH`` concludes, computed in this process."""
+    """What ``cecheck compare PATH`` concludes, in its one verdict line (without its
+    ``cecheck:``), computed in this process."""
     from cecheck import engine, inputs
-    from cecheck.output.words import closing_sentence
+    from cecheck.output.verdict import verdict_line
 
     try:
         rec = inputs.recorded_settings(path)
@@ -163,4 +164,4 @@ def verdict(path: str) -> str:
         )
     except (inputs.InputError, ValueError) as e:
         return f"cecheck could not diagnose it ({' '.join(str(e).split())})"
-    return closing_sentence(report).splitlines()[0]
+    return verdict_line(report).removeprefix("cecheck: ")

@@ -291,3 +291,22 @@ def test_the_table_opens_with_the_verdict_and_groups_identical_explanations() ->
     assert "rows 28," in text
     assert "row 52:" not in text
     assert sum("bfloat16 gives 0.0231934 against" in words for _, words in groups) == 1
+
+
+def test_the_verdict_names_rows_whose_input_has_no_loss() -> None:
+    """A row with an inf logit and a label out of range: flagged, not scored; the paths are
+    finite on the rows they score, and the verdict says both (not "every path finite")."""
+    from cecheck.output.verdict import verdict_line
+
+    z = np.array([[1.0, 2.0, 3.0], [np.inf, 0.0, 1.0], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]])
+    report = compare(z, np.array([0, 1, 2, 7]))
+    assert verdict_line(report) == (
+        "cecheck: 2 of 4 rows flagged — input nonfinite_input (1), label_out_of_range (1); "
+        "every path finite on the other rows"
+    )
+    z[0] = [0.0, 0.0, 1e30]  # and a path that breaks on a scored row
+    assert verdict_line(compare(z, np.array([0, 1, 2, 7]))) == (
+        "cecheck: 3 of 4 rows flagged — input nonfinite_input (1), label_out_of_range (1); "
+        "NaN/inf in textbook float32/float64 (1), naive float32/float64 (1); stable finite on "
+        "the other rows"
+    )

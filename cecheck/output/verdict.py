@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cecheck.diagnose import INPUT_FLAGS
 from cecheck.output.words import and_list, plural
 
 if TYPE_CHECKING:
@@ -14,7 +15,9 @@ def verdict_line(report: Report) -> str:
     """The report in one line, in the style of pytest's last line: how many rows are
     flagged, each path's dtypes that give NaN or inf with their rows, and the paths finite
     everywhere (``cecheck: 11 of 256 rows flagged — NaN/inf in textbook float16 (3), naive
-    float16 (1); stable finite``; ``textbook float32/float64 (16)``: 16 rows in each)."""
+    float16 (1); stable finite``; ``textbook float32/float64 (16)``: 16 rows in each). Rows
+    whose input has no loss come first (``input nonfinite_input (1); every path finite on
+    the other rows``): a path is "finite" over the rows it scores."""
     rows = plural(report.rows, "row")
     head = (
         f"cecheck: {report.flagged_rows} of {rows} flagged"
@@ -30,7 +33,17 @@ def verdict_line(report: Report) -> str:
             broken.append(f"{name} {'/'.join(bad)} ({next(iter(bad.values()))})")
         else:
             broken.append(f"{name} " + ", ".join(f"{d} ({n})" for d, n in bad.items()))
-    if not broken:
-        return f"{head} — every path finite" if finite else head
-    tail = f"; {and_list(finite)} finite" if finite else ""
-    return f"{head} — NaN/inf in {', '.join(broken)}{tail}"
+    bad_input = [
+        f"{flag} ({report.counts[flag]})"
+        for flag in (*INPUT_FLAGS, "invalid_probability", "ragged_logits")
+        if report.counts.get(flag)
+    ]
+    parts = [f"input {', '.join(bad_input)}"] if bad_input else []
+    rest = " on the other rows" if bad_input else ""
+    if broken:
+        parts.append(f"NaN/inf in {', '.join(broken)}")
+        if finite:
+            parts.append(f"{and_list(finite)} finite{rest}")
+    elif finite:
+        parts.append(f"every path finite{rest}")
+    return f"{head} — {'; '.join(parts)}" if parts else head
