@@ -8,6 +8,7 @@ pipeline's :class:`~cecheck.pipeline.ChunkResult`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,9 +74,19 @@ def chunk_columns(chunk: ChunkResult, source: Source, s: Settings) -> dict[str, 
         data["batch"] = rows // s.batch_size
     data["label"] = row_labels(chunk.labels, source.label_form)
     data.update({c: chunk.values[c] for c in s.columns})
-    data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
-    data["causes"] = [";".join(c) for c in chunk.diagnosis.cause_lists()]
+    diag = chunk.diagnosis
+    data["flags"] = _joined(diag.flags, diag.flag_lists)
+    data["causes"] = _joined(diag.causes, diag.cause_lists)
     return data
+
+
+def _joined(matrix: Array, lists: Callable[[Array], list[list[str]]]) -> list[str]:
+    """Each row's names (``lists`` of the rows holding any), ``;``-separated; ``""`` if none."""
+    texts = [""] * matrix.shape[0]
+    rows = np.flatnonzero(matrix.any(axis=1))
+    for i, names in zip(rows.tolist(), lists(rows), strict=True):
+        texts[i] = ";".join(names)
+    return texts
 
 
 def chunk_frame(chunk: ChunkResult, source: Source, s: Settings) -> pd.DataFrame:
