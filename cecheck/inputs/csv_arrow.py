@@ -200,7 +200,8 @@ def _windows(path: str, size: int) -> Iterator[bytes]:
     try:
         while read < n:
             read = min(n, read + want)
-            cut = max(text.map.rfind(b"\n", at, read), text.map.rfind(b"\r", at, read)) + 1
+            end = text.map.rfind(b"\n", at, read)  # then a "\r" after it, if any
+            cut = max(end, text.map.rfind(b"\r", max(at, end + 1), read)) + 1
             if cut > at:
                 yield text.map[at:cut]
                 text.release(cut)
