@@ -1,7 +1,9 @@
 """Build the optional C kernels of cecheck.fast; everything else is in pyproject.toml.
 
 The extension is optional: if it cannot be compiled (no C compiler), cecheck installs
-without it and computes every path with numpy (cecheck/losses.py), only slower.
+without it and computes every path with numpy (cecheck/losses.py), only slower. So is the
+CSV report's formatter (cecheck/_csvtext.c): without it cecheck/output/csvtext.py writes
+the same text in Python.
 """
 
 import sys
@@ -18,6 +20,9 @@ FLAGS = [] if sys.platform == "win32" else UNIX_FLAGS
 
 setup(
     ext_modules=[
-        Extension("cecheck._kernel", ["cecheck/_kernel.c"], extra_compile_args=FLAGS, optional=True)
+        Extension(
+            "cecheck._kernel", ["cecheck/_kernel.c"], extra_compile_args=FLAGS, optional=True
+        ),
+        Extension("cecheck._csvtext", ["cecheck/_csvtext.c"], optional=True),
     ]
 )

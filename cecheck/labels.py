@@ -62,7 +62,7 @@ def _only_invalid(bad: Array) -> dict[str, Array]:
 
 def show_index(labels: Array) -> list[object]:
     """Class numbers; None for a label that was not a whole number."""
-    return [None if v == INVALID_LABEL else int(v) for v in labels]
+    return [None if v == INVALID_LABEL else int(v) for v in labels.tolist()]
 
 
 def show_target(labels: Array) -> list[object]:

@@ -1,6 +1,6 @@
 """A chunk's per-row results, built here only: as :class:`~cecheck.report.RowRecord` (the
-report's worst rows, the table's ``--all``) and as a DataFrame (the CSV stream,
-:meth:`~cecheck.report.Report.iter_frames`).
+report's worst rows, the table's ``--all``), as columns (the CSV stream) and as a DataFrame
+(:meth:`~cecheck.report.Report.iter_frames`).
 
 :class:`ChunkRows` hands a chunk to the reporters, which read its rows without knowing the
 pipeline's :class:`~cecheck.pipeline.ChunkResult`.
@@ -8,6 +8,7 @@ pipeline's :class:`~cecheck.pipeline.ChunkResult`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from cecheck.inputs import Source
+    from cecheck.output.csvtext import Column
     from cecheck.pipeline import ChunkResult
     from cecheck.settings import Settings
 
@@ -54,26 +56,51 @@ def chunk_records(
     return records
 
 
-def chunk_frame(chunk: ChunkResult, source: Source, s: Settings) -> pd.DataFrame:
-    """One line per row: row, [index], [batch], label, every loss column, flags, causes.
+def chunk_columns(chunk: ChunkResult, source: Source, s: Settings) -> dict[str, Column]:
+    """The per-row columns, in order: row, [index], [batch], label, every loss column, flags,
+    causes (arrays of numbers, lists of labels and texts), as :func:`chunk_frame` and the CSV
+    report (:mod:`cecheck.output.csvtext`) show them.
 
-    ``batch`` (the row's batch number, ``row // batch_size``) only with a batch size.
+    ``index`` (the row's index over the leading axes, one array per axis; ``b,t`` in the
+    frame) only for N-d logits; ``batch`` (the row's batch number, ``row // batch_size``)
+    only with a batch size.
     """
-    import pandas as pd  # only here: a run that makes no frame does not pay for the import
-
     n = chunk.labels.shape[0]
     rows = np.arange(chunk.start, chunk.start + n)
-    data: dict[str, object] = {"row": rows}
+    data: dict[str, Column] = {"row": rows}
     if len(source.lead_shape) > 1:
-        data["index"] = [_index_text(i, source.lead_shape) for i in rows]
+        data["index"] = tuple(np.unravel_index(rows, source.lead_shape))
     if s.batch_size is not None:
         data["batch"] = rows // s.batch_size
-    labels = row_labels(chunk.labels, source.label_form)
-    # a label that is not a whole number is missing (<NA>) in a column that stays integral
-    data["label"] = pd.Series(labels, dtype="Int64") if None in labels else labels
+    data["label"] = row_labels(chunk.labels, source.label_form)
     data.update({c: chunk.values[c] for c in s.columns})
-    data["flags"] = [";".join(f) for f in chunk.diagnosis.flag_lists()]
-    data["causes"] = [";".join(c) for c in chunk.diagnosis.cause_lists()]
+    diag = chunk.diagnosis
+    data["flags"] = _joined(diag.flags, diag.flag_lists)
+    data["causes"] = _joined(diag.causes, diag.cause_lists)
+    return data
+
+
+def _joined(matrix: Array, lists: Callable[[Array], list[list[str]]]) -> list[str]:
+    """Each row's names (``lists`` of the rows holding any), ``;``-separated; ``""`` if none."""
+    texts = [""] * matrix.shape[0]
+    rows = np.flatnonzero(matrix.any(axis=1))
+    for i, names in zip(rows.tolist(), lists(rows), strict=True):
+        texts[i] = ";".join(names)
+    return texts
+
+
+def chunk_frame(chunk: ChunkResult, source: Source, s: Settings) -> pd.DataFrame:
+    """One line per row, the columns of :func:`chunk_columns`."""
+    import pandas as pd  # only here: a run that makes no frame does not pay for the import
+
+    data: dict[str, object] = dict(chunk_columns(chunk, source, s))
+    index = data.get("index")
+    if isinstance(index, tuple):
+        data["index"] = _index_texts(index)
+    labels = data["label"]
+    # a label that is not a whole number is missing (<NA>) in a column that stays integral
+    if isinstance(labels, list) and None in labels:
+        data["label"] = pd.Series(labels, dtype="Int64")
     frame: pd.DataFrame = pd.DataFrame(data)
     return frame
 
@@ -102,9 +129,15 @@ class ChunkRows:
         """Every row of the chunk as a DataFrame (see :func:`chunk_frame`)."""
         return chunk_frame(self.chunk, self.source, self.settings)
 
+    def columns(self) -> dict[str, Column]:
+        """Every row of the chunk as columns (see :func:`chunk_columns`)."""
+        return chunk_columns(self.chunk, self.source, self.settings)
 
-def _index_text(row: int, lead_shape: tuple[int, ...]) -> str:
-    return ",".join(str(int(i)) for i in np.unravel_index(row, lead_shape))
+
+def _index_texts(index: tuple[Array, ...]) -> list[str]:
+    """Each row's index over the leading axes as text: ``3,17``."""
+    axes = [map(str, a.tolist()) for a in index]
+    return [",".join(i) for i in zip(*axes, strict=True)]
 
 
 def row_labels(labels: Array, label_form: str) -> list[object]:

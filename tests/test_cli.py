@@ -207,14 +207,14 @@ def test_csv_is_streamed_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 16 * 5)  # 5 rows of 16 classes a chunk
     monkeypatch.setattr(engine.fast, "CHUNK_BYTES", 16 * 5 * 4)  # the same with the kernel
     chunks: list[int] = []
-    real = rows.chunk_frame
+    real = rows.chunk_columns
 
-    def counting(*args: object) -> pd.DataFrame:
-        frame = real(*args)  # type: ignore[arg-type]
-        chunks.append(len(frame))
-        return frame
+    def counting(*args: object) -> dict[str, object]:
+        columns = real(*args)  # type: ignore[arg-type]
+        chunks.append(len(columns["row"]))
+        return columns
 
-    monkeypatch.setattr(rows, "chunk_frame", counting)
+    monkeypatch.setattr(rows, "chunk_columns", counting)
     result = run(*SEQUENCE, "--format", "csv")
     lines = result.stdout.splitlines()
     assert chunks == [5] * 9 + [3]

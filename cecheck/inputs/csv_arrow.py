@@ -14,6 +14,9 @@ convert or converts where pandas would not ("NAN", "+nan").
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
@@ -119,45 +122,95 @@ def plain_rows(path: str, sep: str, skip: int) -> int | None:
     in a TSV file, a line that starts with a tab). Each line of it is then a row for pandas
     and pyarrow alike; a row of another length is found as it is parsed (pyarrow refuses it,
     and pandas reads on from there, as it reads such rows). Bytes are compared, not cells
-    split: several times faster than counting with pyarrow.
+    split: several times faster than counting with pyarrow; the file is mapped, not copied.
     """
-    tsv = sep == "\t"
-    blank = b"\n\t" if tsv else b"\n"  # a line that starts so is blank to pandas, or may be
-    lines, last = 0, ord("\n")  # as if a line had just ended
-    with open(path, "rb") as f:
+    text = _Mapped(path)
+    try:
+        at = 0
         for _ in range(skip):
-            line = f.readline()
-            if not line.endswith(b"\n") or b"\r" in line:
+            end = text.map.find(b"\n", at)
+            if end < 0 or text.map.find(b"\r", at, end) >= 0:
                 return None  # another line end
-        while chunk := f.read(WINDOW_BYTES):
-            a = np.frombuffer(chunk, dtype=np.uint8)
-            ends = np.flatnonzero(a == ord("\n"))
-            starts = a[ends[ends + 1 < len(a)] + 1]  # the first byte of each line but the last
-            # below '#': control characters, space, '!' and '"': only line ends (and tabs)
-            low = np.count_nonzero(a < ord("#"))
-            if low != len(ends) + (np.count_nonzero(a == ord("\t")) if tsv else 0):
-                return None
-            if (last == ord("\n") and a[0] in blank) or np.isin(starts, list(blank)).any():
-                return None
-            lines += len(ends)
-            last = int(a[-1])
+            at = end + 1
+        return _plain_lines(np.frombuffer(text.map, dtype=np.uint8), at, sep == "\t", text)
+    finally:
+        text.close()
+
+
+def _plain_lines(a: np.ndarray, at: int, tsv: bool, text: _Mapped) -> int | None:
+    """:func:`plain_rows` of the bytes ``a`` from ``at``, past the header lines."""
+    lines, last = 0, ord("\n")  # as if a line had just ended
+    for i in range(at, len(a), WINDOW_BYTES):
+        w = a[i : i + WINDOW_BYTES]
+        ends = w == ord("\n")
+        n = int(np.count_nonzero(ends))
+        # below '#': control characters, space, '!' and '"': only line ends (and tabs)
+        tabs = np.count_nonzero(w == ord("\t")) if tsv else 0
+        if np.count_nonzero(w < ord("#")) != n + tabs:
+            return None
+        # a line that starts with a line end (or, in a TSV file, a tab) is blank to pandas,
+        # or may be
+        starts_blank = ends[1:] | (w[1:] == ord("\t")) if tsv else ends[1:]
+        first_blank = w[0] == ord("\n") or (tsv and w[0] == ord("\t"))
+        if (last == ord("\n") and first_blank) or np.count_nonzero(ends[:-1] & starts_blank):
+            return None
+        lines += n
+        last = int(w[-1])
+        text.release(i + len(w))
     return lines + (last != ord("\n"))
+
+
+class _Mapped:
+    """A file mapped into memory (read-only), its pages given back as they are read, so that
+    the memory a read holds stays about a window, whatever the size of the file."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as f:
+            empty = os.fstat(f.fileno()).st_size == 0  # an empty file cannot be mapped
+            self.map = b"" if empty else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.released = 0
+
+    def close(self) -> None:
+        """Unmapped now, and the file closed (when an error left a view of it behind, when
+        that view goes)."""
+        if isinstance(self.map, mmap.mmap):
+            with contextlib.suppress(BufferError):
+                self.map.close()
+
+    def release(self, end: int) -> None:
+        """The pages before ``end`` are read: the system may drop them."""
+        end -= end % mmap.PAGESIZE
+        if end > self.released and isinstance(self.map, mmap.mmap) and _DONTNEED is not None:
+            self.map.madvise(_DONTNEED, self.released, end - self.released)
+            self.released = end
+
+
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # not on every system
 
 
 def _windows(path: str, size: int) -> Iterator[bytes]:
     """The bytes of a file in windows that each end at a line end (the last at the end of the
     file): about :data:`BLOCK_BYTES` first (the first rows are read alone, at open, for
-    inference), then twice as many each time, up to about ``size``."""
-    rest, want = b"", min(size, BLOCK_BYTES)
-    with open(path, "rb") as f:
-        while chunk := f.read(want):
-            text = rest + chunk
-            cut = max(text.rfind(b"\n"), text.rfind(b"\r")) + 1
-            if cut:
-                yield text[:cut]
-            rest, want = text[cut:], min(size, 2 * want)
-    if rest:
-        yield rest
+    inference), then twice as many each time, up to about ``size``. Each window is copied
+    once, from the mapped file."""
+    text = _Mapped(path)
+    n = len(text.map)
+    at = read = 0
+    want = min(size, BLOCK_BYTES)
+    try:
+        while read < n:
+            read = min(n, read + want)
+            end = text.map.rfind(b"\n", at, read)  # then a "\r" after it, if any
+            cut = max(end, text.map.rfind(b"\r", max(at, end + 1), read)) + 1
+            if cut > at:
+                yield text.map[at:cut]
+                text.release(cut)
+                at = cut
+            want = min(size, 2 * want)
+        if at < n:
+            yield text.map[at:n]
+    finally:
+        text.close()
 
 
 def _float64(values: Any) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cecheck.output.base import Reporter
-from cecheck.report import write_csv_frame
+from cecheck.output.csvtext import chunk_text
 
 if TYPE_CHECKING:
     from cecheck.report import Report
@@ -23,7 +23,9 @@ class JsonReporter(Reporter):
 
 
 class CsvReporter(Reporter):
-    """One line per input row, written chunk by chunk as the rows are computed."""
+    """One line per input row, written chunk by chunk as the rows are computed, from the
+    chunk's columns (:mod:`cecheck.output.csvtext`: the bytes of
+    :func:`~cecheck.report.write_csv_frame`, without a DataFrame)."""
 
     title = "CSV"
     all_rows = True  # always every row
@@ -34,7 +36,7 @@ class CsvReporter(Reporter):
         return True
 
     def chunk(self, rows: ChunkRows) -> None:
-        write_csv_frame(rows.frame(), self.out, header=not self.wrote_header)
+        self.out.write(chunk_text(rows.columns(), header=not self.wrote_header))
         self.wrote_header = True
 
     def finish(self, report: Report) -> None:
