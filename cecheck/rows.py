@@ -37,6 +37,7 @@ def chunk_records(
     for j, i in enumerate(positions):
         row = chunk.start + int(i)
         z = chunk.logits[i]
+        shard, shard_row = (None, None) if source.shards is None else source.shards.locate(row)
         records.append(
             RowRecord(
                 row=row,
@@ -49,6 +50,8 @@ def chunk_records(
                 severity=int(diag.severity[i]),
                 rank=int(diag.rank[i]),
                 error=float(diag.error[i]),
+                shard=shard,
+                shard_row=shard_row,
             )
         )
     return records
@@ -64,6 +67,10 @@ def chunk_frame(chunk: ChunkResult, source: Source, s: Settings) -> pd.DataFrame
     n = chunk.labels.shape[0]
     rows = np.arange(chunk.start, chunk.start + n)
     data: dict[str, object] = {"row": rows}
+    if source.shards is not None:  # the row's file, and its row there
+        where = [source.shards.locate(int(r)) for r in rows]
+        data["shard"] = [w[0] for w in where]
+        data["shard_row"] = [w[1] for w in where]
     if len(source.lead_shape) > 1:
         data["index"] = [_index_text(i, source.lead_shape) for i in rows]
     if s.batch_size is not None:
