@@ -401,6 +401,7 @@ def _solve(
     next ``lo`` is past the best found. A row's crossing depends on that row only (never on
     the best so far), so chunks give the same answer however the rows are split.
     """
+    lo = np.minimum(lo, hi)  # ends that rounding crossed: the crossing is at hi
     bound = min(best.factor, float(hi.min(initial=math.inf)))
     if not math.isfinite(bound):
         return
@@ -491,6 +492,6 @@ def _offer_min(best: _Best, factor: Array, rows: Array, cause: str) -> None:
     """Offer ``best`` the smallest ``factor`` (the first row among ties)."""
     if factor.size == 0:
         return
-    i = int(np.argmin(factor))
-    if math.isfinite(factor[i]):
-        best.offer(float(factor[i]), int(rows[i]), cause)
+    least = factor.min()  # NaN-free: the bracketed crossings, or inf
+    if math.isfinite(least):  # ties go to the first row, whatever the order of ``rows``
+        best.offer(float(least), int(rows[factor == least].min()), cause)
