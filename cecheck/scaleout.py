@@ -218,7 +218,7 @@ def run_dask(
             for i, t in enumerate(work)
         }
         try:
-            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                 i = futures[future]
                 merged.add(i, _dask_result(future, work[i].shard.name))
                 done += work[i].shard.rows
