@@ -135,9 +135,11 @@ def run_local(
 ) -> Partial:
     """Every shard in ``workers`` processes (at most twice as many shards in flight)."""
     threads = max(1, _cores() // workers)  # the kernel's threads in each worker
-    context = multiprocessing.get_context(
-        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    )
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # imported once, before the workers fork
+    else:
+        context = multiprocessing.get_context("spawn")
     merged, done = InOrder(), 0
     pool = ProcessPoolExecutor(workers, context, initializer=_worker_start, initargs=(threads,))
     try:

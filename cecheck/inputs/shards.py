@@ -88,7 +88,7 @@ def open_shards(
     if lb is not None and len(lb) != len(lg):
         raise InputError(
             f"{logits} names {len(lg)} files and {labels} names {len(lb)}: give one labels "
-            "file per logits file (they pair in sorted order)"
+            "file per logits file (they pair in order)"
         )
     shards: list[Shard] = []
     first: Source | None = None
