@@ -23,6 +23,7 @@ import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 
 from cecheck import engine, pipeline
 from cecheck.errors import InputError
@@ -135,11 +136,11 @@ def run_local(
 ) -> Partial:
     """Every shard in ``workers`` processes (at most twice as many shards in flight)."""
     threads = max(1, _cores() // workers)  # the kernel's threads in each worker
+    context: BaseContext = multiprocessing.get_context("spawn")
     if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])  # imported once, before the workers fork
-    else:
-        context = multiprocessing.get_context("spawn")
+        server = multiprocessing.get_context("forkserver")
+        server.set_forkserver_preload([__name__])  # imported once, before the workers fork
+        context = server
     merged, done = InOrder(), 0
     pool = ProcessPoolExecutor(workers, context, initializer=_worker_start, initargs=(threads,))
     try:
