@@ -336,19 +336,23 @@ def test_a_killed_worker_process_names_its_shard_or_the_report_is_complete(tmp_p
 def dask_cluster() -> Any:
     """A Dask cluster of 2 worker processes on 127.0.0.1, started here (bounded in time)."""
     distributed = pytest.importorskip("distributed")
-    os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + (saved or "")  # for its workers
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
-        worker_dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # a free port: never the default 8787
     )
     try:
         yield cluster
     finally:
         cluster.close(timeout=30)
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def test_dask_gives_the_report_of_the_concatenation(
@@ -397,3 +401,63 @@ def test_dask_missing_is_one_line_with_the_pip_command(
     )
     assert result.exit_code == 2
     assert result.stderr == "Error: --dask needs dask.distributed: pip install 'cecheck[dask]'\n"
+
+
+def test_batches_straddling_shards_run_in_order_only(tmp_path: Path) -> None:
+    """With --batch-size, shards whose rows are not a multiple of it cannot be merged apart:
+    one sentence, exit 2, and --workers 1 forms the batches across the shards."""
+    z, y = _data(30, 4)
+    for i, (a, b) in enumerate([(0, 12), (12, 30)]):
+        np.save(tmp_path / f"logits-{i}.npy", z[a:b])
+        np.save(tmp_path / f"labels-{i}.npy", y[a:b])
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    pattern = [str(tmp_path / "logits-*.npy"), str(tmp_path / "labels-*.npy")]
+    runner = CliRunner()
+    apart = runner.invoke(cecheck, ["compare", *pattern, "--batch-size", "5", "--workers", "2"])
+    assert apart.exit_code == 2
+    assert apart.stderr.startswith("Error: --batch-size 5: a batch would straddle ")
+    assert "--workers 1" in apart.stderr
+    json_args = ["--batch-size", "5", "--format", "json"]
+    one = runner.invoke(
+        cecheck, ["compare", str(tmp_path / "z.npy"), str(tmp_path / "y.npy"), *json_args]
+    )
+    serial = runner.invoke(cecheck, ["compare", *pattern, *json_args, "--workers", "1"])
+    assert serial.exit_code == 0, serial.output
+    assert _comparable(json.loads(serial.stdout)) == _comparable(json.loads(one.stdout))
+    whole = runner.invoke(
+        cecheck, ["compare", *pattern, "--batch-size", "6", "--format", "json", "--workers", "2"]
+    )
+    assert whole.exit_code == 0, whole.output  # 12 rows: batches of 6 end with the shard
+    assert json.loads(whole.stdout)["batches"]["count"] == 5
+
+
+def test_dask_survives_a_killed_worker_or_names_the_shard(
+    tmp_path: Path, dask_cluster: Any
+) -> None:
+    """A worker process killed mid-run: Dask runs its task again elsewhere (the report is
+    complete), or the shard is named. Last in the file: the cluster's nanny restarts it."""
+    import distributed
+
+    work, source = _tasks(tmp_path, n=8, rows=2000, c=500)
+    expected = scaleout.run_local(work, 1).report(source, lambda: iter(())).to_dict()
+    with distributed.Client(dask_cluster.scheduler_address) as client:
+        pids = list(client.run(os.getpid).values())
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["report"] = scaleout.run_dask(work, dask_cluster.scheduler_address)
+        except scaleout.ShardFailed as e:
+            outcome["failed"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.0)  # the tasks are running (8 shards of 2000 x 500)
+    os.kill(pids[0], 9)
+    thread.join(timeout=240)
+    assert not thread.is_alive()
+    if "failed" in outcome:
+        assert outcome["failed"].shard in {t.shard.name for t in work}
+    else:
+        assert outcome["report"].report(source, lambda: iter(())).to_dict() == expected

@@ -102,6 +102,15 @@ def run(
     """The shards computed apart (``how`` worker processes, or on ``dask``), merged."""
     from cecheck import engine, scaleout
 
+    size = settings.batch_size
+    straddled = [sh for sh in sharding.shards[:-1] if size is not None and sh.rows % size]
+    if straddled:  # the partials' batch means merge only on batch boundaries
+        sh = straddled[0]
+        raise common.InputFailure(
+            f"--batch-size {size}: a batch would straddle {sh.name} ({sh.rows} rows, not a "
+            "multiple of it) and the next shard; run the shards in order with --workers 1, "
+            "which forms the batches across shards"
+        )
     choices = {k: v for k, v in sharding.options.items() if k != "task"}
     opening = scaleout.Opening(source.task, source.label_form, source.n_classes, **choices)
     work = list(scaleout.tasks(sharding.shards, source.lead_shape, settings, opening))

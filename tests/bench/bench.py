@@ -383,7 +383,7 @@ def bench_shards(d: Path, t: Table, runs: int, shard_mb: int, classes: int) -> N
         from distributed import LocalCluster
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                               dashboard_address=None)  # fmt: skip
+                               dashboard_address="127.0.0.1:0")  # fmt: skip
         cmds.append([*base, *pattern, "--dask", cluster.scheduler_address])
     except ImportError:
         print("dask.distributed not installed: no --dask row")
