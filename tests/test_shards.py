@@ -82,6 +82,65 @@ def mixed(tmp_path: Path) -> dict[str, Any]:
     return {"dir": shards, "whole": whole, "z": z, "y": y}
 
 
+@pytest.fixture
+def mixed_pairs(tmp_path: Path) -> dict[str, Any]:
+    """8 logits shards in mixed formats (npy, safetensors, parquet, arrow, csv: logits only),
+    8 labels shards in .npy, and the concatenation as one file."""
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("safetensors")
+    z, y = _data(seed=5)
+    logits, labels = tmp_path / "logits", tmp_path / "labels"
+    logits.mkdir()
+    labels.mkdir()
+    kinds = ["npy", "safetensors", "parquet", "npy", "arrow", "csv", "parquet", "safetensors"]
+    for i, kind in enumerate(kinds):
+        a, b = CUTS[i], CUTS[i + 1]
+        np.save(labels / f"part-{i}.npy", y[a:b])
+        out = logits / f"part-{i}.{kind}"
+        if kind == "npy":
+            np.save(out, z[a:b])
+        elif kind == "safetensors":
+            from safetensors.numpy import save_file
+
+            save_file({"logits": np.ascontiguousarray(z[a:b])}, str(out))
+        else:
+            import pyarrow as pa
+
+            table = pa.table({f"c{j}": z[a:b, j] for j in range(z.shape[1])})
+            if kind == "parquet":
+                import pyarrow.parquet as pq
+
+                pq.write_table(table, out)
+            elif kind == "arrow":
+                import pyarrow.feather as feather
+
+                feather.write_feather(table, str(out))
+            else:
+                import pyarrow.csv as pcsv
+
+                pcsv.write_csv(table, str(out))
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, logits=z, labels=y)
+    return {"logits": logits, "labels": labels, "whole": whole}
+
+
+def test_mixed_logits_formats_pair_with_npy_labels(mixed_pairs: dict[str, Any]) -> None:
+    code, out, err = _run(
+        str(mixed_pairs["logits"]),
+        str(mixed_pairs["labels"]),
+        "--format",
+        "json",
+        "--dtypes",
+        "float32,float64",
+        "--workers",
+        "2",
+    )
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["shards"] == {"count": 8, "rows": CUTS[-1]}
+    assert _comparable(got) == _expected(mixed_pairs["whole"])
+
+
 def _run(*args: str) -> tuple[int, str, str]:
     """The CLI in a subprocess (the worker processes need a real one)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}

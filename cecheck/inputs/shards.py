@@ -50,7 +50,10 @@ class Shard:
 
 
 def is_sharded(name: str) -> bool:
-    """Whether ``name`` names many files: a pattern, a directory or an ``@list``."""
+    """Whether ``name`` names many files: a pattern, a directory or an ``@list`` (a file of
+    that very name is one file, whatever its characters)."""
+    if os.path.isfile(name):
+        return False
     if name.startswith("@"):
         return True
     if _PATTERN.search(name):
