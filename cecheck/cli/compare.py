@@ -129,8 +129,9 @@ def compare(
     or .pt with --logits-key and --labels-key arrays, a .pt tuple (logits, labels), or a
     table with a --label-column). Logits of shape (N, C) are N rows; (B, T, C) are B*T rows.
     An input of many files (shards): a quoted glob pattern, a directory, or @LIST (a text
-    file of paths, one a line); logits and labels shards pair in sorted order. A path may
-    be an fsspec URL (s3://, gs://, file://...) where fsspec is installed.
+    file of paths, one a line); logits and labels shards pair in natural order (a list's
+    own order). A path may be an fsspec URL (s3://, gs://, file://...) where fsspec is
+    installed.
 
     \b
     Examples:
