@@ -8,20 +8,17 @@ results are available as a stream of DataFrames, one per chunk.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from cecheck import fast, headroom, inputs, pipeline
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
-from cecheck.diagnose import CAUSES, NOT_FLAGGED
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
 from cecheck.inputs.arrays import unpack
+from cecheck.partial import Partial
 from cecheck.pipeline import ChunkResult
-from cecheck.report import PathSummary, Report, RowRecord
-from cecheck.rows import chunk_frame, chunk_records
+from cecheck.report import Report
+from cecheck.rows import chunk_frame
 from cecheck.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,12 +70,12 @@ def iter_chunks(
     if plan.paths.kernel:
         yield from _pipelined(source, plan, progress)
         return
-    start = 0
+    start = source.first_row
     for logits, labels in source.chunks(chunk_rows(source.n_classes)):
         yield plan.evaluate(logits, labels, start)
         start += labels.shape[0]
         if progress is not None:
-            progress(start)
+            progress(start - source.first_row)
 
 
 def _pipelined(
@@ -89,7 +86,7 @@ def _pipelined(
     other. Memory: two chunks' results instead of one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    start = 0
+    start = source.first_row
     done: tuple[pipeline.Masked, Array, Array] | None = None  # computed, not yet diagnosed
     chunks = source.chunks(fast.chunk_rows(source.n_classes))
     with ThreadPoolExecutor(1, thread_name_prefix="cecheck-ahead") as ahead:
@@ -107,13 +104,13 @@ def _pipelined(
                 yield plan.diagnosed(*done, start)
                 start += done[2].shape[0]
                 if progress is not None:
-                    progress(start)
+                    progress(start - source.first_row)
             # before the reader moves on (and releases this chunk's pages)
             done = (computing.result(), logits, labels)
     if done is not None:
         yield plan.diagnosed(*done, start)
         if progress is not None:
-            progress(start + done[2].shape[0])
+            progress(start + done[2].shape[0] - source.first_row)
 
 
 def run(
@@ -133,18 +130,31 @@ def run(
     """
     if plan is None:
         plan, source = pipeline.plan(source, s)
-    totals = _Totals(s, cliffs=headroom.Running(s.dtypes) if covers(plan) else None)
-    batches = pipeline.Batches.start(plan)
+    totals = accumulate(source, s, plan, on_chunk=on_chunk, progress=progress)
+    ran = plan  # the same choices for every later pass over the rows
+    return totals.report(source, lambda: frames(source, s, plan=ran))
+
+
+def accumulate(
+    source: inputs.Source,
+    s: Settings,
+    plan: pipeline.Plan,
+    *,
+    on_chunk: Callable[[ChunkResult], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Partial:
+    """One pass over ``source`` (planned by ``plan``): its :class:`~cecheck.partial.Partial`,
+    which merges with the partials of the rows before and after it."""
+    totals = Partial(s, cliffs=headroom.Running(s.dtypes) if covers(plan) else None)
+    batches = pipeline.Batches.start(plan, source.first_row)
     for chunk in iter_chunks(source, s, progress, plan=plan):
         totals.add(chunk, source)
         if batches is not None:
             batches.add(chunk.values, chunk.labels)
         if on_chunk is not None:
             on_chunk(chunk)
-    ran = plan  # the same choices for every later pass over the rows
-    report = totals.report(source, lambda: frames(source, s, plan=ran))
-    report.batches = None if batches is None else batches.result()
-    return report
+    totals.batches = None if batches is None else batches.means
+    return totals
 
 
 def covers(plan: pipeline.Plan) -> bool:
@@ -160,184 +170,6 @@ def frames(
     """Per-row results as DataFrames, one per chunk (see :func:`chunk_frame`)."""
     for chunk in iter_chunks(source, s, plan=plan):
         yield chunk_frame(chunk, source, s)
-
-
-@dataclass
-class _ColumnTotals:
-    """Running totals of one loss column over the scored rows."""
-
-    rows: int = 0
-    finite: int = 0
-    nan: int = 0
-    inf: int = 0
-    total: float = 0.0  # sum of the finite losses
-    worst: float | None = None  # largest relative error against the reference
-
-    def add(self, values: Array, worst: float | None) -> None:
-        """Count the scored ``values`` of a chunk; ``worst`` is its largest relative error."""
-        self.rows += values.size
-        with np.errstate(over="ignore", invalid="ignore"):  # a NaN or inf is handled below
-            total = values.sum()
-        if np.isfinite(total):
-            # A finite sum has no NaN or inf among its terms: every value is finite, and this
-            # is the total over the finite ones (an all-True ``where`` adds in the same order
-            # as no mask), without a pass for the mask.
-            self.finite += values.size
-            self.total += float(total)
-        else:
-            finite = np.isfinite(values)
-            n_finite = int(np.count_nonzero(finite))
-            n_nan = int(np.count_nonzero(np.isnan(values)))
-            self.finite += n_finite
-            self.nan += n_nan
-            self.inf += values.size - n_finite - n_nan
-            self.total += float(values.sum(where=finite))
-        if worst is not None:
-            self.worst = max(self.worst or 0.0, worst)
-
-
-@dataclass
-class _Totals:
-    """Running totals over chunks: per-path summaries, flag and cause counts, top-K rows."""
-
-    s: Settings
-    rows: int = 0
-    scored: int = 0
-    n: dict[str, _ColumnTotals] = field(default_factory=dict)
-    flag_counts: Array | None = None
-    cause_counts: Array = field(default_factory=lambda: np.zeros(len(CAUSES), dtype=np.int64))
-    path_causes: dict[str, Array] = field(default_factory=dict)
-    flagged_rows: int = 0
-    flag_names: tuple[str, ...] = ()
-    top: list[RowRecord] = field(default_factory=list)
-    cliffs: headroom.Running | None = None  # the headroom so far (when it covers the run)
-
-    def __post_init__(self) -> None:
-        self.n = {c: _ColumnTotals() for c in self.s.columns}
-
-    def add(self, chunk: ChunkResult, source: inputs.Source) -> None:
-        diag = chunk.diagnosis
-        scored = diag.scored
-        every_row = bool(scored.all())  # the common case: no copy of the values
-        for c in self.s.columns:
-            values = chunk.values[c] if every_row else chunk.values[c][scored]
-            self.n[c].add(values, diag.worst_error.get(c))
-        self.rows += chunk.labels.shape[0]
-        self.scored += int(np.count_nonzero(scored))
-        counts = diag.flag_counts
-        self.flag_counts = counts if self.flag_counts is None else self.flag_counts + counts
-        self.flag_names = diag.flag_names
-        self.cause_counts += diag.cause_counts
-        for path, counts in diag.path_cause_counts.items():
-            self.path_causes[path] = self.path_causes.get(path, 0) + counts
-        candidates = np.flatnonzero(diag.severity < NOT_FLAGGED)
-        self.flagged_rows += candidates.size
-        self._keep_top(chunk, source, candidates)
-        if self.cliffs is not None:
-            reference = chunk.values["reference"]  # lse - z_y: headroom's lse without exp
-            self.cliffs.add(chunk.logits, chunk.labels, scored, chunk.start, reference)
-
-    def _keep_top(self, chunk: ChunkResult, source: inputs.Source, candidates: Array) -> None:
-        """Merge the chunk's flagged rows (``candidates``) into the ``top`` worst rows kept.
-
-        Rows are ranked by (rank, -error, row): the rank orders the severities and, within
-        one, the framework's paths and wider dtypes first (:attr:`Diagnosis.rank`). Only the
-        rows that can still enter are ranked, and only the k best of those become records: on
-        an overconfident model nearly every row is flagged, and sorting them all, chunk after
-        chunk, would cost more than the diagnosis itself.
-        """
-        k = self.s.top
-        if k == 0 or candidates.size == 0:
-            return
-        diag = chunk.diagnosis
-        if len(self.top) == k:  # full: a row enters only by beating the last row kept
-            last = self.top[-1]
-            rank, error = diag.rank[candidates], diag.error[candidates]
-            same = rank == last.rank
-            tied = same & (error == last.error)
-            beats = (rank < last.rank) | (same & (error > last.error))
-            beats |= tied & (chunk.start + candidates < last.row)
-            candidates = candidates[beats]
-        best = _best_rows(candidates, diag.rank, diag.error, k)
-        self.top += chunk_records(chunk, source, self.s, best)
-        self.top.sort(key=lambda r: (r.rank, -r.error, r.row))
-        del self.top[k:]
-
-    def report(self, source: inputs.Source, frames: Callable[[], Iterator[pd.DataFrame]]) -> Report:
-        summary = []
-        for c in self.s.columns:
-            t = self.n[c]
-            path, _, dtype = c.partition("_")
-            bits = prec.get(dtype).bits if dtype else 53
-            summary.append(
-                PathSummary(
-                    path=path,
-                    dtype=dtype or "float64",
-                    rows=t.rows,
-                    finite=t.finite,
-                    nan=t.nan,
-                    inf=t.inf,
-                    mean=t.total / t.finite if t.finite else float("nan"),
-                    worst_rel_error=t.worst,
-                    bits_correct=None if t.worst is None else _bits(t.worst, bits),
-                )
-            )
-        counts = {}
-        if self.flag_counts is not None:
-            counts = {
-                f: int(n) for f, n in zip(self.flag_names, self.flag_counts, strict=True) if n
-            }
-        return Report(
-            source=source,
-            settings=self.s,
-            rows=self.rows,
-            scored_rows=self.scored,
-            summary=summary,
-            counts=counts,
-            cause_counts={c: int(n) for c, n in zip(CAUSES, self.cause_counts, strict=True) if n},
-            path_causes={
-                path: {c: int(n) for c, n in zip(CAUSES, counts, strict=True) if n}
-                for path, counts in self.path_causes.items()
-            },
-            flagged_rows=self.flagged_rows,
-            top=list(self.top),
-            frames=frames,
-            headroom=None if self.cliffs is None else self.cliffs.result(),
-        )
-
-
-def _best_rows(rows: Array, severity: Array, error: Array, k: int) -> Array:
-    """The (at most) ``k`` best of ``rows`` (ascending) by (severity, -error, row), in order;
-    ``severity`` is any integer order, such as :attr:`Diagnosis.rank`.
-
-    Selects before it sorts: the k-th severity bounds the rows that can make the cut, and
-    within that severity the error of the last place left bounds them again; rows tied with
-    that error go by row number, which is their order in ``rows``. Then only k rows are
-    sorted, whatever the number of flagged rows. ``error`` holds no NaN.
-    """
-    if rows.size > k:
-        sev = severity[rows]
-        cut = np.partition(sev, k - 1)[k - 1]  # the k-th smallest severity
-        keep = sev < cut  # fewer than k rows: all in
-        level = np.flatnonzero(sev == cut)
-        places = k - int(np.count_nonzero(keep))
-        err = error[rows[level]]
-        bar = np.partition(err, err.size - places)[err.size - places]  # places-th largest
-        above = err > bar
-        ties = np.flatnonzero(err == bar)[: places - int(np.count_nonzero(above))]
-        keep[level[above]] = True
-        keep[level[ties]] = True
-        rows = rows[keep]
-    order = np.lexsort((rows, -error[rows], severity[rows]))
-    return rows[order]
-
-
-def _bits(rel: float, bits: int) -> float:
-    if rel == 0:
-        return float(bits)
-    if not np.isfinite(rel):
-        return 0.0
-    return float(min(bits, max(0.0, -np.log2(rel))))
 
 
 def compare(

@@ -227,11 +227,14 @@ def chunk_rows(n_classes: int, itemsize: int = 4) -> int:
 
 
 def threads() -> int:
-    """The cores this process may run on."""
+    """The cores this process may run on; at most ``CECHECK_THREADS`` when it is set (a
+    worker process's share of the cores, see :mod:`cecheck.scaleout`)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    share = os.environ.get("CECHECK_THREADS", "")
+    return max(1, min(cores, int(share))) if share.isdigit() else cores
 
 
 def multiclass_index(

@@ -39,6 +39,7 @@ import numpy as np
 
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
+from cecheck.exactsum import ExactSum
 
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
@@ -236,8 +237,8 @@ class Running:
     dtypes: tuple[str, ...]
     best: dict[tuple[str, str], _Best] = field(default_factory=dict)
     rows: int = 0
-    lse_sum: float = 0.0
-    lse_sq_sum: float = 0.0
+    lse_sum: ExactSum = field(default_factory=ExactSum)  # exact: parts merge to the bit
+    lse_sq_sum: ExactSum = field(default_factory=ExactSum)
     lse_max: float = -math.inf
     lse_max_row: int | None = None
 
@@ -299,8 +300,8 @@ class Running:
 
     def _add_lse(self, lse: Array, rows: Array) -> None:
         self.rows += lse.size
-        self.lse_sum += float(lse.sum())
-        self.lse_sq_sum += float(np.square(lse).sum())
+        self.lse_sum.add(lse)
+        self.lse_sq_sum.add(np.square(lse))
         i = int(np.argmax(lse))
         if lse[i] > self.lse_max:
             self.lse_max, self.lse_max_row = float(lse[i]), int(rows[i])
@@ -313,8 +314,8 @@ class Running:
             if b.row is not None:
                 mine.offer(b.factor, b.row, b.cause)
         self.rows += other.rows
-        self.lse_sum += other.lse_sum
-        self.lse_sq_sum += other.lse_sq_sum
+        self.lse_sum.merge(other.lse_sum)
+        self.lse_sq_sum.merge(other.lse_sq_sum)
         if other.lse_max_row is not None and (
             other.lse_max > self.lse_max
             or (other.lse_max == self.lse_max and other.lse_max_row < (self.lse_max_row or 0))
@@ -333,14 +334,9 @@ class Running:
                     "loss_zero": roundoff_threshold(d),
                 }.get(b.cause, math.nan)
                 cliffs.append(Cliff(p, d, b.factor, b.row, b.cause, threshold, b.past))
-        n = self.rows
-        lp = LogPartition(
-            rows=n,
-            mean=self.lse_sum / n if n else math.nan,
-            max=self.lse_max if n else math.nan,
-            max_row=self.lse_max_row,
-            z_loss=Z_LOSS_WEIGHT * self.lse_sq_sum / n if n else math.nan,
-        )
+        n, sums = self.rows, (self.lse_sum, self.lse_sq_sum)
+        mean, z_loss = sums[0].mean(n), Z_LOSS_WEIGHT * sums[1].mean(n)
+        lp = LogPartition(n, mean, self.lse_max if n else math.nan, self.lse_max_row, z_loss)
         return Headroom(tuple(cliffs), lp)
 
 
@@ -405,6 +401,7 @@ def _solve(
     next ``lo`` is past the best found. A row's crossing depends on that row only (never on
     the best so far), so chunks give the same answer however the rows are split.
     """
+    lo = np.minimum(lo, hi)  # ends that rounding crossed: the crossing is at hi
     bound = min(best.factor, float(hi.min(initial=math.inf)))
     if not math.isfinite(bound):
         return
@@ -495,6 +492,6 @@ def _offer_min(best: _Best, factor: Array, rows: Array, cause: str) -> None:
     """Offer ``best`` the smallest ``factor`` (the first row among ties)."""
     if factor.size == 0:
         return
-    i = int(np.argmin(factor))
-    if math.isfinite(factor[i]):
-        best.offer(float(factor[i]), int(rows[i]), cause)
+    least = factor.min()  # NaN-free: the bracketed crossings, or inf
+    if math.isfinite(least):  # ties go to the first row, whatever the order of ``rows``
+        best.offer(float(least), int(rows[factor == least].min()), cause)

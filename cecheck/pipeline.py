@@ -63,6 +63,7 @@ class Plan:
     n_classes: int
     paths: PathSet
     ragged: set[int] | None = None  # the source's rows that could not be formed (filled as read)
+    first_row: int = 0  # the source's first row number (a shard's place in its input)
 
     def compute(self, values: Array, labels: Array) -> Masked:
         """The first half of :meth:`evaluate`: label masks and every path and dtype."""
@@ -91,7 +92,8 @@ class Plan:
         if self.ragged is not None:  # a ragged row is that, not a NaN input
             n = c.reference.shape[0]
             ragged = np.zeros(n, dtype=bool)
-            ragged[[r - start for r in self.ragged if start <= r < start + n]] = True
+            at = start - self.first_row  # the source's own row numbers
+            ragged[[r - at for r in self.ragged if at <= r < at + n]] = True
             nonfinite, extra = nonfinite & ~ragged, {**extra, "ragged_logits": ragged}
         diag = diagnose(
             nonfinite,
@@ -147,7 +149,7 @@ def plan(
     if use_fast is None:
         use_fast = not s.framework_view and fast.usable(source.task, source.label_form, s.dtypes)
     paths = choose(family, source.n_classes, s, use_fast=use_fast)
-    chosen = Plan(s, family, source.n_classes, paths, source.ragged)
+    chosen = Plan(s, family, source.n_classes, paths, source.ragged, source.first_row)
     if s.inputs == "probs":  # the values are what the user said they are: no warning
         kept = tuple(w for w in source.warnings if LOOKS_LIKE_PROBABILITIES not in w)
         source = dataclasses.replace(source, warnings=kept)
@@ -190,19 +192,22 @@ class Batches:
     share of the denominator (``w[y]`` for class labels, 0 when ignored; 1 for other forms).
     """
 
-    def __init__(self, p: Plan, batch_size: int) -> None:
+    def __init__(self, p: Plan, batch_size: int, first_row: int = 0) -> None:
         s = p.settings
         self.family = p.family
         self.n_classes = p.n_classes
         self.ignore_index = s.ignore_index
         self.weights = None if s.class_weights is None else np.asarray(s.class_weights)
-        self.means = fw.BatchMeans(batch_size, s.columns, ignore_index=s.ignore_index)
+        self.means = fw.BatchMeans(
+            batch_size, s.columns, ignore_index=s.ignore_index, first_row=first_row
+        )
 
     @classmethod
-    def start(cls, p: Plan) -> Batches | None:
-        """The batch means of a run, or None without a batch size."""
+    def start(cls, p: Plan, first_row: int = 0) -> Batches | None:
+        """The batch means of a run (its first row numbered ``first_row``, on a batch
+        boundary), or None without a batch size."""
         size = p.settings.batch_size
-        return None if size is None else cls(p, size)
+        return None if size is None else cls(p, size, first_row)
 
     def add(self, values: dict[str, Array], labels: Array) -> dict[str, Array]:
         """One chunk's loss columns and labels, in row order; the batches it completed

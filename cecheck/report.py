@@ -62,6 +62,8 @@ class RowRecord:
     severity: int  # 0 input .. 5 inaccurate
     error: float  # largest relative error of a flagged value (inf for non-finite)
     rank: int  # the row's order (cecheck.diagnose.Diagnosis.rank): severity, then place
+    shard: str | None = None  # an input of many files: the row's shard, and its row there
+    shard_row: int | None = None
 
 
 @dataclass
@@ -83,6 +85,8 @@ class Report:
     path_causes: dict[str, dict[str, int]] = field(default_factory=dict)
     # how far the logits are from each path's cliff (multiclass index labels; else None)
     headroom: Headroom | None = None
+    # an input of many files: the number of shards whose rows are in (None: one input)
+    shards: int | None = None
 
     def iter_frames(self) -> Iterator[pd.DataFrame]:
         """Every row's results, one DataFrame per chunk, recomputed from the source.
@@ -185,11 +189,14 @@ class Report:
                     "causes": r.causes,
                     "severity": SEVERITY_NAMES[r.severity],
                 }
+                | ({} if r.shard is None else {"shard": r.shard, "shard_row": r.shard_row})
                 for r in self.top
             ],
             "failed": failed,
             "exit_code": 1 if failed else 0,
         }
+        if self.shards is not None:  # what the merged report covers
+            data["shards"] = {"count": self.shards, "rows": self.rows}
         data |= _framework_view(self)
         strict: dict[str, Any] = _strict(data)
         return strict

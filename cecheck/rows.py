@@ -39,6 +39,7 @@ def chunk_records(
     for j, i in enumerate(positions):
         row = chunk.start + int(i)
         z = chunk.logits[i]
+        shard, shard_row = (None, None) if source.shards is None else source.shards.locate(row)
         records.append(
             RowRecord(
                 row=row,
@@ -51,6 +52,8 @@ def chunk_records(
                 severity=int(diag.severity[i]),
                 rank=int(diag.rank[i]),
                 error=float(diag.error[i]),
+                shard=shard,
+                shard_row=shard_row,
             )
         )
     return records
@@ -68,6 +71,11 @@ def chunk_columns(chunk: ChunkResult, source: Source, s: Settings) -> dict[str, 
     n = chunk.labels.shape[0]
     rows = np.arange(chunk.start, chunk.start + n)
     data: dict[str, Column] = {"row": rows}
+    if source.shards is not None:  # the row's file, and its row there
+        starts = np.asarray(source.shards.starts, dtype=np.int64)
+        which = np.maximum(np.searchsorted(starts, rows, side="right") - 1, 0)
+        data["shard"] = [source.shards.names[i] for i in which.tolist()]
+        data["shard_row"] = rows - starts[which]
     if len(source.lead_shape) > 1:
         data["index"] = tuple(np.unravel_index(rows, source.lead_shape))
     if s.batch_size is not None:

@@ -8,13 +8,14 @@ definition in 450 digits with mpmath, rounded once to float64) and compared with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import mp_reference as mp
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cecheck import compare, engine
+from cecheck import compare, engine, partial
 from cecheck.diagnose import CAUSES, INPUT_FLAGS, NOT_FLAGGED, PROBABILITY_CAUSES
 from cecheck.engine import Settings, evaluate
 
@@ -375,25 +376,26 @@ def test_best_rows_are_the_first_k_rows_of_the_full_sort() -> None:
         rows = np.flatnonzero(rng.random(n) < 0.7)
         k = int(rng.integers(1, 12))
         expected = rows[np.lexsort((rows, -error[rows], severity[rows]))][:k]
-        assert_array_equal(engine._best_rows(rows, severity, error, k), expected)
+        assert_array_equal(partial.best_rows(rows, severity, error, k), expected)
 
 
 @pytest.mark.parametrize("n", [1, 7, 129, 10_000, 131_073])
-def test_column_totals_of_finite_values_are_the_masked_sum_to_the_bit(n: int) -> None:
-    """Without a non-finite value the total is summed without a mask: the same bits."""
+def test_column_totals_mean_is_the_exact_mean_rounded_once(n: int) -> None:
+    """The total is exact: the mean is the exact mean rounded once, whatever the order."""
     rng = np.random.default_rng(n)
     values = np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-8, 8, n)
-    t = engine._ColumnTotals()
+    t = partial.ColumnTotals()
     t.add(values, None)
     assert (t.rows, t.finite, t.nan, t.inf) == (n, n, 0, 0)
-    assert t.total == float(values.sum(where=np.isfinite(values)))
+    assert t.mean == float(sum(Fraction(v) for v in values.tolist()) / n)
 
 
 def test_column_totals_count_nan_and_inf_and_keep_an_overflowing_finite_sum() -> None:
-    t = engine._ColumnTotals()
+    t = partial.ColumnTotals()
     t.add(np.array([1.0, np.nan, np.inf, -np.inf, 2.0]), 0.5)
     with np.errstate(over="ignore"):
-        t.add(np.array([1e308, 1e308]), None)  # finite values whose sum overflows
+        t.add(np.array([1e308, 1e308]), None)  # finite values whose sum overflows float64
     assert (t.rows, t.finite, t.nan, t.inf) == (7, 4, 1, 2)
-    assert t.total == float("inf")
+    assert t.total.value() == float("inf")
+    assert t.mean == 1e308 / 2  # the exact sum, not its overflow
     assert t.worst == 0.5

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from rich.console import Console
 from textcheck import check_golden, flat
 
-from cecheck import cli, compare, engine, inputs
+from cecheck import cli, compare, engine, inputs, partial
 from cecheck import precision as prec
 from cecheck.diagnose import diagnose, within_severity
 from cecheck.losses import PathResult
@@ -198,6 +198,6 @@ def test_rank_puts_framework_paths_and_wider_dtypes_before_the_larger_error() ->
         no, masks, results, reference, precisions, 1e-4, 1e-6, nan_input=no, masked_target=no
     )
     assert diag.severity.tolist() == [5, 5, 5]
-    order = engine._best_rows(np.arange(3), diag.rank, diag.error, 3)
+    order = partial.best_rows(np.arange(3), diag.rank, diag.error, 3)
     assert order.tolist() == [2, 1, 0]
     assert diag.error.tolist() == [1.0, 0.5, pytest.approx(0.01)]

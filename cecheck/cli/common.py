@@ -77,10 +77,13 @@ def recorded_options(
 ) -> dict[str, Any]:
     """The options a loss dump records (:func:`cecheck.inputs.recorded_settings`) that the
     command line leaves at their defaults: an explicit option overrides the file. Empty for
-    two files or a file that records none; a malformed record is an exit-2 :class:`InputFailure`.
-    What the file records but cecheck does not apply is a warning on stderr.
+    two files, shards, a URL or a file that records none; a malformed record is an exit-2
+    :class:`InputFailure`. What the file records but cecheck does not apply is a warning on stderr.
     """
-    if labels is not None:
+    from cecheck.inputs.shards import is_sharded
+    from cecheck.inputs.urls import is_url
+
+    if labels is not None or is_sharded(logits) or is_url(logits):  # a dump is one local file
         return {}
     try:
         recorded = inputs.recorded_settings(logits)

@@ -19,6 +19,7 @@ from cecheck.cli.options import (
 from cecheck.output.registry import REPORTERS
 
 if TYPE_CHECKING:
+    from cecheck.cli.sharded import Sharding
     from cecheck.inputs import Source
     from cecheck.pipeline import ChunkResult, Plan
     from cecheck.report import Report
@@ -73,6 +74,21 @@ if TYPE_CHECKING:
     "before a row's loss breaks.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="An input of many files: compute its shards in N processes (default: one a core, "
+    "at most one a shard; 1 for one file, which the kernel computes on every core).",
+)
+@click.option(
+    "--dask",
+    metavar="ADDRESS",
+    default=None,
+    help="An input of many files: compute each shard as a task on the running Dask cluster "
+    "whose scheduler is at ADDRESS (tcp://host:8786); needs pip install 'cecheck[dask]'.",
+)
+@click.option(
     "-q",
     "--quiet",
     is_flag=True,
@@ -99,6 +115,8 @@ def compare(
     output: str | None,
     fail_on: tuple[str, ...],
     min_headroom: float,
+    workers: int | None,
+    dask: str | None,
     quiet: bool,
     inputs_kind: str,
     batch_size: int | None,
@@ -112,7 +130,10 @@ def compare(
     or .pt with --logits-key and --labels-key arrays, a .pt tuple (logits, labels), or a
     table with a --label-column). A loss dump of cecheck.torch.watch (one .safetensors file)
     brings the settings of the step that wrote it; options given here override them. Logits
-    of shape (N, C) are N rows; (B, T, C) are B*T rows.
+    of shape (N, C) are N rows; (B, T, C) are B*T rows. An input of many files (shards): a
+    quoted glob pattern, a directory, or @LIST (a text file of paths, one a line); logits and
+    labels shards pair in natural order (a list's own order). A path may be an fsspec URL
+    (s3://, gs://, file://...) where fsspec is installed.
 
     \b
     Examples:
@@ -121,11 +142,12 @@ def compare(
       cecheck compare sample_data/binary_sweep.csv --dtypes float16,float32,float64
       cecheck compare logits.npy labels.npy --format json -o report.json --fail-on stable
       cecheck compare logits.npy labels.npy --format csv > rows.csv
+      cecheck compare 'run/logits-*.npy' 'run/labels-*.npy' --workers 4
 
     Exit codes: 0 ran (rows may be flagged); 1 a --fail-on condition was met; 2 a usage or
     input error; 130 interrupted (Ctrl-C); 141 stdout closed by its reader.
     """
-    from cecheck.cli import common  # the library: loaded when a command runs, not for --help
+    from cecheck.cli import common, sharded  # the library: loaded when a command runs
     from cecheck.output.registry import reporter
     from cecheck.output.verdict import verdict_line
     from cecheck.output.words import closing_sentence
@@ -155,7 +177,7 @@ def compare(
     label_smoothing = recorded.get("label_smoothing", label_smoothing)
     class_weights = recorded.get("class_weights", class_weights)
     batch_size = recorded.get("batch_size", batch_size)
-    source = common.open_source(
+    source, sharding = sharded.open_input(
         logits,
         labels,
         task=task,
@@ -179,10 +201,14 @@ def compare(
         min_headroom=min_headroom,
     )
     plan, source = common.plan(source, settings)
+    streams = (reporter(fmt).all_rows and all_rows) or fmt == "csv"
+    how = sharded.processes(sharding, workers, dask, streams)
     for warning in source.warnings:
         common.say(f"warning: {warning}", quiet)
     with common.output_stream(output) as out:
-        report = _render(source, settings, plan, fmt, out, all_rows, fail_on, quiet)
+        report = _render(
+            source, settings, plan, fmt, out, all_rows, fail_on, quiet, how, dask, sharding
+        )
     elsewhere = fmt != "table" or output is not None  # the report is not for people's eyes
     if elsewhere:
         common.say(closing_sentence(report), quiet)
@@ -210,10 +236,14 @@ def _render(
     all_rows: bool,
     fail_on: tuple[str, ...],
     quiet: bool,
+    how: int = 1,
+    dask: str | None = None,
+    sharding: Sharding | None = None,
 ) -> Report:
-    """Run the engine once and write the report in ``fmt`` to ``out`` (its reporter)."""
+    """Run the engine once and write the report in ``fmt`` to ``out`` (its reporter); the
+    shards of ``sharding`` in ``how`` processes or on ``dask`` unless ``how`` is 1."""
     from cecheck import engine
-    from cecheck.cli import common
+    from cecheck.cli import common, sharded
     from cecheck.errors import InputError
     from cecheck.output.base import Options
     from cecheck.output.registry import reporter
@@ -229,8 +259,15 @@ def _render(
 
     try:
         with common.progress_bar(source, quiet) as progress:
-            report = engine.run(source, settings, on_chunk=on_chunk, progress=progress, plan=plan)
+            if sharding is not None and how != 1:
+                report = sharded.run(source, sharding, settings, plan, how, dask, progress)
+            else:
+                report = engine.run(
+                    source, settings, on_chunk=on_chunk, progress=progress, plan=plan
+                )
     except InputError as e:  # a problem found past the first chunk of a file
         raise common.InputFailure(common.one_line(e)) from None
+    if sharding is not None:  # what the report covers
+        report.shards = len(sharding.shards)
     rep.finish(report)
     return report

@@ -174,15 +174,19 @@ class BatchMeans:
         *,
         ignore_index: int = -100,
         max_issues: int = 100,
+        first_row: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be a positive number of rows, got {batch_size}")
+        if first_row % batch_size:
+            raise ValueError(f"row {first_row} is not the first row of a batch of {batch_size}")
         self.batch_size = int(batch_size)
         self.columns = tuple(columns)
         self.ignore_index = ignore_index
         self.max_issues = max_issues
-        self.rows = 0  # rows seen
-        self.batches = 0  # batches completed
+        # ``first_row``: the number of the first row fed (a shard's place in its input)
+        self.rows = first_row  # the number of the next row
+        self.batches = first_row // batch_size  # the number of the next batch
         self._open: _Segments | None = None  # the batch not complete yet
         self._nan = dict.fromkeys(self.columns, 0)
         self._inf = dict.fromkeys(self.columns, 0)
@@ -240,6 +244,30 @@ class BatchMeans:
         """Close the last, shorter batch if one is open; return it as :meth:`add` does."""
         last, self._open = self._open, None
         return self._close(last)
+
+    def merge(self, other: BatchMeans) -> None:
+        """Take in ``other``, the batch means of the rows right after this one's.
+
+        Exact only when no batch straddles the two: this one must end on a batch boundary
+        (no open batch), as a shard does whose rows are a multiple of the batch size; else a
+        ValueError. The worst mean keeps the earlier batch on a tie, as one pass does.
+        """
+        if self._open is not None and other.rows > self.rows:
+            raise ValueError(
+                f"batch {self.batches} straddles row {self.rows}: cannot merge batch means "
+                "across it"
+            )
+        if other.rows > self.rows:
+            self._open = other._open
+        self.rows, self.batches = max(self.rows, other.rows), max(self.batches, other.batches)
+        for c in self.columns:
+            self._nan[c] += other._nan[c]
+            self._inf[c] += other._inf[c]
+            mine, theirs = self._worst[c], other._worst[c]
+            if theirs is not None and (mine is None or theirs[1] > mine[1]):
+                self._worst[c] = theirs
+        self._issues = (self._issues + other._issues)[: self.max_issues]
+        self._nonfinite_batches += other._nonfinite_batches
 
     def _close(self, seg: _Segments | None) -> dict[str, Array]:
         """Finish complete batches: their means, the counts, the worst, and the issues."""

@@ -22,6 +22,7 @@ ml_dtypes and torch are imported only by what needs them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -33,6 +34,7 @@ from cecheck.inputs import (
     parquet,
     safetensors_files,
     torch_files,
+    urls,
 )
 from cecheck.inputs.arrays import array_part, as_array
 from cecheck.inputs.files import Choice, Reader, check_file
@@ -120,15 +122,34 @@ def open_inputs(
     labels). In Parquet, Arrow and Feather the logits may be one list column (C values per
     row, as a Hugging Face dataset stores them): ``logits_column``, or inferred when the
     table has exactly one list column; other columns are then left out.
+
+    A path may be an fsspec URL (``s3://bucket/logits.npy``, ``memory://``...) where fsspec
+    is installed (:mod:`cecheck.inputs.urls`).
     """
     names = (str(logits_path), str(labels_path if labels_path is not None else logits_path))
-    choice = Choice(label_column, logits_key, labels_key, logits_column)
-    if labels_path is None:
-        lg, lb, pairs = READERS[check_file(names[0], FORMATS)].both(names[0], choice)
-        return finish(lg, lb, pairs, task, names)
-    lg = READERS[check_file(names[0], FORMATS)].single(names[0], choice, "logits")
-    lb = READERS[check_file(names[1], FORMATS)].single(names[1], choice, "labels")
-    return finish(lg, lb, zip_parts(lg, lb), task, names)
+    files = (urls.local(names[0]), urls.local(names[1]))  # a URL: a local copy (fsspec)
+    try:
+        source = _open(
+            files,
+            labels_path is not None,
+            task,
+            Choice(label_column, logits_key, labels_key, logits_column),
+        )
+    except InputError as e:
+        raise InputError(urls.named(str(e), dict(zip(files, names, strict=True)))) from None
+    warnings = tuple(urls.named(w, dict(zip(files, names, strict=True))) for w in source.warnings)
+    return dataclasses.replace(
+        source, logits_name=names[0], labels_name=names[1], warnings=warnings
+    )
+
+
+def _open(files: tuple[str, str], two: bool, task: str, choice: Choice) -> Source:
+    if not two:
+        lg, lb, pairs = READERS[check_file(files[0], FORMATS)].both(files[0], choice)
+        return finish(lg, lb, pairs, task, files)
+    lg = READERS[check_file(files[0], FORMATS)].single(files[0], choice, "logits")
+    lb = READERS[check_file(files[1], FORMATS)].single(files[1], choice, "labels")
+    return finish(lg, lb, zip_parts(lg, lb), task, files)
 
 
 def recorded_settings(path: str | os.PathLike[str]) -> Recorded | None:

@@ -7,6 +7,7 @@ into chunks of exactly the rows the engine asks for, copying each value at most 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +43,10 @@ class Source:
     # Rows whose logits could not be formed (a list of another length: a NaN row), added as
     # they are read, before their chunk is given; None when the format cannot hold such a row.
     ragged: set[int] | None = field(default=None, repr=False, compare=False)
+    # An input of many files (cecheck.inputs.shards): the shards' names and first rows; and
+    # the number of this source's first row in that input (a shard read on its own).
+    shards: Shards | None = field(default=None, repr=False, compare=False)
+    first_row: int = 0
 
     @property
     def n_rows(self) -> int:
@@ -60,6 +65,19 @@ class Source:
         if rows < 1:
             raise ValueError(f"rows must be at least 1, got {rows}")
         return self._read(rows)
+
+
+@dataclass(frozen=True)
+class Shards:
+    """The files of an input split over many: each shard's name and its first row."""
+
+    names: tuple[str, ...]
+    starts: tuple[int, ...]  # each shard's first row in the whole input, ascending
+
+    def locate(self, row: int) -> tuple[str, int]:
+        """The shard holding the whole input's ``row``, and the row's number in it."""
+        i = max(0, bisect.bisect_right(self.starts, row) - 1)
+        return self.names[i], row - self.starts[i]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import posixpath
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,8 @@ def header(source: Source, settings: Settings) -> RenderableType:
     grid.add_column(overflow="fold")
     for name, words in header_lines(source, settings):
         grid.add_row(name, words)
+        if name in ("input", "labels") and source.shards is not None:  # an input of many files
+            grid.add_row("shards", plural(len(source.shards.names), "file") + ", rows in order")
     return grid
 
 
@@ -152,6 +155,9 @@ def _rows_table(
     if narrow:
         table.padding = (0, 0, 0, 1)
     table.add_column("row", no_wrap=True)
+    sharded = any(r.shard is not None for r in records)
+    if sharded:  # an input of many files: the row's file and its row there
+        table.add_column("shard:row", overflow="fold")
     table.add_column("label", overflow="fold")
     value = "p" if paths == fw.PROB_PATHS else "logit"
     name = value if families.of(source).one_logit else f"max {value}"
@@ -165,6 +171,7 @@ def _rows_table(
             first = i == 0
             table.add_row(
                 row_name(record, source) if first else "",
+                *([_shard_cell(record) if first else ""] if sharded else []),
                 label_text(record.label) if first else "",
                 spell(record.max_logit) if first else "",
                 path,
@@ -172,6 +179,11 @@ def _rows_table(
                 _value_cell(record, "reference") if first else "",
             )
     return table
+
+
+def _shard_cell(record: RowRecord) -> str:
+    """``logits-3.npy:17``: the shard's file name (not its directory) and the row there."""
+    return f"{posixpath.basename(str(record.shard))}:{record.shard_row}"
 
 
 def _fits(table: Table, width: int) -> bool:

@@ -5,7 +5,8 @@ Not a test (pytest does not collect it: the name does not start with ``test_``).
     python tests/bench/bench.py              # the full set, ~5-10 minutes
     python tests/bench/bench.py --runs 7     # more runs per measurement
     python tests/bench/bench.py --only lm csv  # some groups: startup, lm, rows, csv, csvout,
-                                               # narrow, tasks
+                                               # narrow, tasks, shards
+    python tests/bench/bench.py --only shards --shard-mb 64  # 8 shards vs one file
 
 Every input is generated at run time in a temporary directory and deleted afterwards. Each
 measurement is the median of ``--runs`` runs (at least 5), with the page cache warm (the
@@ -392,12 +393,64 @@ def bench_tasks(d: Path, t: Table, runs: int) -> None:
               kernel / numpy_only, "no target")  # fmt: skip
 
 
+def bench_shards(d: Path, t: Table, runs: int, shard_mb: int, classes: int) -> None:
+    """8 shards against their concatenation: --workers 1 and 2, and --dask on a local cluster
+    of 2 worker processes started here (each worker one thread)."""
+    rows = max(1, (shard_mb << 20) // (classes * 4))
+    whole, labels = d / "whole.npy", d / "whole_labels.npy"
+    write_logits(whole, 8 * rows, classes)
+    write_labels(labels, 8 * rows, classes)
+    z, y = np.load(whole, mmap_mode="r"), np.load(labels)
+    for i in range(8):
+        np.save(d / f"logits-{i}.npy", z[i * rows : (i + 1) * rows])
+        np.save(d / f"labels-{i}.npy", y[i * rows : (i + 1) * rows])
+    del z
+    gb = whole.stat().st_size / 1e9
+    print(f"shards: 8 x {rows} x {classes} float32 ({gb:.2f} GB in all)")
+    base = [CECHECK, "compare", "--format", "json"]
+    pattern = [str(d / "logits-*.npy"), str(d / "labels-*.npy")]
+    one = [*base, str(whole), str(labels)]
+    w1, w2 = [*base, *pattern, "--workers", "1"], [*base, *pattern, "--workers", "2"]
+    cmds = [one, w1, w2]
+    cluster = None
+    try:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0")  # fmt: skip
+        cmds.append([*base, *pattern, "--dask", cluster.scheduler_address])
+    except ImportError:
+        print("dask.distributed not installed: no --dask row")
+    try:
+        interleaved_medians(cmds, 1)  # warm up
+        times = interleaved_medians(cmds, runs)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    t.add("8 shards --workers 1", f"{gb / times[1]:.2f} GB/s", f"one file {gb / times[0]:.2f} GB/s",
+          times[0] / times[1], ">= 0.9x")  # fmt: skip
+    t.add("8 shards --workers 2", f"{gb / times[2]:.2f} GB/s", f"one file {gb / times[0]:.2f} GB/s",
+          times[0] / times[2], ">= 0.9x")  # fmt: skip
+    if len(times) > 3:
+        t.add("8 shards --dask (2 workers)", f"{gb / times[3]:.2f} GB/s",
+              f"--workers 2 {gb / times[2]:.2f} GB/s", times[2] / times[3], ">= 0.85x")  # fmt: skip
+    _, one_peak = command_medians(one, 1)
+    _, w2_peak = command_medians(w2, 1)
+    t.add("8 shards --workers 2, peak memory", f"{w2_peak:.0f} MB", f"one file {one_peak:.0f} MB",
+          w2_peak / one_peak, "bounded")  # fmt: skip
+    for p in d.glob("*.npy"):
+        p.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument(
-        "--only", choices=["lm", "rows", "startup", "csv", "csvout", "narrow", "tasks"], nargs="*"
+        "--only",
+        choices=["lm", "rows", "startup", "csv", "csvout", "narrow", "tasks", "shards"],
+        nargs="*",
     )
+    ap.add_argument("--shard-mb", type=int, default=256, help="shards: MB of logits a shard")
     ap.add_argument("--rows", type=int, default=16384)
     ap.add_argument("--classes", type=int, default=32000)
     ap.add_argument("--dir", help="where to write the inputs (default: a new temp dir)")
@@ -419,6 +472,7 @@ def main() -> None:
             "csvout": lambda: bench_csvout(d, t, runs),
             "narrow": lambda: bench_narrow(d, t, runs),
             "tasks": lambda: bench_tasks(d, t, runs),
+            "shards": lambda: bench_shards(d, t, runs, args.shard_mb, args.classes),
         }
         for name, fn in groups.items():
             if not args.only or name in args.only:
