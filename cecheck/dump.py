@@ -145,7 +145,7 @@ def write(dump_dir: str, tensors: dict[str, Any], meta: dict[str, str], step: in
 
 def verdict(path: str) -> str:
     """What ``cecheck compare PATH`` concludes, in its one verdict line (without its
-    ``cecheck:``), computed in this process."""
+    ``cecheck:``) and the worst flagged row, computed in this process."""
     from cecheck import engine, inputs
     from cecheck.output.verdict import verdict_line
 
@@ -164,4 +164,5 @@ def verdict(path: str) -> str:
         )
     except (inputs.InputError, ValueError) as e:
         return f"cecheck could not diagnose it ({' '.join(str(e).split())})"
-    return verdict_line(report).removeprefix("cecheck: ")
+    worst = f" (worst: row {report.top[0].row})" if report.top else ""
+    return verdict_line(report).removeprefix("cecheck: ") + worst

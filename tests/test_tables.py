@@ -301,12 +301,18 @@ def test_the_verdict_names_rows_whose_input_has_no_loss() -> None:
     z = np.array([[1.0, 2.0, 3.0], [np.inf, 0.0, 1.0], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]])
     report = compare(z, np.array([0, 1, 2, 7]))
     assert verdict_line(report) == (
-        "cecheck: 2 of 4 rows flagged — input nonfinite_input (1), label_out_of_range (1); "
-        "every path finite on the other rows"
+        "cecheck: 2 of 4 rows flagged — 1 row with +inf logits (an overflowing output layer) "
+        "and 1 row with a label outside 0..2; every path finite on the other rows"
     )
     z[0] = [0.0, 0.0, 1e30]  # and a path that breaks on a scored row
     assert verdict_line(compare(z, np.array([0, 1, 2, 7]))) == (
-        "cecheck: 3 of 4 rows flagged — input nonfinite_input (1), label_out_of_range (1); "
-        "NaN/inf in textbook float32/float64 (1), naive float32/float64 (1); stable finite on "
-        "the other rows"
+        "cecheck: 3 of 4 rows flagged — 1 row with +inf logits (an overflowing output layer) "
+        "and 1 row with a label outside 0..2; NaN/inf in textbook float32/float64 (1), naive "
+        "float32/float64 (1); stable finite on the other rows"
+    )
+    z[[0, 2, 3]] = np.nan  # no row left
+    assert verdict_line(compare(z, np.array([0, 1, 2, 7]))) == (
+        "cecheck: 4 of 4 rows flagged — 3 rows with NaN logits (NaN weights or activations "
+        "upstream), 1 row with +inf logits (an overflowing output layer) and 1 row with a label "
+        "outside 0..2; no row left to score"
     )

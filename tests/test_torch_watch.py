@@ -215,7 +215,8 @@ def test_a_training_run_that_goes_nan_stops_with_the_batch_saved(
     assert all("label_out_of_range" not in r["flags"] for r in report["flagged"])
     assert report["batches"]["nonfinite_batches"] == 1
     # the verdict the wrapper printed is the one the CLI closes with
-    assert str(error).endswith(stderr.splitlines()[-1].removeprefix("cecheck: "))
+    verdict = stderr.splitlines()[-1].removeprefix("cecheck: ")
+    assert str(error).endswith(f"{verdict} (worst: row {report['flagged'][0]['row']})")
 
 
 def test_compare_applies_the_recorded_smoothing_to_the_values(tmp_path: Path) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cecheck.diagnose import INPUT_FLAGS
-from cecheck.output.words import and_list, plural
+from cecheck.output.words import and_list, input_problems, plural
 
 if TYPE_CHECKING:
     from cecheck.report import Report
@@ -16,8 +15,9 @@ def verdict_line(report: Report) -> str:
     flagged, each path's dtypes that give NaN or inf with their rows, and the paths finite
     everywhere (``cecheck: 11 of 256 rows flagged — NaN/inf in textbook float16 (3), naive
     float16 (1); stable finite``; ``textbook float32/float64 (16)``: 16 rows in each). Rows
-    whose input has no loss come first (``input nonfinite_input (1); every path finite on
-    the other rows``): a path is "finite" over the rows it scores."""
+    whose input has no loss come first (``1 row with +inf logits (an overflowing output
+    layer); every path finite on the other rows``): a path is "finite" over the rows it
+    scores."""
     rows = plural(report.rows, "row")
     head = (
         f"cecheck: {report.flagged_rows} of {rows} flagged"
@@ -33,14 +33,12 @@ def verdict_line(report: Report) -> str:
             broken.append(f"{name} {'/'.join(bad)} ({next(iter(bad.values()))})")
         else:
             broken.append(f"{name} " + ", ".join(f"{d} ({n})" for d, n in bad.items()))
-    bad_input = [
-        f"{flag} ({report.counts[flag]})"
-        for flag in (*INPUT_FLAGS, "invalid_probability", "ragged_logits")
-        if report.counts.get(flag)
-    ]
-    parts = [f"input {', '.join(bad_input)}"] if bad_input else []
-    rest = " on the other rows" if bad_input else ""
-    if broken:
+    problems = input_problems(report)
+    parts = [and_list(problems)] if problems else []
+    rest = " on the other rows" if problems else ""
+    if report.scored_rows == 0:
+        parts.append("no row left to score")
+    elif broken:
         parts.append(f"NaN/inf in {', '.join(broken)}")
         if finite:
             parts.append(f"{and_list(finite)} finite{rest}")

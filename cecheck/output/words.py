@@ -293,9 +293,28 @@ def _rows_in(counts: dict[str, int]) -> str:
     return and_list(parts)
 
 
+def input_problems(report: Report) -> list[str]:
+    """The rows that have no loss for a problem of their input, in words ("4 rows with +inf
+    logits (an overflowing output layer)"), by kind."""
+    src, s, counts, causes = report.source, report.settings, report.counts, report.cause_counts
+    plus = "+" if _nonfinite_kinds(src, s) == "NaN or +inf" else ""
+    noun = _input_noun(s)
+    head = " (an overflowing output layer)" if s.inputs == "logits" else ""
+    found = (
+        (causes.get("nan_input"), f"with NaN {noun} (NaN weights or activations upstream)"),
+        (causes.get("inf_input"), f"with {plus}inf {noun}{head}"),
+        (counts.get("masked_target"), "whose target falls on a masked (-inf) class"),
+        (counts.get("ragged_logits"), "whose list of logits has another length"),
+        (counts.get("invalid_probability"), "holding values that are not probabilities"),
+        (counts.get("label_out_of_range"), f"with a label outside 0..{src.n_classes - 1}"),
+        (counts.get("invalid_label"), "with an invalid label"),
+    )
+    return [f"{plural(n, 'row')} {words}" for n, words in found if n]
+
+
 def closing_sentence(report: Report) -> str:
     """What was found and what to do, in plain words, in one sentence or a few clauses."""
-    src, s, counts = report.source, report.settings, report.counts
+    s = report.settings
     if report.flagged_rows == 0 and report.scored_rows > 0:
         nothing = (
             f"Nothing flagged: every path is finite and agrees with the reference on all "
@@ -303,28 +322,7 @@ def closing_sentence(report: Report) -> str:
         )
         return _sentence([nothing, *batch_clauses(report)])
     clauses = []
-    causes = report.cause_counts
-    plus = "+" if _nonfinite_kinds(src, s) == "NaN or +inf" else ""
-    noun = _input_noun(s)
-    head = " (an overflowing output layer)" if s.inputs == "logits" else ""
-    problems = [
-        f"{plural(n, 'row')} {words}"
-        for n, words in (
-            (causes.get("nan_input"), f"with NaN {noun} (NaN weights or activations upstream)"),
-            (causes.get("inf_input"), f"with {plus}inf {noun}{head}"),
-            (counts.get("masked_target"), "whose target falls on a masked (-inf) class"),
-        )
-        if n
-    ] + [
-        f"{plural(counts[f], 'row')} {words}"
-        for f, words in (
-            ("ragged_logits", "whose list of logits has another length"),
-            ("invalid_probability", "holding values that are not probabilities"),
-            ("label_out_of_range", f"with a label outside 0..{src.n_classes - 1}"),
-            ("invalid_label", "with an invalid label"),
-        )
-        if counts.get(f)
-    ]
+    problems = input_problems(report)
     if problems:
         clauses.append(f"the data has {and_list(problems)}: fix those rows first")
     if report.scored_rows == 0:
