@@ -74,6 +74,7 @@ is available cecheck installs without it and uses numpy for every input.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -119,6 +120,9 @@ CHUNK_BYTES = 32 << 20
 # Rows per chunk at most: bounds the (rows, flags) matrices of the diagnosis.
 MAX_CHUNK_ROWS = 1 << 17
 DTYPES = ("float32", "float64")
+# The formats the multiclass index kernel also computes, each in a pass of its own
+# (narrow_index in _kernel.c): float16 and bfloat16, with the bits of the numpy specification.
+NARROW = ("float16", "bfloat16")
 # The kernels a family may name (cecheck.families.Family.kernel): the multiclass index
 # kernel, the soft-label kernel (one-hot or soft labels), the sigmoid kernel (binary and
 # multi-hot targets).
@@ -147,12 +151,13 @@ def installed() -> bool:
 
 def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
     """Whether the kernels compute this task, label form and set of dtypes: a family of
-    :mod:`cecheck.families` that names a kernel of :data:`KERNELS`, in float32 and float64
-    only."""
+    :mod:`cecheck.families` that names a kernel of :data:`KERNELS`, in float32 and float64,
+    and for the multiclass index kernel in float16 and bfloat16 too (:data:`NARROW`)."""
     if not families.known(task, label_form):
         return False
     kernel = families.get(task, label_form).kernel
-    return kernel in KERNELS and set(dtypes) <= set(DTYPES)
+    computed = DTYPES + NARROW if kernel == "index" else DTYPES
+    return kernel in KERNELS and set(dtypes) <= set(computed)
 
 
 def compute(
@@ -247,7 +252,7 @@ def multiclass_index(
         (n,) class numbers in ``[0, C)`` (the engine replaces ignored and out-of-range
         labels by 0 and masks those rows afterwards).
     dtypes
-        A subset of ``("float32", "float64")``.
+        A subset of ``("float16", "bfloat16", "float32", "float64")``.
     framework
         ``{path: numpy function}``: the functions of :data:`EMULATES` that recompute the rows
         the kernel leaves to numpy, for the naive and stable paths they name.
@@ -282,7 +287,62 @@ def multiclass_index(
         spec = (*losses.PATHS["index"], framework or {})
         _overwrite(special, results, spec, z[special], y[special], reference)
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
+    for d in NARROW:
+        if d in dtypes:
+            results.update(_narrow_index(z, y, d, framework or {}))
     return results, reference, nonfinite
+
+
+# Outputs of the narrow kernel, per row: the textbook, stable and naive losses; its status bits.
+_N_TEXTBOOK, _N_STABLE, _N_NAIVE = 0, 1, 2
+_N_OVER, _N_UNDER, _N_NUNDER = 1, 2, 4
+
+
+def _narrow_index(
+    z: Array, y: Array, d: str, framework: FrameworkPaths
+) -> dict[tuple[str, str], PathResult]:
+    """The textbook, naive and stable paths of a chunk in float16 or bfloat16 (``d``), as
+    :func:`multiclass_index` returns them, by the kernel's narrow_index: the numpy
+    specification's bits. The rows it leaves to numpy (a logit that is not finite in ``d``)
+    are recomputed by the specification (:func:`_overwrite`), the reference left as it is."""
+    n, c = z.shape
+    loss = np.empty((3, n), dtype=np.float64)
+    bits = np.empty(n, dtype=np.uint16)
+    fmt, tables = NARROW.index(d), _tables(d)
+
+    def part(lo: int, hi: int) -> None:
+        kernel().narrow_index(z, z.itemsize, n, c, y, fmt, tables, loss, bits, lo, hi)
+
+    _run_parts(part, n)
+    results = {
+        ("textbook", d): PathResult(
+            loss[_N_TEXTBOOK],
+            exp_overflow=(bits & _N_OVER) != 0,
+            prob_underflow=(bits & _N_UNDER) != 0,
+        ),
+        ("naive", d): PathResult(loss[_N_NAIVE], prob_underflow=(bits & _N_NUNDER) != 0),
+        ("stable", d): PathResult(loss[_N_STABLE]),
+    }
+    special = np.flatnonzero(bits & _SPECIAL)
+    if special.size:
+        spec = (losses.textbook_multiclass, losses.reference_multiclass, framework)
+        _overwrite(special, results, spec, z[special], y[special], None)
+    return results
+
+
+@functools.cache
+def _tables(d: str) -> Array:
+    """The narrow kernel's tables for float16 or bfloat16: float32 (3, 65536), for each value
+    of the format (by its bits) the specification's own results of the textbook path's exp
+    and log (numpy's float32 functions, rounded: :func:`cecheck.losses.textbook_multiclass`)
+    and of PyTorch's log (:func:`cecheck.frameworks.torch_common.elementary`, rounded)."""
+    from cecheck.frameworks.torch_common import elementary
+
+    p = prec.get(d)
+    x = np.arange(1 << 16, dtype=np.uint16).view(p.storage).astype(np.float32)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        columns = (p.round(np.exp(x)), p.round(np.log(x)), p.round(elementary(np.log, x)))
+    return np.ascontiguousarray(np.stack(columns), dtype=np.float32)
 
 
 def sigmoid(
@@ -412,9 +472,10 @@ def _overwrite(
     spec: tuple[PathFunction, Callable[..., Array], FrameworkPaths],
     z: Array,
     t: Array,
-    ref: Array,
+    ref: Array | None,
 ) -> None:
-    """Overwrite ``rows`` of every result with the numpy specification's values on (z, t).
+    """Overwrite ``rows`` of every result (and of ``ref`` unless None) with the numpy
+    specification's values on (z, t).
 
     ``spec``: the textbook and reference functions of :mod:`cecheck.losses` and the
     framework paths' functions (a path absent there is left as it is, to be dropped).
@@ -430,7 +491,8 @@ def _overwrite(
             mine, value = getattr(r, name), getattr(theirs, name)
             if mine is not None and value is not None:
                 mine[rows] = value
-    ref[rows] = reference(z, t)
+    if ref is not None:
+        ref[rows] = reference(z, t)
 
 
 def _rescale_tiny(ref: Array, reference: Callable[..., Array], z: Array, t: Array) -> None:
