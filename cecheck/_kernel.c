@@ -1241,46 +1241,38 @@ static float pairwise32(const float *a, Py_ssize_t n)
  * textbook_multiclass), PyTorch's stable path (torch_fused.stable_index: log_softmax, then
  * nll) and naive path (torch_naive.naive_index: log of softmax), every step as
  * torch_common.py's log_softmax and softmax take it. tab: the tables of fast.py (the textbook
- * exp, the textbook log, PyTorch's log, of each value of the format); zr, et, es: c floats
- * each of scratch. */
+ * exp, the textbook log, PyTorch's log, of each value of the format); zr, et, es and index:
+ * c values each of scratch. */
 INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, const float *tab,
-                       float *zr, float *et, float *es, double *loss, Py_ssize_t stride,
-                       uint16_t *bits)
+                       float *zr, float *et, float *es, uint32_t *index, double *loss,
+                       Py_ssize_t stride, uint16_t *bits)
 {
     const float *t_exp = tab, *t_log = tab + TABLE, *f_log = tab + 2 * TABLE;
-    /* the logits in the format (p.cast), the textbook exps, the max; in LANES lanes */
-    float top[LANES];
-    int odd[LANES], over[LANES];
-    for (int l = 0; l < LANES; l++) {
-        top[l] = -FLT_MAX;
-        odd[l] = over[l] = 0;
+    /* the logits in the format (p.cast), their table indices, their max and whether any is
+     * not finite; the max of integer keys ordered as the floats (the bits of a negative float
+     * flipped), which vectorises where a float max does not */
+    int32_t top = INT32_MIN;
+    uint32_t odd = 0;
+    for (int j = 0; j < c; j++) {
+        float v = narrow ? ((const float *)z)[j] : (float)((const double *)z)[j];
+        float r = round_narrow(v, fmt);
+        uint32_t u = f32_bits(r);
+        int32_t key = (int32_t)(u ^ ((uint32_t)((int32_t)u >> 31) >> 1));
+        zr[j] = r;
+        index[j] = narrow_index(r, fmt);
+        top = key > top ? key : top;
+        odd |= (u & 0x7fffffffu) >= 0x7f800000u;
     }
-#define NARROW_LOGIT(j, l)                                                                  \
-    do {                                                                                    \
-        float v = narrow ? ((const float *)z)[j] : (float)((const double *)z)[j];           \
-        float r = round_narrow(v, fmt);                                                     \
-        float e = t_exp[narrow_index(r, fmt)];                                              \
-        zr[j] = r;                                                                          \
-        et[j] = e;                                                                          \
-        top[l] = r > top[l] ? r : top[l];                                                   \
-        odd[l] |= !(fabsf(r) <= FLT_MAX);                                                   \
-        over[l] |= e == INFINITY;                                                           \
-    } while (0)
-    int whole = c - c % LANES;
-    for (int j0 = 0; j0 < whole; j0 += LANES)
-        for (int l = 0; l < LANES; l++)
-            NARROW_LOGIT(j0 + l, l);
-    for (int j = whole; j < c; j++)
-        NARROW_LOGIT(j, j - whole);
-#undef NARROW_LOGIT
-    float m = -FLT_MAX;
-    int bad = 0, overflow = 0;
-    for (int l = 0; l < LANES; l++) {
-        m = top[l] > m ? top[l] : m;
-        bad |= odd[l];
-        overflow |= over[l];
+    /* the textbook exps: table look-ups, in a loop of their own (GCC 12 does not vectorise
+     * a gather for these CPUs, and a look-up in the loop above kept it scalar) */
+    int overflow = 0;
+    for (int j = 0; j < c; j++) {
+        float e = t_exp[index[j]];
+        et[j] = e;
+        overflow |= e == INFINITY;
     }
-    if (bad) {
+    float m = f32_from((uint32_t)(top ^ (int32_t)((uint32_t)(top >> 31) >> 1)));
+    if (odd) {
         *bits = N_SPECIAL;
         for (int q = 0; q < N_NARROW; q++)
             loss[q * stride] = NAN;
@@ -1311,13 +1303,21 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
                        const float *tab, double *loss, Py_ssize_t n, uint16_t *bits,
                        Py_ssize_t lo, Py_ssize_t hi)
 {
-    float *scratch = malloc(3 * (size_t)c * sizeof(float));
+    float *scratch = malloc(4 * (size_t)c * sizeof(float)); /* zr, et, es, index */
     if (!scratch)
         return 0;
     const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
-    for (Py_ssize_t i = lo; i < hi; i++)
-        narrow_row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], fmt, tab,
-                   scratch, scratch + c, scratch + 2 * c, loss + i, n, bits + i);
+    /* the format a constant in each loop, so that narrow_row vectorises for it */
+#define NARROW_ROWS(FMT)                                                                    \
+    for (Py_ssize_t i = lo; i < hi; i++)                                                    \
+        narrow_row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], FMT, tab, \
+                   scratch, scratch + c, scratch + 2 * c, (uint32_t *)(scratch + 3 * c),   \
+                   loss + i, n, bits + i)
+    if (fmt == FLOAT16)
+        NARROW_ROWS(FLOAT16);
+    else
+        NARROW_ROWS(BFLOAT16);
+#undef NARROW_ROWS
     free(scratch);
     return 1;
 }
