@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
-from cecheck import engine, fast, losses
+from cecheck import diagnose, engine, fast, losses
 from cecheck import precision as prec
 from cecheck.frameworks import torch_fused, torch_naive
 from cecheck.losses import Array, PathResult
@@ -242,3 +242,42 @@ def test_a_path_the_kernel_does_not_compute_stays_on_numpy() -> None:
     assert {p for p, d in results if d in NARROW} == {"textbook", "naive", "stable"}
     computed, _, _ = fast.compute("multiclass", "index", z, _labels(rng, 5, 9), NARROW)
     assert set(computed) == {("textbook", "float16"), ("textbook", "bfloat16")}
+
+
+def _cast_overflow_each(logits: Array, p: prec.Precision) -> Array:
+    """The definition: rows with a finite logit that casts to inf, each logit cast."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        hit = np.isinf(p.cast(logits)) & np.isfinite(logits)
+    return np.any(hit, axis=1) if hit.ndim == 2 else hit
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.floats(allow_nan=True, allow_infinity=True),
+                st.sampled_from([65504.0, 65519.99, 65520.0, -65520.0, 3.4e38, -3.39e38]),
+            ),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_cast_overflow_rows_read_from_each_rows_ends_are_the_definition(
+    rows: list[list[float]], dtype: type
+) -> None:
+    with np.errstate(over="ignore"):
+        z = np.array(rows).astype(dtype)
+    precisions = [prec.get(d) for d in prec.DTYPES]
+    found = diagnose.cast_overflow_rows(z, precisions)
+    for p in precisions:
+        if p.max < float(np.finfo(dtype).max):
+            assert_array_equal(found[p.name], _cast_overflow_each(z, p), err_msg=p.name)
+        for column in (z[:, 0], z[:0]):  # binary logits, and no rows
+            if p.name in found:
+                got = diagnose.cast_overflow_rows(column, [p])[p.name]
+                assert_array_equal(got, _cast_overflow_each(column, p))
