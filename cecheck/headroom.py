@@ -411,13 +411,41 @@ def _solve(
     pick = np.flatnonzero(lo <= bound)
     pick = pick[np.argsort(lo[pick], kind="stable")]
     block = min(step, NEWTON_ROWS)
-    for i in range(0, pick.size, block):
+    i = 0
+    while i < pick.size:
         part = pick[i : i + block]
         part = part[lo[part] <= best.factor]
         if not part.size:
             break  # sorted by lo: no later row can be first
         found = _newton(get(part), zy[part], lo[part], hi[part], target, fn)
         _offer_min(best, found, rows[part], cause)
+        i += block
+        if pick.size - i > block:
+            pick = np.concatenate([pick[:i], _past(pick[i:], get, step, zy, best, target, fn)])
+
+
+def _past(
+    rows: Array,
+    get: Callable[[Array], Array],
+    step: int,
+    zy: Array,
+    best: _Best,
+    target: float,
+    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
+) -> Array:
+    """The ``rows`` that may cross before ``best``'s factor λ: those whose bracket did not say
+    otherwise, now told by one value each, ``fn`` at λ (blocks of ``step`` rows). A row not yet
+    past ``target`` at λ crosses after it (each ``fn`` increases across its only crossing), so
+    it cannot be first: one pass over such a row instead of Newton's several."""
+    lam = best.factor
+    if not math.isfinite(lam) or lam <= 0:
+        return rows
+    keep = np.ones(rows.size, dtype=bool)
+    for k in range(0, rows.size, step):
+        part = rows[k : k + step]
+        value, _ = fn(get(part), zy[part], lam)
+        keep[k : k + step] = ~(value < target)  # NaN: kept, Newton's method decides
+    return rows[keep]
 
 
 def _newton(
