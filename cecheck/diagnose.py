@@ -48,7 +48,7 @@ its dtype's bits, which is ordinary rounding in that dtype.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,35 +235,6 @@ def _names(matrix: Array, names: tuple[str, ...]) -> list[list[str]]:
 def unscored(label_masks: dict[str, Array]) -> Array:
     """Rows whose label rules out judging any path: ignored, out of range or invalid."""
     return label_masks["ignored"] | label_masks["label_out_of_range"] | label_masks["invalid_label"]
-
-
-def cast_overflow_rows(logits: Array, precisions: Iterable[Precision]) -> dict[str, Array]:
-    """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf.
-
-    A cast rounds monotonically, so a row of finite (n, C) logits has one exactly where its
-    largest or its smallest logit casts to inf: two passes over the chunk for every dtype,
-    not a cast of each. The rows holding a NaN or inf (a -inf mask) are cast whole.
-    """
-    out: dict[str, Array] = {}
-    narrower = [p for p in precisions if float(np.finfo(logits.dtype).max) > p.max]
-    if not narrower:
-        return out
-    if logits.ndim == 2 and logits.shape[1] > 0:
-        ends = logits.max(axis=1), logits.min(axis=1)
-        whole = np.flatnonzero(~(np.isfinite(ends[0]) & np.isfinite(ends[1])))
-    else:
-        ends, whole = None, np.arange(len(logits))
-    for p in narrower:
-        with np.errstate(invalid="ignore"):
-            hit = np.zeros(len(logits), dtype=bool)
-            if ends is not None:
-                hit = np.isinf(p.cast(ends[0])) | np.isinf(p.cast(ends[1]))
-            if whole.size:
-                z = logits[whole]
-                each = np.isinf(p.cast(z)) & np.isfinite(z)
-                hit[whole] = np.any(each, axis=1) if each.ndim == 2 else each
-        out[p.name] = hit
-    return out
 
 
 def diagnose(

@@ -10,8 +10,10 @@ compiled when cecheck is installed) computes, per row, the textbook, naive and s
 in float32 and float64, the reference and the evidence bits, into per-row arrays; the rows
 of a chunk are split over threads (rows are independent, the kernel releases the GIL), and
 :func:`cecheck.diagnose.diagnose` then runs unchanged on the results. float16 and bfloat16
-stay on numpy, and so do the paths of another framework (:data:`EMULATES` names the
-functions the kernel computes) and PyTorch's class weights and label smoothing.
+are computed for ``multiclass`` with ``index`` labels, bit for bit as the specification
+(:mod:`cecheck.narrow`); for the other tasks they stay on numpy (:func:`covers`), and so do
+the paths of another framework (:data:`EMULATES` names the functions the kernel computes,
+in every dtype :func:`covers` accepts) and PyTorch's class weights and label smoothing.
 
 PyTorch's paths in the kernel: ``naive`` is ``exp(z - max) * (1 / Σ exp(z - max))``, then
 its log (index labels: at the target; soft: ``-Σ t · log p``), from the same terms and sums as
@@ -74,7 +76,6 @@ is available cecheck installs without it and uses numpy for every input.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import threading
@@ -84,7 +85,7 @@ from types import ModuleType
 
 import numpy as np
 
-from cecheck import families, losses
+from cecheck import families, losses, narrow
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.errors import SetupError
@@ -303,12 +304,13 @@ def _narrow_index(
 ) -> dict[tuple[str, str], PathResult]:
     """The textbook, naive and stable paths of a chunk in float16 or bfloat16 (``d``), as
     :func:`multiclass_index` returns them, by the kernel's narrow_index: the numpy
-    specification's bits. The rows it leaves to numpy (a logit that is not finite in ``d``)
-    are recomputed by the specification (:func:`_overwrite`), the reference left as it is."""
+    specification's bits (:mod:`cecheck.narrow`). The rows it leaves to numpy (a logit that
+    is not finite in ``d``) are recomputed by the specification (:func:`_overwrite`), the
+    reference left as it is."""
     n, c = z.shape
     loss = np.empty((3, n), dtype=np.float64)
     bits = np.empty(n, dtype=np.uint16)
-    fmt, tables = NARROW.index(d), _tables(d)
+    fmt, tables = NARROW.index(d), narrow.tables(d)
 
     def part(lo: int, hi: int) -> None:
         kernel().narrow_index(z, z.itemsize, n, c, y, fmt, tables, loss, bits, lo, hi)
@@ -328,21 +330,6 @@ def _narrow_index(
         spec = (losses.textbook_multiclass, losses.reference_multiclass, framework)
         _overwrite(special, results, spec, z[special], y[special], None)
     return results
-
-
-@functools.cache
-def _tables(d: str) -> Array:
-    """The narrow kernel's tables for float16 or bfloat16: float32 (3, 65536), for each value
-    of the format (by its bits) the specification's own results of the textbook path's exp
-    and log (numpy's float32 functions, rounded: :func:`cecheck.losses.textbook_multiclass`)
-    and of PyTorch's log (:func:`cecheck.frameworks.torch_common.elementary`, rounded)."""
-    from cecheck.frameworks.torch_common import elementary
-
-    p = prec.get(d)
-    x = np.arange(1 << 16, dtype=np.uint16).view(p.storage).astype(np.float32)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        columns = (p.round(np.exp(x)), p.round(np.log(x)), p.round(elementary(np.log, x)))
-    return np.ascontiguousarray(np.stack(columns), dtype=np.float32)
 
 
 def sigmoid(

@@ -39,12 +39,11 @@ import numpy as np
 
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
+from cecheck.newton import newton
 
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
-NEWTON_STEPS = 64  # at most (a few suffice; a step outside its bracket halves the bracket)
-TOLERANCE = 2.0**-48  # of λ: a Newton step this small ends a row's iteration
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
 NEWTON_ROWS = 8  # rows iterated together, in the order of their brackets' lower ends
 
@@ -417,7 +416,7 @@ def _solve(
         part = part[lo[part] <= best.factor]
         if not part.size:
             break  # sorted by lo: no later row can be first
-        found = _newton(get(part), zy[part], lo[part], hi[part], target, fn)
+        found = newton(get(part), zy[part], lo[part], hi[part], target, fn)
         _offer_min(best, found, rows[part], cause)
         i += block
         if pick.size - i > block:
@@ -446,43 +445,6 @@ def _past(
         value, _ = fn(get(part), zy[part], lam)
         keep[k : k + step] = ~(value < target)  # NaN: kept, Newton's method decides
     return rows[keep]
-
-
-def _newton(
-    z: Array,
-    zy: Array,
-    lo: Array,
-    hi: Array,
-    target: float,
-    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
-) -> Array:
-    """Each row's crossing of ``target`` by ``fn`` (value and derivative in λ, increasing
-    across the crossing) in its bracket ``[lo, hi]``: Newton's method from ``hi``, a step
-    that leaves the bracket (or is not finite) replaced by its midpoint, the bracket
-    narrowed by each value's side. On a convex ``fn`` Newton's steps from ``hi`` stay past the
-    crossing and shrink to it; on a concave one the first step lands before it, the next
-    ones stay there. Until a step below ``TOLERANCE`` of λ (or a bracket that narrow)."""
-    out: Array = hi.copy()
-    keep = np.flatnonzero(lo < hi)  # lo == hi: the crossing is known (0 past at 0)
-    x, a, b = hi[keep], lo[keep], hi[keep]
-    z, zy = z[keep], zy[keep]
-    for _ in range(NEWTON_STEPS):
-        value, slope = fn(z, zy, x)
-        past = value >= target
-        a, b = np.where(past, a, x), np.where(past, x, b)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            move = (value - target) / slope
-            new = x - move
-        inside = (new >= a) & (new <= b)  # False for NaN
-        new = np.where(inside, new, 0.5 * (a + b))
-        done = (inside & (np.abs(move) <= TOLERANCE * x)) | (b - a <= TOLERANCE * b)
-        out[keep[done]] = np.where(inside, new, b)[done]
-        if done.all():
-            return out
-        go = ~done
-        keep, x, a, b, z, zy = keep[go], new[go], a[go], b[go], z[go], zy[go]
-    out[keep] = b
-    return out
 
 
 def _lse_slope(x: Array, lam: Array | float) -> tuple[Array, Array]:

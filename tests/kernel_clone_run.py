@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cecheck import _kernel, engine, fast
+from cecheck import _kernel, engine, fast, narrow
 
 CLASSES = (1, 2, 3, 7, 16, 17, 300)
 ROWS = 45  # five batches of 8 short rows and a tail
@@ -94,7 +94,7 @@ def run() -> dict[str, np.ndarray]:
         if kernel == "multiclass_index":  # and in float16 and bfloat16
             for fmt, d in enumerate(fast.NARROW):
                 loss, bits = np.empty((3, n)), np.empty(n, dtype=np.uint16)
-                _kernel.narrow_index(z, z.itemsize, n, c, labels, fmt, fast._tables(d), loss,
+                _kernel.narrow_index(z, z.itemsize, n, c, labels, fmt, narrow.tables(d), loss,
                                      bits, 0, n)  # fmt: skip
                 out[f"{name}-{d}-loss"], out[f"{name}-{d}-bits"] = loss, bits
     x = np.random.default_rng(14).standard_normal(4096) * 300

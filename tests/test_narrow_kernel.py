@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
-from cecheck import diagnose, engine, fast, losses
+from cecheck import casts, engine, fast, losses
 from cecheck import precision as prec
 from cecheck.frameworks import torch_fused, torch_naive
 from cecheck.losses import Array, PathResult
@@ -273,11 +273,11 @@ def test_cast_overflow_rows_read_from_each_rows_ends_are_the_definition(
     with np.errstate(over="ignore"):
         z = np.array(rows).astype(dtype)
     precisions = [prec.get(d) for d in prec.DTYPES]
-    found = diagnose.cast_overflow_rows(z, precisions)
+    found = casts.cast_overflow_rows(z, precisions)
     for p in precisions:
         if p.max < float(np.finfo(dtype).max):
             assert_array_equal(found[p.name], _cast_overflow_each(z, p), err_msg=p.name)
         for column in (z[:, 0], z[:0]):  # binary logits, and no rows
             if p.name in found:
-                got = diagnose.cast_overflow_rows(column, [p])[p.name]
+                got = casts.cast_overflow_rows(column, [p])[p.name]
                 assert_array_equal(got, _cast_overflow_each(column, p))
