@@ -280,14 +280,16 @@ class Running:
             naive = self.best["naive", d]
             naive.past += int(np.count_nonzero(margin > t_under))
             lo, hi = _convex_bracket(margin, r.m - r.zy, log_c, t_under)
-            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, "prob_underflow")
+            cause, chord = "prob_underflow", (margin, log_c)  # convex: below its chord
+            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord)
             text = self.best["textbook", d]
             past = (r.lse > t_over) | (margin > t_under) | (r.zy < -t_under)
             text.past += int(np.count_nonzero(past))
             if naive.row is not None:  # textbook's probability underflows as naive's does
                 text.offer(naive.factor, naive.row, naive.cause)
             lo, hi = _convex_bracket(r.lse, r.m, log_c, t_over)
-            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, "sum_overflow")
+            chord = (r.lse, log_c)
+            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, "sum_overflow", chord)
             with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
                 _offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
             t_round = roundoff_threshold(d)
@@ -395,6 +397,7 @@ def _solve(
     target: float,
     fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
     cause: str,
+    chord: tuple[Array, float] | None = None,
 ) -> None:
     """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` reaches
     ``target``, each row's crossing bracketed in ``[lo, hi]`` (inf: none).
@@ -402,7 +405,8 @@ def _solve(
     Only the rows that can beat the best so far are iterated: those whose ``lo`` is at most
     the smallest ``hi`` (and the best), in the order of ``lo``, a few at a time, until the
     next ``lo`` is past the best found. A row's crossing depends on that row only (never on
-    the best so far), so chunks give the same answer however the rows are split.
+    the best so far), so chunks give the same answer however the rows are split. ``chord``:
+    a convex ``fn``'s values at 1 and 0, for :func:`_past`.
     """
     bound = min(best.factor, float(hi.min(initial=math.inf)))
     if not math.isfinite(bound):
@@ -420,7 +424,8 @@ def _solve(
         _offer_min(best, found, rows[part], cause)
         i += block
         if pick.size - i > block:
-            pick = np.concatenate([pick[:i], _past(pick[i:], get, step, zy, best, target, fn)])
+            rest = _past(pick[i:], get, step, zy, best, target, fn, chord)
+            pick = np.concatenate([pick[:i], rest])
 
 
 def _past(
@@ -431,14 +436,18 @@ def _past(
     best: _Best,
     target: float,
     fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
+    chord: tuple[Array, float] | None,
 ) -> Array:
-    """The ``rows`` that may cross before ``best``'s factor λ: those whose bracket did not say
-    otherwise, now told by one value each, ``fn`` at λ (blocks of ``step`` rows). A row not yet
-    past ``target`` at λ crosses after it (each ``fn`` increases across its only crossing), so
-    it cannot be first: one pass over such a row instead of Newton's several."""
+    """The ``rows`` that may cross before ``best``'s factor λ, by one value each, ``fn`` at
+    λ: a row not past ``target`` there crosses after it (each ``fn`` increases across its only
+    crossing), one pass instead of Newton's several. With ``chord`` (a convex ``fn`` at 1 and
+    0) and λ <= 1, a row whose chord is below ``target`` at λ needs no pass."""
     lam = best.factor
     if not math.isfinite(lam) or lam <= 0:
         return rows
+    if chord is not None and lam <= 1:
+        at_one, at_zero = chord
+        rows = rows[~(at_zero + lam * (at_one[rows] - at_zero) < target)]  # NaN: kept
     keep = np.ones(rows.size, dtype=bool)
     for k in range(0, rows.size, step):
         part = rows[k : k + step]
