@@ -1298,8 +1298,10 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
                        (q == 0.0f ? N_NUNDER : 0));
 }
 
-/* Rows lo..hi; 0 if the scratch could not be allocated. */
-INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, int fmt,
+/* Rows lo..hi in the formats of the bit mask `formats` (1 float16, 2 bfloat16), each row in
+ * both before the next, while it is in the cache; tab, loss and bits hold one block per
+ * format present, float16's first. 0 if the scratch could not be allocated. */
+INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, int formats,
                        const float *tab, double *loss, Py_ssize_t n, uint16_t *bits,
                        Py_ssize_t lo, Py_ssize_t hi)
 {
@@ -1307,34 +1309,38 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
     if (!scratch)
         return 0;
     const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
-    /* the format a constant in each loop, so that narrow_row vectorises for it */
-#define NARROW_ROWS(FMT)                                                                    \
-    for (Py_ssize_t i = lo; i < hi; i++)                                                    \
-        narrow_row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], FMT, tab, \
-                   scratch, scratch + c, scratch + 2 * c, (uint32_t *)(scratch + 3 * c),   \
-                   loss + i, n, bits + i)
-    if (fmt == FLOAT16)
-        NARROW_ROWS(FLOAT16);
-    else
-        NARROW_ROWS(BFLOAT16);
-#undef NARROW_ROWS
+    int first = formats & 1; /* the blocks before bfloat16's */
+    const float *tab_bf = tab + first * 3 * TABLE;
+    double *loss_bf = loss + first * N_NARROW * n;
+    uint16_t *bits_bf = bits + first * n;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        const void *zi = (const char *)z + (size_t)i * row_bytes;
+        /* the format a constant in each call, so that narrow_row vectorises for it */
+        if (formats & 1)
+            narrow_row(zi, narrow, (int)c, y[i], FLOAT16, tab, scratch, scratch + c,
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i);
+        if (formats & 2)
+            narrow_row(zi, narrow, (int)c, y[i], BFLOAT16, tab_bf, scratch, scratch + c,
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss_bf + i, n,
+                       bits_bf + i);
+    }
     free(scratch);
     return 1;
 }
 
 /* The entry points of each instruction set: float32 and float64 logits. */
 #define DEF_NARROW(isa, name, ATTR)                                                         \
-    ATTR static int narrow32_##isa(const void *z, Py_ssize_t c, const int64_t *y, int fmt,  \
+    ATTR static int narrow32_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 1, c, y, fmt, tab, loss, n, bits, lo, hi);                    \
+        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi);                    \
     }                                                                                       \
-    ATTR static int narrow64_##isa(const void *z, Py_ssize_t c, const int64_t *y, int fmt,  \
+    ATTR static int narrow64_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 0, c, y, fmt, tab, loss, n, bits, lo, hi);                    \
+        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi);                    \
     }
 FOR_EACH_ISA(DEF_NARROW)
 
@@ -1378,7 +1384,7 @@ enum { INDEX, SIGMOID, SOFT }; /* the kernels */
 typedef void KernelFn(const void *z, Py_ssize_t c, const void *labels, double *loss,
                       Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
-typedef int NarrowFn(const void *z, Py_ssize_t c, const int64_t *y, int fmt, const float *tab,
+typedef int NarrowFn(const void *z, Py_ssize_t c, const int64_t *y, int formats, const float *tab,
                      double *loss, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 
 /* One instruction set's copy of the entry points: kernel[INDEX, SIGMOID or SOFT][float64?] */
@@ -1541,31 +1547,34 @@ static PyObject *py_soft(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(narrow_index_doc,
-             "narrow_index(z, itemsize, n, c, y, fmt, tables, loss, bits, lo, hi)\n\n"
-             "As multiclass_index, in float16 (fmt 0) or bfloat16 (fmt 1): the textbook,\n"
-             "stable and naive losses into the float64 (3, n) buffer loss, the status bits\n"
-             "(1 exp overflow, 2 textbook prob underflow, 4 naive prob underflow, 32 left to\n"
-             "numpy) into bits. tables: float32 (3, 65536), the textbook path's exp and log\n"
-             "and PyTorch's log of each value of the format, by its bits. Releases the GIL.");
+             "narrow_index(z, itemsize, n, c, y, formats, tables, loss, bits, lo, hi)\n\n"
+             "As multiclass_index, in float16 (formats 1), bfloat16 (2) or both (3), each\n"
+             "format present a block of each buffer, float16's first: the textbook, stable\n"
+             "and naive losses into the float64 (k, 3, n) buffer loss, the status bits (1 exp\n"
+             "overflow, 2 textbook prob underflow, 4 naive prob underflow, 32 left to numpy)\n"
+             "into the uint16 (k, n) bits. tables: float32 (k, 3, 65536), the textbook path's\n"
+             "exp and log and PyTorch's log of each value of the format, by its bits.\n"
+             "Releases the GIL.");
 
 static PyObject *py_narrow_index(PyObject *self, PyObject *args)
 {
     (void)self;
     Py_buffer z, y, tab, loss, bits;
     Py_ssize_t itemsize, n, c, lo, hi;
-    int fmt;
-    if (!PyArg_ParseTuple(args, "y*nnny*iy*w*w*nn", &z, &itemsize, &n, &c, &y, &fmt, &tab,
+    int formats;
+    if (!PyArg_ParseTuple(args, "y*nnny*iy*w*w*nn", &z, &itemsize, &n, &c, &y, &formats, &tab,
                           &loss, &bits, &lo, &hi))
         return NULL;
     PyObject *result = NULL;
-    if ((itemsize != 4 && itemsize != 8) || (fmt != FLOAT16 && fmt != BFLOAT16) || n < 0 ||
+    if ((itemsize != 4 && itemsize != 8) || formats < 1 || formats > 3 || n < 0 ||
         c < 1 || c > INT32_MAX || lo < 0 || hi > n || lo > hi) {
         PyErr_SetString(PyExc_ValueError, "bad itemsize, format, shape or row range");
         goto done;
     }
+    Py_ssize_t k = (formats & 1) + (formats >> 1); /* formats */
     if (!check_size(&z, n * c * itemsize, "z") || !check_size(&y, n * 8, "labels") ||
-        !check_size(&tab, 3 * TABLE * 4, "tables") ||
-        !check_size(&loss, N_NARROW * n * 8, "loss") || !check_size(&bits, n * 2, "bits"))
+        !check_size(&tab, k * 3 * TABLE * 4, "tables") ||
+        !check_size(&loss, k * N_NARROW * n * 8, "loss") || !check_size(&bits, k * n * 2, "bits"))
         goto done;
     const int64_t *yy = y.buf;
     for (Py_ssize_t i = lo; i < hi; i++) {
@@ -1578,7 +1587,7 @@ static PyObject *py_narrow_index(PyObject *self, PyObject *args)
     NarrowFn *run = active->narrow[itemsize == 8];
     int ok;
     Py_BEGIN_ALLOW_THREADS
-    ok = run(z.buf, c, yy, fmt, tab.buf, loss.buf, n, bits.buf, lo, hi);
+    ok = run(z.buf, c, yy, formats, tab.buf, loss.buf, n, bits.buf, lo, hi);
     Py_END_ALLOW_THREADS
     if (ok)
         result = Py_NewRef(Py_None);

@@ -288,9 +288,9 @@ def multiclass_index(
         spec = (*losses.PATHS["index"], framework or {})
         _overwrite(special, results, spec, z[special], y[special], reference)
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
-    for d in NARROW:
-        if d in dtypes:
-            results.update(_narrow_index(z, y, d, framework or {}))
+    formats = tuple(d for d in NARROW if d in dtypes)
+    if formats:
+        results.update(_narrow_index(z, y, formats, framework or {}))
     return results, reference, nonfinite
 
 
@@ -300,35 +300,36 @@ _N_OVER, _N_UNDER, _N_NUNDER = 1, 2, 4
 
 
 def _narrow_index(
-    z: Array, y: Array, d: str, framework: FrameworkPaths
+    z: Array, y: Array, formats: tuple[str, ...], framework: FrameworkPaths
 ) -> dict[tuple[str, str], PathResult]:
-    """The textbook, naive and stable paths of a chunk in float16 or bfloat16 (``d``), as
-    :func:`multiclass_index` returns them, by the kernel's narrow_index: the numpy
-    specification's bits (:mod:`cecheck.narrow`). The rows it leaves to numpy (a logit that
-    is not finite in ``d``) are recomputed by the specification (:func:`_overwrite`), the
-    reference left as it is."""
+    """The paths of a chunk in float16 and bfloat16 (``formats``: one or both, a row in both
+    while it is in the cache) by the kernel's narrow_index, with the specification's bits
+    (:mod:`cecheck.narrow`); a row with a logit not finite in the format by numpy."""
     n, c = z.shape
-    loss = np.empty((3, n), dtype=np.float64)
-    bits = np.empty(n, dtype=np.uint16)
-    fmt, tables = NARROW.index(d), narrow.tables(d)
+    loss = np.empty((len(formats), 3, n), dtype=np.float64)
+    bits = np.empty((len(formats), n), dtype=np.uint16)
+    mask, tables = sum(1 << NARROW.index(d) for d in formats), narrow.tables(formats)
 
     def part(lo: int, hi: int) -> None:
-        kernel().narrow_index(z, z.itemsize, n, c, y, fmt, tables, loss, bits, lo, hi)
+        kernel().narrow_index(z, z.itemsize, n, c, y, mask, tables, loss, bits, lo, hi)
 
     _run_parts(part, n)
-    results = {
-        ("textbook", d): PathResult(
-            loss[_N_TEXTBOOK],
-            exp_overflow=(bits & _N_OVER) != 0,
-            prob_underflow=(bits & _N_UNDER) != 0,
-        ),
-        ("naive", d): PathResult(loss[_N_NAIVE], prob_underflow=(bits & _N_NUNDER) != 0),
-        ("stable", d): PathResult(loss[_N_STABLE]),
-    }
-    special = np.flatnonzero(bits & _SPECIAL)
-    if special.size:
-        spec = (losses.textbook_multiclass, losses.reference_multiclass, framework)
-        _overwrite(special, results, spec, z[special], y[special], None)
+    results: dict[tuple[str, str], PathResult] = {}
+    for d, out, status in zip(formats, loss, bits, strict=True):
+        ours = {
+            ("textbook", d): PathResult(
+                out[_N_TEXTBOOK],
+                exp_overflow=(status & _N_OVER) != 0,
+                prob_underflow=(status & _N_UNDER) != 0,
+            ),
+            ("naive", d): PathResult(out[_N_NAIVE], prob_underflow=(status & _N_NUNDER) != 0),
+            ("stable", d): PathResult(out[_N_STABLE]),
+        }
+        special = np.flatnonzero(status & _SPECIAL)
+        if special.size:
+            spec = (losses.textbook_multiclass, losses.reference_multiclass, framework)
+            _overwrite(special, ours, spec, z[special], y[special], None)
+        results.update(ours)
     return results
 
 

@@ -25,15 +25,18 @@ from cecheck.arraytypes import Array
 
 
 @functools.cache
-def tables(d: str) -> Array:
-    """The narrow kernel's tables for float16 or bfloat16: float32 (3, 65536), for each value
-    of the format (by its bits) the specification's own results of the textbook path's exp
-    and log (numpy's float32 functions, rounded: :func:`cecheck.losses.textbook_multiclass`)
-    and of PyTorch's log (:func:`cecheck.frameworks.torch_common.elementary`, rounded)."""
+def tables(formats: tuple[str, ...]) -> Array:
+    """The narrow kernel's tables for float16 and bfloat16 (``formats``, one or both, in that
+    order): float32 (k, 3, 65536), for each value of the format (by its bits) the
+    specification's own results of the textbook path's exp and log (numpy's float32
+    functions, rounded: :func:`cecheck.losses.textbook_multiclass`) and of PyTorch's log
+    (:func:`cecheck.frameworks.torch_common.elementary`, rounded)."""
     from cecheck.frameworks.torch_common import elementary
 
-    p = prec.get(d)
-    x = np.arange(1 << 16, dtype=np.uint16).view(p.storage).astype(np.float32)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        columns = (p.round(np.exp(x)), p.round(np.log(x)), p.round(elementary(np.log, x)))
-    return np.ascontiguousarray(np.stack(columns), dtype=np.float32)
+    blocks = []
+    for d in formats:
+        p = prec.get(d)
+        x = np.arange(1 << 16, dtype=np.uint16).view(p.storage).astype(np.float32)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            blocks.append((p.round(np.exp(x)), p.round(np.log(x)), p.round(elementary(np.log, x))))
+    return np.ascontiguousarray(np.array(blocks), dtype=np.float32)

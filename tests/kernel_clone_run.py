@@ -91,12 +91,15 @@ def run() -> dict[str, np.ndarray]:
         bits = np.empty(n, dtype=np.uint16)
         getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, loss, bits, 0, n)
         out[f"{name}-loss"], out[f"{name}-bits"] = loss, bits
-        if kernel == "multiclass_index":  # and in float16 and bfloat16
-            for fmt, d in enumerate(fast.NARROW):
-                loss, bits = np.empty((3, n)), np.empty(n, dtype=np.uint16)
-                _kernel.narrow_index(z, z.itemsize, n, c, labels, fmt, narrow.tables(d), loss,
-                                     bits, 0, n)  # fmt: skip
-                out[f"{name}-{d}-loss"], out[f"{name}-{d}-bits"] = loss, bits
+        if kernel == "multiclass_index":  # and in float16 and bfloat16, alone and together
+            for mask, formats in ((1, ("float16",)), (2, ("bfloat16",)), (3, fast.NARROW)):
+                k = len(formats)
+                loss, bits = np.empty((k, 3, n)), np.empty((k, n), dtype=np.uint16)
+                tables = narrow.tables(formats)
+                _kernel.narrow_index(z, z.itemsize, n, c, labels, mask, tables, loss, bits, 0, n)
+                for d, d_loss, d_bits in zip(formats, loss, bits, strict=True):
+                    key = f"{name}-{d}" if k == 1 else f"{name}-both-{d}"
+                    out[f"{key}-loss"], out[f"{key}-bits"] = d_loss, d_bits
     x = np.random.default_rng(14).standard_normal(4096) * 300
     x = np.concatenate([x, [0.0, -0.0, 709.78, 710.0, -745.1, -746.0, np.inf, -np.inf, np.nan]])
     for fn in ("exp", "log", "log1p"):

@@ -133,6 +133,21 @@ def test_a_language_model_row_gives_the_specification_bits() -> None:
     _assert_spec_bits(z, _labels(rng, 6, 32000))
 
 
+def test_one_format_alone_gives_the_bits_of_both_together() -> None:
+    rng = np.random.default_rng(4)
+    z = (rng.standard_normal((30, 500)) * 6).astype(np.float32)
+    y = _labels(rng, 30, 500)
+    both, _, _ = fast.multiclass_index(z, y, NARROW, TORCH)
+    for d in NARROW:
+        alone, _, _ = fast.multiclass_index(z, y, (d,), TORCH)
+        assert {key for key in alone if key[1] in NARROW} == {(p, d) for p in TORCH} | {
+            ("textbook", d)
+        }
+        for path in ("textbook", "naive", "stable"):
+            assert_array_equal(alone[(path, d)].loss, both[(path, d)].loss, strict=True)
+    _assert_spec_bits(z, y, ("bfloat16",))
+
+
 def _adversarial(rng: np.random.Generator, n: int, c: int) -> dict[str, Array]:
     """float64 logits of each kind that breaks a narrow path, or nearly."""
     kinds = {
