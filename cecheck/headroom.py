@@ -182,6 +182,7 @@ class _Rows:
 
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
+Pair = tuple[Array, Array]  # a function of λ's value and derivative per row
 
 
 def _block(logits: Array, labels: Array, at: Array) -> Stats:
@@ -395,7 +396,7 @@ def _solve(
     hi: Array,
     rows: Array,
     target: float,
-    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
+    fn: Callable[..., Pair],
     cause: str,
     chord: tuple[Array, float] | None = None,
 ) -> None:
@@ -435,7 +436,7 @@ def _past(
     zy: Array,
     best: _Best,
     target: float,
-    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
+    fn: Callable[..., Pair],
     chord: tuple[Array, float] | None,
 ) -> Array:
     """The ``rows`` that may cross before ``best``'s factor λ, by one value each, ``fn`` at
@@ -451,37 +452,37 @@ def _past(
     keep = np.ones(rows.size, dtype=bool)
     for k in range(0, rows.size, step):
         part = rows[k : k + step]
-        value, _ = fn(get(part), zy[part], lam)
+        value, _ = fn(get(part), zy[part], lam, False)  # the value alone
         keep[k : k + step] = ~(value < target)  # NaN: kept, Newton's method decides
     return rows[keep]
 
 
-def _lse_slope(x: Array, lam: Array | float) -> tuple[Array, Array]:
+def _lse_slope(x: Array, lam: Array | float, slope: bool = True) -> tuple[Array, Array]:
     """``lse(λx)`` per row and its derivative in λ, the softmax(λx)-weighted mean of ``x``
-    (a class at -inf has weight 0), from one pass."""
+    (a class at -inf has weight 0), from one pass; without ``slope``, an empty one."""
     lam_col = np.asarray(lam, dtype=np.float64).reshape(-1, 1)
     s = lam_col * x
     m = s.max(axis=1)
     with np.errstate(under="ignore", invalid="ignore"):
         w = np.exp(s - m[:, None])
         total = w.sum(axis=1)
-        mean: Array = np.where(w > 0, w * x, 0.0).sum(axis=1) / total
+        mean: Array = np.where(w > 0, w * x, 0.0).sum(axis=1) / total if slope else total[:0]
     out: Array = m + np.log(total)
     return out, mean
 
 
-def _margin(z: Array, zy: Array, lam: Array | float) -> tuple[Array, Array]:
-    """``lse(λz) - λ z_y`` per row, and its derivative in λ."""
-    lse, mean = _lse_slope(z, lam)
+def _margin(z: Array, zy: Array, lam: Array | float, slope: bool = True) -> tuple[Array, Array]:
+    """``lse(λz) - λ z_y`` per row, and its derivative in λ (as :func:`_lse_slope`)."""
+    lse, mean = _lse_slope(z, lam, slope)
     value: Array = lse - np.asarray(lam) * zy
-    return value, mean - zy
+    return value, mean - zy if slope else mean
 
 
-def _lead_log(others: Array, zy: Array, lam: Array | float) -> tuple[Array, Array]:
+def _lead_log(others: Array, zy: Array, lam: Array | float, slope: bool = True) -> Pair:
     """``-log δ``, ``δ = Σ_{j≠y} exp(λ(z_j - z_y))`` per row, from the logits with -inf at
     the target's place (at least one other class): large when the target leads by far; and
     its derivative in λ."""
-    lse, mean = _lse_slope(others - zy[:, None], lam)
+    lse, mean = _lse_slope(others - zy[:, None], lam, slope)
     return -lse, -mean
 
 
