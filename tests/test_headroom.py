@@ -304,10 +304,10 @@ def test_few_rows_are_searched(monkeypatch: pytest.MonkeyPatch) -> None:
     evaluated = [0]
 
     def counting(fn):
-        def wrapper(z, zy, lam):
+        def wrapper(z, zy, lam, *slope):
             if np.ndim(lam):  # at λ = 1 (a scalar): the row statistics, not the search
                 evaluated[0] += len(zy)
-            return fn(z, zy, lam)
+            return fn(z, zy, lam, *slope)
 
         return wrapper
 
