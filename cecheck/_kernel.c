@@ -30,6 +30,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The entry points are compiled once per instruction set, FOR_EACH_ISA(DEF) calling
@@ -1124,8 +1125,229 @@ INLINE void soft_rows(const void *z, int narrow, Py_ssize_t c, const double *t, 
     }
 FOR_EACH_ISA(DEF_SOFT)
 
+/* ------------------------------------------------------------------ float16 and bfloat16 */
+
+/*
+ * The multiclass index paths in float16 or bfloat16, as cecheck/precision.py emulates them:
+ * every step in float32, its result rounded to the format where the numpy specification
+ * rounds it, sums over classes in float32 in numpy's pairwise order. Same bits as the
+ * specification, not a bound:
+ *  - the rounding is round_narrow's integer and float32 steps, as numpy's astype(float16) and
+ *    ml_dtypes' astype(bfloat16) round (NaN aside, which stays a NaN of another payload);
+ *  - an elementary function of a value of the format (the textbook path's float32 exp and log,
+ *    the log of PyTorch's paths) is a table of 65,536 entries that cecheck/fast.py fills with
+ *    the specification's own numpy results;
+ *  - PyTorch's exp(z - max) takes a float32 argument: the kernel's float64 exp rounded to
+ *    float32, as the specification rounds numpy's float64 exp (the two float64 exps differ by
+ *    an ulp in places, which moves the float32 rounding only for a float64 result within an
+ *    ulp of a float32 tie: none in 10**7 samples);
+ *  - the sums are pairwise32's, numpy's pairwise summation.
+ * A row with a logit that is not finite in the format (NaN, inf, -inf, or beyond its range)
+ * is left to the specification (N_SPECIAL).
+ */
+
+enum { FLOAT16, BFLOAT16 };
+/* Bits of the narrow kernel's status word (cecheck/fast.py reads them): the textbook path's
+ * exp_overflow and prob_underflow, the framework's naive path's prob_underflow; SPECIAL as
+ * above. */
+enum { N_OVER = 1, N_UNDER = 2, N_NUNDER = 4, N_SPECIAL = SPECIAL };
+#define N_NARROW 3   /* losses per row: the textbook, stable and naive paths */
+#define TABLE 65536  /* entries of a table: one per value of the format */
+
+INLINE uint32_t f32_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+INLINE float f32_from(uint32_t b)
+{
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+/* x rounded to float16 or bfloat16 (fmt), held in float32: to nearest, ties to even, beyond
+ * the largest finite value of the format to inf, gradually below its smallest normal. A few
+ * integer operations per lane, the same in every instruction set. bfloat16 keeps float32's
+ * exponent: round at bit 16 (a carry into the exponent is the next binade, or inf). float16:
+ * normal (from 2**-14) round at bit 13, from 65520 on inf; below 2**-14 the step is 2**-24,
+ * 0.75's float32 ulp: (|x| + 0.75) - 0.75 rounds |x| to it. */
+INLINE float round_narrow(float x, int fmt)
+{
+    uint32_t u = f32_bits(x), a = u & 0x7fffffffu;
+    uint32_t nan = (a | 0x00400000u) & (fmt == BFLOAT16 ? 0xffff0000u : 0xffffe000u);
+    if (fmt == BFLOAT16) {
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        return f32_from(a > 0x7f800000u ? nan | (u & 0x80000000u) : r);
+    }
+    uint32_t normal = (a + 0xfffu + ((a >> 13) & 1u)) & 0xffffe000u;
+    uint32_t sub = f32_bits((f32_from(a) + 0.75f) - 0.75f);
+    uint32_t r = a < 0x38800000u ? sub : normal;
+    r = a >= 0x477ff000u ? 0x7f800000u : r;
+    r = a > 0x7f800000u ? nan : r;
+    return f32_from(r | (u & 0x80000000u));
+}
+
+/* The table index of a value of the format held in float32 (round_narrow's result): its
+ * float16 or bfloat16 bits. float16: normal numbers rebiased, subnormals as multiples of
+ * 2**-24 (the low bits of |x| + 0.75, exact), inf and NaN 0x7c00 and up. */
+INLINE uint32_t narrow_index(float x, int fmt)
+{
+    uint32_t u = f32_bits(x);
+    if (fmt == BFLOAT16)
+        return u >> 16;
+    uint32_t a = u & 0x7fffffffu;
+    uint32_t normal = (a - 0x38000000u) >> 13;
+    uint32_t sub = f32_bits(f32_from(a) + 0.75f) - 0x3f400000u;
+    uint32_t h = a < 0x38800000u ? sub : normal;
+    h = a >= 0x7f800000u ? 0x7c00u | ((a >> 13) & 0x3ffu) : h;
+    return (h | ((u >> 16) & 0x8000u)) & 0xffffu;
+}
+
+/* numpy's pairwise sum of a[0..n) in float32 (numpy/_core/src/umath/loops_utils.h.src,
+ * pairwise_sum, what ndarray.sum does over a contiguous row): up to 128 terms with eight
+ * accumulators, combined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), the remainder
+ * added after; more: the two halves, cut at a multiple of 8, summed so and added. One copy
+ * for every instruction set (IEEE additions in a fixed order: the same bits anywhere). */
+static float pairwise32(const float *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        float res = 0.0f;
+        for (Py_ssize_t i = 0; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        float r[8];
+        for (int l = 0; l < 8; l++)
+            r[l] = a[l];
+        Py_ssize_t i = 8;
+        for (; i < n - n % 8; i += 8)
+            for (int l = 0; l < 8; l++)
+                r[l] += a[i + l];
+        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise32(a, n2) + pairwise32(a + n2, n - n2);
+}
+
+/* One row of c logits with target t in the format fmt: the textbook path (losses.py's
+ * textbook_multiclass), PyTorch's stable path (torch_fused.stable_index: log_softmax, then
+ * nll) and naive path (torch_naive.naive_index: log of softmax), every step as
+ * torch_common.py's log_softmax and softmax take it. tab: the tables of fast.py (the textbook
+ * exp, the textbook log, PyTorch's log, of each value of the format); zr, et, es and index:
+ * c values each of scratch. */
+INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, const float *tab,
+                       float *zr, float *et, float *es, uint32_t *index, double *loss,
+                       Py_ssize_t stride, uint16_t *bits)
+{
+    const float *t_exp = tab, *t_log = tab + TABLE, *f_log = tab + 2 * TABLE;
+    /* the logits in the format (p.cast), their table indices, their max and whether any is
+     * not finite; the max of integer keys ordered as the floats (the bits of a negative float
+     * flipped), which vectorises where a float max does not */
+    int32_t top = INT32_MIN;
+    uint32_t odd = 0;
+    for (int j = 0; j < c; j++) {
+        float v = narrow ? ((const float *)z)[j] : (float)((const double *)z)[j];
+        float r = round_narrow(v, fmt);
+        uint32_t u = f32_bits(r);
+        int32_t key = (int32_t)(u ^ ((uint32_t)((int32_t)u >> 31) >> 1));
+        zr[j] = r;
+        index[j] = narrow_index(r, fmt);
+        top = key > top ? key : top;
+        odd |= (u & 0x7fffffffu) >= 0x7f800000u;
+    }
+    /* the textbook exps: table look-ups, in a loop of their own (GCC 12 does not vectorise
+     * a gather for these CPUs, and a look-up in the loop above kept it scalar) */
+    int overflow = 0;
+    for (int j = 0; j < c; j++) {
+        float e = t_exp[index[j]];
+        et[j] = e;
+        overflow |= e == INFINITY;
+    }
+    float m = f32_from((uint32_t)(top ^ (int32_t)((uint32_t)(top >> 31) >> 1)));
+    if (odd) {
+        *bits = N_SPECIAL;
+        for (int q = 0; q < N_NARROW; q++)
+            loss[q * stride] = NAN;
+        return;
+    }
+    /* textbook: p = exp(z_t) / Σ exp(z), loss = -log p */
+    float s = round_narrow(pairwise32(et, c), fmt);
+    float p = round_narrow(et[t] / s, fmt);
+    loss[0] = (double)(0.0f - t_log[narrow_index(p, fmt)]);
+    /* PyTorch: exp(z - m) in float32 (below -150 it is 0 in float32: exp_tame there) */
+    for (int j = 0; j < c; j++) {
+        double d = (double)(zr[j] - m);
+        es[j] = (float)exp_tame(d > -150.0 ? d : -150.0);
+    }
+    float sum = pairwise32(es, c);
+    /* stable: (z_t - m) - log(round(Σ)), rounded; loss = -that */
+    float lse = f_log[narrow_index(round_narrow(sum, fmt), fmt)];
+    loss[stride] = (double)(0.0f - round_narrow((zr[t] - m) - lse, fmt));
+    /* naive: q = exp(z_t - m) * (1 / Σ), rounded; loss = -log q */
+    float q = round_narrow(es[t] * (1.0f / sum), fmt);
+    loss[2 * stride] = (double)(0.0f - f_log[narrow_index(q, fmt)]);
+    *bits = (uint16_t)((overflow ? N_OVER : 0) | (p == 0.0f ? N_UNDER : 0) |
+                       (q == 0.0f ? N_NUNDER : 0));
+}
+
+/* Rows lo..hi in the formats of the bit mask `formats` (1 float16, 2 bfloat16), each row in
+ * both before the next, while it is in the cache; tab, loss and bits hold one block per
+ * format present, float16's first. 0 if the scratch could not be allocated. */
+INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, int formats,
+                       const float *tab, double *loss, Py_ssize_t n, uint16_t *bits,
+                       Py_ssize_t lo, Py_ssize_t hi)
+{
+    float *scratch = malloc(4 * (size_t)c * sizeof(float)); /* zr, et, es, index */
+    if (!scratch)
+        return 0;
+    const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    int first = formats & 1; /* the blocks before bfloat16's */
+    const float *tab_bf = tab + first * 3 * TABLE;
+    double *loss_bf = loss + first * N_NARROW * n;
+    uint16_t *bits_bf = bits + first * n;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        const void *zi = (const char *)z + (size_t)i * row_bytes;
+        /* the format a constant in each call, so that narrow_row vectorises for it */
+        if (formats & 1)
+            narrow_row(zi, narrow, (int)c, y[i], FLOAT16, tab, scratch, scratch + c,
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i);
+        if (formats & 2)
+            narrow_row(zi, narrow, (int)c, y[i], BFLOAT16, tab_bf, scratch, scratch + c,
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss_bf + i, n,
+                       bits_bf + i);
+    }
+    free(scratch);
+    return 1;
+}
+
+/* The entry points of each instruction set: float32 and float64 logits. */
+#define DEF_NARROW(isa, name, ATTR)                                                         \
+    ATTR static int narrow32_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
+                                   const float *tab, double *loss, Py_ssize_t n,            \
+                                   uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
+    {                                                                                       \
+        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi);                    \
+    }                                                                                       \
+    ATTR static int narrow64_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
+                                   const float *tab, double *loss, Py_ssize_t n,            \
+                                   uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
+    {                                                                                       \
+        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi);                    \
+    }
+FOR_EACH_ISA(DEF_NARROW)
+
 /* The elementary functions on their own, for tests: 0 exp_full, 1 exp_tame, 2 log_pos,
- * 3 log1p_pos (a loop each, so that each vectorises). */
+ * 3 log1p_pos, 4 and 5 round_narrow to float16 and bfloat16, 6 the float16 bits of the
+ * rounded value (narrow_index; a float32 argument: its float32 value) (a loop each, so that
+ * each vectorises). */
 #define DEF_APPLY(isa, name, ATTR)                                                          \
     ATTR static void apply_each_##isa(int which, const double *x, double *out, Py_ssize_t n) \
     {                                                                                       \
@@ -1138,9 +1360,18 @@ FOR_EACH_ISA(DEF_SOFT)
         else if (which == 2)                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = log_pos(x[i]);                                                     \
-        else                                                                                \
+        else if (which == 3)                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = log1p_pos(x[i]);                                                   \
+        else if (which == 4)                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = (double)round_narrow((float)x[i], FLOAT16);                        \
+        else if (which == 5)                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = (double)round_narrow((float)x[i], BFLOAT16);                       \
+        else                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = (double)narrow_index(round_narrow((float)x[i], FLOAT16), FLOAT16); \
     }
 FOR_EACH_ISA(DEF_APPLY)
 
@@ -1153,19 +1384,22 @@ enum { INDEX, SIGMOID, SOFT }; /* the kernels */
 typedef void KernelFn(const void *z, Py_ssize_t c, const void *labels, double *loss,
                       Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
+typedef int NarrowFn(const void *z, Py_ssize_t c, const int64_t *y, int formats, const float *tab,
+                     double *loss, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 
 /* One instruction set's copy of the entry points: kernel[INDEX, SIGMOID or SOFT][float64?] */
 typedef struct {
     const char *name;
     KernelFn *kernel[3][2];
     ApplyFn *apply;
+    NarrowFn *narrow[2]; /* float16 and bfloat16 multiclass index paths [float64?] */
 } Isa;
 
 #define ISA_ENTRY(isa, name, ATTR)                                                          \
     {name,                                                                                  \
      {{rows32_##isa, rows64_##isa}, {sigmoid32_##isa, sigmoid64_##isa},                     \
       {soft32_##isa, soft64_##isa}},                                                        \
-     apply_each_##isa},
+     apply_each_##isa, {narrow32_##isa, narrow64_##isa}},
 static const Isa isas[] = {FOR_EACH_ISA(ISA_ENTRY)};
 #define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
@@ -1312,9 +1546,66 @@ static PyObject *py_soft(PyObject *self, PyObject *args)
     return run_rows(args, SOFT);
 }
 
+PyDoc_STRVAR(narrow_index_doc,
+             "narrow_index(z, itemsize, n, c, y, formats, tables, loss, bits, lo, hi)\n\n"
+             "As multiclass_index, in float16 (formats 1), bfloat16 (2) or both (3), each\n"
+             "format present a block of each buffer, float16's first: the textbook, stable\n"
+             "and naive losses into the float64 (k, 3, n) buffer loss, the status bits (1 exp\n"
+             "overflow, 2 textbook prob underflow, 4 naive prob underflow, 32 left to numpy)\n"
+             "into the uint16 (k, n) bits. tables: float32 (k, 3, 65536), the textbook path's\n"
+             "exp and log and PyTorch's log of each value of the format, by its bits.\n"
+             "Releases the GIL.");
+
+static PyObject *py_narrow_index(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer z, y, tab, loss, bits;
+    Py_ssize_t itemsize, n, c, lo, hi;
+    int formats;
+    if (!PyArg_ParseTuple(args, "y*nnny*iy*w*w*nn", &z, &itemsize, &n, &c, &y, &formats, &tab,
+                          &loss, &bits, &lo, &hi))
+        return NULL;
+    PyObject *result = NULL;
+    if ((itemsize != 4 && itemsize != 8) || formats < 1 || formats > 3 || n < 0 ||
+        c < 1 || c > INT32_MAX || lo < 0 || hi > n || lo > hi) {
+        PyErr_SetString(PyExc_ValueError, "bad itemsize, format, shape or row range");
+        goto done;
+    }
+    Py_ssize_t k = (formats & 1) + (formats >> 1); /* formats */
+    if (!check_size(&z, n * c * itemsize, "z") || !check_size(&y, n * 8, "labels") ||
+        !check_size(&tab, k * 3 * TABLE * 4, "tables") ||
+        !check_size(&loss, k * N_NARROW * n * 8, "loss") || !check_size(&bits, k * n * 2, "bits"))
+        goto done;
+    const int64_t *yy = y.buf;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        if (yy[i] < 0 || yy[i] >= c) {
+            PyErr_Format(PyExc_ValueError, "target %lld of row %zd is not in [0, %zd)",
+                         (long long)yy[i], i, c);
+            goto done;
+        }
+    }
+    NarrowFn *run = active->narrow[itemsize == 8];
+    int ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = run(z.buf, c, yy, formats, tab.buf, loss.buf, n, bits.buf, lo, hi);
+    Py_END_ALLOW_THREADS
+    if (ok)
+        result = Py_NewRef(Py_None);
+    else
+        PyErr_NoMemory();
+done:
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&y);
+    PyBuffer_Release(&tab);
+    PyBuffer_Release(&loss);
+    PyBuffer_Release(&bits);
+    return result;
+}
+
 PyDoc_STRVAR(apply_doc, "apply(name, x, out)\n\n"
                         "The kernel's exp, exp_tame (for |x| <= 300), log or log1p (for x >= 0)\n"
-                        "of each float64 in x, into out. For tests.");
+                        "of each float64 in x, into out; or round_float16, round_bfloat16 and\n"
+                        "float16_bits of each float32 value in x (as float64). For tests.");
 
 static PyObject *py_apply(PyObject *self, PyObject *args)
 {
@@ -1323,9 +1614,10 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "sy*w*", &name, &x, &out))
         return NULL;
-    static const char *names[] = {"exp", "exp_tame", "log", "log1p"};
+    static const char *names[] = {"exp",          "exp_tame",      "log",         "log1p",
+                                  "round_float16", "round_bfloat16", "float16_bits"};
     int which = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 7; i++)
         which = strcmp(name, names[i]) == 0 ? i : which;
     PyObject *result = NULL;
     if (which < 0)
@@ -1374,6 +1666,7 @@ static PyMethodDef methods[] = {
     {"multiclass_index", py_multiclass_index, METH_VARARGS, multiclass_index_doc},
     {"sigmoid", py_sigmoid, METH_VARARGS, sigmoid_doc},
     {"soft", py_soft, METH_VARARGS, soft_doc},
+    {"narrow_index", py_narrow_index, METH_VARARGS, narrow_index_doc},
     {"apply", py_apply, METH_VARARGS, apply_doc},
     {NULL, NULL, 0, NULL},
 };

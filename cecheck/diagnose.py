@@ -48,7 +48,7 @@ its dtype's bits, which is ordinary rounding in that dtype.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,17 +235,6 @@ def _names(matrix: Array, names: tuple[str, ...]) -> list[list[str]]:
 def unscored(label_masks: dict[str, Array]) -> Array:
     """Rows whose label rules out judging any path: ignored, out of range or invalid."""
     return label_masks["ignored"] | label_masks["label_out_of_range"] | label_masks["invalid_label"]
-
-
-def cast_overflow_rows(logits: Array, precisions: Iterable[Precision]) -> dict[str, Array]:
-    """Per dtype narrower than the stored logits: rows with a finite logit that casts to inf."""
-    out: dict[str, Array] = {}
-    for p in precisions:
-        if float(np.finfo(logits.dtype).max) > p.max:
-            with np.errstate(invalid="ignore"):
-                hit = np.isinf(p.cast(logits)) & np.isfinite(logits)
-            out[p.name] = np.any(hit, axis=1) if hit.ndim == 2 else hit
-    return out
 
 
 def diagnose(

@@ -10,8 +10,10 @@ compiled when cecheck is installed) computes, per row, the textbook, naive and s
 in float32 and float64, the reference and the evidence bits, into per-row arrays; the rows
 of a chunk are split over threads (rows are independent, the kernel releases the GIL), and
 :func:`cecheck.diagnose.diagnose` then runs unchanged on the results. float16 and bfloat16
-stay on numpy, and so do the paths of another framework (:data:`EMULATES` names the
-functions the kernel computes) and PyTorch's class weights and label smoothing.
+are computed for ``multiclass`` with ``index`` labels, bit for bit as the specification
+(:mod:`cecheck.narrow`); for the other tasks they stay on numpy (:func:`covers`), and so do
+the paths of another framework (:data:`EMULATES` names the functions the kernel computes,
+in every dtype :func:`covers` accepts) and PyTorch's class weights and label smoothing.
 
 PyTorch's paths in the kernel: ``naive`` is ``exp(z - max) * (1 / Σ exp(z - max))``, then
 its log (index labels: at the target; soft: ``-Σ t · log p``), from the same terms and sums as
@@ -83,7 +85,7 @@ from types import ModuleType
 
 import numpy as np
 
-from cecheck import families, losses
+from cecheck import families, losses, narrow
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.errors import SetupError
@@ -119,6 +121,9 @@ CHUNK_BYTES = 32 << 20
 # Rows per chunk at most: bounds the (rows, flags) matrices of the diagnosis.
 MAX_CHUNK_ROWS = 1 << 17
 DTYPES = ("float32", "float64")
+# The formats the multiclass index kernel also computes, each in a pass of its own
+# (narrow_index in _kernel.c): float16 and bfloat16, with the bits of the numpy specification.
+NARROW = ("float16", "bfloat16")
 # The kernels a family may name (cecheck.families.Family.kernel): the multiclass index
 # kernel, the soft-label kernel (one-hot or soft labels), the sigmoid kernel (binary and
 # multi-hot targets).
@@ -147,12 +152,13 @@ def installed() -> bool:
 
 def covers(task: str, label_form: str, dtypes: Sequence[str]) -> bool:
     """Whether the kernels compute this task, label form and set of dtypes: a family of
-    :mod:`cecheck.families` that names a kernel of :data:`KERNELS`, in float32 and float64
-    only."""
+    :mod:`cecheck.families` that names a kernel of :data:`KERNELS`, in float32 and float64,
+    and for the multiclass index kernel in float16 and bfloat16 too (:data:`NARROW`)."""
     if not families.known(task, label_form):
         return False
     kernel = families.get(task, label_form).kernel
-    return kernel in KERNELS and set(dtypes) <= set(DTYPES)
+    computed = DTYPES + NARROW if kernel == "index" else DTYPES
+    return kernel in KERNELS and set(dtypes) <= set(computed)
 
 
 def compute(
@@ -250,7 +256,7 @@ def multiclass_index(
         (n,) class numbers in ``[0, C)`` (the engine replaces ignored and out-of-range
         labels by 0 and masks those rows afterwards).
     dtypes
-        A subset of ``("float32", "float64")``.
+        A subset of ``("float16", "bfloat16", "float32", "float64")``.
     framework
         ``{path: numpy function}``: the functions of :data:`EMULATES` that recompute the rows
         the kernel leaves to numpy, for the naive and stable paths they name.
@@ -285,7 +291,49 @@ def multiclass_index(
         spec = (*losses.PATHS["index"], framework or {})
         _overwrite(special, results, spec, z[special], y[special], reference)
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
+    formats = tuple(d for d in NARROW if d in dtypes)
+    if formats:
+        results.update(_narrow_index(z, y, formats, framework or {}))
     return results, reference, nonfinite
+
+
+# Outputs of the narrow kernel, per row: the textbook, stable and naive losses; its status bits.
+_N_TEXTBOOK, _N_STABLE, _N_NAIVE = 0, 1, 2
+_N_OVER, _N_UNDER, _N_NUNDER = 1, 2, 4
+
+
+def _narrow_index(
+    z: Array, y: Array, formats: tuple[str, ...], framework: FrameworkPaths
+) -> dict[tuple[str, str], PathResult]:
+    """The paths of a chunk in float16 and bfloat16 (``formats``: one or both, a row in both
+    while it is in the cache) by the kernel's narrow_index, with the specification's bits
+    (:mod:`cecheck.narrow`); a row with a logit not finite in the format by numpy."""
+    n, c = z.shape
+    loss = np.empty((len(formats), 3, n), dtype=np.float64)
+    bits = np.empty((len(formats), n), dtype=np.uint16)
+    mask, tables = sum(1 << NARROW.index(d) for d in formats), narrow.tables(formats)
+
+    def part(lo: int, hi: int) -> None:
+        kernel().narrow_index(z, z.itemsize, n, c, y, mask, tables, loss, bits, lo, hi)
+
+    _run_parts(part, n)
+    results: dict[tuple[str, str], PathResult] = {}
+    for d, out, status in zip(formats, loss, bits, strict=True):
+        ours = {
+            ("textbook", d): PathResult(
+                out[_N_TEXTBOOK],
+                exp_overflow=(status & _N_OVER) != 0,
+                prob_underflow=(status & _N_UNDER) != 0,
+            ),
+            ("naive", d): PathResult(out[_N_NAIVE], prob_underflow=(status & _N_NUNDER) != 0),
+            ("stable", d): PathResult(out[_N_STABLE]),
+        }
+        special = np.flatnonzero(status & _SPECIAL)
+        if special.size:
+            spec = (losses.textbook_multiclass, losses.reference_multiclass, framework)
+            _overwrite(special, ours, spec, z[special], y[special], None)
+        results.update(ours)
+    return results
 
 
 def sigmoid(
@@ -415,9 +463,10 @@ def _overwrite(
     spec: tuple[PathFunction, Callable[..., Array], FrameworkPaths],
     z: Array,
     t: Array,
-    ref: Array,
+    ref: Array | None,
 ) -> None:
-    """Overwrite ``rows`` of every result with the numpy specification's values on (z, t).
+    """Overwrite ``rows`` of every result (and of ``ref`` unless None) with the numpy
+    specification's values on (z, t).
 
     ``spec``: the textbook and reference functions of :mod:`cecheck.losses` and the
     framework paths' functions (a path absent there is left as it is, to be dropped).
@@ -433,7 +482,8 @@ def _overwrite(
             mine, value = getattr(r, name), getattr(theirs, name)
             if mine is not None and value is not None:
                 mine[rows] = value
-    ref[rows] = reference(z, t)
+    if ref is not None:
+        ref[rows] = reference(z, t)
 
 
 def _rescale_tiny(ref: Array, reference: Callable[..., Array], z: Array, t: Array) -> None:

@@ -40,12 +40,11 @@ import numpy as np
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.exactsum import ExactSum
+from cecheck.newton import newton
 
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
-NEWTON_STEPS = 64  # at most (a few suffice; a step outside its bracket halves the bracket)
-TOLERANCE = 2.0**-48  # of λ: a Newton step this small ends a row's iteration
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
 NEWTON_ROWS = 8  # rows iterated together, in the order of their brackets' lower ends
 
@@ -184,6 +183,7 @@ class _Rows:
 
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
+Pair = tuple[Array, Array]  # a function of λ's value and derivative per row
 
 
 def _block(logits: Array, labels: Array, at: Array) -> Stats:
@@ -282,14 +282,16 @@ class Running:
             naive = self.best["naive", d]
             naive.past += int(np.count_nonzero(margin > t_under))
             lo, hi = _convex_bracket(margin, r.m - r.zy, log_c, t_under)
-            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, "prob_underflow")
+            cause, chord = "prob_underflow", (margin, log_c)  # convex: below its chord
+            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord)
             text = self.best["textbook", d]
             past = (r.lse > t_over) | (margin > t_under) | (r.zy < -t_under)
             text.past += int(np.count_nonzero(past))
             if naive.row is not None:  # textbook's probability underflows as naive's does
                 text.offer(naive.factor, naive.row, naive.cause)
             lo, hi = _convex_bracket(r.lse, r.m, log_c, t_over)
-            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, "sum_overflow")
+            chord = (r.lse, log_c)
+            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, "sum_overflow", chord)
             with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
                 _offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
             t_round = roundoff_threshold(d)
@@ -390,8 +392,9 @@ def _solve(
     hi: Array,
     rows: Array,
     target: float,
-    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
+    fn: Callable[..., Pair],
     cause: str,
+    chord: tuple[Array, float] | None = None,
 ) -> None:
     """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` reaches
     ``target``, each row's crossing bracketed in ``[lo, hi]`` (inf: none).
@@ -399,7 +402,8 @@ def _solve(
     Only the rows that can beat the best so far are iterated: those whose ``lo`` is at most
     the smallest ``hi`` (and the best), in the order of ``lo``, a few at a time, until the
     next ``lo`` is past the best found. A row's crossing depends on that row only (never on
-    the best so far), so chunks give the same answer however the rows are split.
+    the best so far), so chunks give the same answer however the rows are split. ``chord``:
+    a convex ``fn``'s values at 1 and 0, for :func:`_past`.
     """
     lo = np.minimum(lo, hi)  # ends that rounding crossed: the crossing is at hi
     bound = min(best.factor, float(hi.min(initial=math.inf)))
@@ -408,78 +412,74 @@ def _solve(
     pick = np.flatnonzero(lo <= bound)
     pick = pick[np.argsort(lo[pick], kind="stable")]
     block = min(step, NEWTON_ROWS)
-    for i in range(0, pick.size, block):
+    i = 0
+    while i < pick.size:
         part = pick[i : i + block]
         part = part[lo[part] <= best.factor]
         if not part.size:
             break  # sorted by lo: no later row can be first
-        found = _newton(get(part), zy[part], lo[part], hi[part], target, fn)
+        found = newton(get(part), zy[part], lo[part], hi[part], target, fn)
         _offer_min(best, found, rows[part], cause)
+        i += block
+        if pick.size - i > block:
+            rest = _past(pick[i:], get, step, zy, best, target, fn, chord)
+            pick = np.concatenate([pick[:i], rest])
 
 
-def _newton(
-    z: Array,
+def _past(
+    rows: Array,
+    get: Callable[[Array], Array],
+    step: int,
     zy: Array,
-    lo: Array,
-    hi: Array,
+    best: _Best,
     target: float,
-    fn: Callable[[Array, Array, Array | float], tuple[Array, Array]],
+    fn: Callable[..., Pair],
+    chord: tuple[Array, float] | None,
 ) -> Array:
-    """Each row's crossing of ``target`` by ``fn`` (value and derivative in λ, increasing
-    across the crossing) in its bracket ``[lo, hi]``: Newton's method from ``hi``, a step
-    that leaves the bracket (or is not finite) replaced by its midpoint, the bracket
-    narrowed by each value's side. On a convex ``fn`` Newton's steps from ``hi`` stay past the
-    crossing and shrink to it; on a concave one the first step lands before it, the next
-    ones stay there. Until a step below ``TOLERANCE`` of λ (or a bracket that narrow)."""
-    out: Array = hi.copy()
-    keep = np.flatnonzero(lo < hi)  # lo == hi: the crossing is known (0 past at 0)
-    x, a, b = hi[keep], lo[keep], hi[keep]
-    z, zy = z[keep], zy[keep]
-    for _ in range(NEWTON_STEPS):
-        value, slope = fn(z, zy, x)
-        past = value >= target
-        a, b = np.where(past, a, x), np.where(past, x, b)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            move = (value - target) / slope
-            new = x - move
-        inside = (new >= a) & (new <= b)  # False for NaN
-        new = np.where(inside, new, 0.5 * (a + b))
-        done = (inside & (np.abs(move) <= TOLERANCE * x)) | (b - a <= TOLERANCE * b)
-        out[keep[done]] = np.where(inside, new, b)[done]
-        if done.all():
-            return out
-        go = ~done
-        keep, x, a, b, z, zy = keep[go], new[go], a[go], b[go], z[go], zy[go]
-    out[keep] = b
-    return out
+    """The ``rows`` that may cross before ``best``'s factor λ, by one value each, ``fn`` at
+    λ: a row not past ``target`` there crosses after it (each ``fn`` increases across its only
+    crossing), one pass instead of Newton's several. With ``chord`` (a convex ``fn`` at 1 and
+    0) and λ <= 1, a row whose chord is below ``target`` at λ needs no pass."""
+    lam = best.factor
+    if not math.isfinite(lam) or lam <= 0:
+        return rows
+    if chord is not None and lam <= 1:
+        at_one, at_zero = chord
+        rows = rows[~(at_zero + lam * (at_one[rows] - at_zero) < target)]  # NaN: kept
+    keep = np.ones(rows.size, dtype=bool)
+    for k in range(0, rows.size, step):
+        part = rows[k : k + step]
+        value, _ = fn(get(part), zy[part], lam, False)  # the value alone
+        keep[k : k + step] = ~(value < target)  # NaN: kept, Newton's method decides
+    return rows[keep]
 
 
-def _lse_slope(x: Array, lam: Array | float) -> tuple[Array, Array]:
+def _lse_slope(x: Array, lam: Array | float, slope: bool = True) -> tuple[Array, Array]:
     """``lse(λx)`` per row and its derivative in λ, the softmax(λx)-weighted mean of ``x``
-    (a class at -inf has weight 0), from one pass."""
+    (a class at -inf has weight 0), from one pass; without ``slope``, an empty one."""
     lam_col = np.asarray(lam, dtype=np.float64).reshape(-1, 1)
     s = lam_col * x
     m = s.max(axis=1)
     with np.errstate(under="ignore", invalid="ignore"):
         w = np.exp(s - m[:, None])
         total = w.sum(axis=1)
-        mean: Array = np.where(w > 0, w * x, 0.0).sum(axis=1) / total
+        mean: Array = np.where(w > 0, w * x, 0.0).sum(axis=1) / total if slope else total[:0]
     out: Array = m + np.log(total)
     return out, mean
 
 
-def _margin(z: Array, zy: Array, lam: Array | float) -> tuple[Array, Array]:
-    """``lse(λz) - λ z_y`` per row, and its derivative in λ."""
-    lse, mean = _lse_slope(z, lam)
+def _margin(z: Array, zy: Array, lam: Array | float, slope: bool = True) -> tuple[Array, Array]:
+    """``lse(λz) - λ z_y`` per row, and its derivative in λ (as :func:`_lse_slope`)."""
+    lse, mean = _lse_slope(z, lam, slope)
     value: Array = lse - np.asarray(lam) * zy
-    return value, mean - zy
+    return value, mean - zy if slope else mean
 
 
-def _lead_log(others: Array, zy: Array, lam: Array | float) -> tuple[Array, Array]:
+def _lead_log(others: Array, zy: Array, lam: Array | float, slope: bool = True) -> Pair:
     """``-log δ``, ``δ = Σ_{j≠y} exp(λ(z_j - z_y))`` per row, from the logits with -inf at
     the target's place (at least one other class): large when the target leads by far; and
     its derivative in λ."""
-    lse, mean = _lse_slope(others - zy[:, None], lam)
+    lse, mean = _lse_slope(others - zy[:, None], lam, slope)
     return -lse, -mean
 
 

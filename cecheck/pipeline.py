@@ -20,7 +20,8 @@ from cecheck import families, fast
 from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
-from cecheck.diagnose import Diagnosis, cast_overflow_rows, diagnose
+from cecheck.casts import cast_overflow_rows
+from cecheck.diagnose import Diagnosis, diagnose
 from cecheck.families import Family
 from cecheck.frameworks import registry
 from cecheck.inputs import LOOKS_LIKE_PROBABILITIES, Source

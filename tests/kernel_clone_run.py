@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cecheck import _kernel, engine
+from cecheck import _kernel, engine, fast, narrow
 
 CLASSES = (1, 2, 3, 7, 16, 17, 300)
 ROWS = 45  # five batches of 8 short rows and a tail
@@ -67,7 +67,7 @@ def engine_with_ignored_rows() -> dict[str, np.ndarray]:
     """The engine's values and flags on multiclass rows, some ignored (label -100)."""
     rng = np.random.default_rng(13)
     out: dict[str, np.ndarray] = {}
-    s = engine.Settings()
+    s = engine.Settings(("float16", "bfloat16", "float32", "float64"))
     for c in (2, 7, 300):
         z = rng.standard_normal((40, c)) * 4
         z[::6, 0] += 60.0
@@ -91,12 +91,28 @@ def run() -> dict[str, np.ndarray]:
         bits = np.empty(n, dtype=np.uint16)
         getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, loss, bits, 0, n)
         out[f"{name}-loss"], out[f"{name}-bits"] = loss, bits
+        if kernel == "multiclass_index":  # and in float16 and bfloat16, alone and together
+            for mask, formats in ((1, ("float16",)), (2, ("bfloat16",)), (3, fast.NARROW)):
+                k = len(formats)
+                loss, bits = np.empty((k, 3, n)), np.empty((k, n), dtype=np.uint16)
+                tables = narrow.tables(formats)
+                _kernel.narrow_index(z, z.itemsize, n, c, labels, mask, tables, loss, bits, 0, n)
+                for d, d_loss, d_bits in zip(formats, loss, bits, strict=True):
+                    key = f"{name}-{d}" if k == 1 else f"{name}-both-{d}"
+                    out[f"{key}-loss"], out[f"{key}-bits"] = d_loss, d_bits
     x = np.random.default_rng(14).standard_normal(4096) * 300
     x = np.concatenate([x, [0.0, -0.0, 709.78, 710.0, -745.1, -746.0, np.inf, -np.inf, np.nan]])
     for fn in ("exp", "log", "log1p"):
         arg = np.abs(x) if fn != "exp" else x
         result = np.empty_like(arg)
         _kernel.apply(fn, arg, result)
+        out[f"apply-{fn}"] = result
+    patterns = np.random.default_rng(15).integers(0, 1 << 32, 1 << 16, dtype=np.uint64)
+    with np.errstate(invalid="ignore"):  # NaN patterns
+        x32 = patterns.astype(np.uint32).view(np.float32).astype(np.float64)
+    for fn in ("round_float16", "round_bfloat16", "float16_bits"):
+        result = np.empty_like(x32)
+        _kernel.apply(fn, x32, result)
         out[f"apply-{fn}"] = result
     out.update(engine_with_ignored_rows())
     return out

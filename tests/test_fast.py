@@ -389,7 +389,8 @@ def test_usable_for_every_covered_input_whatever_its_size(
 ) -> None:
     monkeypatch.delenv("CECHECK_NO_KERNEL", raising=False)
     assert fast.usable("multiclass", "index", ("float32", "float64"))
-    assert not fast.usable("multiclass", "index", ("float16", "float32"))
+    assert fast.usable("multiclass", "index", ("float16", "bfloat16", "float32", "float64"))
+    assert not fast.usable("multiclass", "soft", ("float16", "float32"))
     assert fast.usable("multiclass", "soft", ("float32",))
     assert fast.usable("multiclass", "onehot", ("float32",))
     assert fast.usable("binary", "binary", ("float32",))

@@ -304,10 +304,10 @@ def test_few_rows_are_searched(monkeypatch: pytest.MonkeyPatch) -> None:
     evaluated = [0]
 
     def counting(fn):
-        def wrapper(z, zy, lam):
+        def wrapper(z, zy, lam, *slope):
             if np.ndim(lam):  # at λ = 1 (a scalar): the row statistics, not the search
                 evaluated[0] += len(zy)
-            return fn(z, zy, lam)
+            return fn(z, zy, lam, *slope)
 
         return wrapper
 
@@ -416,3 +416,31 @@ def test_reference_gives_the_same_headroom() -> None:
     for a, b in zip(own.cliffs, given.cliffs, strict=True):
         assert (a.row, a.cause, a.rows_past) == (b.row, b.cause, b.rows_past)
         assert b.factor == pytest.approx(a.factor, rel=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(60, 300), (200, 40), (30, 2000)]))
+def test_rows_told_apart_by_one_value_leave_every_cliff_as_newton_finds_it(
+    seed: int, shape: tuple[int, int]
+) -> None:
+    """_solve drops a candidate row that is not past its threshold at the best scale found so
+    far (one value instead of Newton's iteration): the cliffs are those of Newton's method
+    on every candidate."""
+    rng = np.random.default_rng(seed)
+    n, c = shape
+    z = rng.standard_normal((n, c)) * rng.uniform(0.5, 8)
+    y = rng.integers(0, c, n)
+    z[::4, 0] += rng.uniform(0, 30)
+    y[::4] = 0
+    dtypes = ("float16", "bfloat16", "float32", "float64")
+
+    def cliffs() -> object:
+        run = headroom.Running(dtypes)
+        for lo in range(0, n, 25):
+            run.add(z[lo : lo + 25], y[lo : lo + 25], np.ones(len(z[lo : lo + 25]), bool), lo)
+        return run.result()
+
+    pruned = cliffs()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(headroom, "_past", lambda rows, *_: rows)
+        assert cliffs() == pruned

@@ -97,6 +97,12 @@ def test_the_cases_cover_what_matters(default_results: dict[str, np.ndarray]) ->
     assert "masked_target" in flags
     assert "nonfinite_input" not in flags
     assert {"index-wide-300-float32-loss", "soft-margin-17-float64-loss"} <= default_results.keys()
+    # float16 and bfloat16: exp overflow, probabilities of 0, rows left to numpy
+    for d in ("float16", "bfloat16"):
+        wide = default_results[f"index-wide-7-float32-{d}-bits"]
+        assert all((wide & bit).any() for bit in (1, 2, 4))
+        assert (default_results[f"index-odd-300-float64-{d}-bits"] & 32).any()
+    assert any(c.endswith("bfloat16") for c in default_results if c.startswith("engine-7-"))
     # torch's paths: naive probabilities of 0 (index: bits 64 and 128; soft: 256 and 1024),
     # 0 * log 0 under a zero soft target (512), the stable sigmoid's cancellation (256, 512)
     # and exact zeros, the naive sigmoid's clamp at 100

@@ -70,7 +70,8 @@ def test_probability_one_is_a_loss_of_positive_zero() -> None:
     ("kw", "kind"),
     [
         ({}, pathsets.KernelPaths),
-        ({"dtypes": ("float16", "float64")}, pathsets.NumpyPaths),
+        ({"dtypes": ("float16", "float64")}, pathsets.KernelPaths),
+        ({"dtypes": ("float16", "float64"), "framework": "jax"}, pathsets.KernelPaths),
         ({"batch_size": 2}, pathsets.NumpyPaths),
         ({"inputs": "probs"}, pathsets.ProbPaths),
         ({"label_smoothing": 0.1}, pathsets.WeightedPaths),
@@ -111,7 +112,8 @@ def test_every_family_is_a_task_and_label_form_of_the_inputs() -> None:
 def test_the_kernel_covers_the_families_that_name_one() -> None:
     for f in FAMILIES.values():
         assert fast.covers(f.task, f.label_form, ("float32",)) == (f.kernel is not None)
-        assert not fast.covers(f.task, f.label_form, ("float16",))
+        narrow = f.kernel == "index"  # float16 and bfloat16: multiclass index labels only
+        assert fast.covers(f.task, f.label_form, ("float16", "bfloat16")) == narrow
 
 
 def test_a_family_without_a_kernel_is_not_covered(monkeypatch: pytest.MonkeyPatch) -> None:
