@@ -235,10 +235,8 @@ def chunk_rows(n_classes: int, itemsize: int = 4) -> int:
 def threads() -> int:
     """The cores this process may run on; at most ``CECHECK_THREADS`` when it is set (a
     worker process's share of the cores, see :mod:`cecheck.scaleout`)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    has_affinity = hasattr(os, "sched_getaffinity")  # Linux
+    cores = len(os.sched_getaffinity(0)) if has_affinity else (os.cpu_count() or 1)
     share = os.environ.get("CECHECK_THREADS", "")
     return max(1, min(cores, int(share))) if share.isdigit() else cores
 
