@@ -16,7 +16,8 @@ from cecheck.cli.options import format_option, input_options, output_option, set
     default=None,
     metavar="I",
     help="The row to trace: a flat row number, or an index tuple such as 3,17 for (B, T, C) "
-    "logits. Default: the worst flagged row (row 0 if no row is flagged).",
+    "logits. Default: the worst flagged row whose logits are not all NaN (row 0 if no row "
+    "is flagged).",
 )
 @click.option(
     "--path",
@@ -32,6 +33,12 @@ from cecheck.cli.options import format_option, input_options, output_option, set
     ["table", "json"], "table: the steps for people; json: the same steps as strict JSON."
 )
 @output_option("trace")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No messages on stderr (warnings, progress); the trace itself still prints.",
+)
 def trace_command(
     logits: str,
     labels: str | None,
@@ -49,6 +56,7 @@ def trace_command(
     path_choice: str,
     fmt: str,
     output: str | None,
+    quiet: bool,
 ) -> None:
     """Walk one row's loss step by step in each path and dtype; mark the first bad step.
 
@@ -92,11 +100,11 @@ def trace_command(
         framework=framework,
     )
     for warning in source.warnings:
-        common.say(f"warning: {warning}", False)
+        common.say(f"warning: {warning}", quiet)
     paths = TRACE_PATHS if path_choice == "all" else (path_choice,)
     try:
         if row is None:
-            with common.progress_bar(source, False) as progress:
+            with common.progress_bar(source, quiet) as progress:
                 pick = pick_row(source, settings, progress)
         else:
             pick = parse_row(row, source.lead_shape)
