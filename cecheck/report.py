@@ -64,6 +64,7 @@ class RowRecord:
     rank: int  # the row's order (cecheck.diagnose.Diagnosis.rank): severity, then place
     shard: str | None = None  # an input of many files: the row's shard, and its row there
     shard_row: int | None = None
+    row_sum: float | None = None  # a probability row that does not sum to 1: what it sums to
 
 
 @dataclass

@@ -8,7 +8,10 @@ from cecheck.choices import TRACE_PATHS
 from cecheck.cli.options import format_option, input_options, output_option, settings_options
 
 
-@click.command("trace")
+@click.command(
+    "trace",
+    short_help="Walk one row's loss step by step in each path and dtype; mark the first bad step.",
+)
 @input_options
 @settings_options
 @click.option(
@@ -68,9 +71,10 @@ def trace_command(
 
     \b
     Examples:
-      cecheck trace sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
+      cecheck trace sample_data/tf_example_{logits,labels}.npy
       cecheck trace sample_data/sequence.npz --row 2,5 --dtypes float16,float32
-      cecheck trace sample_data/binary_sweep.csv --row 0 --path textbook --format json
+      cecheck trace sample_data/binary_sweep.csv --row 0 --path textbook
+      cecheck trace sample_data/sequence.npz --format json -o trace.json
 
     Exit codes: 0 traced; 2 a usage or input error (such as a row out of range); 130
     interrupted (Ctrl-C); 141 stdout closed by its reader.
