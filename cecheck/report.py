@@ -64,6 +64,7 @@ class RowRecord:
     rank: int  # the row's order (cecheck.diagnose.Diagnosis.rank): severity, then place
     shard: str | None = None  # an input of many files: the row's shard, and its row there
     shard_row: int | None = None
+    row_sum: float | None = None  # a probability row that does not sum to 1: what it sums to
 
 
 @dataclass
@@ -87,6 +88,33 @@ class Report:
     headroom: Headroom | None = None
     # an input of many files: the number of shards whose rows are in (None: one input)
     shards: int | None = None
+
+    def __repr__(self) -> str:
+        paths = ",".join(self.settings.paths)
+        dtypes = ",".join(self.settings.dtypes)
+        return (
+            f"<cecheck.Report {self.rows} {'row' if self.rows == 1 else 'rows'}, "
+            f"{self.flagged_rows} flagged; "
+            f"paths {paths}; dtypes {dtypes}>"
+        )
+
+    def __str__(self) -> str:
+        """The text report, as ``cecheck compare`` prints it to a file (100 columns, no colour)."""
+        import io
+
+        from rich.console import Console
+
+        from cecheck.output.tables import print_report
+
+        out = io.StringIO()
+        print_report(self, Console(file=out, highlight=False, color_system=None, width=100))
+        return out.getvalue()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the body of the ``--format html`` page (:mod:`cecheck.output.html`)."""
+        from cecheck.output.notebook import notebook_html
+
+        return notebook_html(self)
 
     def iter_frames(self) -> Iterator[pd.DataFrame]:
         """Every row's results, one DataFrame per chunk, recomputed from the source.

@@ -107,12 +107,20 @@ def pick_row(
     from cecheck import engine
 
     report = engine.run(source, replace(settings, top=max(settings.top, 50)), progress=progress)
-    for r in report.top:
-        if r.label is None or {"label_out_of_range", "ragged_logits"} & set(r.flags):
-            continue  # no loss to trace (label None: not a whole number)
+    traceable = [
+        r
+        for r in report.top  # label None: not a whole number; no loss to trace
+        if r.label is not None and not {"label_out_of_range", "ragged_logits"} & set(r.flags)
+    ]
+    all_nan = all_nan_rows(source, [r.row for r in traceable if "nan_input" in r.causes])
+    telling = [r for r in traceable if r.row not in all_nan]
+    for r in telling or traceable:  # rows of NaN logits only when no other row is flagged
         flags = ", ".join(r.flags)
         causes = f" (cause: {', '.join(r.causes)})" if r.causes else ""
-        return RowPick(r.row, r.index, f"the worst flagged row: {flags}{causes}")
+        which = "the worst flagged row"
+        if telling and all_nan:
+            which += f" whose logits are not all NaN ({plural_rows(len(all_nan))} of NaN skipped)"
+        return RowPick(r.row, r.index, f"{which}: {flags}{causes}")
     index = tuple(0 for _ in source.lead_shape)
     if report.flagged_rows:
         return RowPick(
@@ -122,6 +130,37 @@ def pick_row(
             "logits of another length), so row 0",
         )
     return RowPick(0, index, "no row is flagged, so row 0")
+
+
+def plural_rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
+
+
+def all_nan_rows(source: inputs.Source, rows: Sequence[int]) -> set[int]:
+    """Which of ``rows`` have logits that are all NaN (one pass, up to the last of them)."""
+    from cecheck.engine import chunk_rows
+
+    wanted, found = np.sort(np.asarray(rows, dtype=np.int64)), set[int]()
+    if not wanted.size:
+        return found
+    start = 0
+    chunks = source.chunks(chunk_rows(source.n_classes))
+    try:
+        for logits, labels in chunks:
+            n = labels.shape[0]
+            here = wanted[(wanted >= start) & (wanted < start + n)]
+            for row in here:
+                z = np.asarray(logits[row - start], dtype=np.float64)
+                if np.isnan(z).all():
+                    found.add(int(row))
+            start += n
+            if start > wanted[-1]:
+                break
+    finally:
+        close = getattr(chunks, "close", None)  # release the file of a generator left early
+        if close is not None:
+            close()
+    return found
 
 
 def trace_row(

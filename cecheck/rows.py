@@ -54,6 +54,11 @@ def chunk_records(
                 error=float(diag.error[i]),
                 shard=shard,
                 shard_row=shard_row,
+                row_sum=(
+                    float(np.sum(z, dtype=np.float64))
+                    if "invalid_probability" in flag_lists[j]
+                    else None
+                ),
             )
         )
     return records

@@ -314,7 +314,7 @@ def test_version_and_help() -> None:
     assert "compare" in top.stdout
     assert "Examples" in top.stdout
     helped = runner.invoke(cecheck, ["compare", "--help"])
-    assert "cecheck compare sample_data/tf_example_logits.npy" in helped.stdout
+    assert "cecheck compare sample_data/tf_example_{logits,labels}.npy" in helped.stdout
     assert "Exit codes" in helped.stdout
 
 

@@ -641,3 +641,28 @@ def test_cli_json_is_strict(sequence_files: tuple[str, str]) -> None:
     textbook = data["paths"][0]
     assert (textbook["path"], textbook["dtype"], textbook["loss"]) == ("textbook", "float32", "inf")
     assert textbook["steps"][textbook["first_bad_step"] - 1]["name"] == "exp"
+
+
+def test_pick_row_skips_rows_of_nan_logits_when_another_row_is_flagged() -> None:
+    logits = np.array([[0.0, 1.0, 2.0], [np.nan] * 3, [0.0, 1.0, 2.0], [0.0, 1.0, 95.0]])
+    labels = np.array([0, 1, 2, 0])
+    pick = pick_row(inputs.from_arrays(logits, labels), Settings())
+    assert pick.row == 3
+    assert pick.origin is not None
+    assert "whose logits are not all NaN (1 row of NaN skipped)" in pick.origin
+    # rows of NaN logits only: the worst of them
+    only = pick_row(inputs.from_arrays(logits[:3], labels[:3]), Settings())
+    assert only.row == 1
+    assert only.origin is not None
+    assert only.origin.startswith("the worst flagged row: nonfinite_input")
+
+
+def test_cli_quiet_says_nothing_on_stderr(tmp_path: Path) -> None:
+    np.save(tmp_path / "p.npy", np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]))  # probabilities
+    np.save(tmp_path / "y.npy", np.array([0, 2]))
+    files = (str(tmp_path / "p.npy"), str(tmp_path / "y.npy"))
+    assert "warning:" in run_cli(*files).stderr
+    result = run_cli(*files, "-q")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    assert result.stdout.startswith("cecheck    trace: ")

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from cecheck.settings import Settings
 
 
-@click.command()
+@click.command(
+    short_help="Compute each row's loss along every path and dtype, and flag the unstable rows."
+)
 @click.pass_context
 @input_options
 @settings_options
@@ -137,10 +139,10 @@ def compare(
 
     \b
     Examples:
-      cecheck compare sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
+      cecheck compare sample_data/tf_example_{logits,labels}.npy
       cecheck compare sample_data/sequence.npz --top 5
-      cecheck compare sample_data/binary_sweep.csv --dtypes float16,float32,float64
-      cecheck compare logits.npy labels.npy --format json -o report.json --fail-on stable
+      cecheck compare sample_data/binary_sweep.csv --dtypes float16,float32
+      cecheck compare logits.npy labels.npy --format json --fail-on stable
       cecheck compare logits.npy labels.npy --format csv > rows.csv
       cecheck compare 'run/logits-*.npy' 'run/labels-*.npy' --workers 4
 

@@ -8,7 +8,10 @@ from cecheck.choices import TRACE_PATHS
 from cecheck.cli.options import format_option, input_options, output_option, settings_options
 
 
-@click.command("trace")
+@click.command(
+    "trace",
+    short_help="Walk one row's loss step by step in each path and dtype; mark the first bad step.",
+)
 @input_options
 @settings_options
 @click.option(
@@ -16,7 +19,8 @@ from cecheck.cli.options import format_option, input_options, output_option, set
     default=None,
     metavar="I",
     help="The row to trace: a flat row number, or an index tuple such as 3,17 for (B, T, C) "
-    "logits. Default: the worst flagged row (row 0 if no row is flagged).",
+    "logits. Default: the worst flagged row whose logits are not all NaN (row 0 if no row "
+    "is flagged).",
 )
 @click.option(
     "--path",
@@ -32,6 +36,12 @@ from cecheck.cli.options import format_option, input_options, output_option, set
     ["table", "json"], "table: the steps for people; json: the same steps as strict JSON."
 )
 @output_option("trace")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No messages on stderr (warnings, progress); the trace itself still prints.",
+)
 def trace_command(
     logits: str,
     labels: str | None,
@@ -49,6 +59,7 @@ def trace_command(
     path_choice: str,
     fmt: str,
     output: str | None,
+    quiet: bool,
 ) -> None:
     """Walk one row's loss step by step in each path and dtype; mark the first bad step.
 
@@ -60,9 +71,10 @@ def trace_command(
 
     \b
     Examples:
-      cecheck trace sample_data/tf_example_logits.npy sample_data/tf_example_labels.npy
+      cecheck trace sample_data/tf_example_{logits,labels}.npy
       cecheck trace sample_data/sequence.npz --row 2,5 --dtypes float16,float32
-      cecheck trace sample_data/binary_sweep.csv --row 0 --path textbook --format json
+      cecheck trace sample_data/binary_sweep.csv --row 0 --path textbook
+      cecheck trace sample_data/sequence.npz --format json -o trace.json
 
     Exit codes: 0 traced; 2 a usage or input error (such as a row out of range); 130
     interrupted (Ctrl-C); 141 stdout closed by its reader.
@@ -92,11 +104,11 @@ def trace_command(
         framework=framework,
     )
     for warning in source.warnings:
-        common.say(f"warning: {warning}", False)
+        common.say(f"warning: {warning}", quiet)
     paths = TRACE_PATHS if path_choice == "all" else (path_choice,)
     try:
         if row is None:
-            with common.progress_bar(source, False) as progress:
+            with common.progress_bar(source, quiet) as progress:
                 pick = pick_row(source, settings, progress)
         else:
             pick = parse_row(row, source.lead_shape)

@@ -28,6 +28,7 @@ from cecheck.inputs.tables import Index, Table, table_reader
 
 # pandas' name for a column with an empty header ("Unnamed: 0"; "Unnamed: 0.1" if repeated)
 _UNNAMED = re.compile(r"Unnamed: \d+(\.\d+)*")
+GZIP_MAGIC = b"\x1f\x8b"  # the first bytes of a gzip file (RFC 1952)
 # the fewest rows whose first column holding 0, 1, 2, ... marks a headerless index
 INDEX_MIN_ROWS = 3
 
@@ -99,6 +100,11 @@ def _first_record(path: str, sep: str) -> tuple[list[str], bool]:
     tabs, which pandas skips too), and whether it is the first line of the file by itself
     (no blank line before it, no line end inside its quotes)."""
     try:
+        with open(path, "rb") as raw:
+            if raw.read(2) == GZIP_MAGIC:
+                raise InputError(
+                    f"{path} is gzip-compressed, not text: decompress it (gunzip) first"
+                )
         with open(path, encoding="utf-8-sig", newline="") as f:
             records = csv.reader(f, delimiter=sep)
             for record in records:

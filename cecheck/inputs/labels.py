@@ -205,7 +205,8 @@ def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None
             return (
                 f"{name}: every logit in the first {n} rows lies in [0, 1], so these look like "
                 f"sigmoid {LOOKS_LIKE_PROBABILITIES}: cecheck treats them as logits, so the "
-                "losses are not your training loss; export the values before the sigmoid"
+                "losses are not your training loss; export the values before the sigmoid, or "
+                "give --inputs probs to check them as probabilities"
             )
         tol = 1e-2 if logits.dtype.itemsize <= 2 else 1e-4
         if not np.allclose(x.sum(axis=1), 1.0, rtol=0, atol=tol):
@@ -213,7 +214,8 @@ def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None
     return (
         f"{name}: every row of the first {n} lies in [0, 1] and sums to 1, so these look like "
         f"softmax {LOOKS_LIKE_PROBABILITIES}: cecheck treats them as logits, so the losses are "
-        "not your training loss and nothing can overflow; export the values before the softmax"
+        "not your training loss and nothing can overflow; export the values before the "
+        "softmax, or give --inputs probs to check them as probabilities"
     )
 
 

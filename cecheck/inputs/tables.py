@@ -90,7 +90,8 @@ def _label_index(table: Table, label_column: str | int) -> int:
     if not table.columns[0].startswith("column '"):
         raise InputError(
             f"{table.name} has no header row, so the label column {label_column!r} cannot be "
-            "found: add a header row, or give the labels as a second file"
+            f"found: add a header row, give its 0-based position (--label-column "
+            f"{len(table.columns) - 1} for the last column) or give the labels as a second file"
         )
     raise InputError(
         f"{table.name} has no column {label_column!r} (its columns are "

@@ -135,8 +135,8 @@ def page(report: Report, data: Distributions, fail_on: Sequence[str] = ()) -> st
     )
 
 
-def body(report: Report, data: Distributions, fail_on: Sequence[str] = ()) -> str:
-    """The page's body: every section, in order."""
+def body(report: Report, data: Distributions | None, fail_on: Sequence[str] = ()) -> str:
+    """The page's body: every section, in order (``data`` None: without the figures)."""
     j = Json(report.to_dict(fail_on))
     sections: list[Callable[[], str]] = [
         lambda: _header(report),
@@ -265,7 +265,7 @@ def _summary(report: Report, j: Json) -> str:
     )
 
 
-def _headroom(report: Report, j: Json, data: Distributions) -> str:
+def _headroom(report: Report, j: Json, data: Distributions | None) -> str:
     h = report.headroom
     if h is None:
         return ""
@@ -306,12 +306,14 @@ def _headroom(report: Report, j: Json, data: Distributions) -> str:
         f"<section id='headroom'>\n<h2>{_e(HEADROOM_TITLE)}</h2>\n"
         + _table(["path", "dtype", "factor", "row", "then", "rows past"], rows, (2, 5))
         + f"<p>{lse} (minimum headroom ×{minimum:g}).</p>\n"
-        + _figure(plots.headroom_figure(data), caption)
+        + ("" if data is None else _figure(plots.headroom_figure(data), caption))
         + "</section>\n"
     )
 
 
-def _errors(data: Distributions) -> str:
+def _errors(data: Distributions | None) -> str:
+    if data is None:
+        return ""
     from cecheck.output import plots
 
     caption = (
@@ -409,7 +411,7 @@ def _explanations(report: Report) -> str:
     )
 
 
-def _batches(report: Report, j: Json, data: Distributions) -> str:
+def _batches(report: Report, j: Json, data: Distributions | None) -> str:
     b = report.batches
     if b is None:
         return ""
@@ -446,7 +448,7 @@ def _batches(report: Report, j: Json, data: Distributions) -> str:
     )
     batches = "1 batch" if b.batches == 1 else f"{b.batches} batches"
     title = f"PyTorch's reduction='mean' over {batches} of {plural(b.batch_size, 'row')}"
-    trace = data.batch_trace
+    trace = None if data is None else data.batch_trace
     figure = None if trace is None else plots.batch_figure(trace)
     caption = (
         "Each column's batch mean over the run; batches whose mean is NaN or inf are shaded "
@@ -462,8 +464,8 @@ def _batches(report: Report, j: Json, data: Distributions) -> str:
     )
 
 
-def _sequence(report: Report, data: Distributions) -> str:
-    if data.positions is None:
+def _sequence(report: Report, data: Distributions | None) -> str:
+    if data is None or data.positions is None:
         return ""
     from cecheck.output import plots
 

@@ -81,7 +81,7 @@ def _summary(report: Report) -> str:
             p.dtype,
             str(p.nan),
             str(p.inf),
-            spell(p.mean),
+            spell(p.mean) if p.finite + p.nan + p.inf else "-",
             spell_error(p.worst_rel_error),
             spell_bits(p.bits_correct, prec.get(p.dtype).bits),
         ]

@@ -47,7 +47,7 @@ from cecheck.output.words import (
 
 if TYPE_CHECKING:
     from cecheck.inputs import Source
-    from cecheck.report import Report, RowRecord
+    from cecheck.report import PathSummary, Report, RowRecord
     from cecheck.rows import ChunkRows
     from cecheck.settings import Settings
 
@@ -101,19 +101,25 @@ def summary_table(report: Report, *, narrow: bool = False) -> Table:
     dtypes = report.settings.dtypes
     for p in report.summary:
         bits = prec.get(p.dtype).bits
-        bad = "red" if p.nan or p.inf else ""
         table.add_row(
             p.path,
             short_dtype(p.dtype) if narrow else p.dtype,
             *(() if narrow else (str(p.finite),)),
             Text(str(p.nan), style="red" if p.nan else ""),
             Text(str(p.inf), style="red" if p.inf else ""),
-            Text(spell(p.mean), style=bad if math.isnan(p.mean) else ""),
+            mean_cell(p),
             spell_error(p.worst_rel_error),
             spell_bits(p.bits_correct, bits),
             end_section=p.path == report.settings.paths[-1] and p.dtype == dtypes[-1],
         )
     return table
+
+
+def mean_cell(p: PathSummary) -> Text:
+    """The mean loss: red when NaN or inf rows make it so; ``-`` over no scored row."""
+    if not p.finite + p.nan + p.inf:
+        return Text("-")
+    return Text(spell(p.mean), style="red" if (p.nan or p.inf) and math.isnan(p.mean) else "")
 
 
 def counts_table(report: Report) -> Table | None:

@@ -19,7 +19,8 @@ from cecheck import precision as prec
 from cecheck._version import __version__
 from cecheck.diagnose import NONFINITE_SEVERITY
 from cecheck.frameworks import registry
-from cecheck.output.numbers import label_text, spell
+from cecheck.output.inputwords import label_out_of_range, not_a_probability_row
+from cecheck.output.numbers import spell
 from cecheck.settings import INPUT_PATHS, TOLERANCE_EPS
 
 if TYPE_CHECKING:
@@ -217,16 +218,14 @@ def describe_flags(record: RowRecord, source: Source, settings: Settings | None 
         kinds = [k for c, k in (("nan_input", "NaN"), ("inf_input", inf)) if c in record.causes]
         parts.append(f"{' and '.join(kinds) or 'NaN or inf'} in the {_input_noun(settings)}")
     if "invalid_probability" in record.flags:
-        parts.append("not a probability row (values in [0, 1] summing to 1), not scored")
+        parts.append(not_a_probability_row(record))
     parts += [words for flag, words in (  # one at most: each rules out the others
         ("masked_target", "the target class is masked (-inf), not scored"),
         ("ragged_logits", "a list of logits of another length than the other rows', not scored"),
         ("target_prob_zero", "the target's probability is exactly 0"),
     ) if flag in record.flags]  # fmt: skip
     if "label_out_of_range" in record.flags:
-        parts.append(
-            f"label {label_text(record.label)} is outside 0..{source.n_classes - 1}, not scored"
-        )
+        parts.append(label_out_of_range(record, source))
     if "invalid_label" in record.flags:
         parts.append(_invalid_label_words(source))
     paths = _by_severity(settings)
