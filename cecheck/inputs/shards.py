@@ -22,7 +22,7 @@ import dataclasses
 import glob
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cecheck.errors import InputError
@@ -30,6 +30,9 @@ from cecheck.inputs import urls
 from cecheck.inputs.source import Pairs, Shards, Source
 
 _PATTERN = re.compile(r"[*?\[]")
+# The local shards kept open once checked (their files mapped), so that the first pass over
+# the rows does not open them again; the others are opened again when their rows are read.
+KEEP_OPEN = 64
 
 Opener = Callable[[str, "str | None"], Source]  # (logits, labels) -> the pair's Source
 
@@ -94,6 +97,7 @@ def open_shards(
             "file per logits file (they pair in order)"
         )
     shards: list[Shard] = []
+    kept: list[Source | None] = []  # checked and still open: the first pass reads them
     first: Source | None = None
     warnings: dict[str, None] = {}
     for i, path in enumerate(lg):
@@ -105,6 +109,8 @@ def open_shards(
             _check_same(first, src)
         shards.append(Shard(path, pair, sum(s.rows for s in shards), src.n_rows))
         warnings |= dict.fromkeys(src.warnings)
+        local = not any(urls.is_url(str(n)) for n in {path, pair} - {None})
+        kept.append(src if local and i < KEEP_OPEN else None)
         for name in {path, pair} - {None}:
             urls.release(str(name))  # checked: a worker reads it again
     assert first is not None
@@ -122,7 +128,7 @@ def open_shards(
         labels_shape=(*lead, *labels_row),
         lead_shape=lead,
         warnings=tuple(warnings),
-        _read=_reader(shards, opener, ragged),
+        _read=_reader(shards, opener, ragged, kept),
         ragged=ragged,
         shards=layout,
     )
@@ -142,15 +148,29 @@ def shard_view(src: Source, shard: Shard, lead_shape: tuple[int, ...]) -> Source
 
 
 def _reader(
-    shards: list[Shard], opener: Opener, ragged: set[int] | None = None
+    shards: list[Shard],
+    opener: Opener,
+    ragged: set[int] | None = None,
+    kept: list[Source | None] | None = None,
 ) -> Callable[[int], Pairs]:
-    def read(rows: int) -> Pairs:
-        for shard in shards:
-            src = opener(shard.logits, shard.labels)
+    """Every shard's rows in order, in chunks of at most ``rows`` (a shard's last chunk may be
+    short). ``kept``: the shards already open (checked), read as they are once."""
+
+    def opened() -> Iterator[tuple[Shard, Source]]:
+        for i, shard in enumerate(shards):
+            src = kept[i] if kept is not None else None
+            if src is not None:
+                kept[i] = None  # read once: a later pass opens the shard again
+            else:
+                src = opener(shard.logits, shard.labels)
             if src.n_rows != shard.rows:
                 raise InputError(
                     f"{shard.name} holds {src.n_rows} rows, not {shard.rows}: was it changed?"
                 )
+            yield shard, src
+
+    def read(rows: int) -> Pairs:
+        for shard, src in opened():
             for pair in src.chunks(rows):
                 if ragged is not None and src.ragged:  # in the whole input's numbers
                     ragged.update(shard.first_row + r for r in src.ragged)
