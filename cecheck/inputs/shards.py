@@ -158,11 +158,10 @@ def _reader(
 
     def opened() -> Iterator[tuple[Shard, Source]]:
         for i, shard in enumerate(shards):
-            src = kept[i] if kept is not None else None
-            if src is not None:
-                kept[i] = None  # read once: a later pass opens the shard again
-            else:
-                src = opener(shard.logits, shard.labels)
+            held = None
+            if kept is not None:
+                held, kept[i] = kept[i], None  # read once: a later pass opens the shard again
+            src = held if held is not None else opener(shard.logits, shard.labels)
             if src.n_rows != shard.rows:
                 raise InputError(
                     f"{shard.name} holds {src.n_rows} rows, not {shard.rows}: was it changed?"
