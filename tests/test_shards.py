@@ -545,3 +545,20 @@ def test_the_first_pass_reads_the_shards_opened_to_check_them(tmp_path: Path) ->
     assert len(opened) == 8  # opened again
     np.testing.assert_array_equal(np.concatenate(first), y[:200])
     np.testing.assert_array_equal(np.concatenate(second), y[:200])
+
+
+@pytest.mark.parametrize(
+    ("cores", "shards", "values", "expected"),
+    [
+        (2, 8, 1 << 30, 1),  # one process's kernel and diagnosis already use both cores
+        (3, 8, 1 << 30, 1),
+        (4, 8, 1 << 30, 2),
+        (16, 8, 1 << 30, 8),  # no more than the shards
+        (16, 8, 1 << 20, 1),  # a small input: the workers' start-up would eat the gain
+    ],
+)
+def test_default_workers_run_in_process_when_processes_have_nothing_to_win(
+    monkeypatch: pytest.MonkeyPatch, cores: int, shards: int, values: int, expected: int
+) -> None:
+    monkeypatch.setattr(scaleout, "_cores", lambda: cores)
+    assert scaleout.default_workers(shards, values) == expected
