@@ -522,31 +522,6 @@ def test_dask_survives_a_killed_worker_or_names_the_shard(
         assert outcome["report"].report(source, lambda: iter(())).to_dict() == expected
 
 
-def test_the_first_pass_reads_the_shards_opened_to_check_them(tmp_path: Path) -> None:
-    """Opening checks every shard; the pass over the rows reads those very Sources (no
-    second open), and a later pass opens each shard again."""
-    z, y = _data(4 * 50, 9)
-    for i in range(4):
-        np.save(tmp_path / f"logits-{i}.npy", z[i * 50 : (i + 1) * 50])
-        np.save(tmp_path / f"labels-{i}.npy", y[i * 50 : (i + 1) * 50])
-    opened: list[str] = []
-
-    def opener(lg: str, lb: str | None) -> inputs.Source:
-        opened.append(Path(lg).name)
-        return inputs.open_inputs(lg, lb)
-
-    source, _ = open_shards(
-        str(tmp_path / "logits-*.npy"), str(tmp_path / "labels-*.npy"), inputs.FORMATS, opener
-    )
-    assert len(opened) == 4
-    first = [lb for _, lb in source.chunks(30)]
-    assert len(opened) == 4  # read as opened
-    second = [lb for _, lb in source.chunks(30)]
-    assert len(opened) == 8  # opened again
-    np.testing.assert_array_equal(np.concatenate(first), y[:200])
-    np.testing.assert_array_equal(np.concatenate(second), y[:200])
-
-
 @pytest.mark.parametrize(
     ("cores", "shards", "values", "expected"),
     [

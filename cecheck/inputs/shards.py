@@ -22,7 +22,7 @@ import dataclasses
 import glob
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cecheck.errors import InputError
@@ -30,9 +30,6 @@ from cecheck.inputs import urls
 from cecheck.inputs.source import Pairs, Shards, Source
 
 _PATTERN = re.compile(r"[*?\[]")
-# The local shards kept open once checked (their files mapped), so that the first pass over
-# the rows does not open them again; the others are opened again when their rows are read.
-KEEP_OPEN = 64
 
 Opener = Callable[[str, "str | None"], Source]  # (logits, labels) -> the pair's Source
 
@@ -97,7 +94,6 @@ def open_shards(
             "file per logits file (they pair in order)"
         )
     shards: list[Shard] = []
-    kept: list[Source | None] = []  # checked and still open: the first pass reads them
     first: Source | None = None
     warnings: dict[str, None] = {}
     for i, path in enumerate(lg):
@@ -109,8 +105,6 @@ def open_shards(
             _check_same(first, src)
         shards.append(Shard(path, pair, sum(s.rows for s in shards), src.n_rows))
         warnings |= dict.fromkeys(src.warnings)
-        local = not any(urls.is_url(str(n)) for n in {path, pair} - {None})
-        kept.append(src if local and i < KEEP_OPEN else None)
         for name in {path, pair} - {None}:
             urls.release(str(name))  # checked: a worker reads it again
     assert first is not None
@@ -128,7 +122,7 @@ def open_shards(
         labels_shape=(*lead, *labels_row),
         lead_shape=lead,
         warnings=tuple(warnings),
-        _read=_reader(shards, opener, ragged, kept),
+        _read=_reader(shards, opener, ragged),
         ragged=ragged,
         shards=layout,
     )
@@ -148,28 +142,15 @@ def shard_view(src: Source, shard: Shard, lead_shape: tuple[int, ...]) -> Source
 
 
 def _reader(
-    shards: list[Shard],
-    opener: Opener,
-    ragged: set[int] | None = None,
-    kept: list[Source | None] | None = None,
+    shards: list[Shard], opener: Opener, ragged: set[int] | None = None
 ) -> Callable[[int], Pairs]:
-    """Every shard's rows in order, in chunks of at most ``rows`` (a shard's last chunk may be
-    short). ``kept``: the shards already open (checked), read as they are once."""
-
-    def opened() -> Iterator[tuple[Shard, Source]]:
-        for i, shard in enumerate(shards):
-            held = None
-            if kept is not None:
-                held, kept[i] = kept[i], None  # read once: a later pass opens the shard again
-            src = held if held is not None else opener(shard.logits, shard.labels)
+    def read(rows: int) -> Pairs:
+        for shard in shards:
+            src = opener(shard.logits, shard.labels)
             if src.n_rows != shard.rows:
                 raise InputError(
                     f"{shard.name} holds {src.n_rows} rows, not {shard.rows}: was it changed?"
                 )
-            yield shard, src
-
-    def read(rows: int) -> Pairs:
-        for shard, src in opened():
             for pair in src.chunks(rows):
                 if ragged is not None and src.ragged:  # in the whole input's numbers
                     ragged.update(shard.first_row + r for r in src.ragged)
