@@ -192,9 +192,21 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(shards: int) -> int:
-    """``--workers`` by default: one a core, no more than the shards."""
-    return max(1, min(_cores(), shards))
+# One process keeps about this many cores busy: the kernel's threads compute a chunk while
+# its main thread diagnoses the one before (numpy, one core), about half of a chunk's time.
+PROCESS_CORES = 2
+# Below this many logit values (1 GB of float32: about a second in one process here), the
+# workers' start-up (a forkserver importing cecheck, then the workers: 0.7 s) eats the gain.
+WORKER_VALUES = 1 << 28
+
+
+def default_workers(shards: int, values: int) -> int:
+    """``--workers`` by default: one per :data:`PROCESS_CORES` cores, no more than the
+    shards; 1 (in this process) on fewer than twice that many cores, or for an input of
+    fewer than :data:`WORKER_VALUES` logits, where processes have nothing to win."""
+    if values < WORKER_VALUES:
+        return 1
+    return max(1, min(_cores() // PROCESS_CORES, shards))
 
 
 def run_dask(

@@ -520,3 +520,20 @@ def test_dask_survives_a_killed_worker_or_names_the_shard(
         assert outcome["failed"].shard in {t.shard.name for t in work}
     else:
         assert outcome["report"].report(source, lambda: iter(())).to_dict() == expected
+
+
+@pytest.mark.parametrize(
+    ("cores", "shards", "values", "expected"),
+    [
+        (2, 8, 1 << 30, 1),  # one process's kernel and diagnosis already use both cores
+        (3, 8, 1 << 30, 1),
+        (4, 8, 1 << 30, 2),
+        (16, 8, 1 << 30, 8),  # no more than the shards
+        (16, 8, 1 << 20, 1),  # a small input: the workers' start-up would eat the gain
+    ],
+)
+def test_default_workers_run_in_process_when_processes_have_nothing_to_win(
+    monkeypatch: pytest.MonkeyPatch, cores: int, shards: int, values: int, expected: int
+) -> None:
+    monkeypatch.setattr(scaleout, "_cores", lambda: cores)
+    assert scaleout.default_workers(shards, values) == expected

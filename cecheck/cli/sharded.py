@@ -4,6 +4,7 @@ failure into one line."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ class Sharding:
 
     shards: list[Shard]
     options: dict[str, Any]
+    values: int = 0  # the logits in all: how much work (the default --workers)
 
 
 def open_input(
@@ -55,7 +57,7 @@ def open_input(
 
     try:
         source, shards = open_shards(logits, labels, inputs.FORMATS, opener)
-        return source, Sharding(shards, options)
+        return source, Sharding(shards, options, math.prod(source.logits_shape))
     except (InputError, ValueError) as e:
         raise common.InputFailure(common.one_line(e)) from None
     except OSError as e:
@@ -87,7 +89,9 @@ def processes(shards: Sharding | None, workers: int | None, dask: str | None, st
         return 0
     if streams:
         return 1
-    return workers if workers is not None else scaleout.default_workers(len(shards.shards))
+    if workers is not None:
+        return workers
+    return scaleout.default_workers(len(shards.shards), shards.values)
 
 
 def run(

@@ -405,8 +405,17 @@ def bench_shards(d: Path, t: Table, runs: int, shard_mb: int, classes: int) -> N
     write_logits(whole, 8 * rows, classes)
     write_labels(labels, 8 * rows, classes)
     z, y = np.load(whole, mmap_mode="r"), np.load(labels)
+    # The shards are written as the one file is (through a map): written with np.save's
+    # write() calls, the same bytes took ~8x the page faults to map here (65,000 vs 8,700 for
+    # 2 GB), which is the page cache's doing, not sharding's.
     for i in range(8):
-        np.save(d / f"logits-{i}.npy", z[i * rows : (i + 1) * rows])
+        shard = np.lib.format.open_memmap(d / f"logits-{i}.npy", mode="w+", dtype=z.dtype,
+                                          shape=(rows, classes))  # fmt: skip
+        step = max(1, (32 << 20) // (classes * 4))
+        for j in range(0, rows, step):
+            shard[j : j + step] = z[i * rows + j : i * rows + min(rows, j + step)]
+        shard.flush()
+        del shard
         np.save(d / f"labels-{i}.npy", y[i * rows : (i + 1) * rows])
     del z
     gb = whole.stat().st_size / 1e9
