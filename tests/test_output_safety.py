@@ -98,6 +98,30 @@ def test_output_naming_an_input_is_refused(work: Path, case: str) -> None:
     assert snapshot(work) == before
 
 
+SHARD_CASES = {
+    "a glob's shard": (["lg/logits-*.npy", "lb/labels-*.npy"], "lg/logits-1.npy"),
+    "a directory's shard": (["lg", "lb"], "lb/labels-0.npy"),
+    "a listed shard": (["@lg.txt", "@lb.txt"], "lg/logits-0.npy"),
+    "the list itself": (["@lg.txt", "@lb.txt"], "lb.txt"),
+}
+
+
+@pytest.mark.parametrize("case", list(SHARD_CASES))
+def test_output_naming_a_shard_is_refused(work: Path, case: str) -> None:
+    for folder, stem, src in (("lg", "logits", "a.npy"), ("lb", "labels", "b.npy")):
+        (work / folder).mkdir()
+        for i in range(2):
+            (work / folder / f"{stem}-{i}.npy").write_bytes((work / src).read_bytes())
+        (work / f"{folder}.txt").write_text(f"{folder}/{stem}-0.npy\n{folder}/{stem}-1.npy\n")
+    args, output = SHARD_CASES[case]
+    before = {d: snapshot(work / d) for d in (".", "lg", "lb")}
+    done = cli("compare", *args, "--format", "json", "-o", output, cwd=work)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.decode() == f"Error: -o {output} is one of the inputs\n"
+    assert {d: snapshot(work / d) for d in (".", "lg", "lb")} == before
+    assert cli("compare", *args, "--format", "json", "-o", "r.json", cwd=work).returncode == 0
+
+
 def test_output_beside_the_inputs_is_fine(work: Path) -> None:
     """Only the same file is refused: a new name next to the inputs is written."""
     done = cli("compare", "a.npy", "b.npy", "--format", "json", "-o", "a.json", cwd=work)

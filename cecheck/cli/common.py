@@ -182,10 +182,25 @@ def check_output(output: str | None, fmt: str, *read: str | None) -> None:
     if os.path.isdir(output):
         example = os.path.join(output, f"report.{'txt' if fmt == 'table' else fmt}")
         raise InputFailure(f"-o {output} is a directory: give a file name, such as {example}")
-    if any(path is not None and _same_file(output, path) for path in read):
+    files = [f for path in read if path is not None for f in _files_read(path)]
+    if any(_same_file(output, path) for path in files):
         raise InputFailure(f"-o {output} is one of the inputs")
     if os.path.exists(output) and not os.access(output, os.W_OK):
         raise InputFailure(f"cannot write {output} (Permission denied): check its permissions")
+
+
+def _files_read(name: str) -> list[str]:
+    """The local files an input names: itself, or its shards (and an @list's list)."""
+    from cecheck.inputs.shards import expand, is_sharded
+    from cecheck.inputs.urls import is_url
+
+    if is_url(name) or not is_sharded(name):
+        return [name]
+    try:
+        shards = expand(name, inputs.FORMATS)
+    except (InputError, OSError):  # opening the input says what is wrong with it
+        shards = []
+    return [name.removeprefix("@"), *shards] if name.startswith("@") else shards
 
 
 def _same_file(a: str, b: str) -> bool:
