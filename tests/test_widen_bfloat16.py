@@ -64,7 +64,8 @@ def test_widen_bfloat16_is_the_shift_in_any_shape(
     rows = np.random.default_rng(0).permutation(ALL).reshape(256, 256)
     for bits in (rows, rows[::2, 1:], rows.reshape(4, 64, 256), rows[:0]):
         out = fast.widen_bfloat16(bits)
-        assert out.dtype == np.float32 and out.shape == bits.shape
+        assert out.dtype == np.float32
+        assert out.shape == bits.shape
         assert np.array_equal(out.view(np.uint32), shifted(bits).view(np.uint32))
 
 
