@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,30 @@ def test_the_safetensors_reader_widens_bfloat16_by_the_kernel(
     widened = np.concatenate(blocks)
     assert widened.dtype == np.float32
     assert np.array_equal(widened.view(np.uint32), shifted(bits).view(np.uint32))
+
+
+def test_the_next_bfloat16_block_is_widened_before_it_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the consumer computes a block, the next one is widened on a thread of its own."""
+    bits = np.random.default_rng(2).permutation(ALL)[:600].reshape(20, 30)
+    path = bf16_file(tmp_path / "z.safetensors", bits)
+    widened: list[int] = []
+    second = threading.Event()
+    real = fast.widen_bfloat16
+
+    def spy(b: np.ndarray) -> np.ndarray:
+        widened.append(len(b))
+        if len(widened) == 2:
+            second.set()
+        return real(b)
+
+    monkeypatch.setattr(fast, "widen_bfloat16", spy)
+    part = open_safetensors(path, [("logits", "--logits-key")])[0]
+    blocks = part.blocks(7, 1)
+    first = next(blocks)[0]
+    assert second.wait(30)  # the second block, not yet asked for
+    rest = [b[0] for b in blocks]
+    assert widened == [7, 7, 6]
+    got = np.concatenate([first, *rest])
+    assert np.array_equal(got.view(np.uint32), shifted(bits).view(np.uint32))
