@@ -440,21 +440,6 @@ def _run(kernel: Callable[..., None], z: Array, labels: Array) -> tuple[Array, A
     return loss, bits
 
 
-def widen_bfloat16(bits: Array) -> Array:
-    """bfloat16 values held as their uint16 bits, as float32: each pattern shifted left by 16
-    bits, so every value (inf and NaN too) is exactly the same. By the kernel, its items split
-    over the cores, when it is built (a third of numpy's time, which casts then shifts); else
-    by numpy."""
-    b = np.ascontiguousarray(bits, dtype=np.uint16)
-    out = np.empty(b.shape, dtype=np.float32)
-    if not installed():
-        np.left_shift(b, 16, dtype=np.uint32, out=out.view(np.uint32))
-        return out
-    flat, into = b.reshape(-1), out.reshape(-1)
-    _run_parts(lambda lo, hi: kernel().widen_bfloat16(flat, into, lo, hi), flat.size)
-    return out
-
-
 def _run_parts(part: Callable[[int, int], None], n: int) -> None:
     """``part(lo, hi)`` over ``[0, n)`` split into one range per core, run in parallel."""
     global _pool

@@ -1,5 +1,5 @@
-"""bfloat16 bits widened to float32 (:func:`cecheck.fast.widen_bfloat16`): by the kernel
-when it is built, split over the cores, and bit for bit numpy's 16-bit shift; the
+"""bfloat16 bits widened to float32 (:func:`cecheck.narrow.widen_bfloat16`): by the kernel
+when it is built, and bit for bit numpy's 16-bit shift; the
 ``.safetensors`` reader widens its BF16 tensors that way."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cecheck import fast
+from cecheck import fast, narrow
 from cecheck.inputs.safetensors_files import open_safetensors
 
 ALL = np.arange(1 << 16, dtype=np.uint16)  # every bfloat16: zeros, subnormals, inf, NaNs
@@ -64,7 +64,7 @@ def test_widen_bfloat16_is_the_shift_in_any_shape(
     monkeypatch.setattr(fast, "installed", lambda: built)
     rows = np.random.default_rng(0).permutation(ALL).reshape(256, 256)
     for bits in (rows, rows[::2, 1:], rows.reshape(4, 64, 256), rows[:0]):
-        out = fast.widen_bfloat16(bits)
+        out = narrow.widen_bfloat16(bits)
         assert out.dtype == np.float32
         assert out.shape == bits.shape
         assert np.array_equal(out.view(np.uint32), shifted(bits).view(np.uint32))
@@ -101,7 +101,7 @@ def test_the_next_bfloat16_block_is_widened_before_it_is_asked_for(
     path = bf16_file(tmp_path / "z.safetensors", bits)
     widened: list[int] = []
     second = threading.Event()
-    real = fast.widen_bfloat16
+    real = narrow.widen_bfloat16
 
     def spy(b: np.ndarray) -> np.ndarray:
         widened.append(len(b))
@@ -109,7 +109,7 @@ def test_the_next_bfloat16_block_is_widened_before_it_is_asked_for(
             second.set()
         return real(b)
 
-    monkeypatch.setattr(fast, "widen_bfloat16", spy)
+    monkeypatch.setattr(narrow, "widen_bfloat16", spy)
     part = open_safetensors(path, [("logits", "--logits-key")])[0]
     blocks = part.blocks(7, 1)
     first = next(blocks)[0]

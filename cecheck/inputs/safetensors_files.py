@@ -175,14 +175,14 @@ def open_safetensors(path: str, keys: Sequence[tuple[str, str]]) -> list[Part]:
 def _widened(bits: Part) -> Part:
     """A bfloat16 tensor held as its uint16 bits, read as float32: the same sign, exponent
     and leading mantissa bits, so every value (inf and NaN too) is exactly the same
-    (:func:`cecheck.fast.widen_bfloat16`: by the C kernel on every core when it is built).
+    (:func:`cecheck.narrow.widen_bfloat16`: by the C kernel when it is built).
 
     A block is widened on a thread of its own while the one before it is computed: reading
     the mapped bits is then no longer a pause between chunks (one widened block more in
     memory). The bits' pages are released once their block is widened."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from cecheck.fast import widen_bfloat16
+    from cecheck.narrow import widen_bfloat16
 
     def widened(block: Columns) -> Columns:
         return [widen_bfloat16(b) for b in block]
