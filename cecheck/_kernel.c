@@ -1633,6 +1633,37 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     return result;
 }
 
+PyDoc_STRVAR(widen_bfloat16_doc,
+             "widen_bfloat16(bits, out, lo, hi)\n\n"
+             "Items lo..hi of bits (bfloat16 values held as their uint16 bits) as float32 into\n"
+             "the same items of out: each pattern shifted left by 16 bits, so every value (inf\n"
+             "and NaN too) is exactly the same; without the GIL.");
+
+static PyObject *py_widen_bfloat16(PyObject *self, PyObject *args)
+{
+    Py_buffer bits, out;
+    Py_ssize_t lo, hi;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*w*nn", &bits, &out, &lo, &hi))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = bits.len / 2;
+    if (bits.len % 2 != 0 || lo < 0 || hi > n || lo > hi)
+        PyErr_SetString(PyExc_ValueError, "bits is not a uint16 buffer, or a bad range");
+    else if (check_size(&out, n * 4, "out")) {
+        const uint16_t *b = bits.buf;
+        uint32_t *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = lo; i < hi; i++)
+            o[i] = (uint32_t)b[i] << 16;
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 PyDoc_STRVAR(isa_doc, "isa()\n\n"
                       "The instruction set of the kernels in use: x86-64-v4, x86-64-v3 or default.");
 
@@ -1668,6 +1699,7 @@ static PyMethodDef methods[] = {
     {"soft", py_soft, METH_VARARGS, soft_doc},
     {"narrow_index", py_narrow_index, METH_VARARGS, narrow_index_doc},
     {"apply", py_apply, METH_VARARGS, apply_doc},
+    {"widen_bfloat16", py_widen_bfloat16, METH_VARARGS, widen_bfloat16_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,7 +5,7 @@ Not a test (pytest does not collect it: the name does not start with ``test_``).
     python tests/bench/bench.py              # the full set, ~5-10 minutes
     python tests/bench/bench.py --runs 7     # more runs per measurement
     python tests/bench/bench.py --only lm csv  # some groups: startup, lm, rows, csv, csvout,
-                                               # narrow, tasks, shards
+                                               # narrow, tasks, shards, formats
     python tests/bench/bench.py --only shards --shard-mb 64  # 8 shards vs one file
 
 Every input is generated at run time in a temporary directory and deleted afterwards. Each
@@ -368,6 +368,50 @@ def bench_narrow(d: Path, t: Table, runs: int) -> None:
           f"f32+f64 {wide:.2f} s", all4 / wide, "<= 2.5x")  # fmt: skip
 
 
+def write_bfloat16_pair(st: Path, npy: Path, rows: int, classes: int) -> None:
+    """The logits of :func:`write_logits` rounded to bfloat16 (truncated to their top 16 bits),
+    as a BF16 ``.safetensors`` tensor ``logits`` and the same values as a float32 ``.npy``."""
+    import json
+    import struct
+
+    write_logits(npy, rows, classes)
+    z = np.load(npy, mmap_mode="r+")
+    header = json.dumps(
+        {"logits": {"dtype": "BF16", "shape": [rows, classes], "data_offsets": [0, z.size * 2]}}
+    ).encode()
+    step = max(1, (32 << 20) // (classes * 4))
+    with open(st, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        for i in range(0, rows, step):
+            bits = (z[i : i + step].view(np.uint32) >> 16).astype("<u2")
+            f.write(bits.tobytes())
+            z[i : i + step] = np.left_shift(bits, 16, dtype=np.uint32).view(np.float32)
+    z.flush()
+    del z
+
+
+def bench_formats(d: Path, t: Table, runs: int, rows: int, classes: int) -> None:
+    """Issue 15: bfloat16 .safetensors (1 GB) vs the same values as a float32 .npy (2 GB)."""
+    st, npy, labels = d / "lm.safetensors", d / "lm.npy", d / "lm_labels.npy"
+    write_bfloat16_pair(st, npy, rows, classes)
+    write_labels(labels, rows, classes)
+    wide = ["--dtypes", "float32,float64", "--format", "json"]
+    cmds = [[CECHECK, "compare", str(p), str(labels), *wide] for p in (st, npy)]
+    interleaved_medians(cmds, 1)  # warm up (page cache, bytecode)
+    st_time, npy_time = interleaved_medians(cmds, runs)
+    t.add(f"bfloat16 .safetensors vs float32 .npy ({rows} x {classes})", f"{st_time:.2f} s",
+          f".npy {npy_time:.2f} s", st_time / npy_time, "<= 1.2x")  # fmt: skip
+    _, peak = command_medians(cmds[0], 2)
+    quarter, qlabels = d / "quarter.safetensors", d / "quarter_labels.npy"
+    write_bfloat16_pair(quarter, d / "quarter.npy", rows // 4, classes)
+    write_labels(qlabels, rows // 4, classes)
+    _, q_peak = command_medians([CECHECK, "compare", str(quarter), str(qlabels), *wide], 2)
+    t.add("  its peak memory, 4x larger file", f"{peak:.0f} MB", f"1/4 file {q_peak:.0f} MB",
+          peak / q_peak, "<= 1.1x")  # fmt: skip
+    for p in (st, npy, quarter, d / "quarter.npy"):
+        p.unlink()
+
+
 def bench_tasks(d: Path, t: Table, runs: int) -> None:
     """The kernels against the numpy specification on the other tasks (no target)."""
     rng = np.random.default_rng(3)
@@ -460,7 +504,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument(
         "--only",
-        choices=["lm", "rows", "startup", "csv", "csvout", "narrow", "tasks", "shards"],
+        choices=["lm", "rows", "startup", "csv", "csvout", "narrow", "tasks", "shards", "formats"],
         nargs="*",
     )
     ap.add_argument("--shard-mb", type=int, default=256, help="shards: MB of logits a shard")
@@ -486,6 +530,7 @@ def main() -> None:
             "narrow": lambda: bench_narrow(d, t, runs),
             "tasks": lambda: bench_tasks(d, t, runs),
             "shards": lambda: bench_shards(d, t, runs, args.shard_mb, args.classes),
+            "formats": lambda: bench_formats(d, t, runs, args.rows, args.classes),
         }
         for name, fn in groups.items():
             if not args.only or name in args.only:
