@@ -146,7 +146,7 @@ def accumulate(
     """One pass over ``source`` (planned by ``plan``): its :class:`~cecheck.partial.Partial`,
     which merges with the partials of the rows before and after it."""
     totals = Partial(s, cliffs=headroom.Running(s.dtypes) if covers(plan) else None)
-    batches = pipeline.Batches.start(plan, source.first_row)
+    batches = pipeline.Batches.start(plan, source.lead_shape, source.first_row)
     for chunk in iter_chunks(source, s, progress, plan=plan):
         totals.add(chunk, source)
         if batches is not None:
