@@ -221,7 +221,8 @@ def compare(
         and ``sklearn`` (see :mod:`cecheck.frameworks`).
     batch_size
         Also compute PyTorch's ``reduction="mean"`` over consecutive batches of this many
-        rows (``Report.batches``).
+        rows, or of this many sequences (the first axis) over N-d logits such as
+        ``(B, T, V)`` (``Report.batches``).
     label_smoothing, class_weights
         PyTorch's ``cross_entropy(label_smoothing=, weight=)``, multiclass logits only.
     framework
