@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 from pathlib import Path
@@ -13,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cecheck import engine, inputs
+from cecheck import frameworks as fw
 from cecheck.cli import cecheck
 from cecheck.distributions import Distributions
 from cecheck.settings import Settings
@@ -199,3 +203,51 @@ def test_a_batch_of_sequences_straddling_shards_is_refused(tmp_path: Path) -> No
         "not a multiple of it) and the next shard; run the shards in order with --workers 1, "
         "which forms the batches across shards\n"
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sequences=st.integers(1, 7),
+    shape=st.sampled_from([(1,), (3,), (2, 3)]),
+    batch=st.integers(1, 4),
+    data=st.data(),
+)
+def test_a_batch_of_sequences_is_its_rows(
+    sequences: int, shape: tuple[int, ...], batch: int, data: st.DataObject
+) -> None:
+    """Batches of B sequences shaped ``shape`` have the means of batches of B·prod(shape)
+    rows, however the rows are chunked; only their names differ."""
+    n = sequences * math.prod(shape)
+    values = np.array(
+        data.draw(
+            st.lists(st.sampled_from([0.5, 2.0, 7.0, np.inf, np.nan]), min_size=n, max_size=n)
+        )
+    )
+    ignored = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    weights = np.where(ignored, 0.0, 1.0)
+    cuts = sorted(data.draw(st.sets(st.integers(1, n), max_size=4)))
+    by_sequence = fw.BatchMeans(batch, ["x"], sequence=shape)
+    by_row = fw.BatchMeans(batch * math.prod(shape), ["x"])
+    got, want = [], []
+    for a, b in itertools.pairwise([0, *cuts, n]):
+        part = slice(a, b)
+        got.append(by_sequence.add({"x": values[part]}, weights[part], ignored[part])["x"])
+        want.append(by_row.add({"x": values[part]}, weights[part], ignored[part])["x"])
+    got.append(by_sequence.flush()["x"])
+    want.append(by_row.flush()["x"])
+    np.testing.assert_array_equal(np.concatenate(got), np.concatenate(want))
+    mine, theirs = by_sequence.result(), by_row.result()
+    assert (mine.batches, mine.rows_per_batch, mine.unit) == (
+        theirs.batches,
+        theirs.rows_per_batch,
+        "sequences",
+    )
+    assert [(i.batch, i.first_row, i.rows) for i in mine.issues] == [
+        (i.batch, i.first_row, i.rows) for i in theirs.issues
+    ]
+    for issue in mine.issues:
+        first = issue.first_row // math.prod(shape)
+        count = issue.rows // math.prod(shape)
+        assert issue.rows == count * math.prod(shape)
+        names = f"sequence {first}" if count == 1 else f"sequences {first}-{first + count - 1}"
+        assert issue.span == f"batch {issue.batch} ({names})"
