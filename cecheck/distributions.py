@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cecheck import families, pipeline
+from cecheck import frameworks as fw
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.diagnose import NOT_FLAGGED, bits_correct
@@ -84,7 +85,7 @@ class BatchBins:
 class BatchTrace:
     """Batch means over the run, at most :data:`MAX_BATCH_BINS` bins per column."""
 
-    batch_size: int
+    size: str  # a batch's size in words: "4 rows", "2 sequences (16 rows)"
     columns: dict[str, BatchBins]
     stride: int = 1  # batches per bin
     batches: int = 0
@@ -160,9 +161,10 @@ class Distributions:
         self._batches, self.batch_trace = None, None
         if s.batch_size is not None:
             plan = pipeline.chunk_plan(src.task, src.label_form, src.n_classes, s)
-            self._batches = pipeline.Batches(plan, s.batch_size)
+            self._batches = pipeline.Batches(plan, s.batch_size, src.lead_shape)
+            means = self._batches.means
             columns = {c: BatchBins() for c in s.columns}
-            self.batch_trace = BatchTrace(s.batch_size, columns)
+            self.batch_trace = BatchTrace(fw.size_words(means.per_batch, means.sequence), columns)
 
     @property
     def sequence_length(self) -> int:

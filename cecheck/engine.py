@@ -146,7 +146,7 @@ def accumulate(
     """One pass over ``source`` (planned by ``plan``): its :class:`~cecheck.partial.Partial`,
     which merges with the partials of the rows before and after it."""
     totals = Partial(s, cliffs=headroom.Running(s.dtypes) if covers(plan) else None)
-    batches = pipeline.Batches.start(plan, source.first_row)
+    batches = pipeline.Batches.start(plan, source.lead_shape, source.first_row)
     for chunk in iter_chunks(source, s, progress, plan=plan):
         totals.add(chunk, source)
         if batches is not None:
@@ -221,7 +221,8 @@ def compare(
         and ``sklearn`` (see :mod:`cecheck.frameworks`).
     batch_size
         Also compute PyTorch's ``reduction="mean"`` over consecutive batches of this many
-        rows (``Report.batches``).
+        rows, or of this many sequences (the first axis) over N-d logits such as
+        ``(B, T, V)`` (``Report.batches``).
     label_smoothing, class_weights
         PyTorch's ``cross_entropy(label_smoothing=, weight=)``, multiclass logits only.
     framework

@@ -187,28 +187,35 @@ def mask(loss: Array, masks: dict[str, Array], masked: bool, *, positive_zero: b
 
 
 class Batches:
-    """PyTorch's ``reduction="mean"`` over batches of ``s.batch_size`` rows, chunk by chunk.
+    """PyTorch's ``reduction="mean"`` over batches of ``s.batch_size`` rows, chunk by chunk;
+    over N-d logits (rows ``lead_shape`` = ``(B, T, ...)``), of ``s.batch_size`` sequences.
 
     Each chunk's loss columns go to :class:`~cecheck.frameworks.BatchMeans` with each row's
     share of the denominator (``w[y]`` for class labels, 0 when ignored; 1 for other forms).
     """
 
-    def __init__(self, p: Plan, batch_size: int, first_row: int = 0) -> None:
+    def __init__(
+        self, p: Plan, batch_size: int, lead_shape: tuple[int, ...], first_row: int = 0
+    ) -> None:
         s = p.settings
         self.family = p.family
         self.n_classes = p.n_classes
         self.ignore_index = s.ignore_index
         self.weights = None if s.class_weights is None else np.asarray(s.class_weights)
         self.means = fw.BatchMeans(
-            batch_size, s.columns, ignore_index=s.ignore_index, first_row=first_row
+            batch_size,
+            s.columns,
+            sequence=tuple(lead_shape[1:]),
+            ignore_index=s.ignore_index,
+            first_row=first_row,
         )
 
     @classmethod
-    def start(cls, p: Plan, first_row: int = 0) -> Batches | None:
-        """The batch means of a run (its first row numbered ``first_row``, on a batch
-        boundary), or None without a batch size."""
+    def start(cls, p: Plan, lead_shape: tuple[int, ...], first_row: int = 0) -> Batches | None:
+        """The batch means of a run over rows shaped ``lead_shape`` (its first row numbered
+        ``first_row``, on a batch boundary), or None without a batch size."""
         size = p.settings.batch_size
-        return None if size is None else cls(p, size, first_row)
+        return None if size is None else cls(p, size, lead_shape, first_row)
 
     def add(self, values: dict[str, Array], labels: Array) -> dict[str, Array]:
         """One chunk's loss columns and labels, in row order; the batches it completed

@@ -8,6 +8,7 @@ pipeline's :class:`~cecheck.pipeline.ChunkResult`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -70,7 +71,8 @@ def chunk_columns(chunk: ChunkResult, source: Source, s: Settings) -> dict[str, 
     report (:mod:`cecheck.output.csvtext`) show them.
 
     ``index`` (the row's index over the leading axes, one array per axis; ``b,t`` in the
-    frame) only for N-d logits; ``batch`` (the row's batch number, ``row // batch_size``)
+    frame) only for N-d logits; ``batch`` (the row's batch number: ``row // batch_size``, or
+    over N-d logits, where a batch counts sequences, the row's sequence ``// batch_size``)
     only with a batch size.
     """
     n = chunk.labels.shape[0]
@@ -84,7 +86,7 @@ def chunk_columns(chunk: ChunkResult, source: Source, s: Settings) -> dict[str, 
     if len(source.lead_shape) > 1:
         data["index"] = tuple(np.unravel_index(rows, source.lead_shape))
     if s.batch_size is not None:
-        data["batch"] = rows // s.batch_size
+        data["batch"] = rows // (s.batch_size * math.prod(source.lead_shape[1:]))
     data["label"] = row_labels(chunk.labels, source.label_form)
     data.update({c: chunk.values[c] for c in s.columns})
     diag = chunk.diagnosis

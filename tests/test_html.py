@@ -208,8 +208,8 @@ def test_memory_does_not_grow_with_the_rows() -> None:
         z = rng.standard_normal((rows, 8)).astype(np.float32)
         z[rows - 5] = np.nan  # a NaN batch near the end
         y = rng.integers(0, 8, rows)
-        s = Settings(("float32", "float64"), batch_size=3)
-        data = gathered(z.reshape(rows // 100, 100, 8), y.reshape(rows // 100, 100), s)
+        s = Settings(("float32", "float64"), batch_size=1)  # a batch of 1 sequence of 3 rows
+        data = gathered(z.reshape(rows // 3, 3, 8), y.reshape(rows // 3, 3), s)
         trace = data.batch_trace
         assert trace is not None
         assert trace.batches == rows // 3

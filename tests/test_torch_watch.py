@@ -277,6 +277,26 @@ def test_spatial_logits_are_stored_with_the_classes_last(tmp_path: Path) -> None
     assert [r["index"] for r in report["flagged"]] == [[1, 2]]
 
 
+def test_a_spatial_mean_is_one_batch_of_its_samples(tmp_path: Path) -> None:
+    """reduction='mean' over (N, C, d) logits is the mean over the whole batch: compare DUMP
+    forms one batch of the N samples (N·d rows, as cecheck counts sequences over N-d rows)."""
+    logits, target = _ce_case(torch.float32, (2, 3, 4))
+    logits[1, :, 2] = float("-inf")  # every class masked at one position: NaN
+    with pytest.raises(ct.NonFiniteLoss) as caught:
+        ct.watch(F.cross_entropy, tmp_path)(logits, target, ignore_index=-1)
+    report, _ = _compare_json(Path(caught.value.path))
+    batches = report["batches"]
+    assert (batches["batch_size"], batches["unit"], batches["rows_per_batch"]) == (
+        2,
+        "sequences",
+        8,
+    )
+    assert (batches["count"], batches["last_batch_rows"]) == (1, 8)
+    (nan,) = batches["nonfinite"]
+    assert (nan["first_sequence"], nan["sequences"], nan["rows"]) == (0, 2, 8)
+    assert nan["reasons"]["reference"].startswith("row (1, 2) in batch 0 (sequences 0-1)")
+
+
 def test_binary_dumps_say_the_weights_are_not_applied(tmp_path: Path) -> None:
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([2.0, 1.0, 1.0]))
     logits = torch.tensor([[0.0, float("nan"), 1.0], [2.0, -1.0, 0.5]])

@@ -194,7 +194,8 @@ def framework_options(f: F) -> F:
                 default=None,
                 metavar="B",
                 help="Also compute PyTorch's reduction='mean' over consecutive batches of B "
-                "rows and flag the batches whose mean is NaN or inf.",
+                "rows (B sequences of (B, T, V) logits) and flag the batches whose mean is "
+                "NaN or inf.",
             ),
             click.option(
                 "--label-smoothing",

@@ -107,13 +107,15 @@ def run(
     from cecheck import engine, scaleout
 
     size = settings.batch_size
-    straddled = [sh for sh in sharding.shards[:-1] if size is not None and sh.rows % size]
+    sequence = math.prod(source.lead_shape[1:])  # a batch counts sequences over N-d logits
+    unit = "sequences" if len(source.lead_shape) > 1 else "rows"
+    straddled = [sh for sh in sharding.shards[:-1] if size and sh.rows % (size * sequence)]
     if straddled:  # the partials' batch means merge only on batch boundaries
         sh = straddled[0]
         raise common.InputFailure(
-            f"--batch-size {size}: a batch would straddle {sh.name} ({sh.rows} rows, not a "
-            "multiple of it) and the next shard; run the shards in order with --workers 1, "
-            "which forms the batches across shards"
+            f"--batch-size {size}: a batch would straddle {sh.name} ({sh.rows // sequence} "
+            f"{unit}, not a multiple of it) and the next shard; run the shards in order with "
+            "--workers 1, which forms the batches across shards"
         )
     choices = {k: v for k, v in sharding.options.items() if k != "task"}
     opening = scaleout.Opening(source.task, source.label_form, source.n_classes, **choices)

@@ -23,6 +23,7 @@ from cecheck.frameworks.batches import (
     BatchMeans,
     BatchSummary,
     ColumnBatches,
+    size_words,
 )
 from cecheck.frameworks.options import check_label_smoothing, parse_class_weights
 from cecheck.frameworks.probs import (
@@ -67,6 +68,7 @@ __all__ = [
     "probs_loss",
     "probs_reference",
     "row_weights",
+    "size_words",
     "smoothed_targets",
     "smoothing_notes",
     "zero_target_probability",

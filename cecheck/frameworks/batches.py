@@ -1,10 +1,14 @@
 """PyTorch's batch mean: :class:`BatchMeans` streams ``reduction="mean"`` over consecutive
 batches of B rows (the last batch may be shorter, as a DataLoader with ``drop_last=False``
 gives it), and says why a batch mean is NaN or infinite. Pure numpy, no I/O.
+
+Over N-d logits (rows of shape ``(B, T, ...)``) a batch counts sequences, as a training batch
+does: B sequences are ``B * T * ...`` rows, and a batch is named by its sequences.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +26,12 @@ class BatchIssue:
     ignored: int  # rows with ignore_index
     means: dict[str, float]  # every column's batch mean
     reasons: dict[str, str]  # column -> why, for the non-finite columns only
+    sequence: tuple[int, ...] = ()  # a sequence's rows' shape when batches count sequences
+
+    @property
+    def span(self) -> str:
+        """``batch 6 (rows 24-27)``; ``batch 1 (sequences 2-3)`` when batches count sequences."""
+        return span(self.batch, self.first_row, self.rows, self.sequence)
 
     @property
     def reason(self) -> str:
@@ -45,29 +55,48 @@ class ColumnBatches:
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """PyTorch's ``reduction="mean"`` per batch of ``batch_size`` rows: plain data."""
+    """PyTorch's ``reduction="mean"`` per batch of ``batch_size`` rows, or of ``batch_size``
+    sequences (``sequence``: their rows' shape) over N-d logits: plain data."""
 
-    batch_size: int
+    batch_size: int  # as given: rows, or sequences over N-d logits
     batches: int
     rows: int
     columns: dict[str, ColumnBatches]
     issues: list[BatchIssue]  # the first ``max_issues`` non-finite batches, in order
     nonfinite_batches: int  # batches non-finite in at least one column, all of them
     ignore_index: int
+    sequence: tuple[int, ...] = ()  # (T, ...) of (B, T, ...) rows; () when batches count rows
 
     @property
     def truncated(self) -> bool:
         return self.nonfinite_batches > len(self.issues)
 
+    @property
+    def unit(self) -> str:
+        return "sequences" if self.sequence else "rows"
+
+    @property
+    def rows_per_batch(self) -> int:
+        return self.batch_size * math.prod(self.sequence)
+
+    @property
+    def last_batch_rows(self) -> int:
+        return self.rows - (self.batches - 1) * self.rows_per_batch if self.batches else 0
+
+    def size(self, rows: int | None = None) -> str:
+        """A batch's size in words: ``4 rows``, or ``2 sequences (16 rows)``; of ``rows``
+        rows, or by default a whole batch."""
+        return size_words(self.rows_per_batch if rows is None else rows, self.sequence)
+
     def to_dict(self) -> dict[str, object]:
         """The JSON ``batches`` object (floats raw: the report makes non-finite ones strings)."""
         return {
             "batch_size": self.batch_size,
+            "unit": self.unit,
+            "rows_per_batch": self.rows_per_batch,
             "count": self.batches,
             "rows": self.rows,
-            "last_batch_rows": self.rows - (self.batches - 1) * self.batch_size
-            if self.batches
-            else 0,
+            "last_batch_rows": self.last_batch_rows,
             "reduction": "mean",
             "rule": BATCH_RULE,
             "columns": {
@@ -85,6 +114,7 @@ class BatchSummary:
                     "batch": i.batch,
                     "first_row": i.first_row,
                     "rows": i.rows,
+                    **self._sequences(i),
                     "ignored": i.ignored,
                     "means": dict(i.means),
                     "reasons": dict(i.reasons),
@@ -93,6 +123,37 @@ class BatchSummary:
             ],
             "truncated": self.truncated,
         }
+
+    def _sequences(self, issue: BatchIssue) -> dict[str, int]:
+        """An issue's ``first_sequence`` and ``sequences`` when batches count sequences."""
+        if not self.sequence:
+            return {}
+        n = math.prod(self.sequence)
+        return {"first_sequence": issue.first_row // n, "sequences": issue.rows // n}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def size_words(rows: int, sequence: tuple[int, ...] = ()) -> str:
+    """``rows`` rows in words: ``4 rows``, or ``2 sequences (16 rows)`` when batches count
+    sequences whose rows are shaped ``sequence``."""
+    if not sequence:
+        return _plural(rows, "row")
+    return f"{_plural(rows // math.prod(sequence), 'sequence')} ({_plural(rows, 'row')})"
+
+
+def span(batch: int, first_row: int, rows: int, sequence: tuple[int, ...] = ()) -> str:
+    """A batch named by its rows, ``batch 6 (rows 24-27)``, or by its sequences (their rows'
+    shape ``sequence``), ``batch 1 (sequences 2-3)``."""
+    if not sequence:
+        return f"batch {batch} (rows {first_row}-{first_row + rows - 1})"
+    n = math.prod(sequence)
+    first, count = first_row // n, rows // n
+    if count == 1:
+        return f"batch {batch} (sequence {first})"
+    return f"batch {batch} (sequences {first}-{first + count - 1})"
 
 
 BATCH_RULE = (
@@ -155,7 +216,9 @@ _NO_ROW = np.iinfo(np.int64).max
 class BatchMeans:
     """Stream PyTorch's per-batch ``reduction="mean"`` over consecutive chunks of rows.
 
-    Feed every chunk in row order with :meth:`add`; a batch may straddle chunks. Memory is
+    A batch is ``batch_size`` rows, or ``batch_size`` sequences of rows shaped ``sequence``
+    (``(T, ...)`` of N-d logits whose rows are ``(B, T, ...)``): ``per_batch`` rows either
+    way. Feed every chunk in row order with :meth:`add`; a batch may straddle chunks. Memory is
     bounded: per column the count of NaN and infinite batches and the worst finite mean, and
     the first ``max_issues`` non-finite batches with a reason for each column. Complete
     batches are handled in numpy, so small batches cost no Python loop per batch.
@@ -172,21 +235,28 @@ class BatchMeans:
         batch_size: int,
         columns: list[str] | tuple[str, ...],
         *,
+        sequence: tuple[int, ...] = (),
         ignore_index: int = -100,
         max_issues: int = 100,
         first_row: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be a positive number of rows, got {batch_size}")
-        if first_row % batch_size:
-            raise ValueError(f"row {first_row} is not the first row of a batch of {batch_size}")
+        # ``sequence``: the shape of a sequence's rows, (T, ...) of (B, T, ...) rows, when a
+        # batch counts sequences; () when it counts rows
         self.batch_size = int(batch_size)
+        self.sequence = tuple(int(n) for n in sequence)
+        self.per_batch = self.batch_size * math.prod(self.sequence)  # rows
+        if self.per_batch < 1:
+            raise ValueError(f"a sequence of shape {self.sequence} holds no rows")
+        if first_row % self.per_batch:
+            raise ValueError(f"row {first_row} is not the first row of a batch of {self.per_batch}")
         self.columns = tuple(columns)
         self.ignore_index = ignore_index
         self.max_issues = max_issues
         # ``first_row``: the number of the first row fed (a shard's place in its input)
         self.rows = first_row  # the number of the next row
-        self.batches = first_row // batch_size  # the number of the next batch
+        self.batches = first_row // self.per_batch  # the number of the next batch
         self._open: _Segments | None = None  # the batch not complete yet
         self._nan = dict.fromkeys(self.columns, 0)
         self._inf = dict.fromkeys(self.columns, 0)
@@ -211,7 +281,7 @@ class BatchMeans:
             return self._close(None)
         rows = np.arange(self.rows, self.rows + n)
         # Segment k covers rows[starts[k]:starts[k + 1]]: a new one wherever a batch begins.
-        starts = np.flatnonzero(rows % self.batch_size == 0)
+        starts = np.flatnonzero(rows % self.per_batch == 0)
         if starts.size == 0 or starts[0] != 0:
             starts = np.concatenate(([0], starts))
         used = ~ignored
@@ -236,7 +306,7 @@ class BatchMeans:
         if self._open is not None:
             seg.merge_first(self._open)
         self.rows += n
-        complete = len(starts) if seg.rows[-1] == self.batch_size else len(starts) - 1
+        complete = len(starts) if seg.rows[-1] == self.per_batch else len(starts) - 1
         self._open = seg.take(slice(complete, None)) if complete < len(starts) else None
         return self._close(seg.take(slice(0, complete)))
 
@@ -273,7 +343,7 @@ class BatchMeans:
         """Finish complete batches: their means, the counts, the worst, and the issues."""
         k = 0 if seg is None else len(seg.rows)
         batch = np.arange(self.batches, self.batches + k)
-        first = batch * self.batch_size
+        first = batch * self.per_batch
         done: dict[str, Array] = {"batch": batch, "first_row": first}
         if seg is None or k == 0:
             done |= {"rows": batch, "ignored": batch, "weight": np.zeros(0)}
@@ -310,6 +380,7 @@ class BatchMeans:
                     int(seg.ignored[i]),
                     means,
                     reasons,
+                    self.sequence,
                 )
             )
         self.batches += k
@@ -317,28 +388,34 @@ class BatchMeans:
 
     def _reason(self, seg: _Segments, i: int, c: str, b: int, mean: float) -> str:
         """One sentence on why column ``c`` of batch ``b`` (segment ``i``) has a non-finite mean."""
-        rows, first = int(seg.rows[i]), b * self.batch_size
-        span = f"batch {b} (rows {first}-{first + rows - 1})"
+        rows = int(seg.rows[i])
+        where = span(b, b * self.per_batch, rows, self.sequence)
         result = "NaN" if np.isnan(mean) else "inf"
         if seg.ignored[i] == rows:
             return (
-                f"every label in {span} is {self.ignore_index} (ignore_index): "
+                f"every label in {where} is {self.ignore_index} (ignore_index): "
                 "PyTorch's mean is 0/0 = NaN"
             )
         if seg.nan[c][i]:
-            return _row_reason(
-                int(seg.first_nan[c][i]), int(seg.nan[c][i]), "a NaN loss", span, result
-            )
+            row = self._row(int(seg.first_nan[c][i]))
+            return _row_reason(row, int(seg.nan[c][i]), "a NaN loss", where, result)
         if seg.weight[i] == 0:
             return (
-                f"every label in {span} that is not ignored has class weight 0: "
+                f"every label in {where} that is not ignored has class weight 0: "
                 "PyTorch's mean is 0/0 = NaN"
             )
         if seg.inf[c][i]:
-            return _row_reason(
-                int(seg.first_inf[c][i]), int(seg.inf[c][i]), "an infinite loss", span, result
-            )
-        return f"the sum of the losses in {span} overflows: the mean is {result}"
+            row = self._row(int(seg.first_inf[c][i]))
+            return _row_reason(row, int(seg.inf[c][i]), "an infinite loss", where, result)
+        return f"the sum of the losses in {where} overflows: the mean is {result}"
+
+    def _row(self, row: int) -> str:
+        """A row as the report names it: ``27``, or its index ``(2, 3)`` over N-d logits."""
+        if not self.sequence:
+            return str(row)
+        n = math.prod(self.sequence)
+        index = [row // n, *(int(i) for i in np.unravel_index(row % n, self.sequence))]
+        return "(" + ", ".join(str(i) for i in index) + ")"
 
     def result(self) -> BatchSummary:
         """The summary over every batch; closes the last, shorter batch first if open."""
@@ -360,9 +437,10 @@ class BatchMeans:
             issues=list(self._issues),
             nonfinite_batches=self._nonfinite_batches,
             ignore_index=self.ignore_index,
+            sequence=self.sequence,
         )
 
 
-def _row_reason(row: int, count: int, what: str, span: str, result: str) -> str:
+def _row_reason(row: str, count: int, what: str, where: str, result: str) -> str:
     more = f" ({count - 1} more row{'s' if count > 2 else ''} too)" if count > 1 else ""
-    return f"row {row} in {span} has {what}{more}: the mean is {result}"
+    return f"row {row} in {where} has {what}{more}: the mean is {result}"

@@ -59,7 +59,7 @@ class Recorded:
     label_smoothing: float
     class_weights: tuple[float, ...] | None
     dtypes: tuple[str, ...]  # the stored and autocast dtypes, float32 and float64
-    batch_size: int | None  # reduction='mean' over a multiclass batch: the whole batch
+    batch_size: int | None  # reduction='mean' over a multiclass batch: the whole batch (N)
     notes: tuple[str, ...]  # what the file records that cecheck does not apply
     framework: str = "torch"
 
@@ -169,9 +169,11 @@ def _recorded(
             "are positions among them, and its tensor row_index holds the batch's ones"
         )
     stored = [meta[k] for k in ("logits_dtype", "autocast_dtype") if k in meta]
-    # reduction='mean' over a multiclass batch: the mean of the whole batch, as one batch
-    rows = math.prod(shapes.get("logits", (0,))[:-1])
-    batch = rows if multiclass and reduction == "mean" and rows > 0 and not sampled else None
+    # reduction='mean' over a multiclass batch: the mean of the whole batch, as one batch of
+    # its N samples (rows of (N, C) logits; sequences of (N, d..., C), N·d... rows)
+    logits_shape = shapes.get("logits", (0,))
+    whole = multiclass and reduction == "mean" and math.prod(logits_shape[:-1]) > 0
+    batch = logits_shape[0] if whole and not sampled else None
     return Recorded(
         loss=meta["loss"],
         task=meta["task"],

@@ -433,11 +433,7 @@ def _batches(report: Report, j: Json, data: Distributions | None) -> str:
         ]
         for column, c in b.columns.items()
     ]
-    issues = "".join(
-        f"<li><b>batch {i.batch} (rows {i.first_row}-{i.first_row + i.rows - 1}):</b> "
-        f"{_e(i.reason)}.</li>\n"
-        for i in b.issues
-    )
+    issues = "".join(f"<li><b>{i.span}:</b> {_e(i.reason)}.</li>\n" for i in b.issues)
     count = j.num("batches/nonfinite_batches", str(b.nonfinite_batches))
     listing = (
         f"<p>{count} batches with a NaN or inf mean"
@@ -447,7 +443,7 @@ def _batches(report: Report, j: Json, data: Distributions | None) -> str:
         else f"<p>Every batch mean is finite ({count} NaN or inf).</p>\n"
     )
     batches = "1 batch" if b.batches == 1 else f"{b.batches} batches"
-    title = f"PyTorch's reduction='mean' over {batches} of {plural(b.batch_size, 'row')}"
+    title = f"PyTorch's reduction='mean' over {batches} of {b.size()}"
     trace = None if data is None else data.batch_trace
     figure = None if trace is None else plots.batch_figure(trace)
     caption = (

@@ -160,7 +160,7 @@ def batch_figure(trace: BatchTrace) -> str | None:
         ax.plot(x[marked] + trace.stride / 2, top, "v", color=NAN_COLOUR, transform=where,
                 clip_on=False, label="NaN/inf mean")  # fmt: skip
     per = "" if trace.stride == 1 else f" (each step: {trace.stride} batches, band: min to max)"
-    ax.set_xlabel(f"batch ({trace.batch_size} rows each){per}")
+    ax.set_xlabel(f"batch ({trace.size} each){per}")
     ax.set_ylabel("mean loss")
     ax.set_xlim(0, max(trace.batches, 1))
     fig.legend(loc="outside right upper", fontsize=7, frameon=False)

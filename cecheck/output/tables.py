@@ -319,12 +319,11 @@ def batch_table(report: Report) -> Table:
     """PyTorch's batch means per column: NaN and inf batches, the largest finite mean."""
     b = report.batches
     assert b is not None
-    last = b.rows - (b.batches - 1) * b.batch_size if b.batches else 0
-    shorter = f", the last of {plural(last, 'row')}" if last != b.batch_size else ""
+    last = b.last_batch_rows
+    shorter = f", the last of {b.size(last)}" if last != b.rows_per_batch else ""
     batches = "1 batch" if b.batches == 1 else f"{b.batches} batches"
     table = Table(
-        title=f"PyTorch's reduction='mean' over {batches} of {plural(b.batch_size, 'row')}"
-        + shorter,
+        title=f"PyTorch's reduction='mean' over {batches} of {b.size()}" + shorter,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -356,12 +355,11 @@ def batch_issues(report: Report) -> RenderableType:
         by_reason: dict[str, list[str]] = {}
         for column, reason in issue.reasons.items():
             by_reason.setdefault(reason, []).append(column)
-        last = issue.first_row + issue.rows - 1
         for i, (reason, columns) in enumerate(by_reason.items()):
             kinds = and_list(sorted({spell(issue.means[c]) for c in columns}))
             where = "every column" if len(columns) == len(issue.means) else and_list(columns)
             grid.add_row(
-                f"batch {issue.batch} (rows {issue.first_row}-{last}):" if i == 0 else "",
+                f"{issue.span}:" if i == 0 else "",
                 Text(f"{kinds} in {where} — {reason}."),
             )
     more = b.nonfinite_batches - min(len(b.issues), MAX_BATCH_LINES)

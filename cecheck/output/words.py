@@ -18,7 +18,7 @@ from cecheck import families
 from cecheck import precision as prec
 from cecheck._version import __version__
 from cecheck.diagnose import NONFINITE_SEVERITY
-from cecheck.frameworks import registry
+from cecheck.frameworks import registry, size_words
 from cecheck.output.inputwords import label_out_of_range, not_a_probability_row
 from cecheck.output.numbers import spell
 from cecheck.settings import INPUT_PATHS, TOLERANCE_EPS
@@ -111,7 +111,7 @@ def header_lines(source: Source, settings: Settings) -> list[tuple[str, str]]:
     )
     if settings.inputs == "logits":
         out.append(("paths", paths_line(settings.framework, families.of(source).softmax)))
-    return out + framework_lines(settings)
+    return out + framework_lines(settings, source)
 
 
 # The textbook formula of a softmax family and of a sigmoid family, in a few words.
@@ -138,7 +138,7 @@ def tolerance_text(settings: Settings) -> str:
     return f"rtol {rtol}, atol {eps if settings.atol is None else f'{settings.atol:g}'}"
 
 
-def framework_lines(settings: Settings) -> list[tuple[str, str]]:
+def framework_lines(settings: Settings, source: Source) -> list[tuple[str, str]]:
     """Header lines for the framework-view settings that are on (none by default)."""
     out = []
     if settings.inputs == "probs":
@@ -150,10 +150,9 @@ def framework_lines(settings: Settings) -> list[tuple[str, str]]:
         torch.append("class weights " + ", ".join(f"{w:g}" for w in settings.class_weights))
     if torch:
         out.append(("pytorch", "cross_entropy with " + and_list(torch)))
-    if settings.batch_size is not None:
-        out.append(
-            ("batches", f"PyTorch's reduction='mean' over batches of {settings.batch_size} rows")
-        )
+    if (size := settings.batch_size) is not None:
+        batch = size_words(size * math.prod(source.lead_shape[1:]), source.lead_shape[1:])
+        out.append(("batches", f"PyTorch's reduction='mean' over batches of {batch}"))
     return out
 
 
@@ -483,7 +482,7 @@ def batch_clauses(report: Report) -> list[str]:
     batches = "1 batch" if b.batches == 1 else f"{b.batches} batches"
     return [
         f"PyTorch's reduction='mean' is NaN or inf in {b.nonfinite_batches} of {batches} of "
-        f"{plural(b.batch_size, 'row')}{where}"
+        f"{b.size()}{where}"
     ]
 
 
