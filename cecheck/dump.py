@@ -148,6 +148,7 @@ def verdict(path: str) -> str:
     ``cecheck:``) and the worst flagged row, computed in this process."""
     from cecheck import engine, inputs
     from cecheck.output.verdict import verdict_line
+    from cecheck.output.words import row_name
 
     try:
         rec = inputs.recorded_settings(path)
@@ -164,5 +165,5 @@ def verdict(path: str) -> str:
         )
     except (inputs.InputError, ValueError) as e:
         return f"cecheck could not diagnose it ({' '.join(str(e).split())})"
-    worst = f" (worst: row {report.top[0].row})" if report.top else ""
+    worst = f" (worst: row {row_name(report.top[0], report.source)})" if report.top else ""
     return verdict_line(report).removeprefix("cecheck: ") + worst

@@ -295,6 +295,7 @@ def test_a_spatial_mean_is_one_batch_of_its_samples(tmp_path: Path) -> None:
     (nan,) = batches["nonfinite"]
     assert (nan["first_sequence"], nan["sequences"], nan["rows"]) == (0, 2, 8)
     assert nan["reasons"]["reference"].startswith("row (1, 2) in batch 0 (sequences 0-1)")
+    assert str(caught.value).endswith("(worst: row (1, 2))")  # named by its index, as there
 
 
 def test_binary_dumps_say_the_weights_are_not_applied(tmp_path: Path) -> None:
