@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from cecheck import families, inputs
+from cecheck import families, inputs, pathsets
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
 from cecheck.arraytypes import Array
@@ -37,8 +37,10 @@ from cecheck.choices import DEFAULT_FRAMEWORK, TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.families import Family
 from cecheck.frameworks import registry
+from cecheck.losses import Recorder, ignore
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
+from cecheck.settings import Settings
 
 PATHS = TRACE_PATHS
 ALL_CLASSES = 8  # rows with at most this many classes show every class
@@ -116,6 +118,8 @@ class Trace:
     index: tuple[int, ...] | None = None  # the row's index over the leading axes
     origin: str | None = None  # how the row was chosen, e.g. "the worst flagged row"
     framework: str = DEFAULT_FRAMEWORK  # whose idioms the naive and stable paths emulate
+    label_smoothing: float = 0.0  # PyTorch's label_smoothing, as compare takes it
+    class_weights: tuple[float, ...] | None = None  # PyTorch's weight, one per class
 
     def path(self, path: str, dtype: str = "float64") -> PathTrace:
         """The trace of ``path`` in ``dtype`` (the reference is float64)."""
@@ -137,6 +141,8 @@ def trace(
     dtypes: str | Sequence[str] = ("float32", "float64"),
     paths: Sequence[str] = PATHS,
     framework: str = DEFAULT_FRAMEWORK,
+    label_smoothing: float = 0.0,
+    class_weights: Sequence[float] | None = None,
 ) -> Trace:
     """Walk one row's cross-entropy loss step by step along each path in each dtype.
 
@@ -159,6 +165,11 @@ def trace(
         Any of ``textbook``, ``naive``, ``stable``, ``reference``.
     framework
         Whose idioms the naive and stable paths emulate (:data:`cecheck.choices.FRAMEWORKS`).
+    label_smoothing, class_weights
+        PyTorch's ``label_smoothing`` and ``weight`` (multiclass logits, the torch
+        framework), as :func:`cecheck.compare` takes them: each path is the one ``compare``
+        computes with them (:class:`cecheck.pathsets.WeightedPaths`), its steps the smoothed
+        targets, the smoothing term and the ``w[y]`` product included.
 
     Returns
     -------
@@ -169,8 +180,9 @@ def trace(
     Raises
     ------
     ValueError
-        An unknown dtype or path, or a class-index label outside ``0..C-1`` or not a whole
-        number (such a row has no loss).
+        An unknown dtype or path, a class-index label outside ``0..C-1`` or not a whole
+        number (such a row has no loss), or label smoothing or class weights that
+        ``compare`` would refuse for the row.
     InputError
         Logits and label whose shapes do not fit together (from
         :func:`cecheck.inputs.from_arrays`, when the task or label form is inferred).
@@ -193,7 +205,6 @@ def trace(
         raise ValueError(f"paths must be among {', '.join(PATHS)}, got {list(paths)}")
     z, y, task, label_form = _row(logits_row, label, task, label_form)
     family = families.get(task, label_form)
-    kind = family.kind  # the key of its loss functions and of their steps' checks
     n_classes = 1 if family.one_logit else z.shape[1]
     if family.class_labels and int(y[0]) == inputs.INVALID_LABEL:
         raise ValueError(
@@ -205,28 +216,23 @@ def trace(
             f"label {int(y[0])} is not a class of this row (0..{n_classes - 1}), "
             "so the row has no loss to trace"
         )
-    textbook, reference = family.paths
-    ours = registry.get(framework)
-    functions = {
-        "textbook": textbook,
-        "naive": ours.path("naive", kind),
-        "stable": ours.path("stable", kind),
-        "reference": reference,
-    }
-    ref = float(reference(z, y)[0])
+    weights = None if class_weights is None else tuple(float(w) for w in class_weights)
+    functions, kinds = _functions(
+        family, z, y, n_classes, dts, framework, float(label_smoothing), weights
+    )
+    ref = float(functions["reference"](_F64, ignore)[0])  # the loss compare reports
     # a softmax row's -inf logits are masked classes, not bad values (a sigmoid has none)
     masks = (z[0] == -np.inf) if family.softmax else None
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
         for path in ("textbook", "naive", "stable"):
             if path in wanted:
-                walks.append(
-                    (path, d, _walk(path, kind, functions[path], z, y, prec.get(d), ref, masks))
-                )
+                walk = _walk(path, kinds[path], functions[path], z, y, prec.get(d), ref, masks)
+                walks.append((path, d, walk))
     if "reference" in wanted:
-        walks.append(
-            ("reference", "float64", _walk("reference", kind, reference, z, y, _F64, ref, masks))
-        )
+        reference = functions["reference"]
+        walk = _walk("reference", kinds["reference"], reference, z, y, _F64, ref, masks)
+        walks.append(("reference", "float64", walk))
 
     marked = [(path, d, raw, *_mark(raw, masks)) for path, d, raw in walks]
     classes = _shown(family, z, y, [c for *_, bad in marked for c in bad])
@@ -266,7 +272,57 @@ def trace(
         paths=traces,
         partings=tuple(_partings(traces, ref, dts)),
         framework=framework,
+        label_smoothing=float(label_smoothing),
+        class_weights=weights,
     )
+
+
+# A path of the row: its function called with the precision and the recorder.
+_RowPath = Callable[[Precision, Recorder], Any]
+
+
+def _functions(
+    family: Family,
+    z: Array,
+    y: Array,
+    n_classes: int,
+    dtypes: tuple[str, ...],
+    framework: str,
+    label_smoothing: float,
+    class_weights: tuple[float, ...] | None,
+) -> tuple[dict[str, _RowPath], dict[str, str]]:
+    """Each path of the row as ``compare`` computes it, and the kind of loss it computes
+    (the key of its steps' checks): the family's own paths, or with label smoothing or class
+    weights those of :class:`cecheck.pathsets.WeightedPaths`, checked as ``compare`` checks
+    the options (ValueError with one sentence)."""
+    s = Settings(
+        dtypes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+        framework=framework,
+    )
+    ours = registry.get(framework)
+    if s.weighted:
+        s.check_source(family.task, n_classes, weighting_applies=family.weighting)
+        pathsets.check_weighting_framework(s)
+        f = pathsets.WeightedPaths(family, n_classes, s, ours).functions(y, y)
+        paths: dict[str, _RowPath] = {path: partial(fn, z) for path, fn in f.paths.items()}
+        paths["reference"] = partial(_float64, partial(f.reference, z))
+        return paths, f.kinds
+    textbook, reference = family.paths
+    functions = {
+        "textbook": textbook,
+        "naive": ours.path("naive", family.kind),
+        "stable": ours.path("stable", family.kind),
+    }
+    paths = {path: partial(fn, z, y) for path, fn in functions.items()}
+    paths["reference"] = partial(_float64, partial(reference, z, y))
+    return paths, dict.fromkeys(PATHS, family.kind)
+
+
+def _float64(reference: Callable[[Recorder], Any], p: Precision, rec: Recorder) -> Any:
+    """The reference, which takes no precision: it is float64."""
+    return reference(rec)
 
 
 # ---------------------------------------------------------------------- inputs of one row
@@ -343,7 +399,7 @@ class _Recording:
 def _walk(
     path: str,
     kind: str,
-    loss_function: Callable[..., Any],
+    loss_function: _RowPath,
     z: Array,
     y: Array,
     p: Precision,
@@ -354,10 +410,7 @@ def _walk(
     its check from :mod:`cecheck.trace_explain`."""
     rec = _Recording()
     with np.errstate(all="ignore"):  # overflow, log(0), inf - inf: the failures we trace
-        if path == "reference":
-            loss_function(z, y, rec)
-        else:
-            loss_function(z, y, p, rec)
+        loss_function(p, rec)
     row = explain.Row(z, y, p, ref, masks)
     for s in rec.steps:
         check = explain.check(path, kind, s.name)

@@ -40,8 +40,10 @@ from cecheck.frameworks.probs import (
 )
 from cecheck.frameworks.weighting import (
     SOFT_SMOOTHING_NOTE,
+    apply_reference_weights,
     apply_row_weights,
     row_weights,
+    smoothed_formula,
     smoothed_targets,
     smoothing_notes,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "BatchMeans",
     "BatchSummary",
     "ColumnBatches",
+    "apply_reference_weights",
     "apply_row_weights",
     "check_label_smoothing",
     "clipped_rows",
@@ -67,6 +70,7 @@ __all__ = [
     "probs_loss",
     "probs_reference",
     "row_weights",
+    "smoothed_formula",
     "smoothed_targets",
     "smoothing_notes",
     "zero_target_probability",
