@@ -41,92 +41,13 @@ from cecheck.losses import Recorder, ignore
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
 from cecheck.settings import Settings
+from cecheck.trace_data import Bad, PathTrace, Rest, Row, Step, Trace
+
+__all__ = ["ALL_CLASSES", "PATHS", "TOP", "PathTrace", "Rest", "Step", "Trace", "trace"]
 
 PATHS = TRACE_PATHS
 ALL_CLASSES = 8  # rows with at most this many classes show every class
 TOP = 5  # otherwise: the target(s), the TOP largest logits, and the classes that went wrong
-
-
-# ---------------------------------------------------------------------- the data
-
-
-@dataclass(frozen=True)
-class Rest:
-    """A summary of the classes a vector step does not show: how many, their range, NaNs."""
-
-    count: int
-    low: float  # smallest non-NaN value (NaN if all are NaN)
-    high: float  # largest non-NaN value
-    nan: int  # how many are NaN
-
-
-@dataclass(frozen=True)
-class Step:
-    """One intermediate value of a path.
-
-    A scalar step has ``value``; a per-class step has ``values`` (class, value) for the shown
-    classes and ``rest`` for the others. Values are the dtype's numbers held as Python floats
-    (exactly: every value of these formats is a float64).
-    """
-
-    name: str  # a stable identifier: "exp", "sum", "p", "loss", ...
-    formula: str  # what it computes, as a person reads it: "exp(z)", "Σ exp(z)"
-    value: float | None = None
-    values: tuple[tuple[int, float], ...] = ()
-    rest: Rest | None = None
-    first_bad: bool = False
-    note: str | None = None  # why the step is bad: one sentence; only on the first bad step
-
-    @property
-    def per_class(self) -> bool:
-        return self.value is None
-
-
-@dataclass(frozen=True)
-class PathTrace:
-    """One path in one dtype: its steps, the last of which is the loss."""
-
-    path: str  # textbook, naive, stable or reference
-    dtype: str  # the reference is always float64
-    steps: tuple[Step, ...]
-    loss: float
-
-    @property
-    def first_bad(self) -> int | None:
-        """The 0-based position of the first bad step, None if no step went wrong."""
-        return next((i for i, s in enumerate(self.steps) if s.first_bad), None)
-
-
-@dataclass(frozen=True)
-class Trace:
-    """One row's walk through every path and dtype (see :func:`trace`)."""
-
-    task: str
-    label_form: str
-    n_classes: int
-    label: int | float | None  # class index or binary target; None for per-class targets
-    classes: tuple[int, ...]  # the classes shown, in display order
-    logits: tuple[tuple[int, float], ...]  # the shown classes' logits as given (binary: class 0)
-    logits_dtype: str  # the dtype the logits were given in (float64 if not one of DTYPES)
-    targets: tuple[tuple[int, float], ...]  # per-class targets of the shown classes, or ()
-    rest: Rest | None  # the logits not shown
-    reference: float  # the accurate loss (float64)
-    dtypes: tuple[str, ...]
-    paths: tuple[PathTrace, ...]
-    partings: tuple[str, ...]  # per dtype: where the paths part ways, one sentence each
-    row: int | None = None  # flat row number, when the row came from an input
-    index: tuple[int, ...] | None = None  # the row's index over the leading axes
-    origin: str | None = None  # how the row was chosen, e.g. "the worst flagged row"
-    framework: str = DEFAULT_FRAMEWORK  # whose idioms the naive and stable paths emulate
-    label_smoothing: float = 0.0  # PyTorch's label_smoothing, as compare takes it
-    class_weights: tuple[float, ...] | None = None  # PyTorch's weight, one per class
-
-    def path(self, path: str, dtype: str = "float64") -> PathTrace:
-        """The trace of ``path`` in ``dtype`` (the reference is float64)."""
-        for p in self.paths:
-            if p.path == path and (path == "reference" or p.dtype == dtype):
-                return p
-        raise KeyError(f"{path} in {dtype} was not traced")
 
 
 # ---------------------------------------------------------------------- the public entry
@@ -217,7 +138,7 @@ def trace(
             "so the row has no loss to trace"
         )
     weights = None if class_weights is None else tuple(float(w) for w in class_weights)
-    functions, kinds = _functions(
+    functions, kinds, positive_zero = _functions(
         family, z, y, n_classes, dts, framework, float(label_smoothing), weights
     )
     ref = float(functions["reference"](_F64, ignore)[0])  # the loss compare reports
@@ -227,11 +148,13 @@ def trace(
     for d in dts:
         for path in ("textbook", "naive", "stable"):
             if path in wanted:
-                walk = _walk(path, kinds[path], functions[path], z, y, prec.get(d), ref, masks)
+                row = Row(z, y, prec.get(d), ref, masks, float(label_smoothing))
+                walk = _walk(path, kinds[path], functions[path], row)
                 walks.append((path, d, walk))
     if "reference" in wanted:
         reference = functions["reference"]
-        walk = _walk("reference", kinds["reference"], reference, z, y, _F64, ref, masks)
+        row = Row(z, y, _F64, ref, masks, float(label_smoothing))
+        walk = _walk("reference", kinds["reference"], reference, row)
         walks.append(("reference", "float64", walk))
 
     marked = [(path, d, raw, *_mark(raw, masks)) for path, d, raw in walks]
@@ -241,7 +164,7 @@ def trace(
             path,
             d,
             tuple(_step(r, i == at, note, classes) for i, r in enumerate(raw)),
-            _loss(raw[-1].value),
+            _loss(raw[-1].value, positive_zero),
         )
         for path, d, raw, at, note, _ in marked
     )
@@ -290,9 +213,10 @@ def _functions(
     framework: str,
     label_smoothing: float,
     class_weights: tuple[float, ...] | None,
-) -> tuple[dict[str, _RowPath], dict[str, str]]:
-    """Each path of the row as ``compare`` computes it, and the kind of loss it computes
-    (the key of its steps' checks): the family's own paths, or with label smoothing or class
+) -> tuple[dict[str, _RowPath], dict[str, str], bool]:
+    """Each path of the row as ``compare`` computes it, the kind of loss it computes (the
+    key of its steps' checks), and whether ``compare`` shows its -0 as 0 (the path set's
+    ``positive_zero``): the family's own paths, or with label smoothing or class
     weights those of :class:`cecheck.pathsets.WeightedPaths`, checked as ``compare`` checks
     the options (ValueError with one sentence)."""
     s = Settings(
@@ -308,7 +232,7 @@ def _functions(
         f = pathsets.WeightedPaths(family, n_classes, s, ours).functions(y, y)
         paths: dict[str, _RowPath] = {path: partial(fn, z) for path, fn in f.paths.items()}
         paths["reference"] = partial(_float64, partial(f.reference, z))
-        return paths, f.kinds
+        return paths, f.kinds, pathsets.WeightedPaths.positive_zero
     textbook, reference = family.paths
     functions = {
         "textbook": textbook,
@@ -317,7 +241,7 @@ def _functions(
     }
     paths = {path: partial(fn, z, y) for path, fn in functions.items()}
     paths["reference"] = partial(_float64, partial(reference, z, y))
-    return paths, dict.fromkeys(PATHS, family.kind)
+    return paths, dict.fromkeys(PATHS, family.kind), pathsets.NumpyPaths.positive_zero
 
 
 def _float64(reference: Callable[[Recorder], Any], p: Precision, rec: Recorder) -> Any:
@@ -375,7 +299,7 @@ class _Raw:
     name: str
     formula: str
     value: Array  # (1, C) per class, or (1,) one value
-    why: Callable[[], explain.Bad | None] | None = None
+    why: Callable[[], Bad | None] | None = None
 
 
 @dataclass
@@ -396,22 +320,12 @@ class _Recording:
         return value
 
 
-def _walk(
-    path: str,
-    kind: str,
-    loss_function: _RowPath,
-    z: Array,
-    y: Array,
-    p: Precision,
-    ref: float,
-    masks: Array | None,
-) -> list[_Raw]:
+def _walk(path: str, kind: str, loss_function: _RowPath, row: Row) -> list[_Raw]:
     """The steps of the row's loss along ``path``, as its function computes them, each with
     its check from :mod:`cecheck.trace_explain`."""
     rec = _Recording()
     with np.errstate(all="ignore"):  # overflow, log(0), inf - inf: the failures we trace
-        loss_function(p, rec)
-    row = explain.Row(z, y, p, ref, masks)
+        loss_function(row.p, rec)
     for s in rec.steps:
         check = explain.check(path, kind, s.name)
         if check is not None:
@@ -434,8 +348,11 @@ def _mark(raw: list[_Raw], masks: Array | None) -> tuple[int | None, str | None,
     return None, None, ()
 
 
-def _loss(value: Array) -> float:
-    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+def _loss(value: Array, positive_zero: bool) -> float:
+    """The path's loss as ``compare`` reports it: with ``positive_zero``, -0 as 0 (see
+    :func:`cecheck.pipeline.mask`)."""
+    loss = float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+    return loss + 0.0 if positive_zero else loss
 
 
 def _step(r: _Raw, first_bad: bool, note: str | None, classes: tuple[int, ...]) -> Step:
