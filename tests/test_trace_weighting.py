@@ -17,6 +17,8 @@ import mp_reference as mp
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from test_trace import random_rows, same_bits
 from textcheck import flat
@@ -215,3 +217,27 @@ def test_cli_trace_says_it_does_not_walk_probabilities(files: tuple[str, str]) -
         "Error: trace walks logits: it does not walk probabilities (--inputs probs) yet; "
         "use cecheck compare --inputs probs"
     ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    z=st.lists(st.floats(-1e4, 1e4, allow_nan=False), min_size=2, max_size=6),
+    data=st.data(),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_any_weighted_row_ends_at_the_engines_loss(
+    z: list[float], data: st.DataObject, dtype: str
+) -> None:
+    c = len(z)
+    y = data.draw(st.integers(0, c - 1))
+    eps = data.draw(st.sampled_from([0.0, 0.05, 0.3, 1.0]))
+    one_per_class = st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=c, max_size=c)
+    weights = data.draw(st.none() | one_per_class.filter(any).map(tuple))
+    if eps == 0 and weights is None:
+        eps = 0.1
+    s = Settings(dtypes=(dtype,), label_smoothing=eps, class_weights=weights)
+    values = engine.evaluate(np.array([z]), np.array([y]), "multiclass", "index", c, s).values
+    t = trace(z, y, dtypes=[dtype], label_smoothing=eps, class_weights=weights)
+    for p in t.paths:
+        column = "reference" if p.path == "reference" else f"{p.path}_{dtype}"
+        assert same_bits(p.loss, np.float64(values[column][0])), (p.path, dtype)
