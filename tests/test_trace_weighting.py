@@ -124,6 +124,23 @@ def test_a_masked_class_breaks_the_smoothing_term_and_that_step_is_marked() -> N
     assert 1 in t.classes
 
 
+def test_a_masked_class_of_weight_0_makes_the_smoothed_sum_nan() -> None:
+    """PyTorch's w · log_softmax is 0 · (-inf) = NaN there; the reference, which counts a
+    zero target as 0, stays finite."""
+    z, w = [2.0, -np.inf, 0.5], (1.0, 0.0, 1.0)
+    t = trace(z, 0, dtypes=["float16"], label_smoothing=0.2, class_weights=w)
+    for path, name in (("stable", "sum_log_softmax"), ("naive", "sum_t_log_p")):
+        p = t.path(path, "float16")
+        assert np.isnan(p.loss)
+        assert first_bad_name(t, path, "float16") == name
+        assert "class 1 is masked (z = -inf) and weighted 0" in (
+            p.steps[p.first_bad or 0].note or ""
+        )
+    assert t.path("reference").first_bad is None
+    exact = mp.soft(z, [0.8 + 0.2 / 3, 0.0, 0.2 / 3])
+    assert_allclose(t.reference, exact, rtol=1e-13)
+
+
 def test_weighting_is_refused_as_compare_refuses_it() -> None:
     with pytest.raises(ValueError, match="label smoothing must be between 0 and 1"):
         trace([1.0, 2.0], 0, label_smoothing=1.5)
