@@ -9,9 +9,10 @@ what counts as bad, and why).
 
 The steps are not computed here: :func:`trace` calls the very functions that ``compare``
 runs (the textbook and reference paths of :mod:`cecheck.losses`, the framework's naive and
-stable paths of :mod:`cecheck.frameworks.registry`), on the row alone, with a recorder that keeps
-each step they compute (see :class:`cecheck.losses.Recorder`). So the last step of each path
-is exactly the loss ``compare`` reports for that row.
+stable paths of :mod:`cecheck.frameworks.registry`; with label smoothing or class weights the
+paths of :meth:`cecheck.pathsets.WeightedPaths.functions`), on the row alone, with a recorder
+that keeps each step they compute (see :class:`cecheck.losses.Recorder`). So the last step of
+each path is exactly the loss ``compare`` reports for that row.
 
 Steps hold every class's value while they are computed; a :class:`Trace` keeps only the
 classes worth showing (all of them up to :data:`ALL_CLASSES`, else the target(s), the top
