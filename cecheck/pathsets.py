@@ -22,6 +22,7 @@ label (those rows are masked afterwards); ``labels`` are the labels as read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,8 +35,9 @@ from cecheck.arraytypes import Array
 from cecheck.families import Family
 from cecheck.frameworks import registry
 from cecheck.frameworks.registry import Framework
-from cecheck.losses import PathResult
-from cecheck.settings import Settings
+from cecheck.losses import PathResult, Recorder, ignore
+from cecheck.precision import Precision
+from cecheck.settings import WEIGHTING_OPTIONS, Settings
 
 Results = dict[tuple[str, str], PathResult]
 
@@ -230,6 +232,23 @@ class ProbPaths:
         )
 
 
+# A path of one chunk's labels: f(z, p, rec) for textbook, naive and stable; the reference
+# is f(z, rec).
+ChunkPath = Callable[..., PathResult]
+
+
+@dataclass(frozen=True)
+class WeightedFunctions:
+    """The paths of :class:`WeightedPaths` for one chunk's labels (``functions``): what
+    ``compare`` computes and ``cecheck trace`` walks with its recorder."""
+
+    paths: dict[str, ChunkPath]  # textbook, naive, stable: f(z, p, rec=ignore) -> PathResult
+    reference: Callable[..., Array]  # f(z, rec=ignore) -> (N,) float64
+    kinds: dict[str, str]  # the kind of loss each path computes (its steps' names)
+    family: Family  # the family whose input rows they are (soft targets: multiclass soft)
+    target: Array  # the targets those rows are read with
+
+
 @dataclass(frozen=True)
 class WeightedPaths:
     """Multiclass logits with label smoothing or class weights (``cross_entropy(weight=,
@@ -253,32 +272,72 @@ class WeightedPaths:
     positive_zero = True
 
     def compute(self, values: Array, labels: Array, target: Array) -> Computed:
-        s, z, form, c, fw_ = self.s, values, self.family.label_form, self.n_classes, self.framework
+        f = self.functions(labels, target)
+        results: Results = {}
+        for d in self.s.dtypes:
+            p = prec.get(d)
+            for path in ("stable", "textbook", "naive"):
+                results[(path, d)] = f.paths[path](values, p)
+        ref = f.reference(values)
+        return Computed(results, ref, *input_rows(f.family, values, f.target, ref))
+
+    def functions(self, labels: Array, target: Array) -> WeightedFunctions:
+        """The chunk's paths, each with an optional recorder (:class:`cecheck.losses.Recorder`)
+        that receives every step, the smoothed targets and the ``w[y]`` product included."""
+        s, form, c, fw_ = self.s, self.family.label_form, self.n_classes, self.framework
         w = None if s.class_weights is None else np.asarray(s.class_weights, dtype=np.float64)
         kind, eps = self.family.kind, s.label_smoothing
-        results: Results = {}
-        for d in s.dtypes:
-            p = prec.get(d)
-            stable = fw_.path("stable", kind)
-            results[("stable", d)] = stable(z, target, p, weight=w, label_smoothing=eps)
+        stable_fn = fw_.path("stable", kind)
+
+        def stable(z: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+            return stable_fn(z, target, p, rec, weight=w, label_smoothing=eps)
+
         if eps > 0 or not self.family.class_labels:
             t = fw.smoothed_targets(labels, form, c, eps, w)
-            for d in s.dtypes:
-                p = prec.get(d)
-                results[("textbook", d)] = losses.textbook_soft(z, t, p)
-                results[("naive", d)] = fw_.path("naive", "soft")(z, t, p)
-            ref = losses.reference_soft(z, t)
+            naive_soft = fw_.path("naive", "soft")
+
+            def smoothed(rec: Recorder) -> Array:
+                return rec("t_smoothed", fw.smoothed_formula(eps, w is not None, c), t)
+
+            def textbook(z: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+                return losses.textbook_soft(z, smoothed(rec), p, rec)
+
+            def naive(z: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+                return naive_soft(z, smoothed(rec), p, rec)
+
+            def reference(z: Array, rec: Recorder = ignore) -> Array:
+                return losses.reference_soft(z, smoothed(rec), rec)
+
+            paths = {"stable": stable, "textbook": textbook, "naive": naive}
+            kinds = {"stable": kind, "textbook": "soft", "naive": "soft", "reference": "soft"}
             soft = families.get("multiclass", "soft")
-            return Computed(results, ref, *input_rows(soft, z, t, ref))
+            return WeightedFunctions(paths, reference, kinds, soft, t)
         rw = fw.row_weights(labels, form, c, w, s.ignore_index)
-        for d in s.dtypes:
-            p = prec.get(d)
-            textbook = losses.textbook_multiclass(z, target, p)
-            results[("textbook", d)] = fw.apply_row_weights(textbook, rw, p)
-            results[("naive", d)] = fw_.path("naive", kind)(z, target, p, weight=w)
-        with np.errstate(invalid="ignore"):  # 0 * inf of a NaN/inf logit row: NaN, as PyTorch
-            ref = losses.reference_multiclass(z, target) * rw
-        return Computed(results, ref, *input_rows(self.family, z, target, ref))
+        naive_fn = fw_.path("naive", kind)
+
+        def weighted_textbook(z: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+            textbook = losses.textbook_multiclass(z, target, p, rec)
+            return fw.apply_row_weights(textbook, rw, p, rec)
+
+        def weighted_naive(z: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
+            return naive_fn(z, target, p, rec, weight=w)
+
+        def weighted_reference(z: Array, rec: Recorder = ignore) -> Array:
+            return fw.apply_reference_weights(losses.reference_multiclass(z, target, rec), rw, rec)
+
+        paths = {"stable": stable, "textbook": weighted_textbook, "naive": weighted_naive}
+        kinds = dict.fromkeys(("stable", "textbook", "naive", "reference"), kind)
+        return WeightedFunctions(paths, weighted_reference, kinds, self.family, target)
+
+
+def check_weighting_framework(s: Settings, options: str = WEIGHTING_OPTIONS) -> None:
+    """ValueError if label smoothing or class weights are asked of a framework whose paths
+    do not take them (``options``: how the caller names them)."""
+    if s.weighted and not registry.get(s.framework).weighting:
+        raise ValueError(
+            f"{options} follow PyTorch's cross_entropy: use them with the torch framework, "
+            f"not {s.framework}"
+        )
 
 
 def choose(family: Family, n_classes: int, s: Settings, *, use_fast: bool) -> PathSet:

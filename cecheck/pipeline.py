@@ -23,9 +23,8 @@ from cecheck.arraytypes import Array
 from cecheck.casts import cast_overflow_rows
 from cecheck.diagnose import Diagnosis, diagnose
 from cecheck.families import Family
-from cecheck.frameworks import registry
 from cecheck.inputs import LOOKS_LIKE_PROBABILITIES, Source
-from cecheck.pathsets import Computed, PathSet, choose
+from cecheck.pathsets import Computed, PathSet, check_weighting_framework, choose
 from cecheck.settings import WEIGHTING_OPTIONS, Settings
 
 # The warning of a multiclass input with one class (its losses are 0 in every path).
@@ -142,11 +141,7 @@ def plan(
         options=options,
         noun=noun,
     )
-    if s.weighted and not registry.get(s.framework).weighting:
-        raise ValueError(
-            f"{options} follow PyTorch's cross_entropy: use them with the torch framework, "
-            f"not {s.framework}"
-        )
+    check_weighting_framework(s, options)
     if use_fast is None:
         use_fast = not s.framework_view and fast.usable(source.task, source.label_form, s.dtypes)
     paths = choose(family, source.n_classes, s, use_fast=use_fast)

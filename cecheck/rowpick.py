@@ -192,6 +192,8 @@ def trace_row(
             dtypes=settings.dtypes,
             paths=paths,
             framework=settings.framework,
+            label_smoothing=settings.label_smoothing,
+            class_weights=settings.class_weights,
         )
     except ValueError as e:
         raise ValueError(f"row {pick.row}: {e}") from None

@@ -9,9 +9,10 @@ what counts as bad, and why).
 
 The steps are not computed here: :func:`trace` calls the very functions that ``compare``
 runs (the textbook and reference paths of :mod:`cecheck.losses`, the framework's naive and
-stable paths of :mod:`cecheck.frameworks.registry`), on the row alone, with a recorder that keeps
-each step they compute (see :class:`cecheck.losses.Recorder`). So the last step of each path
-is exactly the loss ``compare`` reports for that row.
+stable paths of :mod:`cecheck.frameworks.registry`; with label smoothing or class weights the
+paths of :meth:`cecheck.pathsets.WeightedPaths.functions`), on the row alone, with a recorder
+that keeps each step they compute (see :class:`cecheck.losses.Recorder`). So the last step of
+each path is exactly the loss ``compare`` reports for that row.
 
 Steps hold every class's value while they are computed; a :class:`Trace` keeps only the
 classes worth showing (all of them up to :data:`ALL_CLASSES`, else the target(s), the top
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cecheck import families, inputs
+from cecheck import families, inputs, pathsets
 from cecheck import precision as prec
 from cecheck import trace_explain as explain
 from cecheck.arraytypes import Array
@@ -37,92 +38,17 @@ from cecheck.choices import DEFAULT_FRAMEWORK, TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.families import Family
 from cecheck.frameworks import registry
+from cecheck.losses import Recorder, ignore
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
+from cecheck.settings import Settings
+from cecheck.trace_data import Bad, PathTrace, Rest, Row, Step, Trace
+
+__all__ = ["ALL_CLASSES", "PATHS", "TOP", "PathTrace", "Rest", "Step", "Trace", "trace"]
 
 PATHS = TRACE_PATHS
 ALL_CLASSES = 8  # rows with at most this many classes show every class
 TOP = 5  # otherwise: the target(s), the TOP largest logits, and the classes that went wrong
-
-
-# ---------------------------------------------------------------------- the data
-
-
-@dataclass(frozen=True)
-class Rest:
-    """A summary of the classes a vector step does not show: how many, their range, NaNs."""
-
-    count: int
-    low: float  # smallest non-NaN value (NaN if all are NaN)
-    high: float  # largest non-NaN value
-    nan: int  # how many are NaN
-
-
-@dataclass(frozen=True)
-class Step:
-    """One intermediate value of a path.
-
-    A scalar step has ``value``; a per-class step has ``values`` (class, value) for the shown
-    classes and ``rest`` for the others. Values are the dtype's numbers held as Python floats
-    (exactly: every value of these formats is a float64).
-    """
-
-    name: str  # a stable identifier: "exp", "sum", "p", "loss", ...
-    formula: str  # what it computes, as a person reads it: "exp(z)", "Σ exp(z)"
-    value: float | None = None
-    values: tuple[tuple[int, float], ...] = ()
-    rest: Rest | None = None
-    first_bad: bool = False
-    note: str | None = None  # why the step is bad: one sentence; only on the first bad step
-
-    @property
-    def per_class(self) -> bool:
-        return self.value is None
-
-
-@dataclass(frozen=True)
-class PathTrace:
-    """One path in one dtype: its steps, the last of which is the loss."""
-
-    path: str  # textbook, naive, stable or reference
-    dtype: str  # the reference is always float64
-    steps: tuple[Step, ...]
-    loss: float
-
-    @property
-    def first_bad(self) -> int | None:
-        """The 0-based position of the first bad step, None if no step went wrong."""
-        return next((i for i, s in enumerate(self.steps) if s.first_bad), None)
-
-
-@dataclass(frozen=True)
-class Trace:
-    """One row's walk through every path and dtype (see :func:`trace`)."""
-
-    task: str
-    label_form: str
-    n_classes: int
-    label: int | float | None  # class index or binary target; None for per-class targets
-    classes: tuple[int, ...]  # the classes shown, in display order
-    logits: tuple[tuple[int, float], ...]  # the shown classes' logits as given (binary: class 0)
-    logits_dtype: str  # the dtype the logits were given in (float64 if not one of DTYPES)
-    targets: tuple[tuple[int, float], ...]  # per-class targets of the shown classes, or ()
-    rest: Rest | None  # the logits not shown
-    reference: float  # the accurate loss (float64)
-    dtypes: tuple[str, ...]
-    paths: tuple[PathTrace, ...]
-    partings: tuple[str, ...]  # per dtype: where the paths part ways, one sentence each
-    row: int | None = None  # flat row number, when the row came from an input
-    index: tuple[int, ...] | None = None  # the row's index over the leading axes
-    origin: str | None = None  # how the row was chosen, e.g. "the worst flagged row"
-    framework: str = DEFAULT_FRAMEWORK  # whose idioms the naive and stable paths emulate
-
-    def path(self, path: str, dtype: str = "float64") -> PathTrace:
-        """The trace of ``path`` in ``dtype`` (the reference is float64)."""
-        for p in self.paths:
-            if p.path == path and (path == "reference" or p.dtype == dtype):
-                return p
-        raise KeyError(f"{path} in {dtype} was not traced")
 
 
 # ---------------------------------------------------------------------- the public entry
@@ -137,6 +63,8 @@ def trace(
     dtypes: str | Sequence[str] = ("float32", "float64"),
     paths: Sequence[str] = PATHS,
     framework: str = DEFAULT_FRAMEWORK,
+    label_smoothing: float = 0.0,
+    class_weights: Sequence[float] | None = None,
 ) -> Trace:
     """Walk one row's cross-entropy loss step by step along each path in each dtype.
 
@@ -159,6 +87,11 @@ def trace(
         Any of ``textbook``, ``naive``, ``stable``, ``reference``.
     framework
         Whose idioms the naive and stable paths emulate (:data:`cecheck.choices.FRAMEWORKS`).
+    label_smoothing, class_weights
+        PyTorch's ``label_smoothing`` and ``weight`` (multiclass logits, the torch
+        framework), as :func:`cecheck.compare` takes them: each path is the one ``compare``
+        computes with them (:class:`cecheck.pathsets.WeightedPaths`), its steps the smoothed
+        targets, the smoothing term and the ``w[y]`` product included.
 
     Returns
     -------
@@ -169,8 +102,9 @@ def trace(
     Raises
     ------
     ValueError
-        An unknown dtype or path, or a class-index label outside ``0..C-1`` or not a whole
-        number (such a row has no loss).
+        An unknown dtype or path, a class-index label outside ``0..C-1`` or not a whole
+        number (such a row has no loss), or label smoothing or class weights that
+        ``compare`` would refuse for the row.
     InputError
         Logits and label whose shapes do not fit together (from
         :func:`cecheck.inputs.from_arrays`, when the task or label form is inferred).
@@ -193,7 +127,6 @@ def trace(
         raise ValueError(f"paths must be among {', '.join(PATHS)}, got {list(paths)}")
     z, y, task, label_form = _row(logits_row, label, task, label_form)
     family = families.get(task, label_form)
-    kind = family.kind  # the key of its loss functions and of their steps' checks
     n_classes = 1 if family.one_logit else z.shape[1]
     if family.class_labels and int(y[0]) == inputs.INVALID_LABEL:
         raise ValueError(
@@ -205,28 +138,25 @@ def trace(
             f"label {int(y[0])} is not a class of this row (0..{n_classes - 1}), "
             "so the row has no loss to trace"
         )
-    textbook, reference = family.paths
-    ours = registry.get(framework)
-    functions = {
-        "textbook": textbook,
-        "naive": ours.path("naive", kind),
-        "stable": ours.path("stable", kind),
-        "reference": reference,
-    }
-    ref = float(reference(z, y)[0])
+    weights = None if class_weights is None else tuple(float(w) for w in class_weights)
+    functions, kinds, positive_zero = _functions(
+        family, z, y, n_classes, dts, framework, float(label_smoothing), weights
+    )
+    ref = float(functions["reference"](_F64, ignore)[0])  # the loss compare reports
     # a softmax row's -inf logits are masked classes, not bad values (a sigmoid has none)
     masks = (z[0] == -np.inf) if family.softmax else None
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
         for path in ("textbook", "naive", "stable"):
             if path in wanted:
-                walks.append(
-                    (path, d, _walk(path, kind, functions[path], z, y, prec.get(d), ref, masks))
-                )
+                row = Row(z, y, prec.get(d), ref, masks, float(label_smoothing))
+                walk = _walk(path, kinds[path], functions[path], row)
+                walks.append((path, d, walk))
     if "reference" in wanted:
-        walks.append(
-            ("reference", "float64", _walk("reference", kind, reference, z, y, _F64, ref, masks))
-        )
+        reference = functions["reference"]
+        row = Row(z, y, _F64, ref, masks, float(label_smoothing))
+        walk = _walk("reference", kinds["reference"], reference, row)
+        walks.append(("reference", "float64", walk))
 
     marked = [(path, d, raw, *_mark(raw, masks)) for path, d, raw in walks]
     classes = _shown(family, z, y, [c for *_, bad in marked for c in bad])
@@ -235,7 +165,7 @@ def trace(
             path,
             d,
             tuple(_step(r, i == at, note, classes) for i, r in enumerate(raw)),
-            _loss(raw[-1].value),
+            _loss(raw[-1].value, positive_zero),
         )
         for path, d, raw, at, note, _ in marked
     )
@@ -266,7 +196,58 @@ def trace(
         paths=traces,
         partings=tuple(_partings(traces, ref, dts)),
         framework=framework,
+        label_smoothing=float(label_smoothing),
+        class_weights=weights,
     )
+
+
+# A path of the row: its function called with the precision and the recorder.
+_RowPath = Callable[[Precision, Recorder], Any]
+
+
+def _functions(
+    family: Family,
+    z: Array,
+    y: Array,
+    n_classes: int,
+    dtypes: tuple[str, ...],
+    framework: str,
+    label_smoothing: float,
+    class_weights: tuple[float, ...] | None,
+) -> tuple[dict[str, _RowPath], dict[str, str], bool]:
+    """Each path of the row as ``compare`` computes it, the kind of loss it computes (the
+    key of its steps' checks), and whether ``compare`` shows its -0 as 0 (the path set's
+    ``positive_zero``): the family's own paths, or with label smoothing or class
+    weights those of :class:`cecheck.pathsets.WeightedPaths`, checked as ``compare`` checks
+    the options (ValueError with one sentence)."""
+    s = Settings(
+        dtypes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+        framework=framework,
+    )
+    ours = registry.get(framework)
+    if s.weighted:
+        s.check_source(family.task, n_classes, weighting_applies=family.weighting)
+        pathsets.check_weighting_framework(s)
+        f = pathsets.WeightedPaths(family, n_classes, s, ours).functions(y, y)
+        paths: dict[str, _RowPath] = {path: partial(fn, z) for path, fn in f.paths.items()}
+        paths["reference"] = partial(_float64, partial(f.reference, z))
+        return paths, f.kinds, pathsets.WeightedPaths.positive_zero
+    textbook, reference = family.paths
+    functions = {
+        "textbook": textbook,
+        "naive": ours.path("naive", family.kind),
+        "stable": ours.path("stable", family.kind),
+    }
+    paths = {path: partial(fn, z, y) for path, fn in functions.items()}
+    paths["reference"] = partial(_float64, partial(reference, z, y))
+    return paths, dict.fromkeys(PATHS, family.kind), pathsets.NumpyPaths.positive_zero
+
+
+def _float64(reference: Callable[[Recorder], Any], p: Precision, rec: Recorder) -> Any:
+    """The reference, which takes no precision: it is float64."""
+    return reference(rec)
 
 
 # ---------------------------------------------------------------------- inputs of one row
@@ -319,7 +300,7 @@ class _Raw:
     name: str
     formula: str
     value: Array  # (1, C) per class, or (1,) one value
-    why: Callable[[], explain.Bad | None] | None = None
+    why: Callable[[], Bad | None] | None = None
 
 
 @dataclass
@@ -340,25 +321,12 @@ class _Recording:
         return value
 
 
-def _walk(
-    path: str,
-    kind: str,
-    loss_function: Callable[..., Any],
-    z: Array,
-    y: Array,
-    p: Precision,
-    ref: float,
-    masks: Array | None,
-) -> list[_Raw]:
+def _walk(path: str, kind: str, loss_function: _RowPath, row: Row) -> list[_Raw]:
     """The steps of the row's loss along ``path``, as its function computes them, each with
     its check from :mod:`cecheck.trace_explain`."""
     rec = _Recording()
     with np.errstate(all="ignore"):  # overflow, log(0), inf - inf: the failures we trace
-        if path == "reference":
-            loss_function(z, y, rec)
-        else:
-            loss_function(z, y, p, rec)
-    row = explain.Row(z, y, p, ref, masks)
+        loss_function(row.p, rec)
     for s in rec.steps:
         check = explain.check(path, kind, s.name)
         if check is not None:
@@ -381,8 +349,11 @@ def _mark(raw: list[_Raw], masks: Array | None) -> tuple[int | None, str | None,
     return None, None, ()
 
 
-def _loss(value: Array) -> float:
-    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+def _loss(value: Array, positive_zero: bool) -> float:
+    """The path's loss as ``compare`` reports it: with ``positive_zero``, -0 as 0 (see
+    :func:`cecheck.pipeline.mask`)."""
+    loss = float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+    return loss + 0.0 if positive_zero else loss
 
 
 def _step(r: _Raw, first_bad: bool, note: str | None, classes: tuple[int, ...]) -> Step:

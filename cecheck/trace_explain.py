@@ -11,6 +11,10 @@ What counts as bad, so that the mark points at a cause rather than at harmless r
 
 ``exp(z - max)`` underflowing to 0, or the target's shifted logit being 0, is not bad.
 
+With label smoothing (``Row.label_smoothing``), a masked class (``z = -inf``) that the
+smoothed target reaches makes the sum over the classes inf: :mod:`cecheck.trace_smoothing`
+says so at that sum.
+
 The steps are those a loss function of :mod:`cecheck.losses` records (see
 :class:`cecheck.losses.Recorder`); a check reads the values of the steps it needs by their
 names, as that function recorded them for the row.
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,30 +31,12 @@ import numpy as np
 from cecheck.arraytypes import Array
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
+from cecheck.trace_data import Bad, Row
 from cecheck.trace_numbers import big as _big
 from cecheck.trace_numbers import from_log as _from_log
 from cecheck.trace_numbers import sci as _sci
 from cecheck.trace_numbers import small as _small
-
-
-@dataclass(frozen=True)
-class Bad:
-    """Why a step is bad: one sentence, and the classes where it happened, to be shown."""
-
-    note: str
-    classes: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class Row:
-    """What a check knows besides the steps' values."""
-
-    z: Array  # the logits as given, (1, C) or (1,)
-    y: Array  # the label(s), as the loss function took them
-    p: Precision  # the path's precision (float64 for the reference)
-    ref: float  # the reference loss
-    masks: Array | None = None  # (C,) the classes masked with -inf (softmax rows only)
-
+from cecheck.trace_smoothing import smoothed_gaps, smoothed_mask_bad, smoothed_sum
 
 # A check: the row's recorded values by step name, and the row -> why the step is bad, or None.
 Check = Callable[[Mapping[str, Array], Row], "Bad | None"]
@@ -89,7 +74,9 @@ def _target_prob(v: Mapping[str, Array], row: Row) -> Bad | None:
 
 
 def _probs(v: Mapping[str, Array], row: Row) -> Bad | None:
-    return _probs_bad(v["z"], v["exp"], v["p"], v["t"], row.p, row.ref, v["loss"])
+    # with label smoothing a masked class's p = 0 is expected: the sum says what it costs
+    masked = row.masks if row.label_smoothing > 0 else None
+    return _probs_bad(v["z"], v["exp"], v["p"], v["t"], row.p, row.ref, v["loss"], masked)
 
 
 def _shift(v: Mapping[str, Array], row: Row) -> Bad | None:
@@ -123,13 +110,17 @@ def _clamped_sigmoid(v: Mapping[str, Array], row: Row) -> Bad | None:
 
 
 def _smoothing_sum(v: Mapping[str, Array], row: Row) -> Bad | None:
-    terms = v.get("w_log_softmax", v["log_softmax"])
-    return _sum_bad("Σ w · log_softmax", terms, v["sum_log_softmax"], row.p, mechanism=True)
+    terms, total = v.get("w_log_softmax", v["log_softmax"]), v["sum_log_softmax"]
+    return smoothed_mask_bad("Σ w · log_softmax", ~np.isfinite(terms[0]), terms, total, row) or (
+        _sum_bad("Σ w · log_softmax", terms, total, row.p, mechanism=True)
+    )
 
 
 def _target_sum(v: Mapping[str, Array], row: Row) -> Bad | None:
-    terms = v.get("w_t_log_softmax", v["t_log_softmax"])
-    return _sum_bad("Σ t · log_softmax", terms, v["sum_t_log_softmax"], row.p, mechanism=True)
+    terms, total = v.get("w_t_log_softmax", v["t_log_softmax"]), v["sum_t_log_softmax"]
+    return smoothed_mask_bad("Σ t · log_softmax", ~np.isfinite(terms[0]), terms, total, row) or (
+        _sum_bad("Σ t · log_softmax", terms, total, row.p, mechanism=True)
+    )
 
 
 def _bce_cancel(v: Mapping[str, Array], row: Row) -> Bad | None:
@@ -144,15 +135,16 @@ _BCE: dict[str, Check] = {"loss": _bce_cancel, "class_loss": _bce_cancel}
 # steps of a framework's paths, by the names PyTorch's emulations record.
 _CHECKS: dict[tuple[str, str], dict[str, Check]] = {
     ("textbook", "index"): {**_SOFTMAX, "p": _target_prob},
-    ("textbook", "soft"): {**_SOFTMAX, "p": _probs},
+    ("textbook", "soft"): {**_SOFTMAX, "p": _probs, "sum_t_log_p": smoothed_sum},
     ("textbook", "binary"): {"sigmoid": _sigmoid},
     ("textbook", "multilabel"): {"sigmoid": _sigmoid, "sum_classes": _class_sum},
     ("naive", "index"): {"shifted": _shift, "p": _shifted_prob, "log_p": _target_log},
-    ("naive", "soft"): {"shifted": _shift, "p": _shifted_prob},
+    ("naive", "soft"): {"shifted": _shift, "p": _shifted_prob, "sum_t_log_p": smoothed_sum},
     ("naive", "binary"): {"sigmoid": _clamped_sigmoid},
     ("naive", "multilabel"): {"sigmoid": _clamped_sigmoid},
     ("stable", "index"): {**_SHIFTED, "sum_log_softmax": _smoothing_sum},
     ("stable", "soft"): {**_SHIFTED, "sum_t_log_softmax": _target_sum},
+    ("reference", "soft"): {"gaps": smoothed_gaps},
     ("stable", "binary"): _BCE,
     ("stable", "multilabel"): _BCE,
 }
@@ -302,12 +294,22 @@ def _prob_bad(
 
 
 def _probs_bad(
-    zc: Array, e: Array, prob: Array, tc: Array, p: Precision, ref: float, loss: Array
+    zc: Array,
+    e: Array,
+    prob: Array,
+    tc: Array,
+    p: Precision,
+    ref: float,
+    loss: Array,
+    masked: Array | None = None,
 ) -> Bad | None:
-    """A naive softmax probability rounding to 0, or to 1 when that zeroes the loss."""
+    """A naive softmax probability rounding to 0, or to 1 when that zeroes the loss
+    (``masked``: classes whose probability of 0 is not the step's doing)."""
     if not np.isfinite(prob).all():
         return None
     zero = prob[0] == 0
+    if masked is not None:
+        zero &= ~masked
     if zero.any():
         j = int(np.argmin(np.where(zero, zc[0], np.inf)))
         then = (

@@ -21,9 +21,10 @@ from rich.text import Text
 from cecheck import families
 from cecheck._version import __version__
 from cecheck.output.numbers import format_value
-from cecheck.output.words import paths_line
+from cecheck.output.words import framework_lines, paths_line
 from cecheck.report import _strict
-from cecheck.trace import PathTrace, Rest, Step, Trace
+from cecheck.settings import Settings
+from cecheck.trace_data import PathTrace, Rest, Step, Trace
 
 SCHEMA_VERSION = 1
 BAD = "✗"
@@ -70,6 +71,9 @@ def _header(trace: Trace, width: int) -> RenderableType:
         grid.add_row("row", where)
     grid.add_row("task", _task_text(trace))
     grid.add_row("paths", paths_line(trace.framework, families.of(trace).softmax))
+    weighting = Settings(label_smoothing=trace.label_smoothing, class_weights=trace.class_weights)
+    for key, text in framework_lines(weighting):  # the header compare prints for them
+        grid.add_row(key, text)
     value_width = max(20, width - 12)
     if families.of(trace).one_logit:
         grid.add_row("logit", format_value(trace.logits[0][1], trace.logits_dtype))
@@ -188,6 +192,8 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "reference": trace.reference,
         "dtypes": list(trace.dtypes),
         "framework": trace.framework,
+        "label_smoothing": trace.label_smoothing,
+        "class_weights": list(trace.class_weights) if trace.class_weights is not None else None,
         "paths": [_path_dict(p) for p in trace.paths],
         "partings": list(trace.partings),
     }

@@ -2,7 +2,9 @@
 
 :func:`input_options` (LOGITS [LABELS] and how to read them) and :func:`settings_options`
 (what to compute, how strictly to judge it) are shared by ``compare`` and ``trace``;
-:func:`framework_options` and :func:`output_option` are the others' building blocks.
+:func:`framework_options` (``compare``), :func:`loss_options` (the part of it that changes
+what a row's paths compute, ``trace``) and :func:`output_option` are the others' building
+blocks.
 :class:`CommaChoice` reads a comma list of names (``--dtypes float16,float32``).
 
 Light on purpose: the choices come from :mod:`cecheck.choices` and
@@ -173,48 +175,53 @@ def settings_options(f: F) -> F:
     )
 
 
+# The options of the framework view, each a decorator that adds a new click option.
+_INPUTS = click.option(
+    "--inputs",
+    "inputs_kind",
+    type=click.Choice(INPUT_KINDS),
+    default="logits",
+    show_default=True,
+    help="probs: the file holds probabilities (softmax or sigmoid outputs), not "
+    "logits; the paths are then naive (-log p) and the conventions of torch, keras "
+    "and sklearn.",
+)
+_BATCH_SIZE = click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="B",
+    help="Also compute PyTorch's reduction='mean' over consecutive batches of B "
+    "rows (B sequences of (B, T, V) logits) and flag the batches whose mean is "
+    "NaN or inf.",
+)
+_LABEL_SMOOTHING = click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    metavar="EPS",
+    help="PyTorch's label_smoothing (multiclass logits): the target mixed with the "
+    "uniform distribution, soft targets too.",
+)
+_CLASS_WEIGHTS = click.option(
+    "--class-weights",
+    default=None,
+    metavar="TEXT",
+    help="PyTorch's weight (multiclass logits): a comma list of C numbers, or a "
+    "file of them (.npy or text).",
+)
+
+
 def framework_options(f: F) -> F:
     """The framework view: probability input, PyTorch's batch mean, smoothing and weights."""
-    return _apply(
-        f,
-        [
-            click.option(
-                "--inputs",
-                "inputs_kind",
-                type=click.Choice(INPUT_KINDS),
-                default="logits",
-                show_default=True,
-                help="probs: the file holds probabilities (softmax or sigmoid outputs), not "
-                "logits; the paths are then naive (-log p) and the conventions of torch, keras "
-                "and sklearn.",
-            ),
-            click.option(
-                "--batch-size",
-                type=click.IntRange(min=1),
-                default=None,
-                metavar="B",
-                help="Also compute PyTorch's reduction='mean' over consecutive batches of B "
-                "rows (B sequences of (B, T, V) logits) and flag the batches whose mean is "
-                "NaN or inf.",
-            ),
-            click.option(
-                "--label-smoothing",
-                type=click.FloatRange(0, 1),
-                default=0.0,
-                show_default=True,
-                metavar="EPS",
-                help="PyTorch's label_smoothing (multiclass logits): the target mixed with the "
-                "uniform distribution, soft targets too.",
-            ),
-            click.option(
-                "--class-weights",
-                default=None,
-                metavar="TEXT",
-                help="PyTorch's weight (multiclass logits): a comma list of C numbers, or a "
-                "file of them (.npy or text).",
-            ),
-        ],
-    )
+    return _apply(f, [_INPUTS, _BATCH_SIZE, _LABEL_SMOOTHING, _CLASS_WEIGHTS])
+
+
+def loss_options(f: F) -> F:
+    """The framework view's options that change what a row's paths compute (``trace``):
+    probability input, PyTorch's label smoothing and class weights."""
+    return _apply(f, [_INPUTS, _LABEL_SMOOTHING, _CLASS_WEIGHTS])
 
 
 def format_option(formats: Sequence[str], help: str) -> Callable[[F], F]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from cecheck.choices import TRACE_PATHS
-from cecheck.cli.options import format_option, input_options, output_option, settings_options
+from cecheck.cli.options import (
+    format_option,
+    input_options,
+    loss_options,
+    output_option,
+    settings_options,
+)
 
 
 @click.command(
@@ -14,6 +20,7 @@ from cecheck.cli.options import format_option, input_options, output_option, set
 )
 @input_options
 @settings_options
+@loss_options
 @click.option(
     "--row",
     default=None,
@@ -60,6 +67,9 @@ def trace_command(
     fmt: str,
     output: str | None,
     quiet: bool,
+    inputs_kind: str,
+    label_smoothing: float,
+    class_weights: str | None,
 ) -> None:
     """Walk one row's loss step by step in each path and dtype; mark the first bad step.
 
@@ -67,7 +77,9 @@ def trace_command(
     is shown in the dtype it is computed in, and the first step that gives inf or NaN, or a
     probability or sigmoid of exactly 0 or 1, is marked with a sentence on why. Many classes:
     the target, the top 5 logits and one line for the rest. Without --row, the worst row
-    that compare flags (with the same --dtypes, --rtol and --atol) is traced.
+    that compare flags (with the same --dtypes, --rtol and --atol) is traced. With
+    --label-smoothing or --class-weights each path is the one compare computes with them:
+    the smoothed target, the smoothing term and the w[y] product are steps of their own.
 
     \b
     Examples:
@@ -75,6 +87,7 @@ def trace_command(
       cecheck trace sample_data/sequence.npz --row 2,5 --dtypes float16,float32
       cecheck trace sample_data/binary_sweep.csv --row 0 --path textbook
       cecheck trace sample_data/sequence.npz --format json -o trace.json
+      cecheck trace sample_data/sequence.npz --row 2,5 --label-smoothing 0.1
 
     Exit codes: 0 traced; 2 a usage or input error (such as a row out of range); 130
     interrupted (Ctrl-C); 141 stdout closed by its reader.
@@ -84,7 +97,13 @@ def trace_command(
     from cecheck.rowpick import parse_row, pick_row, trace_row
     from cecheck.trace_render import print_trace, write_trace_json
 
-    common.check_output(output, fmt, logits, labels)
+    if inputs_kind == "probs":
+        raise common.InputFailure(
+            "trace walks logits: it does not walk probabilities (--inputs probs) yet; "
+            "use cecheck compare --inputs probs"
+        )
+    weights_file = class_weights.strip() if class_weights is not None else None
+    common.check_output(output, fmt, logits, labels, weights_file)
     source = common.open_source(
         logits,
         labels,
@@ -102,7 +121,11 @@ def trace_command(
         atol=atol,
         top=1,
         framework=framework,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
     )
+    if settings.weighted:  # checked against the input as compare checks them
+        common.plan(source, settings)
     for warning in source.warnings:
         common.say(f"warning: {warning}", quiet)
     paths = TRACE_PATHS if path_choice == "all" else (path_choice,)

@@ -41,8 +41,10 @@ from cecheck.frameworks.probs import (
 )
 from cecheck.frameworks.weighting import (
     SOFT_SMOOTHING_NOTE,
+    apply_reference_weights,
     apply_row_weights,
     row_weights,
+    smoothed_formula,
     smoothed_targets,
     smoothing_notes,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "BatchMeans",
     "BatchSummary",
     "ColumnBatches",
+    "apply_reference_weights",
     "apply_row_weights",
     "check_label_smoothing",
     "clipped_rows",
@@ -69,6 +72,7 @@ __all__ = [
     "probs_reference",
     "row_weights",
     "size_words",
+    "smoothed_formula",
     "smoothed_targets",
     "smoothing_notes",
     "zero_target_probability",

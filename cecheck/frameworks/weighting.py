@@ -32,7 +32,7 @@ import numpy as np
 from cecheck import families
 from cecheck.arraytypes import Array
 from cecheck.families import Family
-from cecheck.losses import PathResult
+from cecheck.losses import PathResult, Recorder, ignore
 from cecheck.precision import Precision
 
 SOFT_SMOOTHING_NOTE = (
@@ -116,8 +116,24 @@ def row_weights(
     return out
 
 
-def apply_row_weights(result: PathResult, row_w: Array, p: Precision) -> PathResult:
+def smoothed_formula(eps: float, weighted: bool, n_classes: int) -> str:
+    """How a trace names the targets of :func:`smoothed_targets`:
+    ``t' = (1 - 0.1) · t + 0.1 / 3``."""
+    mixed = f"(1 - {eps:g}) · t + {eps:g} / {n_classes}" if eps > 0 else "t"
+    return f"t' = w · ({mixed})" if weighted else f"t' = {mixed}"
+
+
+def apply_row_weights(
+    result: PathResult, row_w: Array, p: Precision, rec: Recorder = ignore
+) -> PathResult:
     """``w[y] * loss``, the product rounded to ``p`` (PyTorch's weighted ``nll_loss`` row)."""
     with np.errstate(invalid="ignore"):  # 0 * inf = NaN, as PyTorch gives it
-        loss = p.round(p.cast(row_w) * result.loss)
+        loss = rec("weighted_loss", "loss = w_y · loss", p.round(p.cast(row_w) * result.loss))
     return dataclasses.replace(result, loss=loss)  # the evidence as the path found it
+
+
+def apply_reference_weights(loss: Array, row_w: Array, rec: Recorder = ignore) -> Array:
+    """``w[y] * loss`` of the float64 reference, unrounded beyond float64."""
+    with np.errstate(invalid="ignore"):  # 0 * inf of a NaN/inf logit row: NaN, as PyTorch
+        weighted: Array = rec("weighted_loss", "loss = w_y · loss", loss * row_w)
+    return weighted
