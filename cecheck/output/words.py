@@ -138,8 +138,9 @@ def tolerance_text(settings: Settings) -> str:
     return f"rtol {rtol}, atol {eps if settings.atol is None else f'{settings.atol:g}'}"
 
 
-def framework_lines(settings: Settings, source: Source) -> list[tuple[str, str]]:
-    """Header lines for the framework-view settings that are on (none by default)."""
+def framework_lines(settings: Settings, source: Source | None = None) -> list[tuple[str, str]]:
+    """Header lines for the framework-view settings that are on (none by default); a batch
+    size needs the ``source`` (its sequences)."""
     out = []
     if settings.inputs == "probs":
         out.append(("inputs", "probabilities (not logits): paths " + and_list(settings.paths)))
@@ -150,7 +151,7 @@ def framework_lines(settings: Settings, source: Source) -> list[tuple[str, str]]
         torch.append("class weights " + ", ".join(f"{w:g}" for w in settings.class_weights))
     if torch:
         out.append(("pytorch", "cross_entropy with " + and_list(torch)))
-    if (size := settings.batch_size) is not None:
+    if (size := settings.batch_size) is not None and source is not None:
         batch = size_words(size * math.prod(source.lead_shape[1:]), source.lead_shape[1:])
         out.append(("batches", f"PyTorch's reduction='mean' over batches of {batch}"))
     return out
