@@ -53,7 +53,7 @@ from __future__ import annotations
 import numpy as np
 
 from cecheck.arraytypes import Array
-from cecheck.losses import PathResult
+from cecheck.losses import PathResult, Recorder, ignore
 from cecheck.precision import Precision
 from cecheck.settings import INPUT_PATHS
 
@@ -120,21 +120,27 @@ def _zero_times_inf(o: Array, t: Array) -> Array:
     return zero
 
 
-def _naive_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Array | None]:
+def _naive_binary_elements(
+    q: Array, t: Array, p: Precision, rec: Recorder = ignore
+) -> tuple[Array, Array | None]:
     """``-(t log q + (1 - t) log(1 - q))`` elementwise, every step rounded."""
     r = p.round
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) and 0 * -inf: what we show
-        log_q = r(np.log(q))
-        log_1mq = r(np.log(r(1 - q)))
+        log_q = rec("log_p", "log p", r(np.log(q)))
+        log_1mq = rec("log_1mp", "log(1 - p)", r(np.log(rec("1mp", "1 - p", r(1 - q)))))
         return -r(r(t * log_q) + r(r(1 - t) * log_1mq)), _zero_times_inf(q, t)
 
 
-def _torch_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Array | None]:
+def _torch_binary_elements(
+    q: Array, t: Array, p: Precision, rec: Recorder = ignore
+) -> tuple[Array, Array | None]:
     """``(t - 1) * max(log1p(-q), -100) - t * max(log(q), -100)``, as torch 2.13's CPU kernel."""
     r = p.round
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf is then clamped
-        a = np.maximum(r(np.log1p(-q)), TORCH_LOG_CLAMP)
-        b = np.maximum(r(np.log(q)), TORCH_LOG_CLAMP)
+        a = rec("log_1mp", "log1p(-p)", r(np.log1p(-q)))
+        a = rec("clamped_log_1mp", "max(log1p(-p), -100)", np.maximum(a, TORCH_LOG_CLAMP))
+        b = rec("log_p", "log p", r(np.log(q)))
+        b = rec("clamped_log_p", "max(log p, -100)", np.maximum(b, TORCH_LOG_CLAMP))
         return r(r(r(t - 1) * a) - r(t * b)), None
 
 
@@ -143,7 +149,9 @@ def _keras_bounds(p: Precision) -> tuple[Array, Array]:
     return p.cast(KERAS_EPSILON), p.cast(1.0 - KERAS_EPSILON)
 
 
-def _keras_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Array | None]:
+def _keras_binary_elements(
+    q: Array, t: Array, p: Precision, rec: Recorder = ignore
+) -> tuple[Array, Array | None]:
     """Keras 3 ``binary_crossentropy``: clip to [1e-7, 1 - 1e-7], then the textbook formula.
 
     Where ``1 - 1e-7`` rounds to 1 (float16, bfloat16), ``p = 1`` stays 1: ``t = 1`` then
@@ -151,9 +159,11 @@ def _keras_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Arr
     """
     r = p.round
     lo, hi = _keras_bounds(p)
-    o = np.clip(q, lo, hi)
+    o = rec("clipped", "o = clip(p, 1e-7, 1 - 1e-7)", np.clip(q, lo, hi))
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) where 1 - 1e-7 rounds to 1
-        bce = r(r(t * r(np.log(o))) + r(r(1 - t) * r(np.log(r(1 - o)))))
+        log_o = rec("log_o", "log o", r(np.log(o)))
+        log_1mo = rec("log_1mo", "log(1 - o)", r(np.log(rec("1mo", "1 - o", r(1 - o)))))
+        bce = r(r(t * log_o) + r(r(1 - t) * log_1mo))
     return -bce, _zero_times_inf(o, t)
 
 
@@ -161,13 +171,17 @@ def _sklearn_eps(p: Precision) -> float:
     return float(p.finfo.eps)
 
 
-def _sklearn_binary_elements(q: Array, t: Array, p: Precision) -> tuple[Array, Array | None]:
+def _sklearn_binary_elements(
+    q: Array, t: Array, p: Precision, rec: Recorder = ignore
+) -> tuple[Array, Array | None]:
     """scikit-learn ``log_loss`` on a 1-d ``p``: columns ``[1 - p, p]``, clipped, ``-xlogy``."""
     r = p.round
     eps = _sklearn_eps(p)
-    neg = np.clip(r(1 - q), eps, 1 - eps)
-    pos = np.clip(q, eps, 1 - eps)
-    return -r(_xlogy(r(1 - t), r(np.log(neg)), p) + _xlogy(t, r(np.log(pos)), p)), None
+    neg = rec("clipped_1mp", "clip(1 - p, eps, 1 - eps)", np.clip(r(1 - q), eps, 1 - eps))
+    pos = rec("clipped", "clip(p, eps, 1 - eps)", np.clip(q, eps, 1 - eps))
+    log_neg = rec("log_1mp", "log clip(1 - p)", r(np.log(neg)))
+    log_pos = rec("log_p", "log clip(p)", r(np.log(pos)))
+    return -r(_xlogy(r(1 - t), log_neg, p) + _xlogy(t, log_pos, p)), None
 
 
 _BINARY_ELEMENTS = {
@@ -182,41 +196,51 @@ def _take(a: Array, y: Array) -> Array:
     return a[np.arange(len(y)), y]
 
 
-def _multiclass_from_log(logq: Array, target: Array, p: Precision) -> PathResult:
-    """``-logq[y]`` for index labels, ``-sum(t * logq)`` for (N, C) target rows."""
+def _multiclass_from_log(
+    logq: Array, target: Array, p: Precision, rec: Recorder = ignore, q: str = "p"
+) -> PathResult:
+    """``-logq[y]`` for index labels, ``-sum(t * logq)`` for (N, C) target rows (``q``: the
+    name of what was logged, for the recorder)."""
     if target.ndim == 1:
-        return PathResult(-_take(logq, target))
+        return PathResult(rec("loss", f"loss = -log {q}_y", -_take(logq, target)))
     tc = p.cast(target)
     with np.errstate(invalid="ignore"):  # 0 * -inf = NaN: what the naive formula gives
-        loss = -p.round(p.round(tc * logq).sum(axis=1))
+        terms = rec("t_log_p", f"t · log {q}", p.round(tc * logq))
+        loss = rec("loss", f"loss = -Σ t · log {q}", -p.round(terms.sum(axis=1)))
     return PathResult(loss, zero_times_inf=_any_per_row((tc == 0) & np.isinf(logq)))
 
 
-def _naive_multiclass(q: Array, target: Array, p: Precision) -> PathResult:
+def _naive_multiclass(q: Array, target: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf; log(-x) = NaN
-        return _multiclass_from_log(p.round(np.log(q)), target, p)
+        return _multiclass_from_log(rec("log_p", "log p", p.round(np.log(q))), target, p, rec)
 
 
-def _keras_renormalised(q: Array, p: Precision) -> Array:
+def _keras_renormalised(q: Array, p: Precision, rec: Recorder = ignore) -> Array:
     """``q / sum(q)`` per row, rounded to ``p``: what Keras does to a categorical row first."""
     with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero row: 0 / 0
-        return p.round(q / p.round(q.sum(axis=1, keepdims=True)))
+        total = rec("sum", "Σ p", p.round(q.sum(axis=1, keepdims=True))[:, 0])
+        return rec("renormalised", "p / Σ p", p.round(q / total[:, None]))
 
 
-def _keras_multiclass(q: Array, target: Array, p: Precision) -> PathResult:
+def _keras_multiclass(q: Array, target: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
     """Renormalise ``q / sum(q)``, clip to [1e-7, 1 - 1e-7], log (Keras 3, numpy/jax backend)."""
     lo, hi = _keras_bounds(p)
-    o = np.clip(_keras_renormalised(q, p), lo, hi)  # >= 1e-7 > 0, or NaN: log(o) is quiet
-    return _multiclass_from_log(p.round(np.log(o)), target, p)
+    o = np.clip(_keras_renormalised(q, p, rec), lo, hi)  # >= 1e-7 > 0, or NaN: log(o) is quiet
+    o = rec("clipped", "o = clip(p, 1e-7, 1 - 1e-7)", o)
+    return _multiclass_from_log(rec("log_p", "log o", p.round(np.log(o))), target, p, rec, "o")
 
 
-def _sklearn_multiclass(q: Array, target: Array, p: Precision) -> PathResult:
+def _sklearn_multiclass(
+    q: Array, target: Array, p: Precision, rec: Recorder = ignore
+) -> PathResult:
     """Clip to [eps, 1 - eps], no renormalisation, ``-sum xlogy(t, q)`` (scikit-learn >= 1.5)."""
     eps = _sklearn_eps(p)
-    logq = p.round(np.log(np.clip(q, eps, 1 - eps)))
+    clipped = rec("clipped", "o = clip(p, eps, 1 - eps)", np.clip(q, eps, 1 - eps))
+    logq = rec("log_p", "log o", p.round(np.log(clipped)))
     if target.ndim == 1:
-        return PathResult(-_take(logq, target))
-    return PathResult(-p.round(_xlogy(p.cast(target), logq, p).sum(axis=1)))
+        return PathResult(rec("loss", "loss = -log o_y", -_take(logq, target)))
+    terms = rec("t_log_p", "xlogy(t, o)", _xlogy(p.cast(target), logq, p))
+    return PathResult(rec("loss", "loss = -Σ xlogy(t, o)", -p.round(terms.sum(axis=1))))
 
 
 _MULTICLASS = {
@@ -245,7 +269,9 @@ def zero_target_probability(task: str, probs: Array, target: Array) -> Array:
     return _multiclass_evidence(q, t)
 
 
-def probs_loss(path: str, task: str, probs: Array, target: Array, p: Precision) -> PathResult:
+def probs_loss(
+    path: str, task: str, probs: Array, target: Array, p: Precision, rec: Recorder = ignore
+) -> PathResult:
     """Per-row loss of probabilities ``probs`` along one framework ``path`` in precision ``p``.
 
     Parameters
@@ -261,6 +287,9 @@ def probs_loss(path: str, task: str, probs: Array, target: Array, p: Precision) 
     probs, target
         The engine masks ignored and out-of-range index labels before calling, as for
         :mod:`cecheck.losses`.
+    rec
+        Receives each step as it is computed (:class:`cecheck.losses.Recorder`), for
+        ``cecheck trace``; the default records nothing.
 
     Returns
     -------
@@ -281,20 +310,25 @@ def probs_loss(path: str, task: str, probs: Array, target: Array, p: Precision) 
         raise ValueError(f"unknown path {path!r}: choose from {', '.join(PROB_PATHS)}")
     if task not in PROB_TASKS:
         raise ValueError(f"unknown task {task!r}: choose from {', '.join(PROB_TASKS)}")
-    q = p.cast(probs)
+    q = rec("p", f"p as {p.name}", p.cast(probs))
     if task == "multiclass":
         target = np.asarray(target)
-        result = _MULTICLASS[path](q, target, p)
+        result = _MULTICLASS[path](q, target, p, rec)
         rows = target if target.ndim == 1 else p.cast(target)
         result.prob_underflow = _multiclass_evidence(q, rows)
         return result
-    t = p.cast(target)
-    loss, zti = _BINARY_ELEMENTS[path](q, t, p)
+    t = rec("t", f"t as {p.name}", p.cast(target), shown=False)
+    loss, zti = _BINARY_ELEMENTS[path](q, t, p, rec)
     evidence = _binary_evidence(q, t)
+    formula = "-(t log p + (1 - t) log(1 - p))"
     if task == "binary":
-        return PathResult(loss, prob_underflow=evidence, zero_times_inf=zti)
+        return PathResult(
+            rec("loss", f"loss = {formula}", loss), prob_underflow=evidence, zero_times_inf=zti
+        )
+    rec("class_loss", formula, loss)
     with np.errstate(invalid="ignore"):
-        row = p.round(p.round(loss.sum(axis=1)) / loss.shape[1])
+        total = rec("sum_classes", "Σ over classes", p.round(loss.sum(axis=1)))
+        row = rec("loss", f"loss = Σ / {loss.shape[1]}", p.round(total / loss.shape[1]))
     return PathResult(
         row,
         prob_underflow=_any_per_row(evidence),
