@@ -15,6 +15,8 @@ FAIL_ON = ("input", "naive", "stable", "textbook", "diverged", "inaccurate", "he
 ROW_CONDITIONS = tuple(c for c in FAIL_ON if c not in ("headroom", "any"))
 DEFAULT_MIN_HEADROOM = 2.0
 TRACE_PATHS = ("textbook", "naive", "stable", "reference")
+# trace's paths of probabilities beyond TRACE_PATHS: cecheck.settings.INPUT_PATHS["probs"]
+PROB_TRACE_PATHS = ("torch", "keras", "sklearn")
 
 # The registry of frameworks whose idioms the naive and stable paths emulate (--framework):
 # name -> (the module whose PATHS maps (path, kind) to its functions, what it emulates).

@@ -194,6 +194,7 @@ def trace_row(
             framework=settings.framework,
             label_smoothing=settings.label_smoothing,
             class_weights=settings.class_weights,
+            inputs=settings.inputs,
         )
     except ValueError as e:
         raise ValueError(f"row {pick.row}: {e}") from None

@@ -10,7 +10,8 @@ what counts as bad, and why).
 The steps are not computed here: :func:`trace` calls the very functions that ``compare``
 runs (the textbook and reference paths of :mod:`cecheck.losses`, the framework's naive and
 stable paths of :mod:`cecheck.frameworks.registry`; with label smoothing or class weights the
-paths of :meth:`cecheck.pathsets.WeightedPaths.functions`), on the row alone, with a recorder
+paths of :meth:`cecheck.pathsets.WeightedPaths.functions`; for a row of probabilities the
+conventions of :func:`cecheck.frameworks.probs.probs_loss`), on the row alone, with a recorder
 that keeps each step they compute (see :class:`cecheck.losses.Recorder`). So the last step of
 each path is exactly the loss ``compare`` reports for that row.
 
@@ -37,11 +38,13 @@ from cecheck.arraytypes import Array
 from cecheck.choices import DEFAULT_FRAMEWORK, TRACE_PATHS
 from cecheck.diagnose import bits_correct
 from cecheck.families import Family
+from cecheck.frameworks import probs as fw_probs
 from cecheck.frameworks import registry
+from cecheck.inputs import INVALID_LABEL
 from cecheck.losses import Recorder, ignore
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
-from cecheck.settings import Settings
+from cecheck.settings import INPUT_PATHS, Settings
 from cecheck.trace_data import Bad, PathTrace, Rest, Row, Step, Trace
 
 __all__ = ["ALL_CLASSES", "PATHS", "TOP", "PathTrace", "Rest", "Step", "Trace", "trace"]
@@ -61,10 +64,11 @@ def trace(
     task: str = "auto",
     label_form: str | None = None,
     dtypes: str | Sequence[str] = ("float32", "float64"),
-    paths: Sequence[str] = PATHS,
+    paths: Sequence[str] | None = None,
     framework: str = DEFAULT_FRAMEWORK,
     label_smoothing: float = 0.0,
     class_weights: Sequence[float] | None = None,
+    inputs: str = "logits",
 ) -> Trace:
     """Walk one row's cross-entropy loss step by step along each path in each dtype.
 
@@ -84,7 +88,8 @@ def trace(
         The precisions the textbook, naive and stable paths are walked in: a sequence of
         names, or a comma string such as ``"float16,float32"``.
     paths
-        Any of ``textbook``, ``naive``, ``stable``, ``reference``.
+        Any of ``textbook``, ``naive``, ``stable``, ``reference`` (probabilities: of
+        :data:`PROB_PATHS`); default: all of them.
     framework
         Whose idioms the naive and stable paths emulate (:data:`cecheck.choices.FRAMEWORKS`).
     label_smoothing, class_weights
@@ -92,6 +97,11 @@ def trace(
         framework), as :func:`cecheck.compare` takes them: each path is the one ``compare``
         computes with them (:class:`cecheck.pathsets.WeightedPaths`), its steps the smoothed
         targets, the smoothing term and the ``w[y]`` product included.
+    inputs
+        ``logits``, or ``probs``: ``logits_row`` holds probabilities (softmax or sigmoid
+        outputs), walked along the paths ``compare --inputs probs`` computes
+        (:data:`PROB_PATHS`: ``naive``, ``torch``, ``keras``, ``sklearn``, and the float64
+        ``reference``) by the functions of :mod:`cecheck.frameworks.probs`.
 
     Returns
     -------
@@ -120,15 +130,18 @@ def trace(
     ['exp(1000) is above 3.4e38, the largest float32: it overflows to inf']
     """
     dts = _dtypes(dtypes)
-    paths = [paths] if isinstance(paths, str) else paths
-    wanted = tuple(p for p in PATHS if p in set(paths))
-    unknown = set(paths) - set(PATHS)
+    if inputs not in INPUT_PATHS:
+        raise ValueError(f"inputs must be one of {', '.join(INPUT_PATHS)}, got {inputs!r}")
+    walked = (*INPUT_PATHS[inputs], "reference")
+    paths = walked if paths is None else [paths] if isinstance(paths, str) else paths
+    wanted = tuple(p for p in walked if p in set(paths))
+    unknown = set(paths) - set(walked)
     if unknown or not wanted:
-        raise ValueError(f"paths must be among {', '.join(PATHS)}, got {list(paths)}")
+        raise ValueError(f"paths must be among {', '.join(walked)}, got {list(paths)}")
     z, y, task, label_form = _row(logits_row, label, task, label_form)
     family = families.get(task, label_form)
     n_classes = 1 if family.one_logit else z.shape[1]
-    if family.class_labels and int(y[0]) == inputs.INVALID_LABEL:
+    if family.class_labels and int(y[0]) == INVALID_LABEL:
         raise ValueError(
             "the class label is not a whole number (a fraction, NaN or an empty cell), "
             "so the row has no loss to trace"
@@ -139,15 +152,20 @@ def trace(
             "so the row has no loss to trace"
         )
     weights = None if class_weights is None else tuple(float(w) for w in class_weights)
-    functions, kinds, positive_zero = _functions(
-        family, z, y, n_classes, dts, framework, float(label_smoothing), weights
-    )
+    if inputs == "probs":
+        if label_smoothing or weights is not None:
+            raise ValueError("label smoothing and class weights apply to logits, not probs")
+        functions, kinds, positive_zero = _prob_functions(task, z, y)
+    else:
+        functions, kinds, positive_zero = _functions(
+            family, z, y, n_classes, dts, framework, float(label_smoothing), weights
+        )
     ref = float(functions["reference"](_F64, ignore)[0])  # the loss compare reports
     # a softmax row's -inf logits are masked classes, not bad values (a sigmoid has none)
-    masks = (z[0] == -np.inf) if family.softmax else None
+    masks = (z[0] == -np.inf) if family.softmax and inputs == "logits" else None
     walks: list[tuple[str, str, list[_Raw]]] = []
     for d in dts:
-        for path in ("textbook", "naive", "stable"):
+        for path in INPUT_PATHS[inputs]:
             if path in wanted:
                 row = Row(z, y, prec.get(d), ref, masks, float(label_smoothing))
                 walk = _walk(path, kinds[path], functions[path], row)
@@ -198,11 +216,36 @@ def trace(
         framework=framework,
         label_smoothing=float(label_smoothing),
         class_weights=weights,
+        inputs=inputs,
     )
 
 
 # A path of the row: its function called with the precision and the recorder.
 _RowPath = Callable[[Precision, Recorder], Any]
+
+PROB_PATHS = (*fw_probs.PROB_PATHS, "reference")
+
+
+def _prob_functions(
+    task: str, q: Array, y: Array
+) -> tuple[dict[str, _RowPath], dict[str, str], bool]:
+    """Each path of a row of probabilities as ``compare --inputs probs`` computes it
+    (:class:`cecheck.pathsets.ProbPaths`), its kind (``probs``) and ``positive_zero``."""
+    paths: dict[str, _RowPath] = {
+        path: partial(_prob_path, path, task, q, y) for path in fw_probs.PROB_PATHS
+    }
+    paths["reference"] = partial(_prob_reference, task, q, y)
+    return paths, dict.fromkeys(paths, "probs"), pathsets.ProbPaths.positive_zero
+
+
+def _prob_path(path: str, task: str, q: Array, y: Array, p: Precision, rec: Recorder) -> Any:
+    return fw_probs.probs_loss(path, task, q, y, p, rec)
+
+
+def _prob_reference(task: str, q: Array, y: Array, p: Precision, rec: Recorder) -> Any:
+    """The exact loss of the stored probabilities, in float64: one step."""
+    rec("p", "p as float64", np.asarray(q, dtype=np.float64))
+    return rec("loss", "loss = -Σ xlogy(t, p), exact", fw_probs.probs_reference(task, q, y))
 
 
 def _functions(

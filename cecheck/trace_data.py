@@ -84,6 +84,7 @@ class Trace:
     framework: str = DEFAULT_FRAMEWORK  # whose idioms the naive and stable paths emulate
     label_smoothing: float = 0.0  # PyTorch's label_smoothing, as compare takes it
     class_weights: tuple[float, ...] | None = None  # PyTorch's weight, one per class
+    inputs: str = "logits"  # or "probs": ``logits`` then holds the row's probabilities
 
     def path(self, path: str, dtype: str = "float64") -> PathTrace:
         """The trace of ``path`` in ``dtype`` (the reference is float64)."""

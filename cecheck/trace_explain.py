@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from cecheck import trace_probs
 from cecheck.arraytypes import Array
 from cecheck.output.numbers import format_value
 from cecheck.precision import Precision
@@ -43,7 +44,7 @@ Check = Callable[[Mapping[str, Array], Row], "Bad | None"]
 
 # What a check returns for a step that holds inf or NaN where that does not matter (the log
 # of a class's probability that the loss never reads): not bad, and not for the catch-all.
-FINE = Bad("")
+FINE = trace_probs.FINE
 
 
 def check(path: str, kind: str, name: str) -> Check | None:
@@ -52,6 +53,8 @@ def check(path: str, kind: str, name: str) -> Check | None:
     A step without a check is still bad when its value holds inf or NaN (see
     :func:`nonfinite`).
     """
+    if kind == "probs":  # a row of probabilities: cecheck.trace_probs
+        return trace_probs.CHECKS.get(path, {}).get(name)
     if name == "z":
         return _cast
     return _CHECKS.get((path, kind), {}).get(name)

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from cecheck import families
 from cecheck._version import __version__
+from cecheck.frameworks import probs as fw_probs
 from cecheck.output.numbers import format_value
 from cecheck.output.words import framework_lines, paths_line
 from cecheck.report import _strict
@@ -34,6 +35,7 @@ _PATH_TITLES = {
     "stable": "stable",
     "reference": "reference (float64, log1p)",
 }
+_PROB_TITLES = {"reference": "reference (float64, exact -log p of the stored p)"}
 
 
 # ---------------------------------------------------------------------- rich
@@ -70,16 +72,23 @@ def _header(trace: Trace, width: int) -> RenderableType:
             where += f": {trace.origin}"
         grid.add_row("row", where)
     grid.add_row("task", _task_text(trace))
-    grid.add_row("paths", paths_line(trace.framework, families.of(trace).softmax))
+    if trace.inputs == "probs":  # the conventions, as compare's legend names them
+        grid.add_row("inputs", "probabilities (--inputs probs): -log p, no stable path")
+        for path, convention in fw_probs.CONVENTIONS.items():
+            grid.add_row(path, Text(convention))  # its [lo, hi] is not markup
+    else:
+        grid.add_row("paths", paths_line(trace.framework, families.of(trace).softmax))
     weighting = Settings(label_smoothing=trace.label_smoothing, class_weights=trace.class_weights)
     for key, text in framework_lines(weighting):  # the header compare prints for them
         grid.add_row(key, text)
     value_width = max(20, width - 12)
+    probs = trace.inputs == "probs"
     if families.of(trace).one_logit:
-        grid.add_row("logit", format_value(trace.logits[0][1], trace.logits_dtype))
+        given = format_value(trace.logits[0][1], trace.logits_dtype)
+        grid.add_row("probability" if probs else "logit", given)
     else:
         logits = _vector_text(trace, trace.logits, trace.rest, trace.logits_dtype, value_width)
-        grid.add_row("logits", logits)
+        grid.add_row("probabilities" if probs else "logits", logits)
     if trace.targets:
         grid.add_row("targets", _vector_text(trace, trace.targets, None, "float64", value_width))
     grid.add_row("reference", f"loss {format_value(trace.reference, 'float64')}")
@@ -97,7 +106,8 @@ def _task_text(trace: Trace) -> str:
 
 
 def _path(trace: Trace, p: PathTrace, width: int) -> list[RenderableType]:
-    title = Text(f"{_PATH_TITLES[p.path]}", style="bold")
+    probs = trace.inputs == "probs"
+    title = Text(_PROB_TITLES.get(p.path, p.path) if probs else _PATH_TITLES[p.path], style="bold")
     if p.path != "reference":
         title.append(f" · {p.dtype}", style="bold")
     title.append(f" → loss {format_value(p.loss, p.dtype)}")
@@ -182,6 +192,7 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "origin": trace.origin,
         "task": trace.task,
         "label_form": trace.label_form,
+        **({"inputs": "probs"} if trace.inputs == "probs" else {}),  # logits: the p given
         "classes": trace.n_classes,
         "label": trace.label,
         "shown_classes": list(trace.classes),

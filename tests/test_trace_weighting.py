@@ -226,16 +226,6 @@ def test_cli_trace_refuses_options_as_compare_does(
             )
 
 
-def test_cli_trace_says_it_does_not_walk_probabilities(files: tuple[str, str]) -> None:
-    result = run("trace", *files, "--inputs", "probs")
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr.splitlines() == [
-        "Error: trace walks logits: it does not walk probabilities (--inputs probs) yet; "
-        "use cecheck compare --inputs probs"
-    ]
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     z=st.lists(st.floats(-1e4, 1e4, allow_nan=False), min_size=2, max_size=6),

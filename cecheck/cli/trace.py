@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cecheck.choices import TRACE_PATHS
+from cecheck.choices import PROB_TRACE_PATHS, TRACE_PATHS
 from cecheck.cli.options import (
     format_option,
     input_options,
@@ -32,12 +32,13 @@ from cecheck.cli.options import (
 @click.option(
     "--path",
     "path_choice",
-    type=click.Choice([*TRACE_PATHS, "all"]),
+    type=click.Choice([*TRACE_PATHS, *PROB_TRACE_PATHS, "all"]),
     default="all",
     show_default=True,
     help="The path(s) to walk: textbook (unshifted exp(z) / Σ exp(z) or 1 / (1 + exp(-z)), "
     "then log), naive (the framework's softmax or sigmoid, then log), stable (its fused "
-    "loss), reference (accurate, float64).",
+    "loss), reference (accurate, float64). With --inputs probs: compare's probability paths "
+    "naive (-log p), torch, keras, sklearn, and reference (exact -log p, float64).",
 )
 @format_option(
     ["table", "json"], "table: the steps for people; json: the same steps as strict JSON."
@@ -80,6 +81,8 @@ def trace_command(
     that compare flags (with the same --dtypes, --rtol and --atol) is traced. With
     --label-smoothing or --class-weights each path is the one compare computes with them:
     the smoothed target, the smoothing term and the w[y] product are steps of their own.
+    With --inputs probs the row's probabilities are walked along compare's probability
+    paths: each convention's clamp, renormalisation or clip is a step of its own.
 
     \b
     Examples:
@@ -88,6 +91,7 @@ def trace_command(
       cecheck trace sample_data/binary_sweep.csv --row 0 --path textbook
       cecheck trace sample_data/sequence.npz --format json -o trace.json
       cecheck trace sample_data/sequence.npz --row 2,5 --label-smoothing 0.1
+      cecheck trace probs.npy labels.npy --inputs probs --path keras
 
     Exit codes: 0 traced; 2 a usage or input error (such as a row out of range); 130
     interrupted (Ctrl-C); 141 stdout closed by its reader.
@@ -97,11 +101,6 @@ def trace_command(
     from cecheck.rowpick import parse_row, pick_row, trace_row
     from cecheck.trace_render import print_trace, write_trace_json
 
-    if inputs_kind == "probs":
-        raise common.InputFailure(
-            "trace walks logits: it does not walk probabilities (--inputs probs) yet; "
-            "use cecheck compare --inputs probs"
-        )
     weights_file = class_weights.strip() if class_weights is not None else None
     common.check_output(output, fmt, logits, labels, weights_file)
     source = common.open_source(
@@ -123,12 +122,15 @@ def trace_command(
         framework=framework,
         label_smoothing=label_smoothing,
         class_weights=class_weights,
+        inputs_kind=inputs_kind,
     )
     if settings.weighted:  # checked against the input as compare checks them
         common.plan(source, settings)
+    if settings.inputs == "probs":  # checked as compare checks probabilities (and warns)
+        _, source = common.plan(source, settings)
     for warning in source.warnings:
         common.say(f"warning: {warning}", quiet)
-    paths = TRACE_PATHS if path_choice == "all" else (path_choice,)
+    paths = (*settings.paths, "reference") if path_choice == "all" else (path_choice,)
     try:
         if row is None:
             with common.progress_bar(source, quiet) as progress:
