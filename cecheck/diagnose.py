@@ -187,7 +187,7 @@ def _relative_error(
     into ``out`` when given (a buffer reused across paths: a fresh one pays page faults)."""
     if out is None:
         out = np.empty(np.broadcast_shapes(value.shape, ref.values.shape))
-    with np.errstate(divide="ignore", invalid="ignore"):  # the special cases are set below
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # special cases below
         rel = np.subtract(value, ref.values, out=out)
         np.abs(rel, out=rel)  # in place: no temporary
         rel /= ref.magnitude

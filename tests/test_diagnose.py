@@ -302,3 +302,13 @@ def test_counts_severity_and_error_of_many_mixed_rows_follow_their_definitions()
     assert_array_equal(d.severity, expected)
     assert not np.isnan(d.error).any()
     assert (d.error[d.severity == NOT_FLAGGED] == 0).all()
+
+
+def test_a_subnormal_reference_loss_gives_no_overflow_warning() -> None:
+    """Binary probability 5e-324 with target 0: the reference loss is 5e-324, a clipped
+    convention's ~1e-7 is ~2e307 times it; the relative error is inf, silently (pytest makes
+    a RuntimeWarning an error)."""
+    import cecheck
+
+    report = cecheck.compare(np.array([5e-324, 0.3]), np.array([0, 1]), inputs="probs")
+    assert report.top[0].values["reference"] == 5e-324
