@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from cecheck import fast, headroom, inputs, pipeline
+from cecheck import fast, headroom, inputs, pipeline, sigmoid_headroom
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.inputs import Source, from_arrays  # by name: compare() has an ``inputs`` argument
@@ -145,7 +145,7 @@ def accumulate(
 ) -> Partial:
     """One pass over ``source`` (planned by ``plan``): its :class:`~cecheck.partial.Partial`,
     which merges with the partials of the rows before and after it."""
-    totals = Partial(s, cliffs=headroom.Running(s.dtypes) if covers(plan) else None)
+    totals = Partial(s, cliffs=_running(plan))
     batches = pipeline.Batches.start(plan, source.lead_shape, source.first_row)
     for chunk in iter_chunks(source, s, progress, plan=plan):
         totals.add(chunk, source)
@@ -158,10 +158,24 @@ def accumulate(
 
 
 def covers(plan: pipeline.Plan) -> bool:
-    """Whether :mod:`cecheck.headroom` covers the run: multiclass logits with index labels,
-    the plain paths (no label smoothing or class weights)."""
+    """Whether headroom covers the run: multiclass logits with index labels
+    (:mod:`cecheck.headroom`) or binary and multilabel logits with PyTorch's paths
+    (:mod:`cecheck.sigmoid_headroom`), the plain paths (no label smoothing or class weights)."""
     f, s = plan.family, plan.settings
-    return f.softmax and f.label_form == "index" and not s.changes_losses
+    if s.changes_losses:
+        return False
+    if f.softmax:
+        return f.label_form == "index"
+    return s.framework == "torch"
+
+
+def _running(plan: pipeline.Plan) -> headroom.Running | sigmoid_headroom.Running | None:
+    """The headroom's running minima for the run, when :func:`covers` it."""
+    if not covers(plan):
+        return None
+    if plan.family.softmax:
+        return headroom.Running(plan.settings.dtypes)
+    return sigmoid_headroom.Running(plan.settings.dtypes)
 
 
 def frames(

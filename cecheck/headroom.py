@@ -107,7 +107,7 @@ class Headroom:
     """Every path and dtype's cliff, and the log-partition."""
 
     cliffs: tuple[Cliff, ...]
-    log_partition: LogPartition
+    log_partition: LogPartition | None  # None for the sigmoid tasks (cecheck.sigmoid_headroom)
 
     def below(self, minimum: float) -> list[Cliff]:
         """The cliffs that break the loss at a factor below ``minimum``."""

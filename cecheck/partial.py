@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cecheck import headroom
 from cecheck import precision as prec
+from cecheck import sigmoid_headroom
 from cecheck.arraytypes import Array
 from cecheck.diagnose import CAUSES, NOT_FLAGGED
 from cecheck.exactsum import ExactSum
@@ -98,7 +98,7 @@ class Partial:
     flagged_rows: int = 0
     flag_names: tuple[str, ...] = ()
     top: list[RowRecord] = field(default_factory=list)
-    cliffs: headroom.Running | None = None  # the headroom so far (when it covers the run)
+    cliffs: sigmoid_headroom.AnyRunning | None = None  # the headroom so far (if it covers the run)
     batches: BatchMeans | None = None  # PyTorch's batch means (with a batch size)
     shards: int = 0  # the shards whose rows are in (0: one input, not sharded)
 
@@ -143,7 +143,7 @@ class Partial:
         self.flagged_rows += other.flagged_rows
         self.top = sorted(self.top + other.top, key=_order)[: self.s.top]
         if self.cliffs is not None and other.cliffs is not None:
-            self.cliffs.merge(other.cliffs)
+            self.cliffs.merge(other.cliffs)  # type: ignore[arg-type]  # the same kind: one task
         if self.batches is not None and other.batches is not None:
             self.batches.merge(other.batches)
         self.shards += other.shards

@@ -265,6 +265,8 @@ def _headroom(report: Report) -> dict[str, Any] | None:
     h = report.headroom
     if h is None:
         return None
+    from cecheck.sigmoid_headroom import SigmoidCliff
+
     lp = h.log_partition
     return {
         "min_headroom": report.settings.min_headroom,
@@ -279,10 +281,13 @@ def _headroom(report: Report) -> dict[str, Any] | None:
                 "threshold": None if c.row is None else c.threshold,
                 "rows_past": c.rows_past,
                 "breaks": c.breaks,
+                **({"class": c.klass} if isinstance(c, SigmoidCliff) else {}),
             }
             for c in h.cliffs
         ],
-        "log_partition": {
+        "log_partition": None
+        if lp is None
+        else {
             "rows": lp.rows,
             "mean": lp.mean,
             "max": lp.max,

@@ -329,8 +329,9 @@ def test_engine_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_not_covered() -> None:
-    """Binary logits, soft labels and probabilities have no headroom (None, JSON null)."""
-    assert compare(np.array([1.0, -2.0]), np.array([1, 0])).headroom is None
+    """Soft labels and probabilities have no headroom (None, JSON null); binary logits have
+    (cecheck.sigmoid_headroom)."""
+    assert compare(np.array([1.0, -2.0]), np.array([1, 0])).headroom is not None
     assert compare(np.array([[0.2, 0.8]]), np.array([1]), inputs="probs").headroom is None
 
 

@@ -37,8 +37,22 @@ def row_text(row: int | None, source: Source) -> str:
     return str(row)
 
 
+def cliff_row(c: Cliff, source: Source) -> str:
+    """The cliff's row, and for a multilabel row its class: ``12 class 3``."""
+    klass = getattr(c, "klass", None)  # a sigmoid cliff's (cecheck.sigmoid_headroom)
+    return row_text(c.row, source) + ("" if klass is None else f" class {klass}")
+
+
 def cliff_words(c: Cliff) -> str:
     """What happens at the cliff, with the dtype's threshold."""
+    if c.cause == "sigmoid_zero":
+        return f"exp(-z) = inf, sigmoid = 0: z <= {c.threshold:.4g}"
+    if c.cause == "sigmoid_one":
+        return f"sigmoid rounds to 1: z >= {c.threshold:.4g}"
+    if c.cause == "sum_overflow" and getattr(c, "klass", 0) is None:
+        return f"class sum = inf: Σ > {c.threshold:.4g}"
+    if c.cause == "logit_overflow":
+        return f"logit cast to inf: |z| >= {abs(c.threshold):.4g}"
     if c.cause == "sum_overflow":
         return f"Σ exp(z) = inf: log Σ > {c.threshold:.2f}"
     if c.cause == "exp_underflow":
@@ -60,8 +74,10 @@ def _exp_neg(t: float) -> str:
     return f"{mantissa:.3g}e{exponent:+03d}"
 
 
-def lse_line(lp: LogPartition, source: Source) -> str:
-    """The log-partition over the rows, and PaLM's z-loss."""
+def lse_line(lp: LogPartition | None, source: Source) -> str:
+    """The log-partition over the rows, and PaLM's z-loss ("" for the sigmoid tasks)."""
+    if lp is None:
+        return ""
     if not lp.rows:
         return "log Σ exp(z): no scored row with finite logits"
     return (
@@ -78,13 +94,14 @@ def markdown_line(report: Report) -> str | None:
     src = report.source
     parts = [
         f"{c.path} {c.dtype} {factor_text(c.factor)}"
-        + ("" if c.row is None else f" (row {row_text(c.row, src)})")
+        + ("" if c.row is None else f" (row {cliff_row(c, src)})")
         for c in h.cliffs
         if c.breaks
     ]
     below = h.below(report.settings.min_headroom)
     verdict = f"; {len(below)} below ×{report.settings.min_headroom:g}" if below else ""
-    return f"Headroom to NaN/inf: {', '.join(parts)}{verdict}. {lse_line(h.log_partition, src)}."
+    lse = lse_line(h.log_partition, src)
+    return f"Headroom to NaN/inf: {', '.join(parts)}{verdict}." + (f" {lse}." if lse else "")
 
 
 def headroom_table(report: Report) -> Table | None:
@@ -98,7 +115,8 @@ def headroom_table(report: Report) -> Table | None:
         return None
     src, minimum = report.source, report.settings.min_headroom
     table = Table(title=TITLE, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=lse_line(h.log_partition, src), caption_justify="left")  # fmt: skip
+                  caption=lse_line(h.log_partition, src) or None,
+                  caption_justify="left")  # fmt: skip
     table.add_column("path")
     table.add_column("dtype")
     table.add_column("factor", justify="right", no_wrap=True)
@@ -114,7 +132,7 @@ def headroom_table(report: Report) -> Table | None:
                 factor_text(c.factor),
                 style=("bold red" if c.factor < 1 else "yellow") if low else "",
             ),
-            row_text(c.row, src),
+            cliff_row(c, src),
             cliff_words(c),
             str(c.rows_past),
         )

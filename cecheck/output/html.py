@@ -29,7 +29,7 @@ from cecheck import precision as prec
 from cecheck.output.base import Reporter
 from cecheck.output.explain import grouped_explanations
 from cecheck.output.headroom import TITLE as HEADROOM_TITLE
-from cecheck.output.headroom import cliff_words, factor_text, lse_line, row_text
+from cecheck.output.headroom import cliff_row, cliff_words, factor_text, lse_line
 from cecheck.output.numbers import label_text, spell, spell_bits, spell_error
 from cecheck.output.verdict import verdict_line
 from cecheck.output.words import (
@@ -283,7 +283,7 @@ def _headroom(report: Report, j: Json, data: Distributions | None) -> str:
                 _e(c.path),
                 _e(c.dtype),
                 ("×" if factor.startswith("×") else "") + shown,
-                _e(row_text(c.row, src)),
+                _e(cliff_row(c, src)),
                 _e(cliff_words(c)),
                 j.num(f"{k}/rows_past", str(c.rows_past)),
             ]
@@ -293,7 +293,7 @@ def _headroom(report: Report, j: Json, data: Distributions | None) -> str:
         f"log Σ exp(z): mean {j.num('headroom/log_partition/mean', spell(lp.mean))}, "
         f"max {j.num('headroom/log_partition/max', spell(lp.max))}; z-loss "
         f"{j.num('headroom/log_partition/z_loss', spell(lp.z_loss))}"
-        if lp.rows
+        if lp is not None and lp.rows
         else _e(lse_line(lp, src))
     )
     caption = (
@@ -305,8 +305,8 @@ def _headroom(report: Report, j: Json, data: Distributions | None) -> str:
     return (
         f"<section id='headroom'>\n<h2>{_e(HEADROOM_TITLE)}</h2>\n"
         + _table(["path", "dtype", "factor", "row", "then", "rows past"], rows, (2, 5))
-        + f"<p>{lse} (minimum headroom ×{minimum:g}).</p>\n"
-        + ("" if data is None else _figure(plots.headroom_figure(data), caption))
+        + f"<p>{lse + ' ' if lse else ''}(minimum headroom ×{minimum:g}).</p>\n"
+        + ("" if data is None or lp is None else _figure(plots.headroom_figure(data), caption))
         + "</section>\n"
     )
 
