@@ -162,7 +162,7 @@ def reference_multiclass(z: Array, y: Array, rec: Recorder = ignore) -> Array:
     """
     z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
     m, l1 = _max_and_log1p_rest(z, rec)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # past float64's range: inf, exactly
         gap = rec("gap", "max - z_y", m - z[_rows(len(y)), y])
         return rec("loss", "loss = (max - z_y) + log1p", gap + l1)
 
@@ -177,7 +177,7 @@ def reference_soft(z: Array, t: Array, rec: Recorder = ignore) -> Array:
     z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
     t = np.asarray(t, dtype=np.float64)
     m, l1 = _max_and_log1p_rest(z, rec)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # past float64's range: inf, exactly
         weighted = np.where(t == 0, 0.0, t * (m[:, None] - z))
         gaps = rec("gaps", "Σ t · (max - z)", weighted.sum(axis=1))
         del weighted

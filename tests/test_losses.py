@@ -570,3 +570,18 @@ def test_logits_near_the_float64_limit_raise_no_warning(
     frame = cecheck.compare(z, np.array([0, 1])).to_frame()
     assert frame["reference"][0] == 0.0  # exp(-1e308 - 1e308) and exp(-1e308) are 0
     assert frame["stable_float64"][0] == 0.0
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["index", "soft"])
+def test_a_reference_past_float64s_range_is_inf_without_a_warning(soft: bool) -> None:
+    """max - z_y = 1e308 + 1e308 overflows: the exact loss is past float64's range, inf;
+    numpy's overflow warning (an error under pytest) is not raised."""
+    import cecheck
+
+    z = np.array([[1e308, -1e308], [3.0, 1.7e308]])
+    y = np.array([[0.0, 1.0], [1.0, 0.0]]) if soft else np.array([1, 0])
+    report = cecheck.compare(z, y)
+    assert [r.values["reference"] for r in sorted(report.top, key=lambda r: r.row)] == [
+        np.inf,
+        1.7e308,  # 1.7e308 - 3 rounds to 1.7e308
+    ]
