@@ -308,7 +308,11 @@ def test_a_subnormal_reference_loss_gives_no_overflow_warning() -> None:
     """Binary probability 5e-324 with target 0: the reference loss is 5e-324, a clipped
     convention's ~1e-7 is ~2e307 times it; the relative error is inf, silently (pytest makes
     a RuntimeWarning an error)."""
+    import mpmath
+
     import cecheck
 
     report = cecheck.compare(np.array([5e-324, 0.3]), np.array([0, 1]), inputs="probs")
-    assert report.top[0].values["reference"] == 5e-324
+    with mpmath.workprec(200):
+        exact = float(-mpmath.log1p(-mpmath.mpf(5e-324)))  # -log(1 - p), target 0
+    assert report.top[0].values["reference"] == exact == 5e-324

@@ -3,7 +3,7 @@ a library's error, and :class:`Reader`, the entry of the registry in ``__init__`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +43,12 @@ class Reader:
     # path -> the settings the file records (a cecheck loss dump), or None; None: the format
     # records none
     recorded: Callable[[str], Recorded | None] | None = None
+
+
+def missing_key(path: str, key: str, held: Iterable[str], noun: str, option: str) -> InputError:
+    """A file without the array (``noun``) named ``key``: what it holds, which option chooses."""
+    keys = ", ".join(repr(k) for k in held) or f"no {noun}s"
+    return InputError(f"{path} has no {noun} {key!r} (it holds {keys}): choose one with {option}")
 
 
 def reason(error: BaseException) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from cecheck.errors import InputError
 from cecheck.inputs.arrays import array_part, check_dtype
-from cecheck.inputs.files import Choice, Reader, reason
+from cecheck.inputs.files import Choice, Reader, missing_key, reason
 from cecheck.inputs.source import PairReader, Part, zip_parts
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError,
@@ -70,10 +70,7 @@ def open_npz(path: str, keys: Sequence[tuple[str, str]]) -> list[Part]:
             parts = []
             for key, option in keys:
                 if key not in present:
-                    held = ", ".join(repr(k) for k in present) or "no arrays"
-                    raise InputError(
-                        f"{path} has no array {key!r} (it holds {held}): choose one with {option}"
-                    )
+                    raise missing_key(path, key, present, "array", option)
                 name = f"{path}[{key!r}]"
                 parts.append(array_part(name, _read_member(zf, key, name), stored=True))
             return parts

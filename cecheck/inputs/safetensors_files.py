@@ -25,7 +25,7 @@ import numpy as np
 from cecheck.errors import InputError
 from cecheck.inputs import recorded
 from cecheck.inputs.arrays import array_part
-from cecheck.inputs.files import Choice, Reader, reason
+from cecheck.inputs.files import Choice, Reader, missing_key, reason
 from cecheck.inputs.recorded import Recorded
 from cecheck.inputs.source import Columns, PairReader, Part, zip_parts
 
@@ -147,10 +147,7 @@ def open_safetensors(path: str, keys: Sequence[tuple[str, str]]) -> list[Part]:
     parts = []
     for key, option in keys:
         if key not in header:
-            held = ", ".join(repr(k) for k in header) or "no tensors"
-            raise InputError(
-                f"{path} has no tensor {key!r} (it holds {held}): choose one with {option}"
-            )
+            raise missing_key(path, key, header, "tensor", option)
         entry = header[key]
         bf16 = entry["dtype"] == "BF16"  # read as its bits: no ml_dtypes import (~0.5 s)
         dtype = np.dtype("<u2") if bf16 else _dtype(path, key, entry["dtype"])

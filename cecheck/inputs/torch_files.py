@@ -11,7 +11,7 @@ from typing import Any
 
 from cecheck.errors import InputError
 from cecheck.inputs.arrays import array_part, as_array
-from cecheck.inputs.files import Choice, Reader, reason
+from cecheck.inputs.files import Choice, Reader, missing_key, reason
 from cecheck.inputs.source import PairReader, Part, zip_parts
 
 _WHAT = "a tensor, a dict of tensors, or a tuple or list (logits, labels)"
@@ -56,10 +56,7 @@ def open_pt(path: str, choice: Choice, which: tuple[str, ...]) -> list[Part]:
         parts = []
         for key, option in (choice.key(w) for w in which):
             if key not in held:
-                keys = ", ".join(repr(k) for k in held) or "nothing"
-                raise InputError(
-                    f"{path} has no tensor {key!r} (it holds {keys}): choose one with {option}"
-                )
+                raise missing_key(path, key, held, "tensor", option)
             parts.append(_tensor(f"{path}[{key!r}]", held[key]))
         return parts
     if isinstance(held, (tuple, list)) and len(held) == 2:
