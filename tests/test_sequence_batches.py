@@ -129,6 +129,7 @@ def test_a_nan_batch_is_named_by_its_sequences_in_every_format(tmp_path: Path) -
         "PyTorch's reduction='mean' is NaN or inf in 1 of 2 batches of 2 sequences (16 rows) "
         f"(the first is batch 1: {reason})"
     ) in markdown
+    pytest.importorskip("matplotlib", reason="--format html needs the html extra")
     html = _run(tmp_path, z, y, "--batch-size", "2", "--format", "html")
     assert "<b>batch 1 (sequences 2-3):</b> " in html
     assert "over 2 batches of 2 sequences (16 rows)</h2>" in html
