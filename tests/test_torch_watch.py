@@ -241,6 +241,37 @@ def test_compare_applies_the_recorded_smoothing_to_the_values(tmp_path: Path) ->
     assert report["rows"]["ignored"] == 1
 
 
+def test_trace_walks_a_dump_with_its_recorded_settings(tmp_path: Path) -> None:
+    """trace DUMP traces the row as the failing step computed it (smoothing, weights, dtypes),
+    and an explicit option still wins."""
+    logits = torch.tensor([[0.5, -1.0, 2.0], [float("inf"), 0.0, 1.0]], dtype=torch.bfloat16)
+    weight = torch.tensor([0.5, 2.0, 1.0], dtype=torch.bfloat16)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.25)
+    with pytest.raises(ct.NonFiniteLoss) as caught:
+        ct.watch(loss_fn, tmp_path)(logits, torch.tensor([0, 2]))
+    dump = caught.value.path
+
+    def trace(*options: str) -> dict[str, Any]:
+        args = ["trace", dump, "--row", "0", "--format", "json", *options]
+        result = CliRunner().invoke(cecheck, args)
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    t = trace()
+    assert t["label_smoothing"] == 0.25
+    assert t["class_weights"] == [0.5, 2.0, 1.0]
+    assert t["dtypes"] == ["bfloat16", "float32", "float64"]
+    smoothed = np.full(3, 0.25 / 3) + 0.75 * np.eye(3)[0]
+    z = np.array([0.5, -1.0, 2.0])
+    per_class = [mp_reference.soft(z, np.eye(3)[k]) for k in range(3)]
+    terms = zip([0.5, 2.0, 1.0], smoothed, per_class, strict=True)
+    want = float(sum(w * target * loss for w, target, loss in terms))
+    assert t["reference"] == pytest.approx(want, rel=1e-12)
+    t = trace("--label-smoothing", "0", "--dtypes", "float64")
+    assert (t["label_smoothing"], t["dtypes"]) == (0.0, ["float64"])
+    assert t["class_weights"] == [0.5, 2.0, 1.0]
+
+
 def test_explicit_options_override_the_recorded_ones(tmp_path: Path) -> None:
     logits = torch.tensor([[float("nan"), 0.0], [1.0, 2.0]], dtype=torch.bfloat16)
     with pytest.raises(ct.NonFiniteLoss) as caught:

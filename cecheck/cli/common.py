@@ -72,14 +72,23 @@ def open_source(
         raise InputFailure(f"cannot read {name} ({e.strerror or e}): {what}") from None
 
 
-def recorded_options(
+def with_recorded(
+    ctx: click.Context, logits: str, labels: str | None, quiet: bool, **options: Any
+) -> dict[str, Any]:
+    """``options`` (a command's parameters by name) with the values a loss dump records
+    (:func:`cecheck.inputs.recorded_settings`) in place of those the command line leaves at
+    their defaults: an explicit option overrides the file. ``options`` unchanged for two
+    files, shards, a URL or a file that records none; a malformed record is an exit-2
+    :class:`InputFailure`. What the file records but cecheck does not apply is a warning on
+    stderr."""
+    recorded = _recorded_options(ctx, logits, labels, quiet)
+    return {k: recorded.get(k, v) for k, v in options.items()}
+
+
+def _recorded_options(
     ctx: click.Context, logits: str, labels: str | None, quiet: bool
 ) -> dict[str, Any]:
-    """The options a loss dump records (:func:`cecheck.inputs.recorded_settings`) that the
-    command line leaves at their defaults: an explicit option overrides the file. Empty for
-    two files, shards, a URL or a file that records none; a malformed record is an exit-2
-    :class:`InputFailure`. What the file records but cecheck does not apply is a warning on stderr.
-    """
+    """The options a loss dump records that the command line leaves at their defaults."""
     from cecheck.inputs.shards import is_sharded
     from cecheck.inputs.urls import is_url
 

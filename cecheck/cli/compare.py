@@ -171,14 +171,14 @@ def compare(
     common.check_output(output, fmt, logits, labels, weights_file)
     # A loss dump (cecheck.torch.watch) records what the failing step computed: its settings
     # are the defaults here, and an explicit option overrides them.
-    recorded = common.recorded_options(ctx, logits, labels, quiet)
-    task = recorded.get("task", task)
-    dtypes = recorded.get("dtypes", dtypes)
-    framework = recorded.get("framework", framework)
-    ignore_index = recorded.get("ignore_index", ignore_index)
-    label_smoothing = recorded.get("label_smoothing", label_smoothing)
-    class_weights = recorded.get("class_weights", class_weights)
-    batch_size = recorded.get("batch_size", batch_size)
+    settings_of = common.with_recorded(
+        ctx, logits, labels, quiet, task=task, dtypes=dtypes, framework=framework,
+        ignore_index=ignore_index, label_smoothing=label_smoothing,
+        class_weights=class_weights, batch_size=batch_size,
+    )  # fmt: skip
+    task, dtypes, framework = settings_of["task"], settings_of["dtypes"], settings_of["framework"]
+    ignore_index, batch_size = settings_of["ignore_index"], settings_of["batch_size"]
+    label_smoothing, class_weights = settings_of["label_smoothing"], settings_of["class_weights"]
     source, sharding = sharded.open_input(
         logits,
         labels,

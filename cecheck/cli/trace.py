@@ -18,6 +18,7 @@ from cecheck.cli.options import (
     "trace",
     short_help="Walk one row's loss step by step in each path and dtype; mark the first bad step.",
 )
+@click.pass_context
 @input_options
 @settings_options
 @loss_options
@@ -51,6 +52,7 @@ from cecheck.cli.options import (
     help="No messages on stderr (warnings, progress); the trace itself still prints.",
 )
 def trace_command(
+    ctx: click.Context,
     logits: str,
     labels: str | None,
     task: str,
@@ -78,7 +80,8 @@ def trace_command(
     is shown in the dtype it is computed in, and the first step that gives inf or NaN, or a
     probability or sigmoid of exactly 0 or 1, is marked with a sentence on why. Many classes:
     the target, the top 5 logits and one line for the rest. Without --row, the worst row
-    that compare flags (with the same --dtypes, --rtol and --atol) is traced. With
+    that compare flags (with the same --dtypes, --rtol and --atol) is traced; a loss dump
+    of cecheck.torch.watch is traced with the settings it records, as compare reads it. With
     --label-smoothing or --class-weights each path is the one compare computes with them:
     the smoothed target, the smoothing term and the w[y] product are steps of their own.
     With --inputs probs the row's probabilities are walked along compare's probability
@@ -103,6 +106,14 @@ def trace_command(
 
     weights_file = class_weights.strip() if class_weights is not None else None
     common.check_output(output, fmt, logits, labels, weights_file)
+    # a loss dump's settings, as compare applies them: the row is traced as the step computed it
+    settings_of = common.with_recorded(
+        ctx, logits, labels, quiet, task=task, dtypes=dtypes, framework=framework,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, class_weights=class_weights,
+    )  # fmt: skip
+    task, dtypes, framework = settings_of["task"], settings_of["dtypes"], settings_of["framework"]
+    ignore_index, label_smoothing = settings_of["ignore_index"], settings_of["label_smoothing"]
+    class_weights = settings_of["class_weights"]
     source = common.open_source(
         logits,
         labels,
