@@ -152,10 +152,11 @@ class Watched(nn.Module):
         path, saved = self._save(tensors, meta, step)
         rank = f" on rank {meta['rank']}" if "rank" in meta else ""
         sentence = f"cecheck: loss {meta['loss_value']} at step {step}{rank}: {saved}"
+        if self.on_nonfinite == "warn":  # the warning is the line on stderr
+            warnings.warn(sentence, NonFiniteLossWarning, stacklevel=4)
+            return
         print(sentence, file=sys.stderr, flush=True)
-        if self.on_nonfinite == "raise":
-            raise NonFiniteLoss(sentence, path, step)
-        warnings.warn(sentence, NonFiniteLossWarning, stacklevel=4)
+        raise NonFiniteLoss(sentence, path, step)
 
     def _arguments(self, input: Any, target: Any, args: Any, kwargs: Any) -> dict[str, Any]:
         """The loss's effective arguments (the module's, or the call's with the defaults)."""
