@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from typing import TextIO
+
+
+def _temporary_name(directory: str, name: str) -> str:
+    """A hidden name beside ``name`` no other writer picks: 12 random hex digits.
+
+    From :func:`os.urandom`, as :func:`secrets.token_hex` takes them, without importing
+    :mod:`secrets` (which loads OpenSSL's library: 3 MB of memory and 4 ms of start-up)."""
+    return os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
 
 
 @contextlib.contextmanager
@@ -28,7 +35,7 @@ def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
     """
     target = os.path.realpath(path)
     directory, name = os.path.split(target)
-    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    temp = _temporary_name(directory, name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(temp, flags, 0o666)  # the umask applies, as to any new file
     try:
@@ -54,7 +61,7 @@ def write_new_file(path: str | os.PathLike[str], data: bytes) -> None:
     removed in every case. Raises OSError if the file cannot be written.
     """
     directory, name = os.path.split(os.path.abspath(path))
-    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    temp = _temporary_name(directory, name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(temp, flags, 0o666)  # the umask applies, as to any new file
     try:

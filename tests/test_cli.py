@@ -530,18 +530,37 @@ def test_broken_pipe_exits_quietly(tmp_path: Path) -> None:
     assert proc.returncode == 141  # 128 + SIGPIPE
 
 
-def test_progress_bar_only_for_big_inputs_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rich.console import Console
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
+
+def test_progress_bar_only_for_big_inputs_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from cecheck.cli import common
 
     source = inputs.open_inputs(*TF)
     with common.progress_bar(source, quiet=False) as progress:
         assert progress is None  # small input, and stderr is not a terminal here
     monkeypatch.setattr(common, "PROGRESS_ELEMENTS", 0)
-    monkeypatch.setattr(Console, "is_terminal", property(lambda _self: True))
+    with common.progress_bar(source, quiet=False) as progress:
+        assert progress is None  # big, but stderr is not a terminal
+    monkeypatch.setattr(sys, "stderr", _Terminal())
     with common.progress_bar(source, quiet=True) as progress:
         assert progress is None  # --quiet: never
     with common.progress_bar(source, quiet=False) as progress:
         assert progress is not None
         progress(1)  # the engine's callback: rows done
+
+
+def test_progress_bar_where_rich_is_told_stderr_is_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stderr is no tty here, but rich takes FORCE_COLOR to mean a terminal: the bar is drawn
+    as rich decides (the check that spares rich's import defers to it)."""
+    from cecheck.cli import common
+
+    monkeypatch.setattr(common, "PROGRESS_ELEMENTS", 0)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    with common.progress_bar(inputs.open_inputs(*TF), quiet=False) as progress:
+        assert progress is not None
+        progress(1)

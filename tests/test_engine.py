@@ -399,3 +399,33 @@ def test_column_totals_count_nan_and_inf_and_keep_an_overflowing_finite_sum() ->
     assert t.total.value() == float("inf")
     assert t.mean == 1e308 / 2  # the exact sum, not its overflow
     assert t.worst == 0.5
+
+
+def test_the_two_chunks_in_flight_take_less_than_one_read_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel computes a chunk while the one before it is diagnosed (which reads its
+    logits again): two chunks of logits are in use at once, and for a memory-mapped file
+    both chunks' pages are resident. Together they stay below the 64 MB chunk of the
+    one-pass read the benchmark compares the run's peak memory with (tests/bench/bench.py)."""
+    from cecheck import fast, pipeline
+
+    if not fast.usable("multiclass", "index", ("float32", "float64")):
+        pytest.skip("the kernel is not built (or CECHECK_NO_KERNEL is set)")
+    c = 32_000  # a language model's vocabulary: the widest rows, the fewest per chunk
+    rows = fast.chunk_rows(c) + 3
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((rows, c), dtype=np.float32)
+    y = rng.integers(0, c, rows)
+    sizes: list[int] = []
+    compute = pipeline.Plan.compute
+
+    def spy(self: pipeline.Plan, values: np.ndarray, labels: np.ndarray) -> pipeline.Masked:
+        sizes.append(values.nbytes)
+        return compute(self, values, labels)
+
+    monkeypatch.setattr(pipeline.Plan, "compute", spy)
+    assert compare(z, y).rows == rows
+    assert len(sizes) == 2  # the pipeline ran: a full chunk, then the rest
+    read_chunk = (64 << 20) // (c * 4) * (c * 4)  # whole rows, as the read takes them
+    assert 2 * max(sizes) < read_chunk

@@ -382,6 +382,30 @@ def test_probabilities_in_place_of_logits_give_a_warning() -> None:
     assert "sigmoid probabilities" in warning
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([np.float16, np.float32, np.float64]),
+    st.lists(
+        st.sampled_from([0.0, -0.0, 1.0, 0.25, 0.75, 1.5, -1e-30, np.nan, np.inf, -np.inf]),
+        min_size=4,
+        max_size=12,
+    ),
+)
+def test_the_probability_range_is_checked_as_in_float64(dtype: type, values: list[float]) -> None:
+    """The range [0, 1] is read off the first rows' minimum and maximum in their own dtype:
+    the same warning, or none, as the check on every value widened to float64."""
+    from cecheck.inputs.labels import _probability_warning
+
+    z = np.array(values[: len(values) // 2 * 2], dtype=dtype).reshape(-1, 2)
+    x = z.astype(np.float64)
+    in_range = bool(np.all((x >= 0) & (x <= 1)))
+    with np.errstate(invalid="ignore"):  # inf - inf
+        sums = x.sum(axis=1)
+    sums_to_one = np.allclose(sums, 1.0, rtol=0, atol=1e-2 if z.itemsize <= 2 else 1e-4)
+    for task, warns in (("binary", in_range), ("multiclass", in_range and sums_to_one)):
+        assert (_probability_warning("z", task, z) is not None) == warns
+
+
 # ---------------------------------------------------------------- row-level problems pass
 
 

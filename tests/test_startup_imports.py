@@ -106,3 +106,22 @@ def test_only_the_html_format_loads_matplotlib(tmp_path: Path) -> None:
     assert "matplotlib" in loaded
     assert "matplotlib.pyplot" not in loaded  # figures without pyplot: no GUI backend
     assert not loaded & {"rich", "pandas", "torch"}
+
+
+# Every input big enough for a progress bar (a 2 GB file's run, on the sample data).
+BIG_INPUT = "from cecheck.cli import common\ncommon.PROGRESS_ELEMENTS = 0\n"
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "markdown"])
+def test_a_big_compare_off_a_terminal_loads_no_rich_multiprocessing_or_openssl(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stderr is no terminal (a pipe here): no progress bar, and rich is not imported to find
+    that out; one file is computed in this process (no multiprocessing); the name of -o's
+    temporary file takes no OpenSSL (secrets, hashlib)."""
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)  # rich would take it for a terminal
+    args = ["compare", *BENIGN, "--format", fmt, "-o", str(tmp_path / "report")]
+    loaded = modules_after(BIG_INPUT + CLI.replace("ARGS", repr(args)), tmp_path)
+    assert (tmp_path / "report").stat().st_size > 0
+    unused = {"rich", "multiprocessing", "concurrent.futures.process", "secrets", "_hashlib"}
+    assert not loaded & unused, sorted(loaded & unused)

@@ -69,8 +69,6 @@ def open_input(
 def processes(shards: Sharding | None, workers: int | None, dask: str | None, streams: bool) -> int:
     """How many worker processes run the shards: 1 runs them here, in order (the only way
     for a format that writes every row as it is computed); 0 with ``--dask``."""
-    from cecheck import scaleout
-
     if shards is None:
         if dask is not None or (workers or 1) > 1:
             raise click.UsageError(
@@ -91,6 +89,8 @@ def processes(shards: Sharding | None, workers: int | None, dask: str | None, st
         return 1
     if workers is not None:
         return workers
+    from cecheck import scaleout  # multiprocessing: only for an input of many files
+
     return scaleout.default_workers(len(shards.shards), shards.values)
 
 

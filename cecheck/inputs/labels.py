@@ -195,11 +195,15 @@ LOOKS_LIKE_PROBABILITIES = "probabilities, not logits"
 
 
 def _probability_warning(name: str, task: str, logits: np.ndarray) -> str | None:
-    """A warning when the first chunk of logits looks like probabilities (softmax/sigmoid)."""
+    """A warning when the first chunk of logits looks like probabilities (softmax/sigmoid).
+
+    The range is checked on the logits' minimum and maximum in their own dtype (exact: 0 and
+    1 are in every format; a NaN fails it), so logits, nearly always outside [0, 1], are
+    never copied to float64 for it."""
     with np.errstate(all="ignore"):
-        x = logits.astype(np.float64)
-        if not bool(np.all((x >= 0) & (x <= 1))):
+        if logits.size and not (logits.min() >= 0 and logits.max() <= 1):
             return None
+        x = logits.astype(np.float64)
         n = len(x)
         if task != "multiclass":
             return (

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 READ_CHUNK_BYTES = 64 << 20
+# Issue 19's bound on the LM command's resident peak (the 2 GB file), in MB as ru_maxrss.
+PEAK_MB = 100
 # The console script next to this interpreter (not a version manager's shim, which adds its
 # own start-up time), else the one on PATH.
 _HERE = Path(sys.executable).parent / "cecheck"
@@ -234,9 +236,9 @@ def bench_lm(d: Path, t: Table, runs: int, rows: int, classes: int) -> None:
     c_time, c_peak = command_medians(cmd, runs)
     r_time, r_peak = command_medians(read_cmd, runs)
     t.add("LM command, start-up included", f"{c_time:.2f} s", f"python -c read {r_time:.2f} s",
-          c_time / r_time, "<= 4x")  # fmt: skip
-    t.add("LM command peak memory", f"{c_peak:.0f} MB", f"read script {r_peak:.0f} MB",
-          c_peak / 400, "<= 1x")  # fmt: skip
+          c_time / r_time, "<= 3x")  # fmt: skip
+    t.add("LM command peak memory", f"{c_peak:.0f} MB",
+          f"{PEAK_MB} MB (read script {r_peak:.0f} MB)", c_peak / PEAK_MB, "<= 1x")  # fmt: skip
     quarter, qlabels = d / "quarter.npy", d / "qlabels.npy"
     write_logits(quarter, rows // 4, classes)
     write_labels(qlabels, rows // 4, classes)
