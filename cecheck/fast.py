@@ -249,7 +249,9 @@ def multiclass_index(
     Parameters
     ----------
     logits
-        (n, C) float32 or float64 logits; any other dtype is converted to float64 first.
+        (n, C) float32 or float64 logits, or bfloat16 ones as a
+        :class:`~cecheck.narrow.Bfloat16Rows` (the kernel reads their bits); any other dtype
+        is converted to float64 first.
     target
         (n,) class numbers in ``[0, C)`` (the engine replaces ignored and out-of-range
         labels by 0 and masks those rows afterwards).
@@ -268,9 +270,11 @@ def multiclass_index(
         not an input problem). The rows the kernel leaves to numpy keep the kernel's NaN in
         a path absent from ``framework``.
     """
-    z = _logits(logits)
+    # bfloat16 held as its bits is read so by the kernel; rows picked from it are float32
+    z = logits if isinstance(logits, narrow.Bfloat16Rows) else _logits(logits)
+    stored = np.ascontiguousarray(logits.bits) if isinstance(logits, narrow.Bfloat16Rows) else z
     y = np.ascontiguousarray(target, dtype=np.int64)
-    loss, bits = _run(kernel().multiclass_index, z, y)
+    loss, bits = _run(kernel().multiclass_index, stored, y)
     results: dict[tuple[str, str], PathResult] = {}
     flags = {"float32": (_OVER32, _UNDER32, _NUNDER32), "float64": (_OVER64, _UNDER64, _NUNDER64)}
     for d, row in (("float32", 0), ("float64", 1)):
@@ -291,7 +295,7 @@ def multiclass_index(
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
     formats = tuple(d for d in NARROW if d in dtypes)
     if formats:
-        results.update(_narrow_index(z, y, formats, framework or {}))
+        results.update(_narrow_index(np.asarray(z), y, formats, framework or {}))
     return results, reference, nonfinite
 
 
