@@ -125,6 +125,11 @@ class Bfloat16Rows:
         return getattr(self.widened(), name)
 
 
+def stored(z: Array | Bfloat16Rows) -> Array:
+    """The multiclass kernel's input: the bits of bfloat16 rows, else ``z`` itself."""
+    return np.ascontiguousarray(z.bits) if isinstance(z, Bfloat16Rows) else z
+
+
 def _of_the_values(name: str) -> Any:
     def op(self: Bfloat16Rows, *args: Any) -> Any:
         return getattr(self.widened(), name)(*args)
