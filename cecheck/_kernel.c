@@ -316,8 +316,26 @@ static Sums pairwise_total(Pairwise *pw)
 
 /* ------------------------------------------------------------------ one block */
 
+/* How the multiclass kernel's logits are stored: `narrow` is F64, F32 or BF16 (bfloat16 bits,
+ * uint16). Both narrow kinds are exact in float32, which is all the arithmetic below asks of
+ * `narrow` (as a truth value); only loads and strides tell them apart. */
+enum { F64 = 0, F32 = 1, BF16 = 2 };
+
+/* A bfloat16 value from its bits: the top half of a float32 (inf and NaN too). */
+INLINE float bf16_float(uint16_t bits)
+{
+    uint32_t u = (uint32_t)bits << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+INLINE size_t item_size(int narrow) { return narrow == BF16 ? 2 : narrow ? 4 : 8; }
+
 INLINE double load(const void *z, int narrow, Py_ssize_t j)
 {
+    if (narrow == BF16)
+        return (double)bf16_float(((const uint16_t *)z)[j]);
     return narrow ? (double)((const float *)z)[j] : ((const double *)z)[j];
 }
 
@@ -461,7 +479,7 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
 
 /* Per lane of a block of MAX_BLOCK logits: the max, the min, and whether any is NaN, inf
  * or beyond the float32 range; in the logits' own type (twice the lanes for float32). */
-#define LANE_SCAN(T, ABS)                                                                   \
+#define LANE_SCAN(T, ABS, AT)                                                               \
     T top[LANES], bottom[LANES];                                                            \
     int odd[LANES];                                                                         \
     for (int l = 0; l < LANES; l++) {                                                      \
@@ -472,14 +490,14 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
     int whole = size - size % LANES;                                                        \
     for (int j = 0; j < whole; j += LANES) {                                                \
         for (int l = 0; l < LANES; l++) {                                                   \
-            T v = ((const T *)z)[lo + j + l];                                               \
+            T v = AT(lo + j + l);                                                           \
             top[l] = v > top[l] ? v : top[l];                                               \
             bottom[l] = v < bottom[l] ? v : bottom[l];                                      \
             odd[l] |= !(ABS(v) <= (T)FLT_MAX);                                              \
         }                                                                                   \
     }                                                                                       \
     for (int j = whole; j < size; j++) {                                                    \
-        T v = ((const T *)z)[lo + j];                                                       \
+        T v = AT(lo + j);                                                                   \
         top[0] = v > top[0] ? v : top[0];                                                   \
         bottom[0] = v < bottom[0] ? v : bottom[0];                                          \
         odd[0] |= !(ABS(v) <= (T)FLT_MAX);                                                  \
@@ -499,10 +517,15 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tam
     for (int lo = 0; lo < c; lo += MAX_BLOCK) {
         int size = c - lo < MAX_BLOCK ? c - lo : MAX_BLOCK;
         double block_top = best;
-        if (narrow) {
-            LANE_SCAN(float, fabsf)
+#define AT_F32(i) (((const float *)z)[i])
+#define AT_BF16(i) bf16_float(((const uint16_t *)z)[i])
+#define AT_F64(i) (((const double *)z)[i])
+        if (narrow == BF16) {
+            LANE_SCAN(float, fabsf, AT_BF16)
+        } else if (narrow) {
+            LANE_SCAN(float, fabsf, AT_F32)
         } else {
-            LANE_SCAN(double, fabs)
+            LANE_SCAN(double, fabs, AT_F64)
         }
         if (block_top > best) {
             best = block_top;
@@ -582,7 +605,7 @@ INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
     int k = r->k, tame = r->tame;
     r->em = em;
     r->over32 = r->over64 = 0;
-    const size_t item = narrow ? 4 : 8;
+    const size_t item = item_size(narrow);
     Lanes b;
     if (c <= SMALL) {
         block_masked(z, narrow, tame, SMALL, c, k, m64, m32, em, &r->over32, &r->over64, &b);
@@ -731,7 +754,7 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
 INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, double *loss,
                  Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)
 {
-    const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    const size_t row_bytes = (size_t)c * item_size(narrow);
     for (Py_ssize_t i = lo; i < hi;) {
         if (c <= SMALL && hi - i >= BATCH) {
             const void *zi = (const char *)z + (size_t)i * row_bytes;
@@ -748,17 +771,22 @@ INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, doub
     }
 }
 
-/* The entry points of each instruction set: float32 and float64 logits. */
+/* The entry points of each instruction set: float32, float64 and bfloat16 logits. */
 #define DEF_ROWS(isa, name, ATTR)                                                            \
     ATTR static void rows32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
                         uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
-        rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
+        rows(z, F32, c, labels, loss, n, bits, lo, hi);                                               \
     }                                                                                       \
     ATTR static void rows64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
                         uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
     {                                                                                       \
-        rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
+        rows(z, F64, c, labels, loss, n, bits, lo, hi);                                               \
+    }                                                                                       \
+    ATTR static void rows16_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
+                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    {                                                                                       \
+        rows(z, BF16, c, labels, loss, n, bits, lo, hi);                                              \
     }
 FOR_EACH_ISA(DEF_ROWS)
 
@@ -1387,10 +1415,12 @@ typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
 typedef int NarrowFn(const void *z, Py_ssize_t c, const int64_t *y, int formats, const float *tab,
                      double *loss, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 
-/* One instruction set's copy of the entry points: kernel[INDEX, SIGMOID or SOFT][float64?] */
+/* One instruction set's copy of the entry points: kernel[INDEX, SIGMOID or SOFT][float64?],
+ * and INDEX on bfloat16 bits (index16) */
 typedef struct {
     const char *name;
     KernelFn *kernel[3][2];
+    KernelFn *index16;
     ApplyFn *apply;
     NarrowFn *narrow[2]; /* float16 and bfloat16 multiclass index paths [float64?] */
 } Isa;
@@ -1399,7 +1429,7 @@ typedef struct {
     {name,                                                                                  \
      {{rows32_##isa, rows64_##isa}, {sigmoid32_##isa, sigmoid64_##isa},                     \
       {soft32_##isa, soft64_##isa}},                                                        \
-     apply_each_##isa, {narrow32_##isa, narrow64_##isa}},
+     rows16_##isa, apply_each_##isa, {narrow32_##isa, narrow64_##isa}},
 static const Isa isas[] = {FOR_EACH_ISA(ISA_ENTRY)};
 #define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
@@ -1479,8 +1509,9 @@ static PyObject *run_rows(PyObject *args, int kernel)
                           &hi))
         return NULL;
     PyObject *result = NULL;
-    if ((itemsize != 4 && itemsize != 8) || n < 0 || c < 1 || c > INT32_MAX || lo < 0 ||
-        hi > n || lo > hi) {
+    int bf16 = itemsize == 2 && kernel == INDEX; /* bfloat16 bits: multiclass index only */
+    if ((itemsize != 4 && itemsize != 8 && !bf16) || n < 0 || c < 1 || c > INT32_MAX ||
+        lo < 0 || hi > n || lo > hi) {
         PyErr_SetString(PyExc_ValueError, "bad itemsize, shape or row range");
         goto done;
     }
@@ -1498,7 +1529,7 @@ static PyObject *run_rows(PyObject *args, int kernel)
             }
         }
     }
-    KernelFn *run = active->kernel[kernel][itemsize == 8];
+    KernelFn *run = bf16 ? active->index16 : active->kernel[kernel][itemsize == 8];
     Py_BEGIN_ALLOW_THREADS
     run(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
     Py_END_ALLOW_THREADS
@@ -1513,8 +1544,9 @@ done:
 
 PyDoc_STRVAR(multiclass_index_doc,
              "multiclass_index(z, itemsize, n, c, y, loss, bits, lo, hi)\n\n"
-             "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, else\n"
-             "float64) with int64 targets y in [0, c): losses into the float64 (7, n) buffer\n"
+             "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, float64\n"
+             "if 8, bfloat16 bits if 2) with int64 targets y in [0, c): losses into the\n"
+             "float64 (7, n) buffer\n"
              "loss (textbook32, textbook64, stable32, stable64, reference, naive32, naive64;\n"
              "naive and stable as PyTorch computes them) and status bits into the uint16 (n,)\n"
              "buffer bits. Releases the GIL.");

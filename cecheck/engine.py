@@ -88,7 +88,8 @@ def _pipelined(
 
     start = source.first_row
     done: tuple[pipeline.Masked, Array, Array] | None = None  # computed, not yet diagnosed
-    chunks = source.chunks(fast.chunk_rows(source.n_classes))
+    # bfloat16 logits as stored (the kernel reads them so; numpy widens the rows it reads)
+    chunks = source.chunks(fast.chunk_rows(source.n_classes), lazy=True)
     with ThreadPoolExecutor(1, thread_name_prefix="cecheck-ahead") as ahead:
         while True:
             try:

@@ -124,9 +124,8 @@ DTYPES = ("float32", "float64")
 # The formats the multiclass index kernel also computes, each in a pass of its own
 # (narrow_index in _kernel.c): float16 and bfloat16, with the bits of the numpy specification.
 NARROW = ("float16", "bfloat16")
-# The kernels a family may name (cecheck.families.Family.kernel): the multiclass index
-# kernel, the soft-label kernel (one-hot or soft labels), the sigmoid kernel (binary and
-# multi-hot targets).
+# The kernels a family may name (cecheck.families.Family.kernel): multiclass index, soft
+# labels (one-hot or soft), sigmoid (binary and multi-hot targets).
 KERNELS = ("index", "soft", "sigmoid")
 LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -249,7 +248,8 @@ def multiclass_index(
     Parameters
     ----------
     logits
-        (n, C) float32 or float64 logits; any other dtype is converted to float64 first.
+        (n, C) float32 or float64 logits (bfloat16 as a :class:`~cecheck.narrow.Bfloat16Rows`,
+        whose bits the kernel reads); any other dtype is converted to float64 first.
     target
         (n,) class numbers in ``[0, C)`` (the engine replaces ignored and out-of-range
         labels by 0 and masks those rows afterwards).
@@ -268,9 +268,9 @@ def multiclass_index(
         not an input problem). The rows the kernel leaves to numpy keep the kernel's NaN in
         a path absent from ``framework``.
     """
-    z = _logits(logits)
+    z = logits if isinstance(logits, narrow.Bfloat16Rows) else _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
-    loss, bits = _run(kernel().multiclass_index, z, y)
+    loss, bits = _run(kernel().multiclass_index, narrow.stored(z), y)
     results: dict[tuple[str, str], PathResult] = {}
     flags = {"float32": (_OVER32, _UNDER32, _NUNDER32), "float64": (_OVER64, _UNDER64, _NUNDER64)}
     for d, row in (("float32", 0), ("float64", 1)):
@@ -291,7 +291,7 @@ def multiclass_index(
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
     formats = tuple(d for d in NARROW if d in dtypes)
     if formats:
-        results.update(_narrow_index(z, y, formats, framework or {}))
+        results.update(_narrow_index(np.asarray(z), y, formats, framework or {}))
     return results, reference, nonfinite
 
 

@@ -17,6 +17,7 @@ the format (NaN, inf, a -inf mask, beyond 65504 in float16) are recomputed by nu
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -55,3 +56,92 @@ def widen_bfloat16(bits: Array) -> Array:
     else:
         np.left_shift(b, 16, dtype=np.uint32, out=out.view(np.uint32))
     return out
+
+
+class Bfloat16Rows:
+    """bfloat16 logits held as their stored bits (uint16), read as float32 where read.
+
+    The C kernel's multiclass pass reads the bits themselves (half the bytes of float32, and
+    no widened copy of the chunk); everything else sees float32 values, exactly the widened
+    ones: an index or a mask widens only what it picks (a row, a few rows, the targets'
+    logits), a row slice or ``reshape`` is another Bfloat16Rows, and ``np.asarray`` or any
+    other ndarray attribute widens the whole block once. Made by the ``.safetensors`` reader
+    for :meth:`cecheck.inputs.Source.chunks` with ``lazy=True`` (the engine's kernel path);
+    any other reader of a Source gets plain float32 arrays.
+    """
+
+    dtype = np.dtype(np.float32)
+    __hash__ = None  # type: ignore[assignment]  # compared as its values, like an ndarray
+
+    def __init__(self, bits: Array) -> None:
+        self.bits = bits
+        self._wide: Array | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.bits.shape)
+
+    @property
+    def ndim(self) -> int:
+        return int(self.bits.ndim)
+
+    @property
+    def size(self) -> int:
+        return int(self.bits.size)
+
+    def __len__(self) -> int:
+        return len(self.bits)
+
+    def widened(self) -> Array:
+        """The whole block as float32 (widened once, then kept)."""
+        if self._wide is None:
+            self._wide = widen_bfloat16(self.bits)
+        return self._wide
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Array:
+        wide = self.widened()
+        return wide if dtype is None else wide.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return Bfloat16Rows(self.bits[key])
+        if self._wide is not None:
+            return self._wide[key]
+        picked = np.asarray(self.bits[key])
+        wide = widen_bfloat16(picked).reshape(picked.shape)
+        return wide if wide.ndim else wide[()]
+
+    def reshape(self, *shape: Any) -> Bfloat16Rows:
+        return Bfloat16Rows(self.bits.reshape(*shape))
+
+    def astype(self, dtype: Any, copy: bool = True) -> Any:
+        if np.dtype(dtype) == self.dtype and not copy:
+            return self
+        return self.widened().astype(dtype, copy=copy)
+
+    def __getattr__(self, name: str) -> Any:  # max, min, sum, ...: of the float32 values
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.widened(), name)
+
+
+def stored(z: Array | Bfloat16Rows) -> Array:
+    """The multiclass kernel's input: the bits of bfloat16 rows, else ``z`` itself."""
+    return np.ascontiguousarray(z.bits) if isinstance(z, Bfloat16Rows) else z
+
+
+def _of_the_values(name: str) -> Any:
+    def op(self: Bfloat16Rows, *args: Any) -> Any:
+        return getattr(self.widened(), name)(*args)
+
+    op.__name__ = name
+    return op
+
+
+# Operators work on the float32 values too (Python looks them up on the class, past
+# __getattr__): z == inf, -z, z - m, iteration over the rows...
+for _name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__radd__",
+              "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__pow__", "__rpow__", "__neg__", "__pos__", "__abs__", "__iter__", "__bool__",
+              "__float__", "__int__", "__matmul__", "__rmatmul__"):  # fmt: skip
+    setattr(Bfloat16Rows, _name, _of_the_values(_name))

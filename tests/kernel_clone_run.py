@@ -91,6 +91,11 @@ def run() -> dict[str, np.ndarray]:
         bits = np.empty(n, dtype=np.uint16)
         getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, loss, bits, 0, n)
         out[f"{name}-loss"], out[f"{name}-bits"] = loss, bits
+        if kernel == "multiclass_index" and z.dtype == np.float32:  # as bfloat16 bits
+            stored = (z.view(np.uint32) >> 16).astype(np.uint16)
+            loss, bits = np.empty((7, n)), np.empty(n, dtype=np.uint16)
+            _kernel.multiclass_index(stored, 2, n, c, labels, loss, bits, 0, n)
+            out[f"{name}-as-bfloat16-loss"], out[f"{name}-as-bfloat16-bits"] = loss, bits
         if kernel == "multiclass_index":  # and in float16 and bfloat16, alone and together
             for mask, formats in ((1, ("float16",)), (2, ("bfloat16",)), (3, fast.NARROW)):
                 k = len(formats)

@@ -18,7 +18,7 @@ import math
 import os
 import struct
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -171,30 +171,14 @@ def open_safetensors(path: str, keys: Sequence[tuple[str, str]]) -> list[Part]:
 
 def _widened(bits: Part) -> Part:
     """A bfloat16 tensor held as its uint16 bits, read as float32: the same sign, exponent
-    and leading mantissa bits, so every value (inf and NaN too) is exactly the same
-    (:func:`cecheck.narrow.widen_bfloat16`: by the C kernel when it is built).
-
-    A block is widened on a thread of its own while the one before it is computed: reading
-    the mapped bits is then no longer a pause between chunks (one widened block more in
-    memory). The bits' pages are released once their block is widened."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from cecheck.narrow import widen_bfloat16
-
-    def widened(block: Columns) -> Columns:
-        return [widen_bfloat16(b) for b in block]
+    and leading mantissa bits, so every value (inf and NaN too) is exactly the same. Each
+    block is a :class:`~cecheck.narrow.Bfloat16Rows`: the kernel reads its bits, anything
+    else its float32 values (see :meth:`cecheck.inputs.Source.chunks`)."""
+    from cecheck.narrow import Bfloat16Rows
 
     def blocks(rows: int, nd: int) -> Iterator[Columns]:
-        with ThreadPoolExecutor(1, thread_name_prefix="cecheck-widen") as widen:
-            ahead: Future[Columns] | None = None
-            for block in bits.blocks(rows, nd):  # moving on releases the last block's pages
-                this = widen.submit(widened, block)
-                if ahead is not None:
-                    yield ahead.result()
-                ahead = this
-                this.result()  # done before its pages are released
-            if ahead is not None:
-                yield ahead.result()
+        for block in bits.blocks(rows, nd):  # read as float32 arrays are (duck-typed)
+            yield [cast(np.ndarray, Bfloat16Rows(b)) for b in block]
 
     return dataclasses.replace(bits, dtype=np.dtype(np.float32), blocks=blocks, stored="bfloat16")
 

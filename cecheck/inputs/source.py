@@ -53,18 +53,31 @@ class Source:
         """The number of rows (one loss each): the product of ``lead_shape``."""
         return math.prod(self.lead_shape)
 
-    def chunks(self, rows: int) -> Pairs:
+    def chunks(self, rows: int, *, lazy: bool = False) -> Pairs:
         """Consecutive row chunks of at most ``rows`` rows, in order.
 
         logits: ``(n, C)`` for multiclass/multilabel, ``(n,)`` for binary; float16, float32 or
         float64 as stored (integers cast to float64, other floats such as bfloat16 to float32);
         possibly a read-only view of a memory map. labels: index form -> int64 ``(n,)``;
         onehot/soft/multihot -> float64 ``(n, C)``; binary -> float64 ``(n,)``.
+        ``lazy``: bfloat16 logits stay as stored, each chunk a
+        :class:`~cecheck.narrow.Bfloat16Rows` (the C kernel reads the bits), not widened.
         Raises InputError for a file-level problem found past the first chunk.
         """
         if rows < 1:
             raise ValueError(f"rows must be at least 1, got {rows}")
-        return self._read(rows)
+        return self._read(rows) if lazy else _widened(self._read(rows))
+
+
+def _widened(pairs: Pairs) -> Pairs:
+    """``pairs`` with lazily widened bfloat16 logits as float32 arrays."""
+    try:
+        for logits, labels in pairs:
+            yield np.asarray(logits), labels
+    finally:
+        close = getattr(pairs, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass(frozen=True)
