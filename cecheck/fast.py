@@ -85,14 +85,16 @@ from types import ModuleType
 
 import numpy as np
 
-from cecheck import families, losses, narrow
+from cecheck import families, losses, narrow, rowends
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.errors import SetupError
 from cecheck.losses import PathResult
+from cecheck.rowends import RowEnds
 
-# Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows.
-KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array]
+# Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows, and
+# each row's ends (the multiclass index kernel's; None from the others).
+KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array, RowEnds | None]
 # A framework path's numpy function f(z, target, p) -> PathResult.
 PathFunction = Callable[..., PathResult]
 # The framework paths a kernel computes, by name (naive, stable), with the numpy function each
@@ -169,10 +171,11 @@ def compute(
     dtypes: Sequence[str],
     *,
     framework: FrameworkPaths | None = None,
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """The textbook path and the reference of a chunk (and the framework's paths named in
-    ``framework``), by the family's kernel: :func:`multiclass_index`, :func:`soft` or
-    :func:`sigmoid`. ValueError for a family no kernel computes.
+    ``framework``), the non-finite rows and the rows' ends (:mod:`cecheck.rowends`, from the
+    multiclass index kernel only), by the family's kernel: :func:`multiclass_index`,
+    :func:`soft` or :func:`sigmoid`. ValueError for a family no kernel computes.
 
     ``framework``: ``{path: numpy function}`` of the naive and stable paths to return, each a
     function the kernel computes (:func:`emulates`); it recomputes the rows the kernel leaves
@@ -182,9 +185,9 @@ def compute(
     if kernel not in KERNELS:
         raise ValueError(f"no kernel computes {task} with {label_form} labels")
     ours = dict(framework or {})
-    results, ref, nonfinite = _kernels()[kernel](logits, target, dtypes, ours)
+    results, ref, nonfinite, ends = _kernels()[kernel](logits, target, dtypes, ours)
     results = {key: r for key, r in results.items() if key[0] == "textbook" or key[0] in ours}
-    return results, ref, nonfinite
+    return results, ref, nonfinite, ends
 
 
 def emulates(path: str, kind: str, function: PathFunction) -> bool:
@@ -243,7 +246,7 @@ def threads() -> int:
 
 def multiclass_index(
     logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """Every path of a chunk of multiclass logits with valid index targets.
 
     Parameters
@@ -261,16 +264,18 @@ def multiclass_index(
 
     Returns
     -------
-    results, reference, nonfinite
+    results, reference, nonfinite, ends
         ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.textbook_multiclass` and
         PyTorch's naive (``log(softmax)``) and stable (``cross_entropy``) paths give them, the
-        reference losses, and the rows holding a NaN or +inf logit (a -inf is a masked class,
-        not an input problem). The rows the kernel leaves to numpy keep the kernel's NaN in
-        a path absent from ``framework``.
+        reference losses, the rows holding a NaN or +inf logit (a -inf is a masked class,
+        not an input problem), and each row's ends as :func:`cecheck.rowends.of` gives them
+        (read by the kernel on its way; by numpy on the rows it leaves to numpy). The rows
+        the kernel leaves to numpy keep the kernel's NaN in a path absent from ``framework``.
     """
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
-    loss, bits = _run(kernel().multiclass_index, z, y)
+    ends = np.empty((3, len(z)), dtype=np.float64)
+    loss, bits = _run(kernel().multiclass_index, z, y, ends)
     results: dict[tuple[str, str], PathResult] = {}
     flags = {"float32": (_OVER32, _UNDER32, _NUNDER32), "float64": (_OVER64, _UNDER64, _NUNDER64)}
     for d, row in (("float32", 0), ("float64", 1)):
@@ -288,11 +293,13 @@ def multiclass_index(
     if special.size:
         spec = (*losses.PATHS["index"], framework or {})
         _overwrite(special, results, spec, z[special], y[special], reference)
+        theirs = rowends.of(z[special], y[special])
+        ends[:, special] = theirs.max, theirs.min, theirs.rest
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
     formats = tuple(d for d in NARROW if d in dtypes)
     if formats:
         results.update(_narrow_index(z, y, formats, framework or {}))
-    return results, reference, nonfinite
+    return results, reference, nonfinite, RowEnds(ends[0], ends[1], ends[2])
 
 
 # Outputs of the narrow kernel, per row: the textbook, stable and naive losses; its status bits.
@@ -336,7 +343,7 @@ def _narrow_index(
 
 def sigmoid(
     logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """Every path of a chunk of binary (n,) or multilabel (n, C) logits and targets.
 
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_binary` and
@@ -350,7 +357,7 @@ def sigmoid(
 
 def soft(
     logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """Every path of a chunk of (n, C) multiclass logits with (n, C) probability targets.
 
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_soft` and
@@ -383,7 +390,7 @@ def _per_class(
     target: Array,
     dtypes: Sequence[str],
     framework: FrameworkPaths | None,
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """A kernel with a float64 target per logit (sigmoid or soft) and its results, with the
     evidence of :data:`_TEXTBOOK_BITS`, :data:`_NAIVE_BITS` and :data:`_STABLE_BITS`."""
     z = _logits(np.reshape(logits, (len(logits), -1)))
@@ -415,7 +422,7 @@ def _per_class(
         _overwrite(special, results, (*losses.PATHS[family], framework or {}), zs, ts, reference)
     if family == "soft":
         _rescale_tiny(reference, losses.reference_soft, z, t)
-    return results, reference, (bits & _S_NONFINITE) != 0
+    return results, reference, (bits & _S_NONFINITE) != 0, None
 
 
 def _logits(logits: Array) -> Array:
@@ -424,15 +431,19 @@ def _logits(logits: Array) -> Array:
     return np.ascontiguousarray(z if z.dtype in LOGIT_DTYPES else z.astype(np.float64))
 
 
-def _run(kernel: Callable[..., None], z: Array, labels: Array) -> tuple[Array, Array]:
+def _run(
+    kernel: Callable[..., None], z: Array, labels: Array, ends: Array | None = None
+) -> tuple[Array, Array]:
     """The (7, n) losses (:data:`_OUTPUTS`) and (n,) status words of ``kernel`` on
-    (z, labels), rows split over the cores."""
+    (z, labels), rows split over the cores; the multiclass index kernel also writes the rows'
+    ends into ``ends``, (3, n)."""
     n, c = z.shape
     loss = np.empty((_OUTPUTS, n), dtype=np.float64)
     bits = np.empty(n, dtype=np.uint16)
+    outputs = (loss,) if ends is None else (loss, ends)
 
     def part(lo: int, hi: int) -> None:
-        kernel(z, z.itemsize, n, c, labels, loss, bits, lo, hi)
+        kernel(z, z.itemsize, n, c, labels, *outputs, bits, lo, hi)
 
     _run_parts(part, n)
     return loss, bits

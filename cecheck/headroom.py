@@ -41,6 +41,7 @@ from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.exactsum import ExactSum
 from cecheck.newton import newton
+from cecheck.rowends import RowEnds
 
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
@@ -143,19 +144,26 @@ class _Rows:
 
     @classmethod
     def of(
-        cls, logits: Array, labels: Array, scored: Array, start: int, reference: Array | None
+        cls,
+        logits: Array,
+        labels: Array,
+        scored: Array,
+        start: int,
+        reference: Array | None,
+        ends: RowEnds | None = None,
     ) -> _Rows | None:
         """The statistics of the scored rows whose logits are all finite: from the engine's
-        float64 ``reference`` (``lse - z_y``) where it is finite, without ``exp``
-        (:func:`_from_reference`), else from the logits in blocks (:func:`_block`); ``δ``
-        computed again from the row where it is below 1/16, for its last digits."""
+        float64 ``reference`` (``lse - z_y``) where it is finite, without ``exp``, and the
+        rows' ``ends`` when the kernel read them (:func:`_from_reference`), else from the
+        logits in blocks (:func:`_block`); ``δ`` computed again from the row where it is below
+        1/16, for its last digits."""
         c = logits.shape[1]
         keep = np.array(scored, dtype=bool)
         y = np.where(keep, np.asarray(labels), 0).astype(np.int64)
         known, parts = np.zeros_like(keep), []
         if reference is not None:
             known = keep & np.isfinite(reference)
-            parts.append(_from_reference(logits, y, np.flatnonzero(known), reference, c))
+            parts.append(_from_reference(logits, y, np.flatnonzero(known), reference, c, ends))
         todo, step = np.flatnonzero(keep & ~known), max(1, BLOCK_ELEMENTS // max(1, c))
         parts += [_block(logits, y, todo[i : i + step]) for i in range(0, todo.size, step)]
         if not parts or not sum(p[0].size for p in parts):
@@ -204,23 +212,36 @@ def _block(logits: Array, labels: Array, at: Array) -> Stats:
     return at[k], (m + np.log(total))[k], m[k], zy[k], rest[k], (total - 1)[k]
 
 
-def _from_reference(logits: Array, labels: Array, at: Array, ref: Array, c: int) -> Stats:
+def _from_reference(
+    logits: Array, labels: Array, at: Array, ref: Array, c: int, ends: RowEnds | None
+) -> Stats:
     """:func:`_block` from the rows' finite float64 reference ``lse - z_y``: ``lse`` is
     ``reference + z_y`` and, where the target is the maximum, ``δ = expm1(reference)``. The
-    logits are read for their maximum, minimum and, where the target is the maximum, the
-    other classes' maximum, a few rows at a time (while they are in the cache)."""
+    rows' maximum, minimum and, where the target is the maximum, the other classes' maximum
+    are the kernel's ``ends``, or else read from the logits, a few rows at a time (while they
+    are in the cache)."""
     z = logits if at.size == logits.shape[0] else logits[at]
     y, r = labels[at], np.asarray(ref[at], dtype=np.float64)
     zy = np.asarray(z[np.arange(y.size), y], dtype=np.float64)
+    if ends is not None:
+        m, low, rest = ends.max[at], ends.min[at], ends.rest[at]
+    else:
+        m, low, rest = _ends(z, y, zy, c)
+    k = np.flatnonzero(np.isfinite(m) & np.isfinite(low))  # no NaN, ±inf (a masked class)
+    with np.errstate(under="ignore"):
+        return at[k], r[k] + zy[k], m[k], zy[k], rest[k], np.expm1(r[k])
+
+
+def _ends(z: Array, y: Array, zy: Array, c: int) -> tuple[Array, Array, Array]:
+    """The rows ``z``'s maximum, minimum and, where the target is the maximum, the other
+    classes' maximum (elsewhere not set), from the logits in blocks."""
     m, low, rest = np.empty_like(zy), np.empty_like(zy), np.empty_like(zy)
     for i in range(0, y.size, step := max(1, BLOCK_ELEMENTS // max(1, c))):
         block, part = z[i : i + step], slice(i, i + step)
         m[part], low[part] = block.max(axis=1), block.min(axis=1)
         top = np.flatnonzero(zy[part] == m[part])  # the target is the maximum
         rest[i + top] = _without_target(block[top], y[i + top]).max(axis=1)
-    k = np.flatnonzero(np.isfinite(m) & np.isfinite(low))  # no NaN, ±inf (a masked class)
-    with np.errstate(under="ignore"):
-        return at[k], r[k] + zy[k], m[k], zy[k], rest[k], np.expm1(r[k])
+    return m, low, rest
 
 
 def _without_target(z: Array, y: Array) -> Array:
@@ -254,10 +275,12 @@ class Running:
         scored: Array,
         start: int,
         reference: Array | None = None,
+        ends: RowEnds | None = None,
     ) -> None:
         """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number,
-        and each row's float64 reference loss ``lse - z_y`` when known (any value on a row not
-        scored; a non-finite one is computed again here).
+        each row's float64 reference loss ``lse - z_y`` when known (any value on a row not
+        scored; a non-finite one is computed again here) and each row's ends when the kernel
+        read them (:mod:`cecheck.rowends`, for the labels as targets on the scored rows).
 
         Each row's statistics are taken in blocks of :data:`BLOCK_ELEMENTS` logits, so the
         float64 temporaries stay small whatever the chunk; then each cliff is solved once
@@ -266,7 +289,7 @@ class Running:
         # logits near float64's limit: a gap or a square beyond it is inf (a factor then 0),
         # a scaled row inf - inf (NaN, never past: the bracket's ends decide)
         with np.errstate(over="ignore", invalid="ignore"):
-            stats = _Rows.of(logits, labels, scored, start, reference)
+            stats = _Rows.of(logits, labels, scored, start, reference, ends)
             if stats is not None:
                 self._add_lse(stats.lse, stats.rows)
                 if logits.shape[1] > 1:  # one class: every loss is 0, nothing to break
