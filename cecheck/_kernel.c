@@ -1425,6 +1425,58 @@ FOR_EACH_ISA(DEF_APPLY)
 
 #pragma GCC pop_options
 
+/* ------------------------------------------------------------------ headroom */
+
+/* lse(lam z) of a row of c logits whose max is m, for lam > 0: lam m + log of the sum of
+ * exp(lam z_j - lam m) (exp_full each), in LANES lanes, then a tree: the same bits on every
+ * instruction set. cecheck.headroom's estimate of a scaled row's log-partition, to tell the
+ * rows far from a threshold (at most a few ulp per term from the sum; numpy sums otherwise). */
+/* exp(x) for x <= 0, 0 below -300 (a term below exp(-300) of the largest one, 1). */
+INLINE double scaled_term(double x)
+{
+    double e = exp_tame(x > -300.0 ? x : -300.0);
+    return x > -300.0 ? e : 0.0;
+}
+
+INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, double m)
+{
+    double lm = lam * m, acc[LANES];
+    for (int l = 0; l < LANES; l++)
+        acc[l] = 0.0;
+    int whole = c - c % LANES;
+    for (int j = 0; j < whole; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += scaled_term(lam * load(z, narrow, j + l) - lm);
+    for (int j = whole; j < c; j++)
+        acc[j - whole] += scaled_term(lam * load(z, narrow, j) - lm);
+    return lm + log_pos(tree64(acc));
+}
+
+INLINE void scaled_lse_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *rows,
+                            const double *lam, const double *m, double *out, Py_ssize_t lo,
+                            Py_ssize_t hi)
+{
+    const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    for (Py_ssize_t k = lo; k < hi; k++)
+        out[k] = scaled_lse_row((const char *)z + (size_t)rows[k] * row_bytes, narrow, (int)c,
+                                lam[k], m[k]);
+}
+
+#define DEF_SCALED(isa, name, ATTR)                                                         \
+    ATTR static void scaled32_##isa(const void *z, Py_ssize_t c, const int64_t *rows,       \
+                                    const double *lam, const double *m, double *out,        \
+                                    Py_ssize_t lo, Py_ssize_t hi)                           \
+    {                                                                                       \
+        scaled_lse_rows(z, 1, c, rows, lam, m, out, lo, hi);                                \
+    }                                                                                       \
+    ATTR static void scaled64_##isa(const void *z, Py_ssize_t c, const int64_t *rows,       \
+                                    const double *lam, const double *m, double *out,        \
+                                    Py_ssize_t lo, Py_ssize_t hi)                           \
+    {                                                                                       \
+        scaled_lse_rows(z, 0, c, rows, lam, m, out, lo, hi);                                \
+    }
+FOR_EACH_ISA(DEF_SCALED)
+
 /* ------------------------------------------------------------------ instruction sets */
 
 enum { INDEX, SIGMOID, SOFT }; /* the kernels */
@@ -1433,6 +1485,8 @@ enum { INDEX, SIGMOID, SOFT }; /* the kernels */
 typedef void KernelFn(const void *z, Py_ssize_t c, const void *labels, double *loss,
                       double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
+typedef void ScaledFn(const void *z, Py_ssize_t c, const int64_t *rows, const double *lam,
+                      const double *m, double *out, Py_ssize_t lo, Py_ssize_t hi);
 typedef int NarrowFn(const void *z, Py_ssize_t c, const int64_t *y, int formats, const float *tab,
                      double *loss, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 
@@ -1442,13 +1496,14 @@ typedef struct {
     KernelFn *kernel[3][2];
     ApplyFn *apply;
     NarrowFn *narrow[2]; /* float16 and bfloat16 multiclass index paths [float64?] */
+    ScaledFn *scaled[2]; /* the headroom's scaled rows [float64?] */
 } Isa;
 
 #define ISA_ENTRY(isa, name, ATTR)                                                          \
     {name,                                                                                  \
      {{rows32_##isa, rows64_##isa}, {sigmoid32_##isa, sigmoid64_##isa},                     \
       {soft32_##isa, soft64_##isa}},                                                        \
-     apply_each_##isa, {narrow32_##isa, narrow64_##isa}},
+     apply_each_##isa, {narrow32_##isa, narrow64_##isa}, {scaled32_##isa, scaled64_##isa}},
 static const Isa isas[] = {FOR_EACH_ISA(ISA_ENTRY)};
 #define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
@@ -1747,6 +1802,53 @@ static PyObject *py_isas(PyObject *self, PyObject *args)
     return d;
 }
 
+PyDoc_STRVAR(scaled_lse_doc,
+             "scaled_lse(z, itemsize, n, c, rows, lam, m, out, lo, hi)\n\n"
+             "For k in lo..hi: out[k] = lse(lam[k] * z[rows[k]]), the log-sum-exp of row rows[k]\n"
+             "of C-contiguous (n, c) logits z (float32 if itemsize is 4, else float64) scaled\n"
+             "by lam[k] > 0, whose max is m[k]; rows int64, lam, m and out float64 (k,).\n"
+             "Releases the GIL.");
+
+static PyObject *py_scaled_lse(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer z, rows, lam, m, out;
+    Py_ssize_t itemsize, n, c, lo, hi;
+    if (!PyArg_ParseTuple(args, "y*nnny*y*y*w*nn", &z, &itemsize, &n, &c, &rows, &lam, &m, &out,
+                          &lo, &hi))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t k = rows.len / 8;
+    if ((itemsize != 4 && itemsize != 8) || n < 0 || c < 1 || c > INT32_MAX || lo < 0 ||
+        hi > k || lo > hi) {
+        PyErr_SetString(PyExc_ValueError, "bad itemsize, shape or row range");
+        goto done;
+    }
+    if (!check_size(&z, n * c * itemsize, "z") || !check_size(&rows, k * 8, "rows") ||
+        !check_size(&lam, k * 8, "lam") || !check_size(&m, k * 8, "m") ||
+        !check_size(&out, k * 8, "out"))
+        goto done;
+    const int64_t *r = rows.buf;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        if (r[i] < 0 || r[i] >= n) {
+            PyErr_Format(PyExc_ValueError, "row %lld is not in [0, %zd)", (long long)r[i], n);
+            goto done;
+        }
+    }
+    ScaledFn *run = active->scaled[itemsize == 8];
+    Py_BEGIN_ALLOW_THREADS
+    run(z.buf, c, rows.buf, lam.buf, m.buf, out.buf, lo, hi);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&lam);
+    PyBuffer_Release(&m);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"isa", py_isa, METH_NOARGS, isa_doc},
     {"isas", py_isas, METH_NOARGS, isas_doc},
@@ -1755,6 +1857,7 @@ static PyMethodDef methods[] = {
     {"soft", py_soft, METH_VARARGS, soft_doc},
     {"narrow_index", py_narrow_index, METH_VARARGS, narrow_index_doc},
     {"apply", py_apply, METH_VARARGS, apply_doc},
+    {"scaled_lse", py_scaled_lse, METH_VARARGS, scaled_lse_doc},
     {"widen_bfloat16", py_widen_bfloat16, METH_VARARGS, widen_bfloat16_doc},
     {NULL, NULL, 0, NULL},
 };

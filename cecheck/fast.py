@@ -341,6 +341,20 @@ def _narrow_index(
     return results
 
 
+def scaled_lse(logits: Array, rows: Array, lam: Array | float, top: Array) -> Array:
+    """``lse(λ z)`` of the ``rows`` of (n, C) float32 or float64 logits ``z`` (C-contiguous),
+    each row scaled by its ``λ > 0`` (``lam``), ``top`` its max: by the kernel's exp and log,
+    summed in its own order, so within a few ulp per term of numpy's (an estimate, by which
+    :mod:`cecheck.headroom` tells the rows far from a threshold without numpy)."""
+    n, c = logits.shape
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    lam = np.ascontiguousarray(np.broadcast_to(lam, rows.shape), dtype=np.float64)
+    top = np.ascontiguousarray(top, dtype=np.float64)
+    out = np.empty(rows.size, dtype=np.float64)
+    kernel().scaled_lse(logits, logits.itemsize, n, c, rows, lam, top, out, 0, rows.size)
+    return out
+
+
 def sigmoid(
     logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
 ) -> KernelResult:

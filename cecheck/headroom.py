@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cecheck import fast
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.exactsum import ExactSum
@@ -48,6 +49,10 @@ BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
 NEWTON_ROWS = 8  # rows iterated together, in the order of their brackets' lower ends
+# The kernel's lse(λz) (cecheck.fast.scaled_lse) and numpy's differ by a few ulp per term of
+# the sum and of λ·max z, λ·z_y: a row whose estimate is farther than this from a
+# threshold, relative to those terms, is on the side numpy finds it on.
+ESTIMATE_SLACK = 2.0**-30
 
 
 @functools.cache
@@ -141,6 +146,7 @@ class _Rows:
     zy: Array
     lead: Array  # z_y - max_{j≠y} z_j where the target is the maximum, else 0
     lead_log: Array  # -log Σ_{j≠y} exp(z_j - z_y) where lead > 0, else -inf
+    kernel: bool = False  # whether the kernel estimates lse(λz) of these rows (:meth:`estimate`)
 
     @classmethod
     def of(
@@ -178,7 +184,9 @@ class _Rows:
         if close.size:
             others = _without_target(np.asarray(logits[at[close]], np.float64), y[at[close]])
             lead_log[close] = _lead_log(others, zy[close], 1.0)[0]
-        return cls(logits, at, y[at], at + start, lse, m, zy, lead, lead_log)
+        on_kernel = ends is not None and logits.dtype in fast.LOGIT_DTYPES
+        kernel = on_kernel and bool(logits.flags.c_contiguous)
+        return cls(logits, at, y[at], at + start, lse, m, zy, lead, lead_log, kernel)
 
     def get(self, i: Array) -> Array:
         """The float64 logits of the kept rows ``i``."""
@@ -189,9 +197,26 @@ class _Rows:
         """:meth:`get` with -inf at the target's place."""
         return _without_target(self.get(i), self.y[i])
 
+    def estimate(self, zy: Array) -> Estimate | None:
+        """On the kernel's chunks, :func:`_margin`'s value ``lse(λz) - λ zy`` of the kept rows
+        ``i`` at ``λ`` estimated by the kernel, and how far from numpy's it may be."""
+        if not self.kernel:
+            return None
+        log_c = math.log(self.logits.shape[1])
+
+        def margin(i: Array, lam: float) -> Pair:
+            lse = fast.scaled_lse(self.logits, self.at[i], lam, self.m[i])
+            value: Array = lse - lam * zy[i]
+            terms = lam * (np.abs(self.m[i]) + np.abs(zy[i])) + log_c + np.abs(value)
+            return value, ESTIMATE_SLACK * (1 + terms)
+
+        return margin
+
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
 Pair = tuple[Array, Array]  # a function of λ's value and derivative per row
+# rows i, λ -> an estimate of a function's value at λ per row, and a bound of its error
+Estimate = Callable[[Array, float], Pair]
 
 
 def _block(logits: Array, labels: Array, at: Array) -> Stats:
@@ -306,15 +331,17 @@ class Running:
             naive.past += int(np.count_nonzero(margin > t_under))
             lo, hi = _convex_bracket(margin, r.m - r.zy, log_c, t_under)
             cause, chord = "prob_underflow", (margin, log_c)  # convex: below its chord
-            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord)
+            guess = r.estimate(r.zy)
+            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord, guess)
             text = self.best["textbook", d]
             past = (r.lse > t_over) | (margin > t_under) | (r.zy < -t_under)
             text.past += int(np.count_nonzero(past))
             if naive.row is not None:  # textbook's probability underflows as naive's does
                 text.offer(naive.factor, naive.row, naive.cause)
             lo, hi = _convex_bracket(r.lse, r.m, log_c, t_over)
-            chord = (r.lse, log_c)
-            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, "sum_overflow", chord)
+            chord, guess = (r.lse, log_c), r.estimate(zero)
+            cause = "sum_overflow"
+            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, cause, chord, guess)
             with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
                 _offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
             t_round = roundoff_threshold(d)
@@ -418,6 +445,7 @@ def _solve(
     fn: Callable[..., Pair],
     cause: str,
     chord: tuple[Array, float] | None = None,
+    estimate: Estimate | None = None,
 ) -> None:
     """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` reaches
     ``target``, each row's crossing bracketed in ``[lo, hi]`` (inf: none).
@@ -426,7 +454,10 @@ def _solve(
     the smallest ``hi`` (and the best), in the order of ``lo``, a few at a time, until the
     next ``lo`` is past the best found. A row's crossing depends on that row only (never on
     the best so far), so chunks give the same answer however the rows are split. ``chord``:
-    a convex ``fn``'s values at 1 and 0, for :func:`_past`.
+    a convex ``fn``'s values at 1 and 0, for :func:`_past`. ``estimate``: a convex ``fn``'s
+    value by the kernel, for :func:`_past`, and to leave out of Newton's method the rows
+    certainly not past ``target`` at the best λ found (:func:`_below`): their crossing, and
+    so Newton's from above it, is after that λ.
     """
     lo = np.minimum(lo, hi)  # ends that rounding crossed: the crossing is at hi
     bound = min(best.factor, float(hi.min(initial=math.inf)))
@@ -441,11 +472,13 @@ def _solve(
         part = part[lo[part] <= best.factor]
         if not part.size:
             break  # sorted by lo: no later row can be first
+        if estimate is not None and 0 < best.factor < math.inf:
+            part = part[~_below(part, estimate, best.factor, target)[0]]
         found = newton(get(part), zy[part], lo[part], hi[part], target, fn)
         _offer_min(best, found, rows[part], cause)
         i += block
         if pick.size - i > block:
-            rest = _past(pick[i:], get, step, zy, best, target, fn, chord)
+            rest = _past(pick[i:], get, step, zy, best, target, fn, chord, estimate)
             pick = np.concatenate([pick[:i], rest])
 
 
@@ -458,11 +491,14 @@ def _past(
     target: float,
     fn: Callable[..., Pair],
     chord: tuple[Array, float] | None,
+    estimate: Estimate | None = None,
 ) -> Array:
     """The ``rows`` that may cross before ``best``'s factor λ, by one value each, ``fn`` at
     λ: a row not past ``target`` there crosses after it (each ``fn`` increases across its only
     crossing), one pass instead of Newton's several. With ``chord`` (a convex ``fn`` at 1 and
-    0) and λ <= 1, a row whose chord is below ``target`` at λ needs no pass."""
+    0) and λ <= 1, a row whose chord is below ``target`` at λ needs no pass. With ``estimate``
+    (``fn``'s value by the kernel), only the rows whose estimate lies within its error of
+    ``target`` take numpy's pass: the others are on the side numpy would find them."""
     lam = best.factor
     if not math.isfinite(lam) or lam <= 0:
         return rows
@@ -470,11 +506,23 @@ def _past(
         at_one, at_zero = chord
         rows = rows[~(at_zero + lam * (at_one[rows] - at_zero) < target)]  # NaN: kept
     keep = np.ones(rows.size, dtype=bool)
-    for k in range(0, rows.size, step):
-        part = rows[k : k + step]
-        value, _ = fn(get(part), zy[part], lam, False)  # the value alone
-        keep[k : k + step] = ~(value < target)  # NaN: kept, Newton's method decides
+    unsure = np.arange(rows.size)
+    if estimate is not None and rows.size:
+        below, unsure = _below(rows, estimate, lam, target)
+        keep = ~below
+    for k in range(0, unsure.size, step):
+        part = unsure[k : k + step]
+        value, _ = fn(get(rows[part]), zy[rows[part]], lam, False)  # the value alone
+        keep[part] = ~(value < target)  # NaN: kept, Newton's method decides
     return rows[keep]
+
+
+def _below(rows: Array, estimate: Estimate, lam: float, target: float) -> tuple[Array, Array]:
+    """Whether each of ``rows`` is certainly below ``target`` at ``λ`` by its ``estimate``,
+    and the positions of those too near ``target`` to tell (NaN among them)."""
+    guess, error = estimate(rows, lam)
+    below = guess < target - error
+    return below, np.flatnonzero(~(np.abs(guess - target) > error))
 
 
 def _lse_slope(x: Array, lam: Array | float, slope: bool = True) -> tuple[Array, Array]:
