@@ -1440,15 +1440,21 @@ INLINE double scaled_term(double x)
 
 INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, double m)
 {
-    double lm = lam * m, acc[LANES];
+    double lm = lam * m, acc[LANES], terms[BLOCK];
     for (int l = 0; l < LANES; l++)
         acc[l] = 0.0;
-    int whole = c - c % LANES;
-    for (int j = 0; j < whole; j += LANES)
-        for (int l = 0; l < LANES; l++)
-            acc[l] += scaled_term(lam * load(z, narrow, j + l) - lm);
-    for (int j = whole; j < c; j++)
-        acc[j - whole] += scaled_term(lam * load(z, narrow, j) - lm);
+    for (int lo = 0; lo < c; lo += BLOCK) {
+        int size = c - lo < BLOCK ? c - lo : BLOCK;
+        /* the exps in a loop of their own, which vectorises on AVX2 too (block_tame) */
+        for (int j = 0; j < size; j++)
+            terms[j] = scaled_term(lam * load(z, narrow, lo + j) - lm);
+        int whole = size - size % LANES;
+        for (int j = 0; j < whole; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                acc[l] += terms[j + l];
+        for (int j = whole; j < size; j++)
+            acc[j - whole] += terms[j];
+    }
     return lm + log_pos(tree64(acc));
 }
 
