@@ -90,11 +90,9 @@ from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.errors import SetupError
 from cecheck.losses import PathResult
-from cecheck.rowends import RowEnds
 
-# Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows, and
-# each row's ends (the multiclass index kernel's; None from the others).
-KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array, RowEnds | None]
+# Every path of a chunk {(path, dtype): PathResult}, the reference, non-finite rows, row ends.
+KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array, rowends.RowEnds | None]
 # A framework path's numpy function f(z, target, p) -> PathResult.
 PathFunction = Callable[..., PathResult]
 # The framework paths a kernel computes, by name (naive, stable), with the numpy function each
@@ -173,9 +171,8 @@ def compute(
     framework: FrameworkPaths | None = None,
 ) -> KernelResult:
     """The textbook path and the reference of a chunk (and the framework's paths named in
-    ``framework``), the non-finite rows and the rows' ends (:mod:`cecheck.rowends`, from the
-    multiclass index kernel only), by the family's kernel: :func:`multiclass_index`,
-    :func:`soft` or :func:`sigmoid`. ValueError for a family no kernel computes.
+    ``framework``), by the family's kernel: :func:`multiclass_index`, :func:`soft` or
+    :func:`sigmoid`. ValueError for a family no kernel computes.
 
     ``framework``: ``{path: numpy function}`` of the naive and stable paths to return, each a
     function the kernel computes (:func:`emulates`); it recomputes the rows the kernel leaves
@@ -267,15 +264,13 @@ def multiclass_index(
     results, reference, nonfinite, ends
         ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.textbook_multiclass` and
         PyTorch's naive (``log(softmax)``) and stable (``cross_entropy``) paths give them, the
-        reference losses, the rows holding a NaN or +inf logit (a -inf is a masked class,
-        not an input problem), and each row's ends as :func:`cecheck.rowends.of` gives them
-        (read by the kernel on its way; by numpy on the rows it leaves to numpy). The rows
-        the kernel leaves to numpy keep the kernel's NaN in a path absent from ``framework``.
+        reference losses, the rows holding a NaN or +inf logit (a -inf is a masked class, not
+        an input problem) and each row's ends (:mod:`cecheck.rowends`). The rows the kernel
+        leaves to numpy keep the kernel's NaN in a path absent from ``framework``.
     """
     z = _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
-    ends = np.empty((3, len(z)), dtype=np.float64)
-    loss, bits = _run(kernel().multiclass_index, z, y, ends)
+    loss, bits = _run(kernel().multiclass_index, z, y, ends := np.empty((3, len(z))))
     results: dict[tuple[str, str], PathResult] = {}
     flags = {"float32": (_OVER32, _UNDER32, _NUNDER32), "float64": (_OVER64, _UNDER64, _NUNDER64)}
     for d, row in (("float32", 0), ("float64", 1)):
@@ -293,13 +288,11 @@ def multiclass_index(
     if special.size:
         spec = (*losses.PATHS["index"], framework or {})
         _overwrite(special, results, spec, z[special], y[special], reference)
-        theirs = rowends.of(z[special], y[special])
-        ends[:, special] = theirs.max, theirs.min, theirs.rest
     _rescale_tiny(reference, losses.reference_multiclass, z, y)
     formats = tuple(d for d in NARROW if d in dtypes)
     if formats:
         results.update(_narrow_index(z, y, formats, framework or {}))
-    return results, reference, nonfinite, RowEnds(ends[0], ends[1], ends[2])
+    return results, reference, nonfinite, rowends.filled(ends, special, z, y)
 
 
 # Outputs of the narrow kernel, per row: the textbook, stable and naive losses; its status bits.
@@ -339,20 +332,6 @@ def _narrow_index(
             _overwrite(special, ours, spec, z[special], y[special], None)
         results.update(ours)
     return results
-
-
-def scaled_lse(logits: Array, rows: Array, lam: Array | float, top: Array) -> Array:
-    """``lse(λ z)`` of the ``rows`` of (n, C) float32 or float64 logits ``z`` (C-contiguous),
-    each row scaled by its ``λ > 0`` (``lam``), ``top`` its max: by the kernel's exp and log,
-    summed in its own order, so within a few ulp per term of numpy's (an estimate, by which
-    :mod:`cecheck.headroom` tells the rows far from a threshold without numpy)."""
-    n, c = logits.shape
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    lam = np.ascontiguousarray(np.broadcast_to(lam, rows.shape), dtype=np.float64)
-    top = np.ascontiguousarray(top, dtype=np.float64)
-    out = np.empty(rows.size, dtype=np.float64)
-    kernel().scaled_lse(logits, logits.itemsize, n, c, rows, lam, top, out, 0, rows.size)
-    return out
 
 
 def sigmoid(
@@ -445,19 +424,15 @@ def _logits(logits: Array) -> Array:
     return np.ascontiguousarray(z if z.dtype in LOGIT_DTYPES else z.astype(np.float64))
 
 
-def _run(
-    kernel: Callable[..., None], z: Array, labels: Array, ends: Array | None = None
-) -> tuple[Array, Array]:
+def _run(kernel: Callable[..., None], z: Array, labels: Array, *ends: Array) -> tuple[Array, Array]:
     """The (7, n) losses (:data:`_OUTPUTS`) and (n,) status words of ``kernel`` on
-    (z, labels), rows split over the cores; the multiclass index kernel also writes the rows'
-    ends into ``ends``, (3, n)."""
+    (z, labels), rows split over the cores (and the multiclass index kernel's ``ends``)."""
     n, c = z.shape
     loss = np.empty((_OUTPUTS, n), dtype=np.float64)
     bits = np.empty(n, dtype=np.uint16)
-    outputs = (loss,) if ends is None else (loss, ends)
 
     def part(lo: int, hi: int) -> None:
-        kernel(z, z.itemsize, n, c, labels, *outputs, bits, lo, hi)
+        kernel(z, z.itemsize, n, c, labels, loss, *ends, bits, lo, hi)
 
     _run_parts(part, n)
     return loss, bits

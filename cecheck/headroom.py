@@ -16,7 +16,9 @@ counted). The cliffs, in exact arithmetic on the scaled logits (multiclass, inde
   it stays past; it lies between ``λ g`` and ``λ g + log C`` (``g = max z - z_y``), and its
   slope is at most ``g``, which with its value at 1 brackets the crossing; the crossing is
   found by Newton's method (the slope is the softmax-weighted mean of ``z`` minus ``z_y``), on
-  the rows whose bracket starts before every other row's ends only.
+  the rows whose bracket starts before every other row's ends only; on the kernel's chunks,
+  not on a row that the kernel's estimate of ``lse(λz)`` (``scaled_lse`` in ``_kernel.c``)
+  puts surely short of the threshold at the best scale found: its crossing comes later.
 - ``stable`` (log-softmax): the loss ``log(1 + δ)``, ``δ = Σ_{j≠y} exp(λ(z_j - z_y))``, rounds
   to 0 when ``δ`` is at most the dtype's unit roundoff ``2^-bits`` (a sum rounded once, as
   PyTorch's float16/bfloat16 kernels round it; a sum accumulated in the format may reach 1
@@ -32,24 +34,21 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from cecheck import fast
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.exactsum import ExactSum
-from cecheck.newton import newton
+from cecheck.newton import Estimate, Pair, offer_min, solve
 from cecheck.rowends import RowEnds
 
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
-NEWTON_ROWS = 8  # rows iterated together, in the order of their brackets' lower ends
-# The kernel's lse(λz) (cecheck.fast.scaled_lse) and numpy's differ by a few ulp per term of
+# The kernel's lse(λz) (_Rows.scaled_lse) and numpy's differ by a few ulp per term of
 # the sum and of λ·max z, λ·z_y: a row whose estimate is farther than this from a
 # threshold, relative to those terms, is on the side numpy finds it on.
 ESTIMATE_SLACK = 2.0**-30
@@ -184,7 +183,7 @@ class _Rows:
         if close.size:
             others = _without_target(np.asarray(logits[at[close]], np.float64), y[at[close]])
             lead_log[close] = _lead_log(others, zy[close], 1.0)[0]
-        on_kernel = ends is not None and logits.dtype in fast.LOGIT_DTYPES
+        on_kernel = ends is not None and logits.dtype in (np.float32, np.float64)
         kernel = on_kernel and bool(logits.flags.c_contiguous)
         return cls(logits, at, y[at], at + start, lse, m, zy, lead, lead_log, kernel)
 
@@ -205,18 +204,26 @@ class _Rows:
         log_c = math.log(self.logits.shape[1])
 
         def margin(i: Array, lam: float) -> Pair:
-            lse = fast.scaled_lse(self.logits, self.at[i], lam, self.m[i])
-            value: Array = lse - lam * zy[i]
+            value: Array = self.scaled_lse(i, lam) - lam * zy[i]
             terms = lam * (np.abs(self.m[i]) + np.abs(zy[i])) + log_c + np.abs(value)
             return value, ESTIMATE_SLACK * (1 + terms)
 
         return margin
 
+    def scaled_lse(self, i: Array, lam: float) -> Array:
+        """``lse(λz)`` of the kept rows ``i`` by the kernel's exp and log, summed in its own
+        order (``scaled_lse`` in ``_kernel.c``): within a few ulp per term of numpy's."""
+        from cecheck import fast  # on the kernel's chunks only: the renderers import this module
+
+        z, at, top = self.logits, self.at[i], np.ascontiguousarray(self.m[i])
+        out = np.empty(at.size)
+        fast.kernel().scaled_lse(
+            z, z.itemsize, *z.shape, at, np.full(at.size, lam), top, out, 0, at.size
+        )
+        return out
+
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
-Pair = tuple[Array, Array]  # a function of λ's value and derivative per row
-# rows i, λ -> an estimate of a function's value at λ per row, and a bound of its error
-Estimate = Callable[[Array, float], Pair]
 
 
 def _block(logits: Array, labels: Array, at: Array) -> Stats:
@@ -332,7 +339,7 @@ class Running:
             lo, hi = _convex_bracket(margin, r.m - r.zy, log_c, t_under)
             cause, chord = "prob_underflow", (margin, log_c)  # convex: below its chord
             guess = r.estimate(r.zy)
-            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord, guess)
+            solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord, guess)
             text = self.best["textbook", d]
             past = (r.lse > t_over) | (margin > t_under) | (r.zy < -t_under)
             text.past += int(np.count_nonzero(past))
@@ -341,14 +348,14 @@ class Running:
             lo, hi = _convex_bracket(r.lse, r.m, log_c, t_over)
             chord, guess = (r.lse, log_c), r.estimate(zero)
             cause = "sum_overflow"
-            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, cause, chord, guess)
+            solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, cause, chord, guess)
             with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
-                _offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
+                offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
             t_round = roundoff_threshold(d)
             stable = self.best["stable", d]
             stable.past += int(np.count_nonzero(r.lead_log >= t_round))
             lo, hi = _concave_bracket(r.lead_log, r.lead, -log_rest, log_rest, t_round)
-            _solve(stable, r.others, step, r.zy, lo, hi, r.rows, t_round, _lead_log, "loss_zero")
+            solve(stable, r.others, step, r.zy, lo, hi, r.rows, t_round, _lead_log, "loss_zero")
 
     def _add_lse(self, lse: Array, rows: Array) -> None:
         self.rows += lse.size
@@ -433,98 +440,6 @@ def _concave_bracket(
     return np.where(g > 0, lo, np.inf), np.where(g > 0, hi, np.inf)
 
 
-def _solve(
-    best: _Best,
-    get: Callable[[Array], Array],
-    step: int,
-    zy: Array,
-    lo: Array,
-    hi: Array,
-    rows: Array,
-    target: float,
-    fn: Callable[..., Pair],
-    cause: str,
-    chord: tuple[Array, float] | None = None,
-    estimate: Estimate | None = None,
-) -> None:
-    """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` reaches
-    ``target``, each row's crossing bracketed in ``[lo, hi]`` (inf: none).
-
-    Only the rows that can beat the best so far are iterated: those whose ``lo`` is at most
-    the smallest ``hi`` (and the best), in the order of ``lo``, a few at a time, until the
-    next ``lo`` is past the best found. A row's crossing depends on that row only (never on
-    the best so far), so chunks give the same answer however the rows are split. ``chord``:
-    a convex ``fn``'s values at 1 and 0, for :func:`_past`. ``estimate``: a convex ``fn``'s
-    value by the kernel, for :func:`_past`, and to leave out of Newton's method the rows
-    certainly not past ``target`` at the best λ found (:func:`_below`): their crossing, and
-    so Newton's from above it, is after that λ.
-    """
-    lo = np.minimum(lo, hi)  # ends that rounding crossed: the crossing is at hi
-    bound = min(best.factor, float(hi.min(initial=math.inf)))
-    if not math.isfinite(bound):
-        return
-    pick = np.flatnonzero(lo <= bound)
-    pick = pick[np.argsort(lo[pick], kind="stable")]
-    block = min(step, NEWTON_ROWS)
-    i = 0
-    while i < pick.size:
-        part = pick[i : i + block]
-        part = part[lo[part] <= best.factor]
-        if not part.size:
-            break  # sorted by lo: no later row can be first
-        if estimate is not None and 0 < best.factor < math.inf:
-            part = part[~_below(part, estimate, best.factor, target)[0]]
-        found = newton(get(part), zy[part], lo[part], hi[part], target, fn)
-        _offer_min(best, found, rows[part], cause)
-        i += block
-        if pick.size - i > block:
-            rest = _past(pick[i:], get, step, zy, best, target, fn, chord, estimate)
-            pick = np.concatenate([pick[:i], rest])
-
-
-def _past(
-    rows: Array,
-    get: Callable[[Array], Array],
-    step: int,
-    zy: Array,
-    best: _Best,
-    target: float,
-    fn: Callable[..., Pair],
-    chord: tuple[Array, float] | None,
-    estimate: Estimate | None = None,
-) -> Array:
-    """The ``rows`` that may cross before ``best``'s factor λ, by one value each, ``fn`` at
-    λ: a row not past ``target`` there crosses after it (each ``fn`` increases across its only
-    crossing), one pass instead of Newton's several. With ``chord`` (a convex ``fn`` at 1 and
-    0) and λ <= 1, a row whose chord is below ``target`` at λ needs no pass. With ``estimate``
-    (``fn``'s value by the kernel), only the rows whose estimate lies within its error of
-    ``target`` take numpy's pass: the others are on the side numpy would find them."""
-    lam = best.factor
-    if not math.isfinite(lam) or lam <= 0:
-        return rows
-    if chord is not None and lam <= 1:
-        at_one, at_zero = chord
-        rows = rows[~(at_zero + lam * (at_one[rows] - at_zero) < target)]  # NaN: kept
-    keep = np.ones(rows.size, dtype=bool)
-    unsure = np.arange(rows.size)
-    if estimate is not None and rows.size:
-        below, unsure = _below(rows, estimate, lam, target)
-        keep = ~below
-    for k in range(0, unsure.size, step):
-        part = unsure[k : k + step]
-        value, _ = fn(get(rows[part]), zy[rows[part]], lam, False)  # the value alone
-        keep[part] = ~(value < target)  # NaN: kept, Newton's method decides
-    return rows[keep]
-
-
-def _below(rows: Array, estimate: Estimate, lam: float, target: float) -> tuple[Array, Array]:
-    """Whether each of ``rows`` is certainly below ``target`` at ``λ`` by its ``estimate``,
-    and the positions of those too near ``target`` to tell (NaN among them)."""
-    guess, error = estimate(rows, lam)
-    below = guess < target - error
-    return below, np.flatnonzero(~(np.abs(guess - target) > error))
-
-
 def _lse_slope(x: Array, lam: Array | float, slope: bool = True) -> tuple[Array, Array]:
     """``lse(λx)`` per row and its derivative in λ, the softmax(λx)-weighted mean of ``x``
     (a class at -inf has weight 0), from one pass; without ``slope``, an empty one."""
@@ -557,12 +472,3 @@ def _lead_log(others: Array, zy: Array, lam: Array | float, slope: bool = True) 
 def _pos(x: Array) -> Array:
     """``x`` with the values <= 0 as 0, so that ``t / _pos(x)`` is inf there (no cliff)."""
     return np.where(x > 0, x, 0.0)
-
-
-def _offer_min(best: _Best, factor: Array, rows: Array, cause: str) -> None:
-    """Offer ``best`` the smallest ``factor`` (the first row among ties)."""
-    if factor.size == 0:
-        return
-    least = factor.min()  # NaN-free: the bracketed crossings, or inf
-    if math.isfinite(least):  # ties go to the first row, whatever the order of ``rows``
-        best.offer(float(least), int(rows[factor == least].min()), cause)

@@ -26,10 +26,6 @@ class RowEnds:
     min: Array
     rest: Array
 
-    def take(self, rows: Array) -> RowEnds:
-        """The ends of ``rows`` (positions)."""
-        return RowEnds(self.max[rows], self.min[rows], self.rest[rows])
-
 
 def of(logits: Array, target: Array) -> RowEnds:
     """The ends of ``(n, C)`` logits with index targets, by numpy (the definition)."""
@@ -38,3 +34,12 @@ def of(logits: Array, target: Array) -> RowEnds:
     others[np.arange(len(target)), target] = -np.inf
     top, low = (np.asarray(e, dtype=np.float64) for e in (z.max(axis=1), z.min(axis=1)))
     return RowEnds(top, low, others.max(axis=1))
+
+
+def filled(ends: Array, rows: Array, logits: Array, target: Array) -> RowEnds:
+    """The kernel's ``(3, n)`` ends (max, min, rest), with those of the ``rows`` it left to
+    numpy (NaN there) read by numpy (:func:`of`)."""
+    if rows.size:
+        theirs = of(logits[rows], target[rows])
+        ends[:, rows] = theirs.max, theirs.min, theirs.rest
+    return RowEnds(*ends)

@@ -1,5 +1,5 @@
 """The headroom on the kernel's chunks: the kernel's estimate of a scaled row's log-partition
-(cecheck.fast.scaled_lse) tells the rows far from a cliff without numpy's pass over them, and
+(scaled_lse in _kernel.c) tells the rows far from a cliff without numpy's pass over them, and
 the cliffs stay numpy's to the bit (every copy of the kernel: tests/test_kernel_clones.py)."""
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ if not fast.installed():
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
+def scaled_lse(z: np.ndarray, rows: np.ndarray, lam: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """The kernel's lse(λz) of the ``rows`` of ``z``, each by its λ, ``top`` its max."""
+    out = np.empty(len(rows))
+    fast.kernel().scaled_lse(z, z.itemsize, *z.shape, rows, lam, top, out, 0, len(rows))
+    return out
+
+
 def numpy_lse(z: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """headroom's own lse(λz) per row (the value Newton's method and _past compute)."""
     return headroom._lse_slope(np.asarray(z, dtype=np.float64), lam, False)[0]
@@ -41,7 +48,7 @@ def test_the_kernels_scaled_lse_is_numpys_within_its_slack(dtype: type, c: int) 
     rows = rng.permutation(n)[: n - 3]  # some rows, in any order
     lam = rng.choice([1e-3, 0.38, 1.0, 2.5, 37.0], rows.size)
     top = z.max(axis=1).astype(np.float64)[rows]
-    mine = fast.scaled_lse(z, rows, lam, top)
+    mine = scaled_lse(z, rows, lam, top)
     with np.errstate(over="ignore", invalid="ignore"):
         theirs = numpy_lse(z[rows], lam)
     finite = np.isfinite(theirs)
@@ -55,9 +62,9 @@ def test_the_kernels_scaled_lse_is_numpys_within_its_slack(dtype: type, c: int) 
 def test_scaled_lse_checks_its_arguments() -> None:
     z = np.zeros((3, 4))
     with pytest.raises(ValueError, match="row 3 is not in"):
-        fast.scaled_lse(z, np.array([3]), 1.0, np.zeros(1))
+        scaled_lse(z, np.array([3]), np.ones(1), np.zeros(1))
     with pytest.raises(ValueError, match="m holds"):
-        fast.scaled_lse(z, np.array([0, 1]), 1.0, np.zeros(1))
+        scaled_lse(z, np.array([0, 1]), np.ones(2), np.zeros(1))
 
 
 def lm_like(seed: int, n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
