@@ -508,9 +508,10 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
         bad |= odd[l];                                                                      \
     }
 
-/* The max, its first index and the row's status: SPECIAL (with NONFINITE for a NaN or +inf
- * logit, an input problem; a -inf is a masked class, SPECIAL alone) or tame or not. */
-INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tame)
+/* The max, its first index, the min and the row's status: SPECIAL (with NONFINITE for a NaN
+ * or +inf logit, an input problem; a -inf is a masked class, SPECIAL alone) or tame or not. */
+INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *lowest,
+                   int *tame)
 {
     double best = load(z, narrow, 0), low = best;
     int bad = 0, kb = 0;
@@ -545,6 +546,7 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, int *tam
         j++;
     *k = j;
     *m = best;
+    *lowest = low;
     *tame = low >= TAME_MIN && best <= TAME_MAX;
     return 0;
 }
@@ -589,6 +591,7 @@ INLINE void finish(double m64, double zt, double et, float et32, double es, floa
  * direct) and its sums. */
 typedef struct {
     double m64, em; /* the max, and exp(-max) on a tame row */
+    double low;     /* the min */
     int k, tame, over32, over64;
     Sums s;
 } RowPass;
@@ -597,7 +600,7 @@ typedef struct {
  * kernel leaves to the numpy specification. */
 INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
 {
-    int status = row_max(z, narrow, c, &r->m64, &r->k, &r->tame);
+    int status = row_max(z, narrow, c, &r->m64, &r->k, &r->low, &r->tame);
     if (status)
         return status;
     double m64 = r->m64, em = r->tame ? exp_tame(-m64) : 0.0;
@@ -631,8 +634,43 @@ INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
     return 0;
 }
 
-INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ssize_t stride,
-                uint16_t *bits)
+/* The largest of the c logits other than the target's (t), given the max m and the target's
+ * logit zt: m where zt is below it, else a pass over the others (-inf with one class). */
+INLINE double others_max(const void *z, int narrow, int c, int64_t t, double m, double zt)
+{
+    if (zt < m)
+        return m;
+    double top[LANES];
+    for (int l = 0; l < LANES; l++)
+        top[l] = -INFINITY;
+    int whole = c - c % LANES;
+    for (int j = 0; j < whole; j += LANES) {
+        for (int l = 0; l < LANES; l++) {
+            double v = j + l != t ? load(z, narrow, j + l) : -INFINITY;
+            top[l] = v > top[l] ? v : top[l];
+        }
+    }
+    for (int j = whole; j < c; j++) {
+        double v = j != t ? load(z, narrow, j) : -INFINITY;
+        top[0] = v > top[0] ? v : top[0];
+    }
+    double best = -INFINITY;
+    for (int l = 0; l < LANES; l++)
+        best = top[l] > best ? top[l] : best;
+    return best;
+}
+
+/* A row's ends for the headroom and the casts (cecheck.rowends): its max, its min and the
+ * other classes' max; NaN on a row left to numpy. */
+INLINE void store_ends(double *ends, Py_ssize_t stride, double m, double low, double rest)
+{
+    ends[0] = m;
+    ends[stride] = low;
+    ends[2 * stride] = rest;
+}
+
+INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, double *ends,
+                Py_ssize_t stride, uint16_t *bits)
 {
     RowPass r;
     int status = row_pass(z, narrow, c, &r);
@@ -640,9 +678,11 @@ INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ss
         *bits = (uint16_t)status;
         for (int q = 0; q < N_OUT; q++)
             loss[q * stride] = NAN;
+        store_ends(ends, stride, NAN, NAN, NAN);
         return;
     }
     double zt = load(z, narrow, (int)t);
+    store_ends(ends, stride, r.m64, r.low, others_max(z, narrow, c, t, r.m64, zt));
     float et32;
     double et = row_exp(zt, narrow, r.tame, &et32);
     float es32;
@@ -654,7 +694,7 @@ INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, Py_ss
  * vector would be mostly empty): the same steps as row() on tame rows, in the same order,
  * so the same bits. Computes nothing and returns 0 unless every row of the batch is tame. */
 INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, double *loss,
-                       Py_ssize_t stride, uint16_t *bits)
+                       double *ends, Py_ssize_t stride, uint16_t *bits)
 {
     double tile[SMALL][BATCH]; /* logit j of row b at [j][b] */
     for (int b = 0; b < BATCH; b++)
@@ -747,25 +787,29 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
         for (int q = 0; q < N_OUT; q++)
             loss[q * stride + b] = out[q][b];
         bits[b] = status[b];
+        double rest = -INFINITY; /* the other classes' max, as others_max */
+        for (int j = 0; j < c; j++)
+            rest = j != y[b] && tile[j][b] > rest ? tile[j][b] : rest;
+        store_ends(ends + b, stride, m[b], low[b], zt[b] < m[b] ? m[b] : rest);
     }
     return 1;
 }
 
 INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, double *loss,
-                 Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)
+                 double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)
 {
     const size_t row_bytes = (size_t)c * item_size(narrow);
     for (Py_ssize_t i = lo; i < hi;) {
         if (c <= SMALL && hi - i >= BATCH) {
             const void *zi = (const char *)z + (size_t)i * row_bytes;
-            if (!small_batch(zi, narrow, (int)c, y + i, loss + i, n, bits + i))
+            if (!small_batch(zi, narrow, (int)c, y + i, loss + i, ends + i, n, bits + i))
                 for (Py_ssize_t b = i; b < i + BATCH; b++)
                     row((const char *)z + (size_t)b * row_bytes, narrow, (int)c, y[b], loss + b,
-                        n, bits + b);
+                        ends + b, n, bits + b);
             i += BATCH;
         } else {
-            row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], loss + i, n,
-                bits + i);
+            row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], loss + i,
+                ends + i, n, bits + i);
             i++;
         }
     }
@@ -773,20 +817,20 @@ INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, doub
 
 /* The entry points of each instruction set: float32, float64 and bfloat16 logits. */
 #define DEF_ROWS(isa, name, ATTR)                                                            \
-    ATTR static void rows32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    ATTR static void rows32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss,  \
+                        double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)   \
     {                                                                                       \
-        rows(z, F32, c, labels, loss, n, bits, lo, hi);                                               \
+        rows(z, F32, c, labels, loss, ends, n, bits, lo, hi);                               \
     }                                                                                       \
-    ATTR static void rows64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    ATTR static void rows64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss,  \
+                        double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)   \
     {                                                                                       \
-        rows(z, F64, c, labels, loss, n, bits, lo, hi);                                               \
+        rows(z, F64, c, labels, loss, ends, n, bits, lo, hi);                               \
     }                                                                                       \
-    ATTR static void rows16_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    ATTR static void rows16_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss,  \
+                        double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)   \
     {                                                                                       \
-        rows(z, BF16, c, labels, loss, n, bits, lo, hi);                                              \
+        rows(z, BF16, c, labels, loss, ends, n, bits, lo, hi);                              \
     }
 FOR_EACH_ISA(DEF_ROWS)
 
@@ -1014,15 +1058,17 @@ INLINE void sigmoid_rows(const void *z, int narrow, Py_ssize_t c, const double *
 
 /* The entry points of each instruction set: float32 and float64 logits. */
 #define DEF_SIGMOID(isa, name, ATTR)                                                            \
-    ATTR static void sigmoid32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    ATTR static void sigmoid32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss,  \
+                        double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)   \
     {                                                                                       \
-        sigmoid_rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
+        (void)ends;                                                                         \
+        sigmoid_rows(z, 1, c, labels, loss, n, bits, lo, hi);                               \
     }                                                                                       \
-    ATTR static void sigmoid64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    ATTR static void sigmoid64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss,  \
+                        double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)   \
     {                                                                                       \
-        sigmoid_rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
+        (void)ends;                                                                         \
+        sigmoid_rows(z, 0, c, labels, loss, n, bits, lo, hi);                               \
     }
 FOR_EACH_ISA(DEF_SIGMOID)
 
@@ -1141,15 +1187,17 @@ INLINE void soft_rows(const void *z, int narrow, Py_ssize_t c, const double *t, 
 
 /* The entry points of each instruction set: float32 and float64 logits. */
 #define DEF_SOFT(isa, name, ATTR)                                                            \
-    ATTR static void soft32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    ATTR static void soft32_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss,  \
+                        double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)   \
     {                                                                                       \
-        soft_rows(z, 1, c, labels, loss, n, bits, lo, hi);                                                 \
+        (void)ends;                                                                         \
+        soft_rows(z, 1, c, labels, loss, n, bits, lo, hi);                                  \
     }                                                                                       \
-    ATTR static void soft64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss, Py_ssize_t n,     \
-                        uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)                                        \
+    ATTR static void soft64_##isa(const void *z, Py_ssize_t c, const void *labels, double *loss,  \
+                        double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)   \
     {                                                                                       \
-        soft_rows(z, 0, c, labels, loss, n, bits, lo, hi);                                                 \
+        (void)ends;                                                                         \
+        soft_rows(z, 0, c, labels, loss, n, bits, lo, hi);                                  \
     }
 FOR_EACH_ISA(DEF_SOFT)
 
@@ -1405,13 +1453,80 @@ FOR_EACH_ISA(DEF_APPLY)
 
 #pragma GCC pop_options
 
+/* ------------------------------------------------------------------ headroom */
+
+/* lse(lam z) of a row of c logits whose max is m, for lam > 0: lam m + log of the sum of
+ * exp(lam z_j - lam m) (exp_full each), in LANES lanes, then a tree: the same bits on every
+ * instruction set. cecheck.headroom's estimate of a scaled row's log-partition, to tell the
+ * rows far from a threshold (at most a few ulp per term from the sum; numpy sums otherwise). */
+/* exp(x) for x <= 0, 0 below -300 (a term below exp(-300) of the largest one, 1). */
+INLINE double scaled_term(double x)
+{
+    double e = exp_tame(x > -300.0 ? x : -300.0);
+    return x > -300.0 ? e : 0.0;
+}
+
+INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, double m)
+{
+    double lm = lam * m, acc[LANES], terms[BLOCK];
+    for (int l = 0; l < LANES; l++)
+        acc[l] = 0.0;
+    for (int lo = 0; lo < c; lo += BLOCK) {
+        int size = c - lo < BLOCK ? c - lo : BLOCK;
+        /* the exps in a loop of their own, which vectorises on AVX2 too (block_tame) */
+        for (int j = 0; j < size; j++)
+            terms[j] = scaled_term(lam * load(z, narrow, lo + j) - lm);
+        int whole = size - size % LANES;
+        for (int j = 0; j < whole; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                acc[l] += terms[j + l];
+        for (int j = whole; j < size; j++)
+            acc[j - whole] += terms[j];
+    }
+    return lm + log_pos(tree64(acc));
+}
+
+INLINE void scaled_lse_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *rows,
+                            const double *lam, const double *m, double *out, Py_ssize_t lo,
+                            Py_ssize_t hi)
+{
+    const size_t row_bytes = (size_t)c * item_size(narrow);
+    for (Py_ssize_t k = lo; k < hi; k++)
+        out[k] = scaled_lse_row((const char *)z + (size_t)rows[k] * row_bytes, narrow, (int)c,
+                                lam[k], m[k]);
+}
+
+#define DEF_SCALED(isa, name, ATTR)                                                         \
+    ATTR static void scaled32_##isa(const void *z, Py_ssize_t c, const int64_t *rows,       \
+                                    const double *lam, const double *m, double *out,        \
+                                    Py_ssize_t lo, Py_ssize_t hi)                           \
+    {                                                                                       \
+        scaled_lse_rows(z, F32, c, rows, lam, m, out, lo, hi);                              \
+    }                                                                                       \
+    ATTR static void scaled64_##isa(const void *z, Py_ssize_t c, const int64_t *rows,       \
+                                    const double *lam, const double *m, double *out,        \
+                                    Py_ssize_t lo, Py_ssize_t hi)                           \
+    {                                                                                       \
+        scaled_lse_rows(z, F64, c, rows, lam, m, out, lo, hi);                              \
+    }                                                                                       \
+    ATTR static void scaled16_##isa(const void *z, Py_ssize_t c, const int64_t *rows,       \
+                                    const double *lam, const double *m, double *out,        \
+                                    Py_ssize_t lo, Py_ssize_t hi)                           \
+    {                                                                                       \
+        scaled_lse_rows(z, BF16, c, rows, lam, m, out, lo, hi);                             \
+    }
+FOR_EACH_ISA(DEF_SCALED)
+
 /* ------------------------------------------------------------------ instruction sets */
 
 enum { INDEX, SIGMOID, SOFT }; /* the kernels */
 
+/* ends: the INDEX kernel's (3, n) row ends (store_ends); unused by the others (NULL). */
 typedef void KernelFn(const void *z, Py_ssize_t c, const void *labels, double *loss,
-                      Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
+                      double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
+typedef void ScaledFn(const void *z, Py_ssize_t c, const int64_t *rows, const double *lam,
+                      const double *m, double *out, Py_ssize_t lo, Py_ssize_t hi);
 typedef int NarrowFn(const void *z, Py_ssize_t c, const int64_t *y, int formats, const float *tab,
                      double *loss, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 
@@ -1423,13 +1538,15 @@ typedef struct {
     KernelFn *index16;
     ApplyFn *apply;
     NarrowFn *narrow[2]; /* float16 and bfloat16 multiclass index paths [float64?] */
+    ScaledFn *scaled[3]; /* the headroom's scaled rows [float32, float64, bfloat16 bits] */
 } Isa;
 
 #define ISA_ENTRY(isa, name, ATTR)                                                          \
     {name,                                                                                  \
      {{rows32_##isa, rows64_##isa}, {sigmoid32_##isa, sigmoid64_##isa},                     \
       {soft32_##isa, soft64_##isa}},                                                        \
-     rows16_##isa, apply_each_##isa, {narrow32_##isa, narrow64_##isa}},
+     rows16_##isa, apply_each_##isa, {narrow32_##isa, narrow64_##isa},                      \
+     {scaled32_##isa, scaled64_##isa, scaled16_##isa}},
 static const Isa isas[] = {FOR_EACH_ISA(ISA_ENTRY)};
 #define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
@@ -1497,16 +1614,18 @@ static int check_size(Py_buffer *b, Py_ssize_t want, const char *name)
     return 1;
 }
 
-/* Parse (z, itemsize, n, c, labels, loss, bits, lo, hi), check every buffer's size
- * (labels: int64 (n,) for INDEX, float64 (n, c) for the others) and run the kernel on rows
- * lo..hi without the GIL. */
+/* Parse (z, itemsize, n, c, labels, loss, bits, lo, hi), with INDEX (..., loss, ends, bits,
+ * lo, hi), check every buffer's size (labels: int64 (n,) for INDEX, float64 (n, c) for the
+ * others) and run the kernel on rows lo..hi without the GIL. */
 static PyObject *run_rows(PyObject *args, int kernel)
 {
     int per_class = kernel != INDEX;
-    Py_buffer z, y, loss, bits;
+    Py_buffer z, y, loss, bits, ends = {0};
     Py_ssize_t itemsize, n, c, lo, hi;
-    if (!PyArg_ParseTuple(args, "y*nnny*w*w*nn", &z, &itemsize, &n, &c, &y, &loss, &bits, &lo,
-                          &hi))
+    if (per_class ? !PyArg_ParseTuple(args, "y*nnny*w*w*nn", &z, &itemsize, &n, &c, &y, &loss,
+                                      &bits, &lo, &hi)
+                  : !PyArg_ParseTuple(args, "y*nnny*w*w*w*nn", &z, &itemsize, &n, &c, &y, &loss,
+                                      &ends, &bits, &lo, &hi))
         return NULL;
     PyObject *result = NULL;
     int bf16 = itemsize == 2 && kernel == INDEX; /* bfloat16 bits: multiclass index only */
@@ -1517,7 +1636,8 @@ static PyObject *run_rows(PyObject *args, int kernel)
     }
     if (!check_size(&z, n * c * itemsize, "z") ||
         !check_size(&y, (per_class ? n * c : n) * 8, "labels") ||
-        !check_size(&loss, N_OUT * n * 8, "loss") || !check_size(&bits, n * 2, "bits"))
+        !check_size(&loss, N_OUT * n * 8, "loss") || !check_size(&bits, n * 2, "bits") ||
+        (!per_class && !check_size(&ends, 3 * n * 8, "ends")))
         goto done;
     if (!per_class) {
         const int64_t *yy = y.buf;
@@ -1531,7 +1651,7 @@ static PyObject *run_rows(PyObject *args, int kernel)
     }
     KernelFn *run = bf16 ? active->index16 : active->kernel[kernel][itemsize == 8];
     Py_BEGIN_ALLOW_THREADS
-    run(z.buf, c, y.buf, loss.buf, n, bits.buf, lo, hi);
+    run(z.buf, c, y.buf, loss.buf, ends.buf, n, bits.buf, lo, hi);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -1539,17 +1659,21 @@ done:
     PyBuffer_Release(&y);
     PyBuffer_Release(&loss);
     PyBuffer_Release(&bits);
+    if (!per_class)
+        PyBuffer_Release(&ends);
     return result;
 }
 
 PyDoc_STRVAR(multiclass_index_doc,
-             "multiclass_index(z, itemsize, n, c, y, loss, bits, lo, hi)\n\n"
+             "multiclass_index(z, itemsize, n, c, y, loss, ends, bits, lo, hi)\n\n"
              "Rows lo..hi of C-contiguous (n, c) logits z (float32 if itemsize is 4, float64\n"
              "if 8, bfloat16 bits if 2) with int64 targets y in [0, c): losses into the\n"
              "float64 (7, n) buffer\n"
              "loss (textbook32, textbook64, stable32, stable64, reference, naive32, naive64;\n"
-             "naive and stable as PyTorch computes them) and status bits into the uint16 (n,)\n"
-             "buffer bits. Releases the GIL.");
+             "naive and stable as PyTorch computes them), each row's max, min and largest logit\n"
+             "of the classes other than its target into the float64 (3, n) buffer ends (NaN on\n"
+             "a row left to numpy), and status bits into the uint16 (n,) buffer bits. Releases\n"
+             "the GIL.");
 
 static PyObject *py_multiclass_index(PyObject *self, PyObject *args)
 {
@@ -1723,6 +1847,54 @@ static PyObject *py_isas(PyObject *self, PyObject *args)
     return d;
 }
 
+PyDoc_STRVAR(scaled_lse_doc,
+             "scaled_lse(z, itemsize, n, c, rows, lam, m, out, lo, hi)\n\n"
+             "For k in lo..hi: out[k] = lse(lam[k] * z[rows[k]]), the log-sum-exp of row rows[k]\n"
+             "of C-contiguous (n, c) logits z (float32 if itemsize is 4, float64 if 8, bfloat16\n"
+             "bits if 2) scaled by lam[k] > 0, whose max is m[k]; rows int64, lam, m and out\n"
+             "float64 (k,).\n"
+             "Releases the GIL.");
+
+static PyObject *py_scaled_lse(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer z, rows, lam, m, out;
+    Py_ssize_t itemsize, n, c, lo, hi;
+    if (!PyArg_ParseTuple(args, "y*nnny*y*y*w*nn", &z, &itemsize, &n, &c, &rows, &lam, &m, &out,
+                          &lo, &hi))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t k = rows.len / 8;
+    if ((itemsize != 2 && itemsize != 4 && itemsize != 8) || n < 0 || c < 1 || c > INT32_MAX ||
+        lo < 0 || hi > k || lo > hi) {
+        PyErr_SetString(PyExc_ValueError, "bad itemsize, shape or row range");
+        goto done;
+    }
+    if (!check_size(&z, n * c * itemsize, "z") || !check_size(&rows, k * 8, "rows") ||
+        !check_size(&lam, k * 8, "lam") || !check_size(&m, k * 8, "m") ||
+        !check_size(&out, k * 8, "out"))
+        goto done;
+    const int64_t *r = rows.buf;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        if (r[i] < 0 || r[i] >= n) {
+            PyErr_Format(PyExc_ValueError, "row %lld is not in [0, %zd)", (long long)r[i], n);
+            goto done;
+        }
+    }
+    ScaledFn *run = active->scaled[itemsize == 2 ? 2 : itemsize == 8];
+    Py_BEGIN_ALLOW_THREADS
+    run(z.buf, c, rows.buf, lam.buf, m.buf, out.buf, lo, hi);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&lam);
+    PyBuffer_Release(&m);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"isa", py_isa, METH_NOARGS, isa_doc},
     {"isas", py_isas, METH_NOARGS, isas_doc},
@@ -1731,6 +1903,7 @@ static PyMethodDef methods[] = {
     {"soft", py_soft, METH_VARARGS, soft_doc},
     {"narrow_index", py_narrow_index, METH_VARARGS, narrow_index_doc},
     {"apply", py_apply, METH_VARARGS, apply_doc},
+    {"scaled_lse", py_scaled_lse, METH_VARARGS, scaled_lse_doc},
     {"widen_bfloat16", py_widen_bfloat16, METH_VARARGS, widen_bfloat16_doc},
     {NULL, NULL, 0, NULL},
 };

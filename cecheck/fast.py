@@ -85,14 +85,14 @@ from types import ModuleType
 
 import numpy as np
 
-from cecheck import families, losses, narrow
+from cecheck import families, losses, narrow, rowends
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.errors import SetupError
 from cecheck.losses import PathResult
 
-# Every path of a chunk: {(path, dtype): PathResult}, the reference, the non-finite rows.
-KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array]
+# Every path of a chunk {(path, dtype): PathResult}, the reference, non-finite rows, row ends.
+KernelResult = tuple[dict[tuple[str, str], PathResult], Array, Array, rowends.RowEnds | None]
 # A framework path's numpy function f(z, target, p) -> PathResult.
 PathFunction = Callable[..., PathResult]
 # The framework paths a kernel computes, by name (naive, stable), with the numpy function each
@@ -168,7 +168,7 @@ def compute(
     dtypes: Sequence[str],
     *,
     framework: FrameworkPaths | None = None,
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """The textbook path and the reference of a chunk (and the framework's paths named in
     ``framework``), by the family's kernel: :func:`multiclass_index`, :func:`soft` or
     :func:`sigmoid`. ValueError for a family no kernel computes.
@@ -181,9 +181,9 @@ def compute(
     if kernel not in KERNELS:
         raise ValueError(f"no kernel computes {task} with {label_form} labels")
     ours = dict(framework or {})
-    results, ref, nonfinite = _kernels()[kernel](logits, target, dtypes, ours)
+    results, ref, nonfinite, ends = _kernels()[kernel](logits, target, dtypes, ours)
     results = {key: r for key, r in results.items() if key[0] == "textbook" or key[0] in ours}
-    return results, ref, nonfinite
+    return results, ref, nonfinite, ends
 
 
 def emulates(path: str, kind: str, function: PathFunction) -> bool:
@@ -242,7 +242,7 @@ def threads() -> int:
 
 def multiclass_index(
     logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """Every path of a chunk of multiclass logits with valid index targets.
 
     Parameters
@@ -261,16 +261,16 @@ def multiclass_index(
 
     Returns
     -------
-    results, reference, nonfinite
+    results, reference, nonfinite, ends
         ``{(path, dtype): PathResult}`` as :func:`cecheck.losses.textbook_multiclass` and
         PyTorch's naive (``log(softmax)``) and stable (``cross_entropy``) paths give them, the
-        reference losses, and the rows holding a NaN or +inf logit (a -inf is a masked class,
-        not an input problem). The rows the kernel leaves to numpy keep the kernel's NaN in
-        a path absent from ``framework``.
+        reference losses, the rows holding a NaN or +inf logit (a -inf is a masked class, not
+        an input problem) and each row's ends (:mod:`cecheck.rowends`). The rows the kernel
+        leaves to numpy keep the kernel's NaN in a path absent from ``framework``.
     """
     z = logits if isinstance(logits, narrow.Bfloat16Rows) else _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
-    loss, bits = _run(kernel().multiclass_index, narrow.stored(z), y)
+    loss, bits = _run(kernel().multiclass_index, narrow.stored(z), y, ends := np.empty((3, len(z))))
     results: dict[tuple[str, str], PathResult] = {}
     flags = {"float32": (_OVER32, _UNDER32, _NUNDER32), "float64": (_OVER64, _UNDER64, _NUNDER64)}
     for d, row in (("float32", 0), ("float64", 1)):
@@ -292,7 +292,7 @@ def multiclass_index(
     formats = tuple(d for d in NARROW if d in dtypes)
     if formats:
         results.update(_narrow_index(np.asarray(z), y, formats, framework or {}))
-    return results, reference, nonfinite
+    return results, reference, nonfinite, rowends.filled(ends, special, z, y)
 
 
 # Outputs of the narrow kernel, per row: the textbook, stable and naive losses; its status bits.
@@ -336,7 +336,7 @@ def _narrow_index(
 
 def sigmoid(
     logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """Every path of a chunk of binary (n,) or multilabel (n, C) logits and targets.
 
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_binary` and
@@ -350,7 +350,7 @@ def sigmoid(
 
 def soft(
     logits: Array, target: Array, dtypes: Sequence[str], framework: FrameworkPaths | None = None
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """Every path of a chunk of (n, C) multiclass logits with (n, C) probability targets.
 
     As :func:`multiclass_index` returns them, for :func:`cecheck.losses.textbook_soft` and
@@ -383,7 +383,7 @@ def _per_class(
     target: Array,
     dtypes: Sequence[str],
     framework: FrameworkPaths | None,
-) -> tuple[dict[tuple[str, str], PathResult], Array, Array]:
+) -> KernelResult:
     """A kernel with a float64 target per logit (sigmoid or soft) and its results, with the
     evidence of :data:`_TEXTBOOK_BITS`, :data:`_NAIVE_BITS` and :data:`_STABLE_BITS`."""
     z = _logits(np.reshape(logits, (len(logits), -1)))
@@ -415,7 +415,7 @@ def _per_class(
         _overwrite(special, results, (*losses.PATHS[family], framework or {}), zs, ts, reference)
     if family == "soft":
         _rescale_tiny(reference, losses.reference_soft, z, t)
-    return results, reference, (bits & _S_NONFINITE) != 0
+    return results, reference, (bits & _S_NONFINITE) != 0, None
 
 
 def _logits(logits: Array) -> Array:
@@ -424,15 +424,15 @@ def _logits(logits: Array) -> Array:
     return np.ascontiguousarray(z if z.dtype in LOGIT_DTYPES else z.astype(np.float64))
 
 
-def _run(kernel: Callable[..., None], z: Array, labels: Array) -> tuple[Array, Array]:
+def _run(kernel: Callable[..., None], z: Array, labels: Array, *ends: Array) -> tuple[Array, Array]:
     """The (7, n) losses (:data:`_OUTPUTS`) and (n,) status words of ``kernel`` on
-    (z, labels), rows split over the cores."""
+    (z, labels), rows split over the cores (and the multiclass index kernel's ``ends``)."""
     n, c = z.shape
     loss = np.empty((_OUTPUTS, n), dtype=np.float64)
     bits = np.empty(n, dtype=np.uint16)
 
     def part(lo: int, hi: int) -> None:
-        kernel(z, z.itemsize, n, c, labels, loss, bits, lo, hi)
+        kernel(z, z.itemsize, n, c, labels, loss, *ends, bits, lo, hi)
 
     _run_parts(part, n)
     return loss, bits

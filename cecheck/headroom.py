@@ -16,7 +16,9 @@ counted). The cliffs, in exact arithmetic on the scaled logits (multiclass, inde
   it stays past; it lies between ``λ g`` and ``λ g + log C`` (``g = max z - z_y``), and its
   slope is at most ``g``, which with its value at 1 brackets the crossing; the crossing is
   found by Newton's method (the slope is the softmax-weighted mean of ``z`` minus ``z_y``), on
-  the rows whose bracket starts before every other row's ends only.
+  the rows whose bracket starts before every other row's ends only; on the kernel's chunks,
+  not on a row that the kernel's estimate of ``lse(λz)`` (``scaled_lse`` in ``_kernel.c``)
+  puts surely short of the threshold at the best scale found: its crossing comes later.
 - ``stable`` (log-softmax): the loss ``log(1 + δ)``, ``δ = Σ_{j≠y} exp(λ(z_j - z_y))``, rounds
   to 0 when ``δ`` is at most the dtype's unit roundoff ``2^-bits`` (a sum rounded once, as
   PyTorch's float16/bfloat16 kernels round it; a sum accumulated in the format may reach 1
@@ -32,21 +34,25 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from cecheck import narrow
 from cecheck import precision as prec
 from cecheck.arraytypes import Array
 from cecheck.exactsum import ExactSum
-from cecheck.newton import newton
+from cecheck.newton import Estimate, Pair, offer_min, solve
+from cecheck.rowends import RowEnds
 
 PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
-NEWTON_ROWS = 8  # rows iterated together, in the order of their brackets' lower ends
+# The kernel's lse(λz) (_Rows.scaled_lse) and numpy's differ by a few ulp per term of
+# the sum and of λ·max z, λ·z_y: a row whose estimate is farther than this from a
+# threshold, relative to those terms, is on the side numpy finds it on.
+ESTIMATE_SLACK = 2.0**-30
 
 
 @functools.cache
@@ -140,22 +146,30 @@ class _Rows:
     zy: Array
     lead: Array  # z_y - max_{j≠y} z_j where the target is the maximum, else 0
     lead_log: Array  # -log Σ_{j≠y} exp(z_j - z_y) where lead > 0, else -inf
+    kernel: bool = False  # whether the kernel estimates lse(λz) of these rows (:meth:`estimate`)
 
     @classmethod
     def of(
-        cls, logits: Array, labels: Array, scored: Array, start: int, reference: Array | None
+        cls,
+        logits: Array,
+        labels: Array,
+        scored: Array,
+        start: int,
+        reference: Array | None,
+        ends: RowEnds | None = None,
     ) -> _Rows | None:
         """The statistics of the scored rows whose logits are all finite: from the engine's
-        float64 ``reference`` (``lse - z_y``) where it is finite, without ``exp``
-        (:func:`_from_reference`), else from the logits in blocks (:func:`_block`); ``δ``
-        computed again from the row where it is below 1/16, for its last digits."""
+        float64 ``reference`` (``lse - z_y``) where it is finite, without ``exp``, and the
+        rows' ``ends`` when the kernel read them (:func:`_from_reference`), else from the
+        logits in blocks (:func:`_block`); ``δ`` computed again from the row where it is below
+        1/16, for its last digits."""
         c = logits.shape[1]
         keep = np.array(scored, dtype=bool)
         y = np.where(keep, np.asarray(labels), 0).astype(np.int64)
         known, parts = np.zeros_like(keep), []
         if reference is not None:
             known = keep & np.isfinite(reference)
-            parts.append(_from_reference(logits, y, np.flatnonzero(known), reference, c))
+            parts.append(_from_reference(logits, y, np.flatnonzero(known), reference, c, ends))
         todo, step = np.flatnonzero(keep & ~known), max(1, BLOCK_ELEMENTS // max(1, c))
         parts += [_block(logits, y, todo[i : i + step]) for i in range(0, todo.size, step)]
         if not parts or not sum(p[0].size for p in parts):
@@ -170,7 +184,9 @@ class _Rows:
         if close.size:
             others = _without_target(np.asarray(logits[at[close]], np.float64), y[at[close]])
             lead_log[close] = _lead_log(others, zy[close], 1.0)[0]
-        return cls(logits, at, y[at], at + start, lse, m, zy, lead, lead_log)
+        on_kernel = ends is not None and logits.dtype in (np.float32, np.float64)
+        kernel = on_kernel and bool(narrow.raw(logits).flags.c_contiguous)
+        return cls(logits, at, y[at], at + start, lse, m, zy, lead, lead_log, kernel)
 
     def get(self, i: Array) -> Array:
         """The float64 logits of the kept rows ``i``."""
@@ -181,9 +197,34 @@ class _Rows:
         """:meth:`get` with -inf at the target's place."""
         return _without_target(self.get(i), self.y[i])
 
+    def estimate(self, zy: Array) -> Estimate | None:
+        """On the kernel's chunks, :func:`_margin`'s value ``lse(λz) - λ zy`` of the kept rows
+        ``i`` at ``λ`` estimated by the kernel, and how far from numpy's it may be."""
+        if not self.kernel:
+            return None
+        log_c = math.log(self.logits.shape[1])
+
+        def margin(i: Array, lam: float) -> Pair:
+            value: Array = self.scaled_lse(i, lam) - lam * zy[i]
+            terms = lam * (np.abs(self.m[i]) + np.abs(zy[i])) + log_c + np.abs(value)
+            return value, ESTIMATE_SLACK * (1 + terms)
+
+        return margin
+
+    def scaled_lse(self, i: Array, lam: float) -> Array:
+        """``lse(λz)`` of the kept rows ``i`` by the kernel's exp and log, summed in its own
+        order (``scaled_lse`` in ``_kernel.c``): within a few ulp per term of numpy's."""
+        from cecheck import fast  # on the kernel's chunks only: the renderers import this module
+
+        z, at, top = narrow.raw(self.logits), self.at[i], np.ascontiguousarray(self.m[i])
+        out = np.empty(at.size)
+        fast.kernel().scaled_lse(
+            z, z.itemsize, *z.shape, at, np.full(at.size, lam), top, out, 0, at.size
+        )
+        return out
+
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
-Pair = tuple[Array, Array]  # a function of λ's value and derivative per row
 
 
 def _block(logits: Array, labels: Array, at: Array) -> Stats:
@@ -204,23 +245,36 @@ def _block(logits: Array, labels: Array, at: Array) -> Stats:
     return at[k], (m + np.log(total))[k], m[k], zy[k], rest[k], (total - 1)[k]
 
 
-def _from_reference(logits: Array, labels: Array, at: Array, ref: Array, c: int) -> Stats:
+def _from_reference(
+    logits: Array, labels: Array, at: Array, ref: Array, c: int, ends: RowEnds | None
+) -> Stats:
     """:func:`_block` from the rows' finite float64 reference ``lse - z_y``: ``lse`` is
     ``reference + z_y`` and, where the target is the maximum, ``δ = expm1(reference)``. The
-    logits are read for their maximum, minimum and, where the target is the maximum, the
-    other classes' maximum, a few rows at a time (while they are in the cache)."""
+    rows' maximum, minimum and, where the target is the maximum, the other classes' maximum
+    are the kernel's ``ends``, or else read from the logits, a few rows at a time (while they
+    are in the cache)."""
     z = logits if at.size == logits.shape[0] else logits[at]
     y, r = labels[at], np.asarray(ref[at], dtype=np.float64)
     zy = np.asarray(z[np.arange(y.size), y], dtype=np.float64)
+    if ends is not None:
+        m, low, rest = ends.max[at], ends.min[at], ends.rest[at]
+    else:
+        m, low, rest = _ends(z, y, zy, c)
+    k = np.flatnonzero(np.isfinite(m) & np.isfinite(low))  # no NaN, ±inf (a masked class)
+    with np.errstate(under="ignore"):
+        return at[k], r[k] + zy[k], m[k], zy[k], rest[k], np.expm1(r[k])
+
+
+def _ends(z: Array, y: Array, zy: Array, c: int) -> tuple[Array, Array, Array]:
+    """The rows ``z``'s maximum, minimum and, where the target is the maximum, the other
+    classes' maximum (elsewhere not set), from the logits in blocks."""
     m, low, rest = np.empty_like(zy), np.empty_like(zy), np.empty_like(zy)
     for i in range(0, y.size, step := max(1, BLOCK_ELEMENTS // max(1, c))):
         block, part = z[i : i + step], slice(i, i + step)
         m[part], low[part] = block.max(axis=1), block.min(axis=1)
         top = np.flatnonzero(zy[part] == m[part])  # the target is the maximum
         rest[i + top] = _without_target(block[top], y[i + top]).max(axis=1)
-    k = np.flatnonzero(np.isfinite(m) & np.isfinite(low))  # no NaN, ±inf (a masked class)
-    with np.errstate(under="ignore"):
-        return at[k], r[k] + zy[k], m[k], zy[k], rest[k], np.expm1(r[k])
+    return m, low, rest
 
 
 def _without_target(z: Array, y: Array) -> Array:
@@ -254,10 +308,12 @@ class Running:
         scored: Array,
         start: int,
         reference: Array | None = None,
+        ends: RowEnds | None = None,
     ) -> None:
         """One chunk: ``(n, C)`` logits, index labels, the rows scored, its first row number,
-        and each row's float64 reference loss ``lse - z_y`` when known (any value on a row not
-        scored; a non-finite one is computed again here).
+        each row's float64 reference loss ``lse - z_y`` when known (any value on a row not
+        scored; a non-finite one is computed again here) and each row's ends when the kernel
+        read them (:mod:`cecheck.rowends`, for the labels as targets on the scored rows).
 
         Each row's statistics are taken in blocks of :data:`BLOCK_ELEMENTS` logits, so the
         float64 temporaries stay small whatever the chunk; then each cliff is solved once
@@ -266,7 +322,7 @@ class Running:
         # logits near float64's limit: a gap or a square beyond it is inf (a factor then 0),
         # a scaled row inf - inf (NaN, never past: the bracket's ends decide)
         with np.errstate(over="ignore", invalid="ignore"):
-            stats = _Rows.of(logits, labels, scored, start, reference)
+            stats = _Rows.of(logits, labels, scored, start, reference, ends)
             if stats is not None:
                 self._add_lse(stats.lse, stats.rows)
                 if logits.shape[1] > 1:  # one class: every loss is 0, nothing to break
@@ -283,22 +339,24 @@ class Running:
             naive.past += int(np.count_nonzero(margin > t_under))
             lo, hi = _convex_bracket(margin, r.m - r.zy, log_c, t_under)
             cause, chord = "prob_underflow", (margin, log_c)  # convex: below its chord
-            _solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord)
+            guess = r.estimate(r.zy)
+            solve(naive, r.get, step, r.zy, lo, hi, r.rows, t_under, _margin, cause, chord, guess)
             text = self.best["textbook", d]
             past = (r.lse > t_over) | (margin > t_under) | (r.zy < -t_under)
             text.past += int(np.count_nonzero(past))
             if naive.row is not None:  # textbook's probability underflows as naive's does
                 text.offer(naive.factor, naive.row, naive.cause)
             lo, hi = _convex_bracket(r.lse, r.m, log_c, t_over)
-            chord = (r.lse, log_c)
-            _solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, "sum_overflow", chord)
+            chord, guess = (r.lse, log_c), r.estimate(zero)
+            cause = "sum_overflow"
+            solve(text, r.get, step, zero, lo, hi, r.rows, t_over, _margin, cause, chord, guess)
             with np.errstate(divide="ignore"):  # x / 0 = inf: no cliff on that row
-                _offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
+                offer_min(text, t_under / _pos(-r.zy), r.rows, "exp_underflow")
             t_round = roundoff_threshold(d)
             stable = self.best["stable", d]
             stable.past += int(np.count_nonzero(r.lead_log >= t_round))
             lo, hi = _concave_bracket(r.lead_log, r.lead, -log_rest, log_rest, t_round)
-            _solve(stable, r.others, step, r.zy, lo, hi, r.rows, t_round, _lead_log, "loss_zero")
+            solve(stable, r.others, step, r.zy, lo, hi, r.rows, t_round, _lead_log, "loss_zero")
 
     def _add_lse(self, lse: Array, rows: Array) -> None:
         self.rows += lse.size
@@ -383,77 +441,6 @@ def _concave_bracket(
     return np.where(g > 0, lo, np.inf), np.where(g > 0, hi, np.inf)
 
 
-def _solve(
-    best: _Best,
-    get: Callable[[Array], Array],
-    step: int,
-    zy: Array,
-    lo: Array,
-    hi: Array,
-    rows: Array,
-    target: float,
-    fn: Callable[..., Pair],
-    cause: str,
-    chord: tuple[Array, float] | None = None,
-) -> None:
-    """Offer ``best`` the first row (smallest λ) where ``fn(get(i), zy, λ)`` reaches
-    ``target``, each row's crossing bracketed in ``[lo, hi]`` (inf: none).
-
-    Only the rows that can beat the best so far are iterated: those whose ``lo`` is at most
-    the smallest ``hi`` (and the best), in the order of ``lo``, a few at a time, until the
-    next ``lo`` is past the best found. A row's crossing depends on that row only (never on
-    the best so far), so chunks give the same answer however the rows are split. ``chord``:
-    a convex ``fn``'s values at 1 and 0, for :func:`_past`.
-    """
-    lo = np.minimum(lo, hi)  # ends that rounding crossed: the crossing is at hi
-    bound = min(best.factor, float(hi.min(initial=math.inf)))
-    if not math.isfinite(bound):
-        return
-    pick = np.flatnonzero(lo <= bound)
-    pick = pick[np.argsort(lo[pick], kind="stable")]
-    block = min(step, NEWTON_ROWS)
-    i = 0
-    while i < pick.size:
-        part = pick[i : i + block]
-        part = part[lo[part] <= best.factor]
-        if not part.size:
-            break  # sorted by lo: no later row can be first
-        found = newton(get(part), zy[part], lo[part], hi[part], target, fn)
-        _offer_min(best, found, rows[part], cause)
-        i += block
-        if pick.size - i > block:
-            rest = _past(pick[i:], get, step, zy, best, target, fn, chord)
-            pick = np.concatenate([pick[:i], rest])
-
-
-def _past(
-    rows: Array,
-    get: Callable[[Array], Array],
-    step: int,
-    zy: Array,
-    best: _Best,
-    target: float,
-    fn: Callable[..., Pair],
-    chord: tuple[Array, float] | None,
-) -> Array:
-    """The ``rows`` that may cross before ``best``'s factor λ, by one value each, ``fn`` at
-    λ: a row not past ``target`` there crosses after it (each ``fn`` increases across its only
-    crossing), one pass instead of Newton's several. With ``chord`` (a convex ``fn`` at 1 and
-    0) and λ <= 1, a row whose chord is below ``target`` at λ needs no pass."""
-    lam = best.factor
-    if not math.isfinite(lam) or lam <= 0:
-        return rows
-    if chord is not None and lam <= 1:
-        at_one, at_zero = chord
-        rows = rows[~(at_zero + lam * (at_one[rows] - at_zero) < target)]  # NaN: kept
-    keep = np.ones(rows.size, dtype=bool)
-    for k in range(0, rows.size, step):
-        part = rows[k : k + step]
-        value, _ = fn(get(part), zy[part], lam, False)  # the value alone
-        keep[k : k + step] = ~(value < target)  # NaN: kept, Newton's method decides
-    return rows[keep]
-
-
 def _lse_slope(x: Array, lam: Array | float, slope: bool = True) -> tuple[Array, Array]:
     """``lse(λx)`` per row and its derivative in λ, the softmax(λx)-weighted mean of ``x``
     (a class at -inf has weight 0), from one pass; without ``slope``, an empty one."""
@@ -486,12 +473,3 @@ def _lead_log(others: Array, zy: Array, lam: Array | float, slope: bool = True) 
 def _pos(x: Array) -> Array:
     """``x`` with the values <= 0 as 0, so that ``t / _pos(x)`` is inf there (no cliff)."""
     return np.where(x > 0, x, 0.0)
-
-
-def _offer_min(best: _Best, factor: Array, rows: Array, cause: str) -> None:
-    """Offer ``best`` the smallest ``factor`` (the first row among ties)."""
-    if factor.size == 0:
-        return
-    least = factor.min()  # NaN-free: the bracketed crossings, or inf
-    if math.isfinite(least):  # ties go to the first row, whatever the order of ``rows``
-        best.offer(float(least), int(rows[factor == least].min()), cause)

@@ -125,9 +125,14 @@ class Bfloat16Rows:
         return getattr(self.widened(), name)
 
 
+def raw(z: Array | Bfloat16Rows) -> Array:
+    """What the C kernel reads of logits: the bits of bfloat16 rows, else ``z`` itself."""
+    return z.bits if isinstance(z, Bfloat16Rows) else z
+
+
 def stored(z: Array | Bfloat16Rows) -> Array:
-    """The multiclass kernel's input: the bits of bfloat16 rows, else ``z`` itself."""
-    return np.ascontiguousarray(z.bits) if isinstance(z, Bfloat16Rows) else z
+    """:func:`raw`, C-contiguous: the multiclass kernel's input."""
+    return np.ascontiguousarray(raw(z))
 
 
 def _of_the_values(name: str) -> Any:

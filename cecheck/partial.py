@@ -125,7 +125,7 @@ class Partial:
         self._keep_top(chunk, source, candidates)
         if self.cliffs is not None:
             reference = chunk.values["reference"]  # lse - z_y: headroom's lse without exp
-            self.cliffs.add(chunk.logits, chunk.labels, scored, chunk.start, reference)
+            self.cliffs.add(chunk.logits, chunk.labels, scored, chunk.start, reference, chunk.ends)
 
     def merge(self, other: Partial) -> Partial:
         """Take in ``other``, the partial of the rows right after this one's; returns self."""

@@ -37,6 +37,7 @@ from cecheck.frameworks import registry
 from cecheck.frameworks.registry import Framework
 from cecheck.losses import PathResult, Recorder, ignore
 from cecheck.precision import Precision
+from cecheck.rowends import RowEnds
 from cecheck.settings import WEIGHTING_OPTIONS, Settings
 
 Results = dict[tuple[str, str], PathResult]
@@ -53,6 +54,8 @@ class Computed:
     masked_target: Array  # softmax rows whose target weight falls on a -inf logit
     extra_flags: dict[str, Array] = field(default_factory=dict)
     evidence: dict[tuple[str, str], dict[str, Array]] = field(default_factory=dict)
+    # each row's ends, when the kernel read them (cecheck.rowends); else they are read again
+    ends: RowEnds | None = None
 
 
 class PathSet(Protocol):
@@ -180,7 +183,7 @@ class KernelPaths:
         f, fw_ = self.family, self.framework
         functions = {path: fw_.path(path, f.kind) for path in _FRAMEWORK}
         on_kernel = {p: fn for p, fn in functions.items() if fast.emulates(p, f.kind, fn)}
-        kernel, ref, nonfinite = fast.compute(
+        kernel, ref, nonfinite, ends = fast.compute(
             f.task, f.label_form, values, target, self.dtypes, framework=on_kernel
         )
         numpy_paths = tuple(path for path in _FRAMEWORK if path not in on_kernel)
@@ -190,7 +193,8 @@ class KernelPaths:
             for path in ("textbook", *_FRAMEWORK):
                 results[(path, d)] = kernel[(path, d)] if (path, d) in kernel else ours[path, d]
         masked = masked_target_rows(f, values, target, ref, nonfinite)
-        return Computed(results, ref, nonfinite, nan_rows(values, nonfinite), masked)
+        nan = nan_rows(values, nonfinite)
+        return Computed(results, ref, nonfinite, nan, masked, ends=ends)
 
 
 @dataclass(frozen=True)

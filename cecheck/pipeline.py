@@ -25,6 +25,7 @@ from cecheck.diagnose import Diagnosis, diagnose
 from cecheck.families import Family
 from cecheck.inputs import LOOKS_LIKE_PROBABILITIES, Source
 from cecheck.pathsets import Computed, PathSet, check_weighting_framework, choose
+from cecheck.rowends import RowEnds
 from cecheck.settings import WEIGHTING_OPTIONS, Settings
 
 # The warning of a multiclass input with one class (its losses are 0 in every path).
@@ -43,6 +44,7 @@ class ChunkResult:
     labels: Array
     values: dict[str, Array]  # column name -> float64 losses
     diagnosis: Diagnosis
+    ends: RowEnds | None = None  # each row's ends, when the kernel read them (cecheck.rowends)
 
 
 @dataclass
@@ -87,7 +89,9 @@ class Plan:
         }
         columns["reference"] = mask(c.reference, m.masks, m.masked, positive_zero=plus)
         precisions = {d: prec.get(d) for d in s.dtypes}
-        overflow = cast_overflow_rows(values, precisions.values()) if self.paths.logits else None
+        overflow = None
+        if self.paths.logits:
+            overflow = cast_overflow_rows(values, precisions.values(), c.ends)
         nonfinite, extra = c.nonfinite, c.extra_flags
         if self.ragged is not None:  # a ragged row is that, not a NaN input
             n = c.reference.shape[0]
@@ -109,7 +113,7 @@ class Plan:
             extra_flags=extra,
             evidence=c.evidence,
         )
-        return ChunkResult(start, values, labels, columns, diag)
+        return ChunkResult(start, values, labels, columns, diag, c.ends)
 
     def evaluate(self, values: Array, labels: Array, start: int = 0) -> ChunkResult:
         """Every path and dtype of one chunk, masked and diagnosed."""

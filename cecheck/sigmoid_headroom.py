@@ -170,10 +170,17 @@ class Running:
                 self.best.setdefault((p, d), _Best())
 
     def add(
-        self, logits: Array, targets: Array, scored: Array, start: int, reference: object = None
+        self,
+        logits: Array,
+        targets: Array,
+        scored: Array,
+        start: int,
+        reference: object = None,
+        ends: object = None,
     ) -> None:
         """One chunk: ``(n,)`` or ``(n, C)`` logits, their targets, the rows scored and the
-        chunk's first row number (``reference`` is the softmax headroom's, unused here)."""
+        chunk's first row number (``reference`` and ``ends`` are the softmax headroom's, unused
+        here)."""
         z = np.asarray(logits, dtype=np.float64)
         self.multilabel = z.ndim == 2
         z2 = z.reshape(z.shape[0], -1)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cecheck import _kernel, engine, fast, narrow
+from cecheck import _kernel, engine, fast, headroom, narrow
 
 CLASSES = (1, 2, 3, 7, 16, 17, 300)
 ROWS = 45  # five batches of 8 short rows and a tail
@@ -82,6 +82,18 @@ def engine_with_ignored_rows() -> dict[str, np.ndarray]:
     return out
 
 
+def headroom_both_ways(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The headroom in every dtype (as its repr: every float to the bit) from the kernel's
+    reference and ends, and from its reference with numpy reading the rows' ends."""
+    _, ref, nonfinite, ends = fast.multiclass_index(z, y, ("float32",))
+    found = []
+    for given in (ends, None):
+        run = headroom.Running(("float16", "bfloat16", "float32", "float64"))
+        run.add(z, y, ~nonfinite, 0, ref, given)
+        found.append(repr(run.result()))
+    return np.array(found)
+
+
 def run() -> dict[str, np.ndarray]:
     """Every case's losses and status bits, and the kernel's exp and log on hard values."""
     out: dict[str, np.ndarray] = {"isa": np.array(_kernel.isa())}
@@ -89,13 +101,27 @@ def run() -> dict[str, np.ndarray]:
         n, c = z.shape
         loss = np.empty((7, n))  # textbook 32, 64, stable 32, 64, reference, naive 32, 64
         bits = np.empty(n, dtype=np.uint16)
-        getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, loss, bits, 0, n)
+        outputs = (loss,)
+        if kernel == "multiclass_index":  # and each row's max, min and other classes' max
+            outputs = (loss, np.empty((3, n)))
+            out[f"{name}-ends"] = outputs[1]
+        getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, *outputs, bits, 0, n)
         out[f"{name}-loss"], out[f"{name}-bits"] = loss, bits
         if kernel == "multiclass_index" and z.dtype == np.float32:  # as bfloat16 bits
             stored = (z.view(np.uint32) >> 16).astype(np.uint16)
-            loss, bits = np.empty((7, n)), np.empty(n, dtype=np.uint16)
-            _kernel.multiclass_index(stored, 2, n, c, labels, loss, bits, 0, n)
+            loss, ends = np.empty((7, n)), np.empty((3, n))
+            bits = np.empty(n, dtype=np.uint16)
+            _kernel.multiclass_index(stored, 2, n, c, labels, loss, ends, bits, 0, n)
             out[f"{name}-as-bfloat16-loss"], out[f"{name}-as-bfloat16-bits"] = loss, bits
+            out[f"{name}-as-bfloat16-ends"] = ends
+        if kernel == "multiclass_index":
+            out[f"{name}-headroom"] = headroom_both_ways(z, labels)
+            lam = np.resize([0.38, 1.0, 3.0, 1e-3], n)  # headroom's scaled rows
+            with np.errstate(invalid="ignore"):
+                top = z.max(axis=1).astype(np.float64)
+            rows, lse = np.arange(n)[::-1].copy(), np.empty(n)
+            _kernel.scaled_lse(z, z.itemsize, n, c, rows, lam, top[::-1].copy(), lse, 0, n)
+            out[f"{name}-scaled_lse"] = lse
         if kernel == "multiclass_index":  # and in float16 and bfloat16, alone and together
             for mask, formats in ((1, ("float16",)), (2, ("bfloat16",)), (3, fast.NARROW)):
                 k = len(formats)

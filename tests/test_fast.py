@@ -118,7 +118,7 @@ def _check_paths(z: np.ndarray, y: np.ndarray) -> None:
     textbook path, and the naive and stable paths as PyTorch's (the kernel computes them as
     torch does)."""
     torch = _torch("index")
-    results, ref, nonfinite = fast.multiclass_index(z, y, DTYPES, torch)
+    results, ref, nonfinite, _ = fast.multiclass_index(z, y, DTYPES, torch)
     # a -inf is a masked class, not an input problem: NaN and +inf only
     np.testing.assert_array_equal(nonfinite, (np.isnan(z) | (z == np.inf)).any(axis=1))
     for d in DTYPES:
@@ -299,7 +299,7 @@ def test_float64_logits_far_from_float32_take_the_direct_exp() -> None:
 
 def test_reference_of_a_confident_row_against_mpmath() -> None:
     z = np.array([[30.0, 0.0, -1.0, 2.5]], dtype=np.float32)
-    _, ref, _ = fast.multiclass_index(z, np.array([0]), DTYPES)
+    _, ref, _, _ = fast.multiclass_index(z, np.array([0]), DTYPES)
     mpmath.mp.dps = 50  # lse(z) - z[0] at 50 digits, then rounded to float64
     exact = mpmath.log(sum(mpmath.exp(mpmath.mpf(float(v))) for v in z[0])) - 30
     assert abs(ref[0] - float(exact)) <= 2 * np.spacing(float(exact))
@@ -483,7 +483,7 @@ def _check_per_class(
     """
     textbook_fn, reference_fn = losses.PATHS[family]
     torch = _torch(family)
-    results, ref, nonfinite = kernel(z, t, DTYPES, torch)
+    results, ref, nonfinite, _ = kernel(z, t, DTYPES, torch)
     bad = ~np.isfinite(z)
     np.testing.assert_array_equal(nonfinite, bad if z.ndim == 1 else bad.any(axis=1))
     for d in DTYPES:
@@ -775,9 +775,9 @@ def test_regression_textbook_float32_of_a_dominant_target_is_zero() -> None:
     z = np.tile([10.85, 41.21], (8, 1))
     y = np.ones(8, dtype=np.int64)
     assert losses.textbook_multiclass(z, y, prec.get("float32")).loss[0] == 0.0
-    results, _, _ = fast.multiclass_index(z, y, DTYPES)
+    results, _, _, _ = fast.multiclass_index(z, y, DTYPES)
     assert_array_equal(results[("textbook", "float32")].loss, np.zeros(8))
-    results, _, _ = fast.multiclass_index(z[:1], y[:1], DTYPES)
+    results, _, _, _ = fast.multiclass_index(z[:1], y[:1], DTYPES)
     assert results[("textbook", "float32")].loss[0] == 0.0
 
 
@@ -789,9 +789,9 @@ def test_a_short_row_gets_the_same_bits_in_a_batch_as_alone(c: int, dtype: type)
     z = (rng.standard_normal((16, c)) * 5).astype(dtype)
     y = rng.integers(0, c, 16)
     z[9, 0] = 500.0  # the second batch has a row beyond the tame range: computed row by row
-    together, _, _ = fast.multiclass_index(z, y, DTYPES)
+    together, _, _, _ = fast.multiclass_index(z, y, DTYPES)
     for i in range(16):
-        alone, _, _ = fast.multiclass_index(z[i : i + 1], y[i : i + 1], DTYPES)
+        alone, _, _, _ = fast.multiclass_index(z[i : i + 1], y[i : i + 1], DTYPES)
         for key, r in together.items():
             assert_array_equal(alone[key].loss, r.loss[i : i + 1], err_msg=f"{key} row {i}")
 

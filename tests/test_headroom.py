@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cecheck import compare, engine, headroom
+from cecheck import compare, engine, headroom, newton
 from cecheck import precision as prec
 from cecheck.cli import cecheck
 from cecheck.headroom import (
@@ -443,5 +443,5 @@ def test_rows_told_apart_by_one_value_leave_every_cliff_as_newton_finds_it(
 
     pruned = cliffs()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(headroom, "_past", lambda rows, *_: rows)
+        mp.setattr(newton, "past", lambda rows, *_: rows)
         assert cliffs() == pruned

@@ -117,6 +117,16 @@ def test_the_cases_cover_what_matters(default_results: dict[str, np.ndarray]) ->
     assert (single[5] == 100).any()
 
 
+def test_the_kernels_ends_give_numpys_headroom(default_results: dict[str, np.ndarray]) -> None:
+    """The headroom from the default copy's row ends is numpy's (every other copy's, the
+    default's: above), on every case; and the cases reach cliffs."""
+    both = {k: v for k, v in default_results.items() if k.endswith("-headroom")}
+    assert len(both) > 50
+    differ = [k for k, (kernel, numpy) in both.items() if kernel != numpy]
+    assert not differ, differ[:8]
+    assert "cause='prob_underflow'" in str(both["index-margin-300-float32-headroom"][0])
+
+
 def test_the_default_isa_is_the_best_the_cpu_runs() -> None:
     runs = _kernel.isas()
     assert _kernel.isa() == next(name for name, ok in runs.items() if ok)

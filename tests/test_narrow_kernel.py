@@ -51,7 +51,7 @@ def _spec(z: Array, y: Array, d: str) -> dict[str, PathResult]:
 def _assert_spec_bits(z: Array, y: Array, dtypes: tuple[str, ...] = NARROW) -> None:
     """The kernel's results of every path in ``dtypes`` are the specification's, bit for bit
     (NaN for NaN), and so is their evidence."""
-    results, _, _ = fast.multiclass_index(z, y, dtypes, TORCH)
+    results, _, _, _ = fast.multiclass_index(z, y, dtypes, TORCH)
     for d in dtypes:
         for path, theirs in _spec(z, y, d).items():
             mine = results[(path, d)]
@@ -137,9 +137,9 @@ def test_one_format_alone_gives_the_bits_of_both_together() -> None:
     rng = np.random.default_rng(4)
     z = (rng.standard_normal((30, 500)) * 6).astype(np.float32)
     y = _labels(rng, 30, 500)
-    both, _, _ = fast.multiclass_index(z, y, NARROW, TORCH)
+    both, _, _, _ = fast.multiclass_index(z, y, NARROW, TORCH)
     for d in NARROW:
-        alone, _, _ = fast.multiclass_index(z, y, (d,), TORCH)
+        alone, _, _, _ = fast.multiclass_index(z, y, (d,), TORCH)
         assert {key for key in alone if key[1] in NARROW} == {(p, d) for p in TORCH} | {
             ("textbook", d)
         }
@@ -196,7 +196,7 @@ def test_the_adversarial_rows_reach_what_they_aim_at() -> None:
     with np.errstate(over="ignore"):  # 1e39: inf in float32
         z = np.ascontiguousarray(np.concatenate(list(kinds.values())).astype(np.float32))
     y = _labels(rng, len(z), 5)
-    results, _, _ = fast.multiclass_index(z, y, NARROW, TORCH)
+    results, _, _, _ = fast.multiclass_index(z, y, NARROW, TORCH)
     textbook, naive = results[("textbook", "float16")], results[("naive", "float16")]
     assert textbook.exp_overflow is not None
     assert textbook.exp_overflow.any()
@@ -253,9 +253,9 @@ def test_a_path_the_kernel_does_not_compute_stays_on_numpy() -> None:
     """Without the framework's functions the kernel returns the textbook path only."""
     rng = np.random.default_rng(22)
     z = (rng.standard_normal((5, 9)) * 3).astype(np.float32)
-    results, _, _ = fast.multiclass_index(z, _labels(rng, 5, 9), NARROW)
+    results, _, _, _ = fast.multiclass_index(z, _labels(rng, 5, 9), NARROW)
     assert {p for p, d in results if d in NARROW} == {"textbook", "naive", "stable"}
-    computed, _, _ = fast.compute("multiclass", "index", z, _labels(rng, 5, 9), NARROW)
+    computed, _, _, _ = fast.compute("multiclass", "index", z, _labels(rng, 5, 9), NARROW)
     assert set(computed) == {("textbook", "float16"), ("textbook", "bfloat16")}
 
 

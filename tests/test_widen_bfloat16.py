@@ -140,14 +140,15 @@ def test_the_kernel_reads_bfloat16_bits_as_their_float32_values(c: int) -> None:
     bits[0] = 0x3F80  # ties at the max: every logit 1.0
     y = rng.integers(0, c, n).astype(np.int64)
 
-    def run(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        loss, status = np.empty((7, n)), np.empty(n, dtype=np.uint16)
-        fast.kernel().multiclass_index(z, z.itemsize, n, c, y, loss, status, 0, n)
-        return loss, status
+    def run(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        loss, ends, status = np.empty((7, n)), np.empty((3, n)), np.empty(n, dtype=np.uint16)
+        fast.kernel().multiclass_index(z, z.itemsize, n, c, y, loss, ends, status, 0, n)
+        return loss, ends, status
 
-    wide_loss, wide_status = run(shifted(bits))
-    loss, status = run(bits)
+    wide_loss, wide_ends, wide_status = run(shifted(bits))
+    loss, ends, status = run(bits)
     assert np.array_equal(loss.view(np.uint64), wide_loss.view(np.uint64))
+    assert np.array_equal(ends.view(np.uint64), wide_ends.view(np.uint64))
     assert np.array_equal(status, wide_status)
     with pytest.raises(ValueError, match="itemsize"):  # bits are for the multiclass pass only
         fast.kernel().sigmoid(bits, 2, n, c, np.zeros((n, c)), loss, status, 0, n)

@@ -1,0 +1,45 @@
+"""Each row's ends: what the headroom (:mod:`cecheck.headroom`) and the casts
+(:mod:`cecheck.casts`) read of a row of multiclass logits besides its target's logit.
+
+The multiclass index kernel reads every logit of a row for its max anyway, so it returns them
+(:func:`cecheck.fast.multiclass_index`), and those readers then leave the logits alone; without
+the kernel they read the logits with numpy (:func:`of`), the definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cecheck.arraytypes import Array
+
+
+@dataclass(frozen=True)
+class RowEnds:
+    """Per row of ``(n, C)`` logits with index targets, as float64 ``(n,)`` arrays: numpy's
+    ``max`` and ``min`` of the row (NaN where a logit is NaN) and ``rest``, the largest logit
+    of the classes other than the target (the max where the target's logit is below it;
+    -inf with one class)."""
+
+    max: Array
+    min: Array
+    rest: Array
+
+
+def of(logits: Array, target: Array) -> RowEnds:
+    """The ends of ``(n, C)`` logits with index targets, by numpy (the definition)."""
+    z = np.asarray(logits)
+    others = np.array(z, dtype=np.float64)
+    others[np.arange(len(target)), target] = -np.inf
+    top, low = (np.asarray(e, dtype=np.float64) for e in (z.max(axis=1), z.min(axis=1)))
+    return RowEnds(top, low, others.max(axis=1))
+
+
+def filled(ends: Array, rows: Array, logits: Array, target: Array) -> RowEnds:
+    """The kernel's ``(3, n)`` ends (max, min, rest), with those of the ``rows`` it left to
+    numpy (NaN there) read by numpy (:func:`of`)."""
+    if rows.size:
+        theirs = of(logits[rows], target[rows])
+        ends[:, rows] = theirs.max, theirs.min, theirs.rest
+    return RowEnds(*ends)
