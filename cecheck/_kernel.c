@@ -1237,15 +1237,75 @@ static float pairwise32(const float *a, Py_ssize_t n)
     return pairwise32(a, n2) + pairwise32(a + n2, n - n2);
 }
 
+/* out[j] = tab[index[j]] for j < c (every index below TABLE); whether one is inf. GCC 12
+ * does not vectorise these look-ups for these CPUs (nor did a look-up in the loop that makes
+ * the indices keep that loop scalar): the x86-64-v4 and v3 copies gather 16 and 8 at a time
+ * (a load each, the same bits as the default copy's loop). Not inlined: a function of its
+ * own instruction set, called once per row. */
+typedef int LookUp(const float *tab, const uint32_t *index, float *out, int c);
+
+static int look_up_base(const float *tab, const uint32_t *index, float *out, int c)
+{
+    int overflow = 0;
+    for (int j = 0; j < c; j++) {
+        float e = tab[index[j]];
+        out[j] = e;
+        overflow |= e == INFINITY;
+    }
+    return overflow;
+}
+
+#ifdef X86_ISAS
+#include <immintrin.h>
+
+__attribute__((target("arch=x86-64-v4"))) static int look_up_v4(const float *tab,
+                                                                 const uint32_t *index,
+                                                                 float *out, int c)
+{
+    const __m512 inf = _mm512_set1_ps(INFINITY);
+    __mmask16 over = 0;
+    int j = 0;
+    for (; j + 16 <= c; j += 16) {
+        __m512 e = _mm512_i32gather_ps(_mm512_loadu_si512(index + j), tab, 4);
+        _mm512_storeu_ps(out + j, e);
+        over |= _mm512_cmp_ps_mask(e, inf, _CMP_EQ_OQ);
+    }
+    return look_up_base(tab, index + j, out + j, c - j) | (over != 0);
+}
+
+__attribute__((target("arch=x86-64-v3"))) static int look_up_v3(const float *tab,
+                                                                 const uint32_t *index,
+                                                                 float *out, int c)
+{
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    __m256 over = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= c; j += 8) {
+        __m256 e = _mm256_i32gather_ps(tab, _mm256_loadu_si256((const __m256i *)(index + j)), 4);
+        _mm256_storeu_ps(out + j, e);
+        over = _mm256_or_ps(over, _mm256_cmp_ps(e, inf, _CMP_EQ_OQ));
+    }
+    return look_up_base(tab, index + j, out + j, c - j) | (_mm256_movemask_ps(over) != 0);
+}
+#endif
+
+/* PyTorch's float32 exp(z - m) of a logit z of the format whose max is m. */
+INLINE float shifted32(float z, float m)
+{
+    double d = (double)(z - m);
+    return (float)exp_tame(d > -150.0 ? d : -150.0);
+}
+
 /* One row of c logits with target t in the format fmt: the textbook path (losses.py's
  * textbook_multiclass), PyTorch's stable path (torch_fused.stable_index: log_softmax, then
  * nll) and naive path (torch_naive.naive_index: log of softmax), every step as
  * torch_common.py's log_softmax and softmax take it. tab: the tables of fast.py (the textbook
  * exp, the textbook log, PyTorch's log, of each value of the format); zr, et, es and index:
- * c values each of scratch. */
+ * c values each of scratch; ahead: the next row's logits, to prefetch; look_up: the
+ * instruction set's look_up_. */
 INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, const float *tab,
                        float *zr, float *et, float *es, uint32_t *index, double *loss,
-                       Py_ssize_t stride, uint16_t *bits)
+                       Py_ssize_t stride, uint16_t *bits, const char *ahead, LookUp *look_up)
 {
     const float *t_exp = tab, *t_log = tab + TABLE, *f_log = tab + 2 * TABLE;
     /* the logits in the format (p.cast), their table indices, their max and whether any is
@@ -1263,14 +1323,8 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
         top = key > top ? key : top;
         odd |= (u & 0x7fffffffu) >= 0x7f800000u;
     }
-    /* the textbook exps: table look-ups, in a loop of their own (GCC 12 does not vectorise
-     * a gather for these CPUs, and a look-up in the loop above kept it scalar) */
-    int overflow = 0;
-    for (int j = 0; j < c; j++) {
-        float e = t_exp[index[j]];
-        et[j] = e;
-        overflow |= e == INFINITY;
-    }
+    /* the textbook exps: table look-ups */
+    int overflow = look_up(t_exp, index, et, c);
     float m = f32_from((uint32_t)(top ^ (int32_t)((uint32_t)(top >> 31) >> 1)));
     if (odd) {
         *bits = N_SPECIAL;
@@ -1282,11 +1336,19 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
     float s = round_narrow(pairwise32(et, c), fmt);
     float p = round_narrow(et[t] / s, fmt);
     loss[0] = (double)(0.0f - t_log[narrow_index(p, fmt)]);
-    /* PyTorch: exp(z - m) in float32 (below -150 it is 0 in float32: exp_tame there) */
-    for (int j = 0; j < c; j++) {
-        double d = (double)(zr[j] - m);
-        es[j] = (float)exp_tame(d > -150.0 ? d : -150.0);
+    /* PyTorch: exp(z - m) in float32 (below -150 it is 0 in float32: exp_tame there), 16
+     * at a time, with a prefetch of the next row's next 16 logits (`ahead`: this loop is the
+     * longest of the row, and the next row comes from memory, not the cache) */
+    const size_t item = narrow ? 4 : 8;
+    int j = 0;
+    for (; j + 16 <= c; j += 16) {
+        __builtin_prefetch(ahead + (size_t)j * item);
+        __builtin_prefetch(ahead + (size_t)j * item + 8 * item);
+        for (int l = j; l < j + 16; l++)
+            es[l] = shifted32(zr[l], m);
     }
+    for (; j < c; j++)
+        es[j] = shifted32(zr[j], m);
     float sum = pairwise32(es, c);
     /* stable: (z_t - m) - log(round(Σ)), rounded; loss = -that */
     float lse = f_log[narrow_index(round_narrow(sum, fmt), fmt)];
@@ -1303,7 +1365,7 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
  * format present, float16's first. 0 if the scratch could not be allocated. */
 INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, int formats,
                        const float *tab, double *loss, Py_ssize_t n, uint16_t *bits,
-                       Py_ssize_t lo, Py_ssize_t hi)
+                       Py_ssize_t lo, Py_ssize_t hi, LookUp *look_up)
 {
     float *scratch = malloc(4 * (size_t)c * sizeof(float)); /* zr, et, es, index */
     if (!scratch)
@@ -1315,14 +1377,15 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
     uint16_t *bits_bf = bits + first * n;
     for (Py_ssize_t i = lo; i < hi; i++) {
         const void *zi = (const char *)z + (size_t)i * row_bytes;
+        const char *ahead = (const char *)zi + (i + 1 < hi ? row_bytes : 0);
         /* the format a constant in each call, so that narrow_row vectorises for it */
         if (formats & 1)
             narrow_row(zi, narrow, (int)c, y[i], FLOAT16, tab, scratch, scratch + c,
-                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i);
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i, ahead, look_up);
         if (formats & 2)
             narrow_row(zi, narrow, (int)c, y[i], BFLOAT16, tab_bf, scratch, scratch + c,
                        scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss_bf + i, n,
-                       bits_bf + i);
+                       bits_bf + i, ahead, look_up);
     }
     free(scratch);
     return 1;
@@ -1334,13 +1397,13 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi);                    \
+        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa);     \
     }                                                                                       \
     ATTR static int narrow64_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi);                    \
+        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa);     \
     }
 FOR_EACH_ISA(DEF_NARROW)
 
@@ -1393,13 +1456,14 @@ typedef struct {
     KernelFn *kernel[3][2];
     ApplyFn *apply;
     NarrowFn *narrow[2]; /* float16 and bfloat16 multiclass index paths [float64?] */
+    LookUp *look_up;     /* the narrow paths' table look-ups */
 } Isa;
 
 #define ISA_ENTRY(isa, name, ATTR)                                                          \
     {name,                                                                                  \
      {{rows32_##isa, rows64_##isa}, {sigmoid32_##isa, sigmoid64_##isa},                     \
       {soft32_##isa, soft64_##isa}},                                                        \
-     apply_each_##isa, {narrow32_##isa, narrow64_##isa}},
+     apply_each_##isa, {narrow32_##isa, narrow64_##isa}, look_up_##isa},
 static const Isa isas[] = {FOR_EACH_ISA(ISA_ENTRY)};
 #define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
@@ -1633,6 +1697,32 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     return result;
 }
 
+PyDoc_STRVAR(look_up_doc, "look_up(tab, index, out) -> bool\n\n"
+                          "tab[index] into out (float32 tab of 65,536 entries, uint32 index and\n"
+                          "float32 out of the same length) as the narrow kernel looks its tables\n"
+                          "up, and whether a value is inf. For tests.");
+
+static PyObject *py_look_up(PyObject *self, PyObject *args)
+{
+    Py_buffer tab, index, out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &tab, &index, &out))
+        return NULL;
+    PyObject *result = NULL;
+    const uint32_t *ix = index.buf;
+    Py_ssize_t c = index.len / 4, bad = 0;
+    for (Py_ssize_t j = 0; j < c; j++)
+        bad |= ix[j] >= TABLE;
+    if (bad || index.len % 4 != 0 || c > INT_MAX)
+        PyErr_SetString(PyExc_ValueError, "index is not uint32 below 65536");
+    else if (check_size(&tab, TABLE * 4, "tab") && check_size(&out, index.len, "out"))
+        result = PyBool_FromLong(active->look_up(tab.buf, ix, out.buf, (int)c));
+    PyBuffer_Release(&tab);
+    PyBuffer_Release(&index);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 PyDoc_STRVAR(widen_bfloat16_doc,
              "widen_bfloat16(bits, out, lo, hi)\n\n"
              "Items lo..hi of bits (bfloat16 values held as their uint16 bits) as float32 into\n"
@@ -1699,6 +1789,7 @@ static PyMethodDef methods[] = {
     {"soft", py_soft, METH_VARARGS, soft_doc},
     {"narrow_index", py_narrow_index, METH_VARARGS, narrow_index_doc},
     {"apply", py_apply, METH_VARARGS, apply_doc},
+    {"look_up", py_look_up, METH_VARARGS, look_up_doc},
     {"widen_bfloat16", py_widen_bfloat16, METH_VARARGS, widen_bfloat16_doc},
     {NULL, NULL, 0, NULL},
 };

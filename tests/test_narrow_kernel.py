@@ -115,6 +115,39 @@ def test_a_rounded_value_indexes_its_float16_bits() -> None:
     assert_array_equal(out, half.view(np.uint16).astype(np.float64))
 
 
+@pytest.mark.parametrize("c", [1, 7, 8, 9, 15, 16, 17, 31, 1000, 1 << 16])
+def test_table_look_ups_give_each_entry(c: int) -> None:
+    """The table look-ups of the active copy (gathers in the x86-64-v4 and v3 copies, a loop
+    in the default one): every entry of a table, NaN payloads and signed zeros bit for bit,
+    in any order and at any length (the tail after the last full vector), and whether one is
+    inf."""
+    rng = np.random.default_rng(c)
+    tab = rng.integers(0, 1 << 32, 1 << 16, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    tab[rng.integers(0, 1 << 16, 64)] = np.inf
+    tab[rng.integers(0, 1 << 16, 64)] = -np.inf
+    every = rng.permutation(1 << 16).astype(np.uint32)  # all 65,536 entries, shuffled
+    for index in every.reshape(-1, c) if (1 << 16) % c == 0 else [every[:c], every[-c:]]:
+        out = np.empty(index.size, dtype=np.float32)
+        over = _kernel.look_up(tab, index, out)
+        assert_array_equal(out.view(np.uint32), tab[index].view(np.uint32))
+        assert over == bool(np.any(tab[index] == np.inf))
+    # no inf, but one at the last entry only (a tail lane), or at the first only
+    index = np.resize(np.flatnonzero(np.isfinite(tab)), c).astype(np.uint32)
+    for at in (None, 0, c - 1):
+        i = index.copy()
+        if at is not None:
+            i[at] = np.flatnonzero(tab == np.inf)[0]
+        out = np.empty(c, dtype=np.float32)
+        assert _kernel.look_up(tab, i, out) == (at is not None)
+        assert_array_equal(out.view(np.uint32), tab[i].view(np.uint32))
+
+
+def test_a_look_up_index_beyond_the_table_is_refused() -> None:
+    tab, out = np.zeros(1 << 16, dtype=np.float32), np.empty(2, dtype=np.float32)
+    with pytest.raises(ValueError, match="below 65536"):
+        _kernel.look_up(tab, np.array([0, 1 << 16], dtype=np.uint32), out)
+
+
 # ------------------------------------------------------------------ the paths
 
 
