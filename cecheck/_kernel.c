@@ -1141,7 +1141,7 @@ FOR_EACH_ISA(DEF_SOFT)
  *    float32, as the specification rounds numpy's float64 exp (the two float64 exps differ by
  *    an ulp in places, which moves the float32 rounding only for a float64 result within an
  *    ulp of a float32 tie: none in 10**7 samples);
- *  - the sums are pairwise32's, numpy's pairwise summation.
+ *  - the sums are pairwise2's, numpy's pairwise summation.
  * A row with a logit that is not finite in the format (NaN, inf, -inf, or beyond its range)
  * is left to the specification (N_SPECIAL).
  */
@@ -1206,36 +1206,69 @@ INLINE uint32_t narrow_index(float x, int fmt)
     return (h | ((u >> 16) & 0x8000u)) & 0xffffu;
 }
 
-/* numpy's pairwise sum of a[0..n) in float32 (numpy/_core/src/umath/loops_utils.h.src,
- * pairwise_sum, what ndarray.sum does over a contiguous row): up to 128 terms with eight
- * accumulators, combined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), the remainder
- * added after; more: the two halves, cut at a multiple of 8, summed so and added. One copy
- * for every instruction set (IEEE additions in a fixed order: the same bits anywhere). */
-static float pairwise32(const float *a, Py_ssize_t n)
+/* numpy's pairwise sums of a[0..n) and b[0..n) in float32 (numpy/_core/src/umath/
+ * loops_utils.h.src, pairwise_sum, what ndarray.sum does over a contiguous row), into *sa and
+ * *sb: up to 128 terms with eight accumulators, combined as ((r0 + r1) + (r2 + r3)) + ((r4 +
+ * r5) + (r6 + r7)), the remainder added after; more: the two halves, cut at a multiple of 8,
+ * summed so and added. IEEE additions in a fixed order: the same bits in every instruction
+ * set. Two sums at once: each a chain of dependent additions (the eight accumulators a
+ * vector), two chains run in the time of one. */
+typedef float V8 __attribute__((vector_size(32))); /* GCC's vectors: lane by lane IEEE */
+#define LOAD8(v, p) memcpy(&(v), (p), sizeof(V8))
+
+INLINE void pairwise_leaf(const float *a, const float *b, Py_ssize_t n, float *sa, float *sb)
 {
     if (n < 8) {
-        float res = 0.0f;
-        for (Py_ssize_t i = 0; i < n; i++)
-            res += a[i];
-        return res;
+        float ra = 0.0f, rb = 0.0f;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            ra += a[i];
+            rb += b[i];
+        }
+        *sa = ra;
+        *sb = rb;
+        return;
     }
-    if (n <= 128) {
-        float r[8];
-        for (int l = 0; l < 8; l++)
-            r[l] = a[l];
-        Py_ssize_t i = 8;
-        for (; i < n - n % 8; i += 8)
-            for (int l = 0; l < 8; l++)
-                r[l] += a[i + l];
-        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++)
-            res += a[i];
-        return res;
+    V8 ra, rb, va, vb; /* the eight accumulators of each sum; the next eight terms */
+    LOAD8(ra, a);
+    LOAD8(rb, b);
+    Py_ssize_t i = 8;
+    for (; i < n - n % 8; i += 8) {
+        LOAD8(va, a + i);
+        LOAD8(vb, b + i);
+        ra += va;
+        rb += vb;
     }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise32(a, n2) + pairwise32(a + n2, n - n2);
+    float xa = ((ra[0] + ra[1]) + (ra[2] + ra[3])) + ((ra[4] + ra[5]) + (ra[6] + ra[7]));
+    float xb = ((rb[0] + rb[1]) + (rb[2] + rb[3])) + ((rb[4] + rb[5]) + (rb[6] + rb[7]));
+    for (; i < n; i++) {
+        xa += a[i];
+        xb += b[i];
+    }
+    *sa = xa;
+    *sb = xb;
 }
+
+/* pairwise_leaf's sums of any n: a copy per instruction set (a recursive function cannot be
+ * inlined into each copy's entry points). */
+typedef void Pairwise2(const float *a, const float *b, Py_ssize_t n, float *sa, float *sb);
+
+#define DEF_PAIRWISE(isa, name, ATTR)                                                        \
+    ATTR static void pairwise2_##isa(const float *a, const float *b, Py_ssize_t n, float *sa, \
+                                     float *sb)                                             \
+    {                                                                                       \
+        if (n <= 128) {                                                                     \
+            pairwise_leaf(a, b, n, sa, sb);                                                 \
+            return;                                                                         \
+        }                                                                                   \
+        Py_ssize_t n2 = n / 2;                                                              \
+        n2 -= n2 % 8;                                                                       \
+        float a1, b1, a2, b2;                                                               \
+        pairwise2_##isa(a, b, n2, &a1, &b1);                                                \
+        pairwise2_##isa(a + n2, b + n2, n - n2, &a2, &b2);                                  \
+        *sa = a1 + a2;                                                                      \
+        *sb = b1 + b2;                                                                      \
+    }
+FOR_EACH_ISA(DEF_PAIRWISE)
 
 /* out[j] = tab[index[j]] for j < c (every index below TABLE); whether one is inf. GCC 12
  * does not vectorise these look-ups for these CPUs (nor did a look-up in the loop that makes
@@ -1302,10 +1335,11 @@ INLINE float shifted32(float z, float m)
  * torch_common.py's log_softmax and softmax take it. tab: the tables of fast.py (the textbook
  * exp, the textbook log, PyTorch's log, of each value of the format); zr, et, es and index:
  * c values each of scratch; ahead: the next row's logits, to prefetch; look_up: the
- * instruction set's look_up_. */
+ * instruction set's look_up_ and pairwise2_. */
 INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, const float *tab,
                        float *zr, float *et, float *es, uint32_t *index, double *loss,
-                       Py_ssize_t stride, uint16_t *bits, const char *ahead, LookUp *look_up)
+                       Py_ssize_t stride, uint16_t *bits, const char *ahead, LookUp *look_up,
+                       Pairwise2 *pairwise2)
 {
     const float *t_exp = tab, *t_log = tab + TABLE, *f_log = tab + 2 * TABLE;
     /* the logits in the format (p.cast), their table indices, their max and whether any is
@@ -1332,10 +1366,6 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
             loss[q * stride] = NAN;
         return;
     }
-    /* textbook: p = exp(z_t) / Σ exp(z), loss = -log p */
-    float s = round_narrow(pairwise32(et, c), fmt);
-    float p = round_narrow(et[t] / s, fmt);
-    loss[0] = (double)(0.0f - t_log[narrow_index(p, fmt)]);
     /* PyTorch: exp(z - m) in float32 (below -150 it is 0 in float32: exp_tame there), 16
      * at a time, with a prefetch of the next row's next 16 logits (`ahead`: this loop is the
      * longest of the row, and the next row comes from memory, not the cache) */
@@ -1349,7 +1379,12 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
     }
     for (; j < c; j++)
         es[j] = shifted32(zr[j], m);
-    float sum = pairwise32(es, c);
+    float sum_t, sum;
+    pairwise2(et, es, c, &sum_t, &sum);
+    /* textbook: p = exp(z_t) / Σ exp(z), loss = -log p */
+    float s = round_narrow(sum_t, fmt);
+    float p = round_narrow(et[t] / s, fmt);
+    loss[0] = (double)(0.0f - t_log[narrow_index(p, fmt)]);
     /* stable: (z_t - m) - log(round(Σ)), rounded; loss = -that */
     float lse = f_log[narrow_index(round_narrow(sum, fmt), fmt)];
     loss[stride] = (double)(0.0f - round_narrow((zr[t] - m) - lse, fmt));
@@ -1365,7 +1400,8 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
  * format present, float16's first. 0 if the scratch could not be allocated. */
 INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, int formats,
                        const float *tab, double *loss, Py_ssize_t n, uint16_t *bits,
-                       Py_ssize_t lo, Py_ssize_t hi, LookUp *look_up)
+                       Py_ssize_t lo, Py_ssize_t hi, LookUp *look_up,
+                       Pairwise2 *pairwise2)
 {
     float *scratch = malloc(4 * (size_t)c * sizeof(float)); /* zr, et, es, index */
     if (!scratch)
@@ -1381,11 +1417,11 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
         /* the format a constant in each call, so that narrow_row vectorises for it */
         if (formats & 1)
             narrow_row(zi, narrow, (int)c, y[i], FLOAT16, tab, scratch, scratch + c,
-                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i, ahead, look_up);
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i, ahead, look_up, pairwise2);
         if (formats & 2)
             narrow_row(zi, narrow, (int)c, y[i], BFLOAT16, tab_bf, scratch, scratch + c,
                        scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss_bf + i, n,
-                       bits_bf + i, ahead, look_up);
+                       bits_bf + i, ahead, look_up, pairwise2);
     }
     free(scratch);
     return 1;
@@ -1397,13 +1433,15 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa);     \
+        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,      \
+                           pairwise2_##isa);                                                \
     }                                                                                       \
     ATTR static int narrow64_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa);     \
+        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,      \
+                           pairwise2_##isa);                                                \
     }
 FOR_EACH_ISA(DEF_NARROW)
 
