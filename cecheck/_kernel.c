@@ -1140,7 +1140,8 @@ FOR_EACH_ISA(DEF_SOFT)
  *  - PyTorch's exp(z - max) takes a float32 argument: the kernel's float64 exp rounded to
  *    float32, as the specification rounds numpy's float64 exp (the two float64 exps differ by
  *    an ulp in places, which moves the float32 rounding only for a float64 result within an
- *    ulp of a float32 tie: none in 10**7 samples);
+ *    ulp of a float32 tie: none in 10**7 samples); their sum first from a float32 exp
+ *    (exp_approx32), the exact exps only for a row whose sum that leaves undecided;
  *  - the sums are pairwise2's, numpy's pairwise summation.
  * A row with a logit that is not finite in the format (NaN, inf, -inf, or beyond its range)
  * is left to the specification (N_SPECIAL).
@@ -1322,6 +1323,30 @@ __attribute__((target("arch=x86-64-v3"))) static int look_up_v3(const float *tab
 }
 #endif
 
+/* exp(d) for float32 d <= 0, approximately: cephes' expf (Cody-Waite reduction, a degree-5
+ * polynomial) in float32 arithmetic without fma (the same bits in every copy), within
+ * EXP32_ERROR of the exact exp relatively from -APPROX_MIN up (tests/test_narrow_kernel.py
+ * measures it); below, exp(APPROX_MIN) (1 + EXP32_ERROR), off by 2**-123 at most. Sixteen lanes a vector,
+ * three times faster than shifted32; narrow_row only sums these, and checks that the sum
+ * is near enough to decide what it needs. */
+#define APPROX_MIN (-86.0f) /* exp(-86) * 0.7 is normal: the exponent add below stays so */
+#define EXP32_ERROR 0x1p-21f
+INLINE float exp_approx32(float d)
+{
+    float x = d > APPROX_MIN ? d : APPROX_MIN;
+    float t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2**23: rounds x / ln 2 */
+    float k = t - 12582912.0f;
+    float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = (p * (r * r) + r) + 1.0f;
+    return f32_from(f32_bits(p) + ((f32_bits(t) - f32_bits(12582912.0f)) << 23));
+}
+
 /* PyTorch's float32 exp(z - m) of a logit z of the format whose max is m. */
 INLINE float shifted32(float z, float m)
 {
@@ -1338,8 +1363,8 @@ INLINE float shifted32(float z, float m)
  * instruction set's look_up_ and pairwise2_. */
 INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, const float *tab,
                        float *zr, float *et, float *es, uint32_t *index, double *loss,
-                       Py_ssize_t stride, uint16_t *bits, const char *ahead, LookUp *look_up,
-                       Pairwise2 *pairwise2)
+                       Py_ssize_t stride, uint16_t *bits, const char *ahead, float eta,
+                       LookUp *look_up, Pairwise2 *pairwise2)
 {
     const float *t_exp = tab, *t_log = tab + TABLE, *f_log = tab + 2 * TABLE;
     /* the logits in the format (p.cast), their table indices, their max and whether any is
@@ -1366,33 +1391,79 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
             loss[q * stride] = NAN;
         return;
     }
-    /* PyTorch: exp(z - m) in float32 (below -150 it is 0 in float32: exp_tame there), 16
-     * at a time, with a prefetch of the next row's next 16 logits (`ahead`: this loop is the
-     * longest of the row, and the next row comes from memory, not the cache) */
+    /* PyTorch: exp(z - m) in float32 (shifted32), Σ of them in float32, which the stable
+     * path needs rounded to the format, the naive path as exp(z_t - m) * (1 / Σ) rounded.
+     * First from exp_approx32, 16 at a time, with a prefetch of the next row's next 16
+     * logits (`ahead`: this loop is the longest of the row, and the next row comes from
+     * memory, not the cache): then Σ is within a factor 1 ± eta of that sum (narrow_eta),
+     * and where every value in that range gives both paths the same rounding, that is
+     * theirs (only the target's exp is needed exactly). Else the exact exps. */
     const size_t item = narrow ? 4 : 8;
     int j = 0;
     for (; j + 16 <= c; j += 16) {
         __builtin_prefetch(ahead + (size_t)j * item);
         __builtin_prefetch(ahead + (size_t)j * item + 8 * item);
         for (int l = j; l < j + 16; l++)
-            es[l] = shifted32(zr[l], m);
+            es[l] = exp_approx32(zr[l] - m);
     }
     for (; j < c; j++)
-        es[j] = shifted32(zr[j], m);
-    float sum_t, sum;
-    pairwise2(et, es, c, &sum_t, &sum);
+        es[j] = exp_approx32(zr[j] - m);
+    float sum_t, near, es_t = shifted32(zr[t], m);
+    pairwise2(et, es, c, &sum_t, &near);
+    /* Σ >= 1 (the max's term), so lo and hi are positive normal floats; two ulps outward
+     * cover the roundings of the products; rounding, division by a positive number and
+     * multiplication by one are monotonic, so each path's rounding of Σ in [lo, hi] lies
+     * between its roundings of lo and hi */
+    float lo = f32_from(f32_bits(near * (1.0f - eta)) - 2);
+    float hi = f32_from(f32_bits(near * (1.0f + eta)) + 2);
+    float sum_r = round_narrow(lo, fmt), q = round_narrow(es_t * (1.0f / hi), fmt);
+    if (sum_r != round_narrow(hi, fmt) || q != round_narrow(es_t * (1.0f / lo), fmt)) {
+        for (j = 0; j < c; j++)
+            es[j] = shifted32(zr[j], m);
+        float sum;
+        pairwise2(es, es, c, &sum, &sum);
+        sum_r = round_narrow(sum, fmt);
+        q = round_narrow(es_t * (1.0f / sum), fmt);
+    }
     /* textbook: p = exp(z_t) / Σ exp(z), loss = -log p */
     float s = round_narrow(sum_t, fmt);
     float p = round_narrow(et[t] / s, fmt);
     loss[0] = (double)(0.0f - t_log[narrow_index(p, fmt)]);
     /* stable: (z_t - m) - log(round(Σ)), rounded; loss = -that */
-    float lse = f_log[narrow_index(round_narrow(sum, fmt), fmt)];
+    float lse = f_log[narrow_index(sum_r, fmt)];
     loss[stride] = (double)(0.0f - round_narrow((zr[t] - m) - lse, fmt));
     /* naive: q = exp(z_t - m) * (1 / Σ), rounded; loss = -log q */
-    float q = round_narrow(es[t] * (1.0f / sum), fmt);
     loss[2 * stride] = (double)(0.0f - f_log[narrow_index(q, fmt)]);
     *bits = (uint16_t)((overflow ? N_OVER : 0) | (p == 0.0f ? N_UNDER : 0) |
                        (q == 0.0f ? N_NUNDER : 0));
+}
+
+/* The most additions a term of numpy's pairwise sum of n terms passes through: in a block
+ * of up to 128, 15 into its accumulator, 3 combining them, 7 of the remainder; one more per
+ * halving above. */
+static int pairwise_depth(Py_ssize_t n)
+{
+    if (n <= 128)
+        return n < 8 ? (int)n : 25;
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    int a = pairwise_depth(n2), b = pairwise_depth(n - n2);
+    return 1 + (a > b ? a : b);
+}
+
+/* The bound of narrow_row: Σ, numpy's float32 pairwise sum of the exps es_j of a row of c
+ * logits, and S, the same sum of exp_approx32's es'_j (|es'_j - es_j| <= EXP32_ERROR es_j,
+ * or below exp(APPROX_MIN) when es_j is: 2**-123 at most), are each within gamma of the
+ * exact sum E of their terms (gamma = D u / (1 - D u), D additions at most, u = 2**-24), so
+ * |S - Σ| <= (2 gamma + EXP32_ERROR (1 + gamma)) E + c 2**-123, E <= Σ / (1 - gamma), and
+ * Σ >= 1: Σ / S is within 1 ± eta of 1 for eta twice that relative bound (Σ >= S (1 - x)
+ * from S <= Σ (1 + x); Σ <= S (1 + 2 x) from S >= Σ (1 - x), x <= 1/4). Rounded up. */
+static float narrow_eta(Py_ssize_t c)
+{
+    double u = 0x1p-24, d = pairwise_depth(c);
+    double gamma = d * u / (1.0 - d * u);
+    double x = (2.0 * gamma + (double)EXP32_ERROR * (1.0 + gamma)) / (1.0 - gamma) + 0x1p-90;
+    return (float)(2.0 * x * (1.0 + 0x1p-20));
 }
 
 /* Rows lo..hi in the formats of the bit mask `formats` (1 float16, 2 bfloat16), each row in
@@ -1407,6 +1478,7 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
     if (!scratch)
         return 0;
     const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    const float eta = narrow_eta(c);
     int first = formats & 1; /* the blocks before bfloat16's */
     const float *tab_bf = tab + first * 3 * TABLE;
     double *loss_bf = loss + first * N_NARROW * n;
@@ -1417,11 +1489,11 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
         /* the format a constant in each call, so that narrow_row vectorises for it */
         if (formats & 1)
             narrow_row(zi, narrow, (int)c, y[i], FLOAT16, tab, scratch, scratch + c,
-                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i, ahead, look_up, pairwise2);
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i, ahead, eta, look_up, pairwise2);
         if (formats & 2)
             narrow_row(zi, narrow, (int)c, y[i], BFLOAT16, tab_bf, scratch, scratch + c,
                        scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss_bf + i, n,
-                       bits_bf + i, ahead, look_up, pairwise2);
+                       bits_bf + i, ahead, eta, look_up, pairwise2);
     }
     free(scratch);
     return 1;
@@ -1470,9 +1542,12 @@ FOR_EACH_ISA(DEF_NARROW)
         else if (which == 5)                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = (double)round_narrow((float)x[i], BFLOAT16);                       \
-        else                                                                                \
+        else if (which == 6)                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = (double)narrow_index(round_narrow((float)x[i], FLOAT16), FLOAT16); \
+        else                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = (double)exp_approx32((float)x[i]);                                 \
     }
 FOR_EACH_ISA(DEF_APPLY)
 
@@ -1717,9 +1792,10 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "sy*w*", &name, &x, &out))
         return NULL;
     static const char *names[] = {"exp",          "exp_tame",      "log",         "log1p",
-                                  "round_float16", "round_bfloat16", "float16_bits"};
+                                  "round_float16", "round_bfloat16", "float16_bits",
+                                  "exp_approx32"};
     int which = -1;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         which = strcmp(name, names[i]) == 0 ? i : which;
     PyObject *result = NULL;
     if (which < 0)
