@@ -1325,10 +1325,10 @@ __attribute__((target("arch=x86-64-v3"))) static int look_up_v3(const float *tab
 
 /* exp(d) for float32 d <= 0, approximately: cephes' expf (Cody-Waite reduction, a degree-5
  * polynomial) in float32 arithmetic without fma (the same bits in every copy), within
- * EXP32_ERROR of the exact exp relatively from -APPROX_MIN up (tests/test_narrow_kernel.py
- * measures it); below, exp(APPROX_MIN) (1 + EXP32_ERROR), off by 2**-123 at most. Sixteen lanes a vector,
- * three times faster than shifted32; narrow_row only sums these, and checks that the sum
- * is near enough to decide what it needs. */
+ * EXP32_ERROR of shifted32's float32 exp, relatively, from APPROX_MIN up (measured by
+ * tests/test_narrow_kernel.py); below, exp(APPROX_MIN) (1 + EXP32_ERROR), off by 2**-123
+ * at most. Sixteen lanes a vector, several times faster than shifted32; narrow_row only sums
+ * these, and checks that the sum is near enough to decide what it needs. */
 #define APPROX_MIN (-86.0f) /* exp(-86) * 0.7 is normal: the exponent add below stays so */
 #define EXP32_ERROR 0x1p-21f
 INLINE float exp_approx32(float d)
@@ -1519,8 +1519,8 @@ FOR_EACH_ISA(DEF_NARROW)
 
 /* The elementary functions on their own, for tests: 0 exp_full, 1 exp_tame, 2 log_pos,
  * 3 log1p_pos, 4 and 5 round_narrow to float16 and bfloat16, 6 the float16 bits of the
- * rounded value (narrow_index; a float32 argument: its float32 value) (a loop each, so that
- * each vectorises). */
+ * rounded value (narrow_index; a float32 argument: its float32 value), 7 exp_approx32 (a
+ * loop each, so that each vectorises). */
 #define DEF_APPLY(isa, name, ATTR)                                                          \
     ATTR static void apply_each_##isa(int which, const double *x, double *out, Py_ssize_t n) \
     {                                                                                       \
@@ -1781,8 +1781,9 @@ done:
 
 PyDoc_STRVAR(apply_doc, "apply(name, x, out)\n\n"
                         "The kernel's exp, exp_tame (for |x| <= 300), log or log1p (for x >= 0)\n"
-                        "of each float64 in x, into out; or round_float16, round_bfloat16 and\n"
-                        "float16_bits of each float32 value in x (as float64). For tests.");
+                        "of each float64 in x, into out; or round_float16, round_bfloat16,\n"
+                        "float16_bits and exp_approx32 of each float32 value in x (as\n"
+                        "float64). For tests.");
 
 static PyObject *py_apply(PyObject *self, PyObject *args)
 {
