@@ -1216,8 +1216,9 @@ FOR_EACH_ISA(DEF_SOFT)
  *  - PyTorch's exp(z - max) takes a float32 argument: the kernel's float64 exp rounded to
  *    float32, as the specification rounds numpy's float64 exp (the two float64 exps differ by
  *    an ulp in places, which moves the float32 rounding only for a float64 result within an
- *    ulp of a float32 tie: none in 10**7 samples);
- *  - the sums are pairwise32's, numpy's pairwise summation.
+ *    ulp of a float32 tie: none in 10**7 samples); their sum first from a float32 exp
+ *    (exp_approx32), the exact exps only for a row whose sum that leaves undecided;
+ *  - the sums are pairwise2's, numpy's pairwise summation.
  * A row with a logit that is not finite in the format (NaN, inf, -inf, or beyond its range)
  * is left to the specification (N_SPECIAL).
  */
@@ -1282,35 +1283,151 @@ INLINE uint32_t narrow_index(float x, int fmt)
     return (h | ((u >> 16) & 0x8000u)) & 0xffffu;
 }
 
-/* numpy's pairwise sum of a[0..n) in float32 (numpy/_core/src/umath/loops_utils.h.src,
- * pairwise_sum, what ndarray.sum does over a contiguous row): up to 128 terms with eight
- * accumulators, combined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), the remainder
- * added after; more: the two halves, cut at a multiple of 8, summed so and added. One copy
- * for every instruction set (IEEE additions in a fixed order: the same bits anywhere). */
-static float pairwise32(const float *a, Py_ssize_t n)
+/* numpy's pairwise sums of a[0..n) and b[0..n) in float32 (numpy/_core/src/umath/
+ * loops_utils.h.src, pairwise_sum, what ndarray.sum does over a contiguous row), into *sa and
+ * *sb: up to 128 terms with eight accumulators, combined as ((r0 + r1) + (r2 + r3)) + ((r4 +
+ * r5) + (r6 + r7)), the remainder added after; more: the two halves, cut at a multiple of 8,
+ * summed so and added. IEEE additions in a fixed order: the same bits in every instruction
+ * set. Two sums at once: each a chain of dependent additions (the eight accumulators a
+ * vector), two chains run in the time of one. */
+typedef float V8 __attribute__((vector_size(32))); /* GCC's vectors: lane by lane IEEE */
+#define LOAD8(v, p) memcpy(&(v), (p), sizeof(V8))
+
+INLINE void pairwise_leaf(const float *a, const float *b, Py_ssize_t n, float *sa, float *sb)
 {
     if (n < 8) {
-        float res = 0.0f;
-        for (Py_ssize_t i = 0; i < n; i++)
-            res += a[i];
-        return res;
+        float ra = 0.0f, rb = 0.0f;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            ra += a[i];
+            rb += b[i];
+        }
+        *sa = ra;
+        *sb = rb;
+        return;
     }
-    if (n <= 128) {
-        float r[8];
-        for (int l = 0; l < 8; l++)
-            r[l] = a[l];
-        Py_ssize_t i = 8;
-        for (; i < n - n % 8; i += 8)
-            for (int l = 0; l < 8; l++)
-                r[l] += a[i + l];
-        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++)
-            res += a[i];
-        return res;
+    V8 ra, rb, va, vb; /* the eight accumulators of each sum; the next eight terms */
+    LOAD8(ra, a);
+    LOAD8(rb, b);
+    Py_ssize_t i = 8;
+    for (; i < n - n % 8; i += 8) {
+        LOAD8(va, a + i);
+        LOAD8(vb, b + i);
+        ra += va;
+        rb += vb;
     }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise32(a, n2) + pairwise32(a + n2, n - n2);
+    float xa = ((ra[0] + ra[1]) + (ra[2] + ra[3])) + ((ra[4] + ra[5]) + (ra[6] + ra[7]));
+    float xb = ((rb[0] + rb[1]) + (rb[2] + rb[3])) + ((rb[4] + rb[5]) + (rb[6] + rb[7]));
+    for (; i < n; i++) {
+        xa += a[i];
+        xb += b[i];
+    }
+    *sa = xa;
+    *sb = xb;
+}
+
+/* pairwise_leaf's sums of any n: a copy per instruction set (a recursive function cannot be
+ * inlined into each copy's entry points). */
+typedef void Pairwise2(const float *a, const float *b, Py_ssize_t n, float *sa, float *sb);
+
+#define DEF_PAIRWISE(isa, name, ATTR)                                                        \
+    ATTR static void pairwise2_##isa(const float *a, const float *b, Py_ssize_t n, float *sa, \
+                                     float *sb)                                             \
+    {                                                                                       \
+        if (n <= 128) {                                                                     \
+            pairwise_leaf(a, b, n, sa, sb);                                                 \
+            return;                                                                         \
+        }                                                                                   \
+        Py_ssize_t n2 = n / 2;                                                              \
+        n2 -= n2 % 8;                                                                       \
+        float a1, b1, a2, b2;                                                               \
+        pairwise2_##isa(a, b, n2, &a1, &b1);                                                \
+        pairwise2_##isa(a + n2, b + n2, n - n2, &a2, &b2);                                  \
+        *sa = a1 + a2;                                                                      \
+        *sb = b1 + b2;                                                                      \
+    }
+FOR_EACH_ISA(DEF_PAIRWISE)
+
+/* out[j] = tab[index[j]] for j < c (every index below TABLE); whether one is inf. GCC 12
+ * does not vectorise these look-ups for these CPUs (nor did a look-up in the loop that makes
+ * the indices keep that loop scalar): the x86-64-v4 and v3 copies gather 16 and 8 at a time
+ * (a load each, the same bits as the default copy's loop). Not inlined: a function of its
+ * own instruction set, called once per row. */
+typedef int LookUp(const float *tab, const uint32_t *index, float *out, int c);
+
+static int look_up_base(const float *tab, const uint32_t *index, float *out, int c)
+{
+    int overflow = 0;
+    for (int j = 0; j < c; j++) {
+        float e = tab[index[j]];
+        out[j] = e;
+        overflow |= e == INFINITY;
+    }
+    return overflow;
+}
+
+#ifdef X86_ISAS
+#include <immintrin.h>
+
+__attribute__((target("arch=x86-64-v4"))) static int look_up_v4(const float *tab,
+                                                                 const uint32_t *index,
+                                                                 float *out, int c)
+{
+    const __m512 inf = _mm512_set1_ps(INFINITY);
+    __mmask16 over = 0;
+    int j = 0;
+    for (; j + 16 <= c; j += 16) {
+        __m512 e = _mm512_i32gather_ps(_mm512_loadu_si512(index + j), tab, 4);
+        _mm512_storeu_ps(out + j, e);
+        over |= _mm512_cmp_ps_mask(e, inf, _CMP_EQ_OQ);
+    }
+    return look_up_base(tab, index + j, out + j, c - j) | (over != 0);
+}
+
+__attribute__((target("arch=x86-64-v3"))) static int look_up_v3(const float *tab,
+                                                                 const uint32_t *index,
+                                                                 float *out, int c)
+{
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    __m256 over = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= c; j += 8) {
+        __m256 e = _mm256_i32gather_ps(tab, _mm256_loadu_si256((const __m256i *)(index + j)), 4);
+        _mm256_storeu_ps(out + j, e);
+        over = _mm256_or_ps(over, _mm256_cmp_ps(e, inf, _CMP_EQ_OQ));
+    }
+    return look_up_base(tab, index + j, out + j, c - j) | (_mm256_movemask_ps(over) != 0);
+}
+#endif
+
+/* exp(d) for float32 d <= 0, approximately: cephes' expf (Cody-Waite reduction, a degree-5
+ * polynomial) in float32 arithmetic without fma (the same bits in every copy), within
+ * EXP32_ERROR of shifted32's float32 exp, relatively, from APPROX_MIN up (measured by
+ * tests/test_narrow_kernel.py); below, exp(APPROX_MIN) (1 + EXP32_ERROR), off by 2**-123
+ * at most. Sixteen lanes a vector, several times faster than shifted32; narrow_row only sums
+ * these, and checks that the sum is near enough to decide what it needs. */
+#define APPROX_MIN (-86.0f) /* exp(-86) * 0.7 is normal: the exponent add below stays so */
+#define EXP32_ERROR 0x1p-21f
+INLINE float exp_approx32(float d)
+{
+    float x = d > APPROX_MIN ? d : APPROX_MIN;
+    float t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2**23: rounds x / ln 2 */
+    float k = t - 12582912.0f;
+    float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = (p * (r * r) + r) + 1.0f;
+    return f32_from(f32_bits(p) + ((f32_bits(t) - f32_bits(12582912.0f)) << 23));
+}
+
+/* PyTorch's float32 exp(z - m) of a logit z of the format whose max is m. */
+INLINE float shifted32(float z, float m)
+{
+    double d = (double)(z - m);
+    return (float)exp_tame(d > -150.0 ? d : -150.0);
 }
 
 /* One row of c logits with target t in the format fmt: the textbook path (losses.py's
@@ -1318,10 +1435,12 @@ static float pairwise32(const float *a, Py_ssize_t n)
  * nll) and naive path (torch_naive.naive_index: log of softmax), every step as
  * torch_common.py's log_softmax and softmax take it. tab: the tables of fast.py (the textbook
  * exp, the textbook log, PyTorch's log, of each value of the format); zr, et, es and index:
- * c values each of scratch. */
+ * c values each of scratch; ahead: the next row's logits, to prefetch; look_up: the
+ * instruction set's look_up_ and pairwise2_. */
 INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, const float *tab,
                        float *zr, float *et, float *es, uint32_t *index, double *loss,
-                       Py_ssize_t stride, uint16_t *bits)
+                       Py_ssize_t stride, uint16_t *bits, const char *ahead, float eta,
+                       LookUp *look_up, Pairwise2 *pairwise2)
 {
     const float *t_exp = tab, *t_log = tab + TABLE, *f_log = tab + 2 * TABLE;
     /* the logits in the format (p.cast), their table indices, their max and whether any is
@@ -1339,14 +1458,8 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
         top = key > top ? key : top;
         odd |= (u & 0x7fffffffu) >= 0x7f800000u;
     }
-    /* the textbook exps: table look-ups, in a loop of their own (GCC 12 does not vectorise
-     * a gather for these CPUs, and a look-up in the loop above kept it scalar) */
-    int overflow = 0;
-    for (int j = 0; j < c; j++) {
-        float e = t_exp[index[j]];
-        et[j] = e;
-        overflow |= e == INFINITY;
-    }
+    /* the textbook exps: table look-ups */
+    int overflow = look_up(t_exp, index, et, c);
     float m = f32_from((uint32_t)(top ^ (int32_t)((uint32_t)(top >> 31) >> 1)));
     if (odd) {
         *bits = N_SPECIAL;
@@ -1354,24 +1467,79 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
             loss[q * stride] = NAN;
         return;
     }
+    /* PyTorch: exp(z - m) in float32 (shifted32), Σ of them in float32, which the stable
+     * path needs rounded to the format, the naive path as exp(z_t - m) * (1 / Σ) rounded.
+     * First from exp_approx32, 16 at a time, with a prefetch of the next row's next 16
+     * logits (`ahead`: this loop is the longest of the row, and the next row comes from
+     * memory, not the cache): then Σ is within a factor 1 ± eta of that sum (narrow_eta),
+     * and where every value in that range gives both paths the same rounding, that is
+     * theirs (only the target's exp is needed exactly). Else the exact exps. */
+    const size_t item = narrow ? 4 : 8;
+    int j = 0;
+    for (; j + 16 <= c; j += 16) {
+        __builtin_prefetch(ahead + (size_t)j * item);
+        __builtin_prefetch(ahead + (size_t)j * item + 8 * item);
+        for (int l = j; l < j + 16; l++)
+            es[l] = exp_approx32(zr[l] - m);
+    }
+    for (; j < c; j++)
+        es[j] = exp_approx32(zr[j] - m);
+    float sum_t, near, es_t = shifted32(zr[t], m);
+    pairwise2(et, es, c, &sum_t, &near);
+    /* Σ >= 1 (the max's term), so lo and hi are positive normal floats; two ulps outward
+     * cover the roundings of the products; rounding, division by a positive number and
+     * multiplication by one are monotonic, so each path's rounding of Σ in [lo, hi] lies
+     * between its roundings of lo and hi */
+    float lo = f32_from(f32_bits(near * (1.0f - eta)) - 2);
+    float hi = f32_from(f32_bits(near * (1.0f + eta)) + 2);
+    float sum_r = round_narrow(lo, fmt), q = round_narrow(es_t * (1.0f / hi), fmt);
+    if (sum_r != round_narrow(hi, fmt) || q != round_narrow(es_t * (1.0f / lo), fmt)) {
+        for (j = 0; j < c; j++)
+            es[j] = shifted32(zr[j], m);
+        float sum;
+        pairwise2(es, es, c, &sum, &sum);
+        sum_r = round_narrow(sum, fmt);
+        q = round_narrow(es_t * (1.0f / sum), fmt);
+    }
     /* textbook: p = exp(z_t) / Σ exp(z), loss = -log p */
-    float s = round_narrow(pairwise32(et, c), fmt);
+    float s = round_narrow(sum_t, fmt);
     float p = round_narrow(et[t] / s, fmt);
     loss[0] = (double)(0.0f - t_log[narrow_index(p, fmt)]);
-    /* PyTorch: exp(z - m) in float32 (below -150 it is 0 in float32: exp_tame there) */
-    for (int j = 0; j < c; j++) {
-        double d = (double)(zr[j] - m);
-        es[j] = (float)exp_tame(d > -150.0 ? d : -150.0);
-    }
-    float sum = pairwise32(es, c);
     /* stable: (z_t - m) - log(round(Σ)), rounded; loss = -that */
-    float lse = f_log[narrow_index(round_narrow(sum, fmt), fmt)];
+    float lse = f_log[narrow_index(sum_r, fmt)];
     loss[stride] = (double)(0.0f - round_narrow((zr[t] - m) - lse, fmt));
     /* naive: q = exp(z_t - m) * (1 / Σ), rounded; loss = -log q */
-    float q = round_narrow(es[t] * (1.0f / sum), fmt);
     loss[2 * stride] = (double)(0.0f - f_log[narrow_index(q, fmt)]);
     *bits = (uint16_t)((overflow ? N_OVER : 0) | (p == 0.0f ? N_UNDER : 0) |
                        (q == 0.0f ? N_NUNDER : 0));
+}
+
+/* The most additions a term of numpy's pairwise sum of n terms passes through: in a block
+ * of up to 128, 15 into its accumulator, 3 combining them, 7 of the remainder; one more per
+ * halving above. */
+static int pairwise_depth(Py_ssize_t n)
+{
+    if (n <= 128)
+        return n < 8 ? (int)n : 25;
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    int a = pairwise_depth(n2), b = pairwise_depth(n - n2);
+    return 1 + (a > b ? a : b);
+}
+
+/* The bound of narrow_row: Σ, numpy's float32 pairwise sum of the exps es_j of a row of c
+ * logits, and S, the same sum of exp_approx32's es'_j (|es'_j - es_j| <= EXP32_ERROR es_j,
+ * or below exp(APPROX_MIN) when es_j is: 2**-123 at most), are each within gamma of the
+ * exact sum E of their terms (gamma = D u / (1 - D u), D additions at most, u = 2**-24), so
+ * |S - Σ| <= (2 gamma + EXP32_ERROR (1 + gamma)) E + c 2**-123, E <= Σ / (1 - gamma), and
+ * Σ >= 1: Σ / S is within 1 ± eta of 1 for eta twice that relative bound (Σ >= S (1 - x)
+ * from S <= Σ (1 + x); Σ <= S (1 + 2 x) from S >= Σ (1 - x), x <= 1/4). Rounded up. */
+static float narrow_eta(Py_ssize_t c)
+{
+    double u = 0x1p-24, d = pairwise_depth(c);
+    double gamma = d * u / (1.0 - d * u);
+    double x = (2.0 * gamma + (double)EXP32_ERROR * (1.0 + gamma)) / (1.0 - gamma) + 0x1p-90;
+    return (float)(2.0 * x * (1.0 + 0x1p-20));
 }
 
 /* Rows lo..hi in the formats of the bit mask `formats` (1 float16, 2 bfloat16), each row in
@@ -1379,26 +1547,29 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
  * format present, float16's first. 0 if the scratch could not be allocated. */
 INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, int formats,
                        const float *tab, double *loss, Py_ssize_t n, uint16_t *bits,
-                       Py_ssize_t lo, Py_ssize_t hi)
+                       Py_ssize_t lo, Py_ssize_t hi, LookUp *look_up,
+                       Pairwise2 *pairwise2)
 {
     float *scratch = malloc(4 * (size_t)c * sizeof(float)); /* zr, et, es, index */
     if (!scratch)
         return 0;
     const size_t row_bytes = (size_t)c * (narrow ? 4 : 8);
+    const float eta = narrow_eta(c);
     int first = formats & 1; /* the blocks before bfloat16's */
     const float *tab_bf = tab + first * 3 * TABLE;
     double *loss_bf = loss + first * N_NARROW * n;
     uint16_t *bits_bf = bits + first * n;
     for (Py_ssize_t i = lo; i < hi; i++) {
         const void *zi = (const char *)z + (size_t)i * row_bytes;
+        const char *ahead = (const char *)zi + (i + 1 < hi ? row_bytes : 0);
         /* the format a constant in each call, so that narrow_row vectorises for it */
         if (formats & 1)
             narrow_row(zi, narrow, (int)c, y[i], FLOAT16, tab, scratch, scratch + c,
-                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i);
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i, ahead, eta, look_up, pairwise2);
         if (formats & 2)
             narrow_row(zi, narrow, (int)c, y[i], BFLOAT16, tab_bf, scratch, scratch + c,
                        scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss_bf + i, n,
-                       bits_bf + i);
+                       bits_bf + i, ahead, eta, look_up, pairwise2);
     }
     free(scratch);
     return 1;
@@ -1410,20 +1581,22 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi);                    \
+        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,      \
+                           pairwise2_##isa);                                                \
     }                                                                                       \
     ATTR static int narrow64_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi);                    \
+        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,      \
+                           pairwise2_##isa);                                                \
     }
 FOR_EACH_ISA(DEF_NARROW)
 
 /* The elementary functions on their own, for tests: 0 exp_full, 1 exp_tame, 2 log_pos,
  * 3 log1p_pos, 4 and 5 round_narrow to float16 and bfloat16, 6 the float16 bits of the
- * rounded value (narrow_index; a float32 argument: its float32 value) (a loop each, so that
- * each vectorises). */
+ * rounded value (narrow_index; a float32 argument: its float32 value), 7 exp_approx32 (a
+ * loop each, so that each vectorises). */
 #define DEF_APPLY(isa, name, ATTR)                                                          \
     ATTR static void apply_each_##isa(int which, const double *x, double *out, Py_ssize_t n) \
     {                                                                                       \
@@ -1445,9 +1618,12 @@ FOR_EACH_ISA(DEF_NARROW)
         else if (which == 5)                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = (double)round_narrow((float)x[i], BFLOAT16);                       \
-        else                                                                                \
+        else if (which == 6)                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = (double)narrow_index(round_narrow((float)x[i], FLOAT16), FLOAT16); \
+        else                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                out[i] = (double)exp_approx32((float)x[i]);                                 \
     }
 FOR_EACH_ISA(DEF_APPLY)
 
@@ -1539,6 +1715,7 @@ typedef struct {
     ApplyFn *apply;
     NarrowFn *narrow[2]; /* float16 and bfloat16 multiclass index paths [float64?] */
     ScaledFn *scaled[3]; /* the headroom's scaled rows [float32, float64, bfloat16 bits] */
+    LookUp *look_up;     /* the narrow paths' table look-ups */
 } Isa;
 
 #define ISA_ENTRY(isa, name, ATTR)                                                          \
@@ -1546,7 +1723,7 @@ typedef struct {
      {{rows32_##isa, rows64_##isa}, {sigmoid32_##isa, sigmoid64_##isa},                     \
       {soft32_##isa, soft64_##isa}},                                                        \
      rows16_##isa, apply_each_##isa, {narrow32_##isa, narrow64_##isa},                      \
-     {scaled32_##isa, scaled64_##isa, scaled16_##isa}},
+     {scaled32_##isa, scaled64_##isa, scaled16_##isa}, look_up_##isa},
 static const Isa isas[] = {FOR_EACH_ISA(ISA_ENTRY)};
 #define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
@@ -1760,8 +1937,9 @@ done:
 
 PyDoc_STRVAR(apply_doc, "apply(name, x, out)\n\n"
                         "The kernel's exp, exp_tame (for |x| <= 300), log or log1p (for x >= 0)\n"
-                        "of each float64 in x, into out; or round_float16, round_bfloat16 and\n"
-                        "float16_bits of each float32 value in x (as float64). For tests.");
+                        "of each float64 in x, into out; or round_float16, round_bfloat16,\n"
+                        "float16_bits and exp_approx32 of each float32 value in x (as\n"
+                        "float64). For tests.");
 
 static PyObject *py_apply(PyObject *self, PyObject *args)
 {
@@ -1771,9 +1949,10 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "sy*w*", &name, &x, &out))
         return NULL;
     static const char *names[] = {"exp",          "exp_tame",      "log",         "log1p",
-                                  "round_float16", "round_bfloat16", "float16_bits"};
+                                  "round_float16", "round_bfloat16", "float16_bits",
+                                  "exp_approx32"};
     int which = -1;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         which = strcmp(name, names[i]) == 0 ? i : which;
     PyObject *result = NULL;
     if (which < 0)
@@ -1785,6 +1964,32 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
         result = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+PyDoc_STRVAR(look_up_doc, "look_up(tab, index, out) -> bool\n\n"
+                          "tab[index] into out (float32 tab of 65,536 entries, uint32 index and\n"
+                          "float32 out of the same length) as the narrow kernel looks its tables\n"
+                          "up, and whether a value is inf. For tests.");
+
+static PyObject *py_look_up(PyObject *self, PyObject *args)
+{
+    Py_buffer tab, index, out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &tab, &index, &out))
+        return NULL;
+    PyObject *result = NULL;
+    const uint32_t *ix = index.buf;
+    Py_ssize_t c = index.len / 4, bad = 0;
+    for (Py_ssize_t j = 0; j < c; j++)
+        bad |= ix[j] >= TABLE;
+    if (bad || index.len % 4 != 0 || c > INT_MAX)
+        PyErr_SetString(PyExc_ValueError, "index is not uint32 below 65536");
+    else if (check_size(&tab, TABLE * 4, "tab") && check_size(&out, index.len, "out"))
+        result = PyBool_FromLong(active->look_up(tab.buf, ix, out.buf, (int)c));
+    PyBuffer_Release(&tab);
+    PyBuffer_Release(&index);
     PyBuffer_Release(&out);
     return result;
 }
@@ -1904,6 +2109,7 @@ static PyMethodDef methods[] = {
     {"narrow_index", py_narrow_index, METH_VARARGS, narrow_index_doc},
     {"apply", py_apply, METH_VARARGS, apply_doc},
     {"scaled_lse", py_scaled_lse, METH_VARARGS, scaled_lse_doc},
+    {"look_up", py_look_up, METH_VARARGS, look_up_doc},
     {"widen_bfloat16", py_widen_bfloat16, METH_VARARGS, widen_bfloat16_doc},
     {NULL, NULL, 0, NULL},
 };

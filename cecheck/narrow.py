@@ -10,8 +10,11 @@ log, PyTorch's log) a table of its 65,536 values filled by the specification's o
 calls (:func:`tables`); PyTorch's ``exp(z - max)`` of a float32 argument the kernel's
 float64 exp rounded to float32, as the specification rounds numpy's float64 exp (they differ
 by an ulp of float64 in places, which changes the float32 rounding only for an exp within
-that ulp of a float32 tie: none in 10**7 samples). Rows with a logit that is not finite in
-the format (NaN, inf, a -inf mask, beyond 65504 in float16) are recomputed by numpy.
+that ulp of a float32 tie: none in 10**7 samples); only the target's is needed exactly when
+a float32 exp's sum, within a proven bound of the exact one, decides the rounded sum and
+probability the paths take (else the row takes the exact exps). Rows with a logit that is
+not finite in the format (NaN, inf, a -inf mask, beyond 65504 in float16) are recomputed by
+numpy.
 """
 
 from __future__ import annotations

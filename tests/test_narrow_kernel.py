@@ -115,6 +115,108 @@ def test_a_rounded_value_indexes_its_float16_bits() -> None:
     assert_array_equal(out, half.view(np.uint16).astype(np.float64))
 
 
+@pytest.mark.parametrize("c", [1, 7, 8, 9, 15, 16, 17, 31, 1000, 1 << 16])
+def test_table_look_ups_give_each_entry(c: int) -> None:
+    """The table look-ups of the active copy (gathers in the x86-64-v4 and v3 copies, a loop
+    in the default one): every entry of a table, NaN payloads and signed zeros bit for bit,
+    in any order and at any length (the tail after the last full vector), and whether one is
+    inf."""
+    rng = np.random.default_rng(c)
+    tab = rng.integers(0, 1 << 32, 1 << 16, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    tab[rng.integers(0, 1 << 16, 64)] = np.inf
+    tab[rng.integers(0, 1 << 16, 64)] = -np.inf
+    every = rng.permutation(1 << 16).astype(np.uint32)  # all 65,536 entries, shuffled
+    for index in every.reshape(-1, c) if (1 << 16) % c == 0 else [every[:c], every[-c:]]:
+        out = np.empty(index.size, dtype=np.float32)
+        over = _kernel.look_up(tab, index, out)
+        assert_array_equal(out.view(np.uint32), tab[index].view(np.uint32))
+        assert over == bool(np.any(tab[index] == np.inf))
+    # no inf, but one at the last entry only (a tail lane), or at the first only
+    index = np.resize(np.flatnonzero(np.isfinite(tab)), c).astype(np.uint32)
+    for at in (None, 0, c - 1):
+        i = index.copy()
+        if at is not None:
+            i[at] = np.flatnonzero(tab == np.inf)[0]
+        out = np.empty(c, dtype=np.float32)
+        assert _kernel.look_up(tab, i, out) == (at is not None)
+        assert_array_equal(out.view(np.uint32), tab[i].view(np.uint32))
+
+
+def test_a_look_up_index_beyond_the_table_is_refused() -> None:
+    tab, out = np.zeros(1 << 16, dtype=np.float32), np.empty(2, dtype=np.float32)
+    with pytest.raises(ValueError, match="below 65536"):
+        _kernel.look_up(tab, np.array([0, 1 << 16], dtype=np.uint32), out)
+
+
+EXP32_ERROR = 2.0**-21  # the bound _kernel.c's narrow_eta assumes of exp_approx32
+
+
+def test_the_approximate_exp_is_within_its_bound() -> None:
+    """exp_approx32 (the first pass of PyTorch's sum in the narrow kernel) is within
+    EXP32_ERROR of the float32 exp the paths take, relatively, on [-86, 0] (random float32
+    patterns and values, the binade edges near 0), and within 2**-123 of it below."""
+    rng = np.random.default_rng(21)
+    patterns = rng.integers(0, np.float32(86.0).view(np.uint32), 2_000_000, dtype=np.uint32)
+    edges = np.float32(2.0) ** -np.arange(0, 150, dtype=np.float32)
+    near = np.concatenate([edges, np.nextafter(edges, np.float32(0)), np.float32([86.0, 0.0])])
+    d = -np.concatenate([patterns.view(np.float32), rng.uniform(0, 86, 10**6), near])
+    d = d.astype(np.float32).astype(np.float64)
+    approx, exact = np.empty_like(d), np.empty_like(d)
+    _kernel.apply("exp_approx32", d, approx)
+    exact = np.exp(d).astype(np.float32).astype(np.float64)
+    assert (np.abs(approx - exact) <= EXP32_ERROR * exact).all()
+    below = -86.0 - rng.uniform(0, 1e6, 1000)
+    approx = np.empty_like(below)
+    _kernel.apply("exp_approx32", below, approx)
+    assert (np.abs(approx - np.exp(below)) <= 2.0**-123).all()
+
+
+def _near_a_tie(z: Array, y: Array, d: str) -> Array:
+    """The rows whose PyTorch sum Σ exp(z - max) (float32, numpy's pairwise order), rounded
+    to the format, or whose exp(z_t - max) / Σ, rounded, changes if exp_approx32 replaces
+    the exact exp: those the narrow kernel must take the exact exps of."""
+    p = prec.get(d)
+    zr = p.round(z.astype(np.float32))
+    shifted = (zr - zr.max(axis=1, keepdims=True)).astype(np.float64)
+    exact = np.exp(shifted).astype(np.float32)
+    approx = np.empty_like(shifted)
+    _kernel.apply("exp_approx32", shifted.ravel(), approx.reshape(-1))
+    approx = approx.astype(np.float32)
+    rows = np.arange(len(y))
+    q = {}
+    for name, es in (("exact", exact), ("approx", approx)):
+        s = es.sum(axis=1)
+        q[name] = (p.round(s), p.round(exact[rows, y] * (np.float32(1) / s)))
+    return (q["exact"][0] != q["approx"][0]) | (q["exact"][1] != q["approx"][1])
+
+
+# (format, v, a, b): a row of a logits 0 and b logits v, whose exact exps' sum is a rounding
+# tie of the format (2 a.u. apart at 2048 in float16, 256 in bfloat16) that exp_approx32's
+# sum is across (found by a search over v, a and b; checked below)
+TIES = [
+    ("float16", -0.87744140625, 3, 4973),
+    ("float16", -0.86474609375, 7, 4972),
+    ("float16", -0.849609375, 10, 4764),
+    ("bfloat16", -1.7578125, 7, 4402),
+    ("bfloat16", -1.2265625, 2, 4671),
+    ("bfloat16", -1.203125, 1, 1179),
+]
+
+
+@pytest.mark.parametrize(("d", "v", "a", "b"), TIES)
+def test_rows_whose_approximate_sum_would_round_otherwise_give_the_specification_bits(
+    d: str, v: float, a: int, b: int
+) -> None:
+    """The narrow kernel sums exp_approx32's exps first, and takes the exact exps of a row
+    whose sum is too near a rounding tie of the format to decide the stable and naive paths:
+    on a row where the approximate sum decides otherwise, the kernel gives the exact bits."""
+    z = np.concatenate([np.zeros(a, np.float32), np.full(b, v, np.float32)])
+    z = np.stack([z, z])
+    y = np.array([0, a])  # the target a 0, or a v
+    assert _near_a_tie(z, y, d).any()  # the rows reach what they aim at
+    _assert_spec_bits(z, y, (d,))
+
+
 # ------------------------------------------------------------------ the paths
 
 
