@@ -41,22 +41,27 @@ class ArrowCsv:
         self.pa, self.path, self.sep, self.skip = pa, path, sep, skip
         self.keys = [f"f{j}" for j in range(n_columns)]
 
-    def _options(self, types: dict[int, Any], skip: int, block: int) -> dict[str, Any]:
-        """pyarrow's options for the columns ``types`` names (column -> pyarrow type)."""
+    def _read(self, text: memoryview, types: dict[int, Any], skip: int, nulls: bool) -> Any:
+        """One window of text as a pyarrow table of the columns ``types`` names (column ->
+        pyarrow type), read by pyarrow's multi-threaded reader in blocks of
+        :data:`BLOCK_BYTES`; with pandas' missing values (``nulls``: :data:`NULL_VALUES`) or
+        none, which reads a little faster."""
         import pyarrow.csv as pacsv
 
-        return {
-            "read_options": pacsv.ReadOptions(
-                column_names=self.keys, skip_rows=skip, block_size=block
+        keys = self.keys
+        return pacsv.read_csv(
+            self.pa.py_buffer(text),
+            read_options=pacsv.ReadOptions(
+                column_names=keys, skip_rows=skip, block_size=BLOCK_BYTES
             ),
-            "parse_options": pacsv.ParseOptions(delimiter=self.sep),
-            "convert_options": pacsv.ConvertOptions(
-                include_columns=[self.keys[j] for j in types],
-                column_types={self.keys[j]: t for j, t in types.items()},
-                null_values=list(NULL_VALUES),
+            parse_options=pacsv.ParseOptions(delimiter=self.sep),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[keys[j] for j in types],
+                column_types={keys[j]: t for j, t in types.items()},
+                null_values=list(NULL_VALUES) if nulls else [],
                 quoted_strings_can_be_null=True,
             ),
-        }
+        )
 
     def _batches(self, types: dict[int, Any]) -> Generator[Any, None, None]:
         """The record batches of the columns ``types`` names: the text in windows of about
@@ -64,12 +69,9 @@ class ArrowCsv:
         (its streaming reader is single-threaded, and keeps the text it read: memory grew
         with the file). A line end always ends a row here, as it does for pyarrow's own cuts
         into blocks."""
-        import pyarrow.csv as pacsv
-
         skip = self.skip
         for text in _windows(self.path, WINDOW_BYTES):
-            options = self._options(types, skip, BLOCK_BYTES)
-            yield from pacsv.read_csv(self.pa.py_buffer(text), **options).to_batches()
+            yield from self._read(text, types, skip, True).to_batches()
             skip = 0
 
     def n_rows(self) -> int | None:
@@ -97,21 +99,51 @@ class ArrowCsv:
     def blocks(self, used: Sequence[int]) -> Iterator[Columns | None]:
         """Blocks of rows as float64 columns (NaN in the place of columns not ``used``), as
         the record batches come; a None, and no more, at the first batch pandas must read."""
-        pa = self.pa
-        batches = self._batches(dict.fromkeys(used, pa.float64()))
+        windows = _windows(self.path, WINDOW_BYTES)
+        skip = self.skip
         try:
-            for batch in batches:
-                block: Columns = [np.broadcast_to(np.nan, batch.num_rows)] * len(self.keys)
-                for values, j in zip(batch.columns, used, strict=True):
-                    block[j] = _float64(values)
-                    if np.count_nonzero(np.isnan(block[j])) > values.null_count:
-                        yield None  # a NaN cell that is not a missing value: "NAN", "+nan"
+            for text in windows:
+                for block in self._window_blocks(text, used, skip):
+                    yield block
+                    if block is None:
                         return
-                yield block
-        except (pa.ArrowException, OSError):
+                skip = 0
+        except OSError:
             yield None
         finally:
-            batches.close()
+            windows.close()
+
+    def _window_blocks(
+        self, text: memoryview, used: Sequence[int], skip: int
+    ) -> list[Columns | None]:
+        """The blocks of one window of text, read first without missing values: a window
+        without one (no cell pyarrow refuses, no NaN) is then read as with them, since each
+        of :data:`NULL_VALUES` is a cell pyarrow refuses or reads as NaN. Any other window
+        is read again with them; a None in the place of its first batch pandas must read."""
+        pa = self.pa
+        types = dict.fromkeys(used, pa.float64())
+        with contextlib.suppress(pa.ArrowException):
+            blocks = self._converted(self._read(text, types, skip, False), used)
+            if None not in blocks:
+                return blocks
+        try:
+            return self._converted(self._read(text, types, skip, True), used)
+        except pa.ArrowException:
+            return [None]
+
+    def _converted(self, table: Any, used: Sequence[int]) -> list[Columns | None]:
+        """The record batches of ``table`` as blocks, up to the first with a NaN cell that is
+        not a missing value ("NAN", "+nan": pandas reads it), given as a None."""
+        blocks: list[Columns | None] = []
+        for batch in table.to_batches():
+            block: Columns = [np.broadcast_to(np.nan, batch.num_rows)] * len(self.keys)
+            for values, j in zip(batch.columns, used, strict=True):
+                block[j] = _float64(values)
+                if np.count_nonzero(np.isnan(block[j])) > values.null_count:
+                    blocks.append(None)
+                    return blocks
+            blocks.append(block)
+        return blocks
 
 
 def plain_rows(path: str, sep: str, skip: int) -> int | None:
@@ -121,8 +153,9 @@ def plain_rows(path: str, sep: str, skip: int) -> int | None:
     no space, no tab but the separator, no other control character, and no blank line (nor,
     in a TSV file, a line that starts with a tab). Each line of it is then a row for pandas
     and pyarrow alike; a row of another length is found as it is parsed (pyarrow refuses it,
-    and pandas reads on from there, as it reads such rows). Bytes are compared, not cells
-    split: several times faster than counting with pyarrow; the file is mapped, not copied.
+    and pandas reads on from there, as it reads such rows). Bytes are classified, not cells
+    split (in one pass in C, :func:`cecheck._csvtext.plain_lines`, where it is built): many
+    times faster than counting with pyarrow; the file is mapped, not copied.
     """
     text = _Mapped(path)
     try:
@@ -132,32 +165,45 @@ def plain_rows(path: str, sep: str, skip: int) -> int | None:
             if end < 0 or text.map.find(b"\r", at, end) >= 0:
                 return None  # another line end
             at = end + 1
-        return _plain_lines(np.frombuffer(text.map, dtype=np.uint8), at, sep == "\t", text)
+        lines, last = 0, ord("\n")  # as if a line had just ended
+        with memoryview(text.map) as view:
+            for i in range(at, len(view), WINDOW_BYTES):
+                n, last = _plain_lines(view[i : i + WINDOW_BYTES], sep == "\t", last)
+                if n < 0:
+                    return None
+                lines += n
+                text.release(min(i + WINDOW_BYTES, len(view)))
+        return lines + (last != ord("\n"))
     finally:
         text.close()
 
 
-def _plain_lines(a: np.ndarray, at: int, tsv: bool, text: _Mapped) -> int | None:
-    """:func:`plain_rows` of the bytes ``a`` from ``at``, past the header lines."""
-    lines, last = 0, ord("\n")  # as if a line had just ended
-    for i in range(at, len(a), WINDOW_BYTES):
-        w = a[i : i + WINDOW_BYTES]
-        ends = w == ord("\n")
-        n = int(np.count_nonzero(ends))
-        # below '#': control characters, space, '!' and '"': only line ends (and tabs)
-        tabs = np.count_nonzero(w == ord("\t")) if tsv else 0
-        if np.count_nonzero(w < ord("#")) != n + tabs:
-            return None
-        # a line that starts with a line end (or, in a TSV file, a tab) is blank to pandas,
-        # or may be
-        starts_blank = ends[1:] | (w[1:] == ord("\t")) if tsv else ends[1:]
-        first_blank = w[0] == ord("\n") or (tsv and w[0] == ord("\t"))
-        if (last == ord("\n") and first_blank) or np.count_nonzero(ends[:-1] & starts_blank):
-            return None
-        lines += n
-        last = int(w[-1])
-        text.release(i + len(w))
-    return lines + (last != ord("\n"))
+def plain_lines(text: Any, tsv: bool, last: int) -> tuple[int, int]:
+    """The line ends in the bytes ``text`` and its last byte; -1 line ends if it is not plain
+    (see :func:`plain_rows`). ``last``: the byte before ``text`` (``\\n`` at a line start).
+    The same as ``cecheck._csvtext.plain_lines`` (used where it is built), in numpy."""
+    w = np.frombuffer(text, dtype=np.uint8)
+    if not len(w):
+        return 0, last
+    ends = w == ord("\n")
+    n = int(np.count_nonzero(ends))
+    # below '#': control characters, space, '!' and '"': only line ends (and tabs)
+    tabs = np.count_nonzero(w == ord("\t")) if tsv else 0
+    if np.count_nonzero(w < ord("#")) != n + tabs:
+        return -1, last
+    # a line that starts with a line end (or, in a TSV file, a tab) is blank to pandas,
+    # or may be
+    starts_blank = ends[1:] | (w[1:] == ord("\t")) if tsv else ends[1:]
+    first_blank = w[0] == ord("\n") or (tsv and w[0] == ord("\t"))
+    if (last == ord("\n") and first_blank) or np.count_nonzero(ends[:-1] & starts_blank):
+        return -1, last
+    return n, int(w[-1])
+
+
+try:
+    from cecheck._csvtext import plain_lines as _plain_lines
+except ImportError:  # not built (no C compiler at install): numpy
+    _plain_lines = plain_lines
 
 
 class _Mapped:
@@ -188,27 +234,29 @@ class _Mapped:
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # not on every system
 
 
-def _windows(path: str, size: int) -> Iterator[bytes]:
+def _windows(path: str, size: int) -> Generator[memoryview, None, None]:
     """The bytes of a file in windows that each end at a line end (the last at the end of the
     file): about :data:`BLOCK_BYTES` first (the first rows are read alone, at open, for
-    inference), then twice as many each time, up to about ``size``. Each window is copied
-    once, from the mapped file."""
+    inference), then twice as many each time, up to about ``size``. Each window is a view of
+    the mapped file, not a copy: read it before asking for the next (its pages are then
+    given back)."""
     text = _Mapped(path)
     n = len(text.map)
     at = read = 0
     want = min(size, BLOCK_BYTES)
     try:
-        while read < n:
-            read = min(n, read + want)
-            end = text.map.rfind(b"\n", at, read)  # then a "\r" after it, if any
-            cut = max(end, text.map.rfind(b"\r", max(at, end + 1), read)) + 1
-            if cut > at:
-                yield text.map[at:cut]
-                text.release(cut)
-                at = cut
-            want = min(size, 2 * want)
-        if at < n:
-            yield text.map[at:n]
+        with memoryview(text.map) as view:
+            while read < n:
+                read = min(n, read + want)
+                end = text.map.rfind(b"\n", at, read)  # then a "\r" after it, if any
+                cut = max(end, text.map.rfind(b"\r", max(at, end + 1), read)) + 1
+                if cut > at:
+                    yield view[at:cut]
+                    text.release(cut)
+                    at = cut
+                want = min(size, 2 * want)
+            if at < n:
+                yield view[at:n]
     finally:
         text.close()
 
