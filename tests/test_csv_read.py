@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import mmap
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,60 @@ def test_the_windows_are_views_of_the_mapped_file(tmp_path: Path) -> None:
     assert first.readonly
     assert isinstance(first.obj, mmap.mmap)
     windows.close()
+
+
+def open_files(path: Path) -> int:
+    fds = Path("/proc/self/fd")
+    return sum(os.path.realpath(fds / fd) == str(path.resolve()) for fd in os.listdir(fds))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+@pytest.mark.parametrize("window", [4096, 1 << 20])
+def test_the_file_is_closed_as_soon_as_a_read_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    # pyarrow's threads let go of the text a moment after read_csv returns; the reader waits
+    # for that, then unmaps and closes the file: every time, whether read to the end or left
+    monkeypatch.setattr(csv_arrow, "BLOCK_BYTES", min(window, 1 << 16))
+    monkeypatch.setattr(csv_arrow, "WINDOW_BYTES", window)
+    path = tmp_path / "x.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{-i},1\n" for i in range(30_000)))
+    source = open_inputs(path)
+    for _ in range(15):
+        chunks = source.chunks(100)
+        next(chunks)
+        assert open_files(path) == 1
+        chunks.close()  # type: ignore[attr-defined]
+        assert open_files(path) == 0
+        assert sum(len(x) for x, _ in source.chunks(7000)) == 30_000
+        assert open_files(path) == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("cecheck-csv")]
+
+
+def test_windows_past_the_first_are_read_on_a_thread_one_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csv_arrow, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(csv_arrow, "WINDOW_BYTES", 4096)
+    readers: list[str] = []
+    window_blocks = csv_arrow.ArrowCsv._window_blocks
+
+    def spy(self: csv_arrow.ArrowCsv, *args: object) -> object:
+        readers.append(threading.current_thread().name)
+        return window_blocks(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(csv_arrow.ArrowCsv, "_window_blocks", spy)
+    path = tmp_path / "x.csv"
+    z = np.arange(20_000.0) / 4
+    path.write_text("a,b,label\n" + "".join(f"{v},{-v},1\n" for v in z))
+    blocks = csv_arrow.ArrowCsv(str(path), ",", 1, 3).blocks([0, 1])
+    first = next(blocks)
+    assert first is not None
+    assert readers == ["MainThread"]  # a look at the first rows reads no more
+    rest = list(blocks)
+    assert readers[0] == "MainThread"
+    assert len(readers) > 10
+    assert all(name.startswith("cecheck-csv") for name in readers[1:])
+    got = np.concatenate([b[0] for b in [first, *rest] if b is not None])
+    np.testing.assert_array_equal(got, z)
+    assert np.isnan(first[2]).all()  # a column not used

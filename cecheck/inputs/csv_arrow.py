@@ -15,15 +15,20 @@ convert or converts where pandas would not ("NAN", "+nan").
 from __future__ import annotations
 
 import contextlib
+import itertools
 import mmap
 import os
-from collections.abc import Generator, Iterator, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
 from cecheck.inputs.source import Columns
 
+T = TypeVar("T")
+R = TypeVar("R")
 WINDOW_BYTES = 16 << 20  # the text read at once, parsed on every core...
 BLOCK_BYTES = 1 << 20  # ... a block on each
 # The cells that read as a missing value (NaN): pandas' defaults (pandas.read_csv's na_values).
@@ -49,19 +54,23 @@ class ArrowCsv:
         import pyarrow.csv as pacsv
 
         keys = self.keys
-        return pacsv.read_csv(
-            self.pa.py_buffer(text),
-            read_options=pacsv.ReadOptions(
-                column_names=keys, skip_rows=skip, block_size=BLOCK_BYTES
-            ),
-            parse_options=pacsv.ParseOptions(delimiter=self.sep),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=[keys[j] for j in types],
-                column_types={keys[j]: t for j, t in types.items()},
-                null_values=list(NULL_VALUES) if nulls else [],
-                quoted_strings_can_be_null=True,
-            ),
-        )
+        window = text[:]  # a view of its own: released once pyarrow lets go of it
+        try:
+            return pacsv.read_csv(
+                self.pa.py_buffer(window),
+                read_options=pacsv.ReadOptions(
+                    column_names=keys, skip_rows=skip, block_size=BLOCK_BYTES
+                ),
+                parse_options=pacsv.ParseOptions(delimiter=self.sep),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=[keys[j] for j in types],
+                    column_types={keys[j]: t for j, t in types.items()},
+                    null_values=list(NULL_VALUES) if nulls else [],
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        finally:
+            _let_go(window)
 
     def _batches(self, types: dict[int, Any]) -> Generator[Any, None, None]:
         """The record batches of the columns ``types`` names: the text in windows of about
@@ -98,19 +107,24 @@ class ArrowCsv:
 
     def blocks(self, used: Sequence[int]) -> Iterator[Columns | None]:
         """Blocks of rows as float64 columns (NaN in the place of columns not ``used``), as
-        the record batches come; a None, and no more, at the first batch pandas must read."""
+        the record batches come; a None, and no more, at the first batch pandas must read.
+        Past the first window, each is read on a thread while the blocks of the one before
+        are used (pyarrow's reader releases the GIL): reading and computing overlap."""
         windows = _windows(self.path, WINDOW_BYTES)
-        skip = self.skip
+        skips = itertools.chain([self.skip], itertools.repeat(0))
+        read = _read_ahead(
+            zip(windows, skips, strict=False), lambda w: self._window_blocks(w[0], used, w[1])
+        )
         try:
-            for text in windows:
-                for block in self._window_blocks(text, used, skip):
+            for blocks in read:
+                for block in blocks:
                     yield block
                     if block is None:
                         return
-                skip = 0
         except OSError:
             yield None
         finally:
+            read.close()
             windows.close()
 
     def _window_blocks(
@@ -238,8 +252,8 @@ def _windows(path: str, size: int) -> Generator[memoryview, None, None]:
     """The bytes of a file in windows that each end at a line end (the last at the end of the
     file): about :data:`BLOCK_BYTES` first (the first rows are read alone, at open, for
     inference), then twice as many each time, up to about ``size``. Each window is a view of
-    the mapped file, not a copy: read it before asking for the next (its pages are then
-    given back)."""
+    the mapped file, not a copy: read it before asking for the one after the next (its pages
+    are then given back)."""
     text = _Mapped(path)
     n = len(text.map)
     at = read = 0
@@ -252,13 +266,50 @@ def _windows(path: str, size: int) -> Generator[memoryview, None, None]:
                 cut = max(end, text.map.rfind(b"\r", max(at, end + 1), read)) + 1
                 if cut > at:
                     yield view[at:cut]
-                    text.release(cut)
+                    text.release(at)  # the windows before this one: read
                     at = cut
                 want = min(size, 2 * want)
             if at < n:
                 yield view[at:n]
     finally:
         text.close()
+
+
+def _let_go(window: memoryview) -> None:
+    """Release a view of the mapped file once pyarrow has let go of it: its threads drop
+    their last reference to the text they read a moment after ``read_csv`` returns (a few
+    milliseconds at most), and the file cannot be unmapped and closed while a view of it is
+    held. Past a second, it is left to close when pyarrow lets go."""
+    deadline = time.monotonic() + 1
+    while True:
+        try:
+            window.release()
+            return
+        except BufferError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(1e-4)
+
+
+def _read_ahead(items: Iterator[T], read: Callable[[T], R]) -> Generator[R, None, None]:
+    """``read(item)`` of each item, in order: the first at once (a look at the first rows
+    reads no more), then each on a thread while the one before it is used, so that ``read``
+    (which releases the GIL) overlaps with the caller. The items are asked for one ahead."""
+    items = iter(items)
+    for item in itertools.islice(items, 1):
+        yield read(item)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="cecheck-csv")
+    try:
+        ahead = None
+        for item in items:
+            future = pool.submit(read, item)
+            if ahead is not None:
+                yield ahead.result()
+            ahead = future
+        if ahead is not None:
+            yield ahead.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _float64(values: Any) -> np.ndarray:
