@@ -1,9 +1,12 @@
 """CSV/TSV text read by pyarrow: windows of text, each parsed on every core.
 
-The text is read in windows of about :data:`WINDOW_BYTES`, cut at line ends, which pyarrow
-parses in blocks of :data:`BLOCK_BYTES` on every core (its streaming reader is
-single-threaded), so memory is bounded by the window and chunk sizes, not by the file; a
-first pass counts the rows, splitting cells without converting them.
+The file is mapped, and read in windows of about :data:`WINDOW_BYTES`, cut at line ends,
+which pyarrow parses in blocks of :data:`BLOCK_BYTES` on every core (its streaming reader is
+single-threaded), so memory is bounded by the window and chunk sizes, not by the file. Each
+window is a view of the mapped file (not a copy), read first without pandas' missing values
+(faster) and again with them only where that fails, and parsed on a thread while the caller
+uses the rows of the window before. A first pass counts the rows: in a plain file, its line
+ends (in C, one pass over the bytes); in any other, pyarrow splits the cells.
 pyarrow takes what it reads exactly as pandas would: rows of one length, every cell a
 decimal number (correctly rounded, as Python's ``float()``) or one of pandas' missing values
 (NaN). Anything else goes to pandas (:mod:`cecheck.inputs.csv_pandas`), whose values and
