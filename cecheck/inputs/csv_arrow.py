@@ -34,6 +34,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 WINDOW_BYTES = 16 << 20  # the text read at once, parsed on every core...
 BLOCK_BYTES = 1 << 20  # ... a block on each
+COUNTERS = 2  # the threads that count the rows of a plain file
 # The cells that read as a missing value (NaN): pandas' defaults (pandas.read_csv's na_values).
 NULL_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
                "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
@@ -171,10 +172,13 @@ def plain_rows(path: str, sep: str, skip: int) -> int | None:
     in a TSV file, a line that starts with a tab). Each line of it is then a row for pandas
     and pyarrow alike; a row of another length is found as it is parsed (pyarrow refuses it,
     and pandas reads on from there, as it reads such rows). Bytes are classified, not cells
-    split (in one pass in C, :func:`cecheck._csvtext.plain_lines`, where it is built): many
-    times faster than counting with pyarrow; the file is mapped, not copied.
+    split (in C, :func:`cecheck._csvtext.plain_lines`, where it is built): many times faster
+    than counting with pyarrow. The file is mapped, not copied, and its windows are counted
+    on :data:`COUNTERS` threads (the C counter releases the GIL), each window's pages given
+    back once counted, in order.
     """
     text = _Mapped(path)
+    pool = ThreadPoolExecutor(COUNTERS, thread_name_prefix="cecheck-csv-count")
     try:
         at = 0
         for _ in range(skip):
@@ -182,16 +186,25 @@ def plain_rows(path: str, sep: str, skip: int) -> int | None:
             if end < 0 or text.map.find(b"\r", at, end) >= 0:
                 return None  # another line end
             at = end + 1
-        lines, last = 0, ord("\n")  # as if a line had just ended
-        with memoryview(text.map) as view:
-            for i in range(at, len(view), WINDOW_BYTES):
-                n, last = _plain_lines(view[i : i + WINDOW_BYTES], sep == "\t", last)
-                if n < 0:
-                    return None
-                lines += n
-                text.release(min(i + WINDOW_BYTES, len(view)))
-        return lines + (last != ord("\n"))
+        n = len(text.map)
+
+        def count(i: int) -> int:
+            """The line ends of the window at ``i``, or -1 if it is not plain."""
+            before = text.map[i - 1] if i > at else ord("\n")  # as if a line had just ended
+            with memoryview(text.map) as view:
+                return _plain_lines(view[i : i + WINDOW_BYTES], sep == "\t", before)[0]
+
+        lines = 0
+        for i, ends in zip(
+            range(at, n, WINDOW_BYTES), pool.map(count, range(at, n, WINDOW_BYTES)), strict=True
+        ):
+            if ends < 0:
+                return None
+            lines += ends
+            text.release(min(i + WINDOW_BYTES, n))
+        return lines + (n > at and text.map[n - 1] != ord("\n"))
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         text.close()
 
 
