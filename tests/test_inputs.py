@@ -957,7 +957,7 @@ def test_csv_text_is_read_in_windows_cut_at_line_ends(
     # memory is bounded by the window, whatever the size of the file
     path = tmp_path_factory.mktemp("windows") / "x.csv"
     path.write_bytes(text.encode())
-    windows = list(cecheck.inputs.csv_arrow._windows(str(path), size))
+    windows = [bytes(w) for w in cecheck.inputs.csv_arrow._windows(str(path), size)]
     assert b"".join(windows) == text.encode()
     longest = max((len(line) for line in re.split(r"[\r\n]", text)), default=0)
     for w in windows[:-1]:
