@@ -95,6 +95,8 @@ class ArrowCsv:
         plain = plain_rows(self.path, self.sep, self.skip)
         if plain is not None:
             return plain
+        if _odd_quotes(self.path):  # a quote left open: pyarrow ends it at the end of the
+            return None  # file, pandas says so (pandas' error is the one to give)
         pa = self.pa
         import pyarrow.compute as pc
 
@@ -167,7 +169,8 @@ class ArrowCsv:
 def plain_rows(path: str, sep: str, skip: int) -> int | None:
     """The rows of a plain file, counted from its line ends; None for any other file.
 
-    Plain: past the ``skip`` header lines, lines that end in ``\\n`` alone, with no quote,
+    Plain: past the ``skip`` header lines (without a quote, which may open a cell that never
+    closes: pandas' error), lines that end in ``\\n`` alone, with no quote,
     no space, no tab but the separator, no other control character, and no blank line (nor,
     in a TSV file, a line that starts with a tab). Each line of it is then a row for pandas
     and pyarrow alike; a row of another length is found as it is parsed (pyarrow refuses it,
@@ -185,6 +188,8 @@ def plain_rows(path: str, sep: str, skip: int) -> int | None:
             end = text.map.find(b"\n", at)
             if end < 0 or text.map.find(b"\r", at, end) >= 0:
                 return None  # another line end
+            if text.map.find(b'"', at, end) >= 0:
+                return None  # a quote: it may be left open, and the rows with it
             at = end + 1
         n = len(text.map)
 
@@ -234,6 +239,15 @@ try:
     from cecheck._csvtext import plain_lines as _plain_lines
 except ImportError:  # not built (no C compiler at install): numpy
     _plain_lines = plain_lines
+
+
+def _odd_quotes(path: str) -> bool:
+    """Whether the file holds an odd number of double quotes (a quoted cell left open)."""
+    text = _Mapped(path)
+    try:
+        return bool(np.count_nonzero(np.frombuffer(text.map, dtype=np.uint8) == ord('"')) % 2)
+    finally:
+        text.close()
 
 
 class _Mapped:
