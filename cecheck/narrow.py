@@ -96,14 +96,18 @@ class Bfloat16Rows:
         return len(self.bits)
 
     def widened(self) -> Array:
-        """The whole block as float32 (widened once, then kept)."""
+        """The whole block as float32 (widened once, then kept: read-only, as a memory map's
+        rows are)."""
         if self._wide is None:
             self._wide = widen_bfloat16(self.bits)
+            self._wide.flags.writeable = False
         return self._wide
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Array:
         wide = self.widened()
-        return wide if dtype is None else wide.astype(dtype, copy=False)
+        if dtype is not None and np.dtype(dtype) != wide.dtype:
+            return wide.astype(dtype)
+        return wide.copy() if copy else wide
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, slice):

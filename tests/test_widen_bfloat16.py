@@ -117,6 +117,11 @@ def test_bfloat16_rows_read_as_their_float32_values() -> None:
     assert isinstance(rows.reshape(600), narrow.Bfloat16Rows)
     same(rows.reshape(600), wide.reshape(600))
     assert rows.astype(np.float32, copy=False) is rows
+    kept = np.asarray(rows)
+    assert not kept.flags.writeable  # the widened block is kept: nobody may change it
+    mine = np.array(rows, copy=True)
+    mine[0, 0] = 7.0  # a copy is a copy
+    same(rows, wide)
     with np.errstate(invalid="ignore"):  # signalling NaNs
         wide64 = rows.astype(np.float64)
         assert wide64.dtype == np.float64
