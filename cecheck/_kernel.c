@@ -98,6 +98,20 @@ INLINE int64_t to_bits(double d)
     return b;
 }
 
+INLINE uint32_t f32_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+INLINE float f32_from(uint32_t b)
+{
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
 /* (double)(float)x, the float64 value of x rounded to float32 (to nearest, ties to even;
  * +-inf beyond the float32 range, NaN stays NaN), without the two conversions: GCC 12 folds
  * a vectorised (vector(8) double)(vector(8) float)v into v (its value numbering pass after
@@ -322,13 +336,7 @@ static Sums pairwise_total(Pairwise *pw)
 enum { F64 = 0, F32 = 1, BF16 = 2 };
 
 /* A bfloat16 value from its bits: the top half of a float32 (inf and NaN too). */
-INLINE float bf16_float(uint16_t bits)
-{
-    uint32_t u = (uint32_t)bits << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+INLINE float bf16_float(uint16_t bits) { return f32_from((uint32_t)bits << 16); }
 
 INLINE size_t item_size(int narrow) { return narrow == BF16 ? 2 : narrow ? 4 : 8; }
 
@@ -1230,20 +1238,6 @@ enum { FLOAT16, BFLOAT16 };
 enum { N_OVER = 1, N_UNDER = 2, N_NUNDER = 4, N_SPECIAL = SPECIAL };
 #define N_NARROW 3   /* losses per row: the textbook, stable and naive paths */
 #define TABLE 65536  /* entries of a table: one per value of the format */
-
-INLINE uint32_t f32_bits(float x)
-{
-    uint32_t b;
-    memcpy(&b, &x, sizeof b);
-    return b;
-}
-
-INLINE float f32_from(uint32_t b)
-{
-    float x;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
 
 /* x rounded to float16 or bfloat16 (fmt), held in float32: to nearest, ties to even, beyond
  * the largest finite value of the format to inf, gradually below its smallest normal. A few
