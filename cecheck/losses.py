@@ -53,7 +53,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cecheck.arraytypes import Array
-from cecheck.precision import Precision
+from cecheck.precision import Precision, widen
 
 
 @dataclass
@@ -160,7 +160,7 @@ def reference_multiclass(z: Array, y: Array, rec: Recorder = ignore) -> Array:
     and ``log1p`` keeps full relative accuracy when the target holds the max and the loss
     is tiny (logits [30, 0], target 0: 9.3576229688397368e-14, where a fused loss gives 0).
     """
-    z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
+    z = rec("z", "z as float64", widen(z))
     m, l1 = _max_and_log1p_rest(z, rec)
     with np.errstate(invalid="ignore", over="ignore"):  # past float64's range: inf, exactly
         gap = rec("gap", "max - z_y", m - z[_rows(len(y)), y])
@@ -174,7 +174,7 @@ def reference_soft(z: Array, t: Array, rec: Recorder = ignore) -> Array:
     ``t_i (m - z_i)`` would be ``0 * inf``): the convention ``0 log 0 = 0`` of optax's
     ``safe_softmax_cross_entropy`` (logits [-inf, 0, 0], targets [0, 0.5, 0.5]: log 2).
     """
-    z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
+    z = rec("z", "z as float64", widen(z))
     t = np.asarray(t, dtype=np.float64)
     m, l1 = _max_and_log1p_rest(z, rec)
     with np.errstate(invalid="ignore", over="ignore"):  # past float64's range: inf, exactly
@@ -281,7 +281,7 @@ def _reference_sigmoid_bce(z: Array, t: Array, rec: Recorder) -> Array:
     ``softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))``, accurate for every x;
     ``softplus(z)`` and ``softplus(-z)`` share the ``log1p`` term.
     """
-    z = rec("z", "z as float64", np.asarray(z, dtype=np.float64))
+    z = rec("z", "z as float64", widen(z))
     t = np.asarray(t, dtype=np.float64)
     with np.errstate(invalid="ignore"):  # 0 * inf for an infinite logit
         log1p = rec("log1p", "log1p(exp(-|z|))", np.log1p(np.exp(-np.abs(z))))

@@ -132,3 +132,14 @@ def get(name: str) -> Precision:
         return PRECISIONS[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}: choose from {', '.join(DTYPES)}") from None
+
+
+def widen(values: Any, *, copy: bool = False) -> Array:
+    """``values`` as float64 (no copy unless ``copy``, when they already are).
+
+    A signalling NaN (a NaN whose quiet bit is clear: bit garbage in a corrupted dump) raises
+    the invalid flag when it is cast, which numpy would print as a RuntimeWarning; it is a
+    NaN like any other (its row is flagged ``nonfinite_input``), so the flag is ignored.
+    """
+    with np.errstate(invalid="ignore"):
+        return np.array(values, dtype=np.float64, copy=copy or None)

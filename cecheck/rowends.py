@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cecheck.arraytypes import Array
+from cecheck.precision import widen
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class RowEnds:
 def of(logits: Array, target: Array) -> RowEnds:
     """The ends of ``(n, C)`` logits with index targets, by numpy (the definition)."""
     z = np.asarray(logits)
-    others = np.array(z, dtype=np.float64)
+    others = widen(z, copy=True)
     others[np.arange(len(target)), target] = -np.inf
-    top, low = (np.asarray(e, dtype=np.float64) for e in (z.max(axis=1), z.min(axis=1)))
+    top, low = (widen(e) for e in (z.max(axis=1), z.min(axis=1)))
     return RowEnds(top, low, others.max(axis=1))
 
 

@@ -43,7 +43,7 @@ from cecheck.frameworks import registry
 from cecheck.inputs import INVALID_LABEL
 from cecheck.losses import Recorder, ignore
 from cecheck.output.numbers import format_value
-from cecheck.precision import Precision
+from cecheck.precision import Precision, widen
 from cecheck.settings import INPUT_PATHS, Settings
 from cecheck.trace_data import Bad, PathTrace, Rest, Row, Step, Trace
 
@@ -187,7 +187,7 @@ def trace(
         )
         for path, d, raw, at, note, _ in marked
     )
-    z64 = np.asarray(z, dtype=np.float64).reshape(1, -1)
+    z64 = widen(z).reshape(1, -1)
     given = (0,) if family.one_logit else classes  # a binary row's one logit is "class 0"
     logit_vals = tuple((c, float(z64[0, c])) for c in given)
     targets: tuple[tuple[int, float], ...] = ()
@@ -400,7 +400,7 @@ def _loss(value: Array, positive_zero: bool) -> float:
 
 
 def _step(r: _Raw, first_bad: bool, note: str | None, classes: tuple[int, ...]) -> Step:
-    v = np.asarray(r.value, dtype=np.float64)
+    v = widen(r.value)
     common = {"name": r.name, "formula": r.formula, "first_bad": first_bad}
     if first_bad:
         common["note"] = note

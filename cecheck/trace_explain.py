@@ -31,7 +31,7 @@ import numpy as np
 from cecheck import trace_probs
 from cecheck.arraytypes import Array
 from cecheck.output.numbers import format_value
-from cecheck.precision import Precision
+from cecheck.precision import Precision, widen
 from cecheck.trace_data import Bad, Row
 from cecheck.trace_numbers import big as _big
 from cecheck.trace_numbers import from_log as _from_log
@@ -199,7 +199,7 @@ def _cast_bad(z: Array, zc: Array, p: Precision, masks: Array | None = None) -> 
     if not bad.any():
         return None
     j, stored = _at(zc, bad)
-    given = float(np.asarray(z, dtype=np.float64).reshape(-1)[0 if j is None else j])
+    given = float(widen(z).reshape(-1)[0 if j is None else j])
     if not math.isfinite(given):
         return Bad(f"the input logit {_zname(j)} is {_fmt(given)}: no loss can come of it", _cls(j))
     return Bad(

@@ -142,3 +142,38 @@ def test_trace_does_not_blame_a_masked_class() -> None:
     textbook = t.path("textbook", "float32")
     assert textbook.first_bad is not None
     assert textbook.steps[textbook.first_bad].name == "exp"
+
+
+def _signalling_nan(dtype: type) -> np.ndarray:
+    """A signalling NaN of ``dtype`` (the quiet bit clear: bit garbage, as a corrupted dump
+    holds), whose cast to another float dtype raises the invalid flag."""
+    bits = {np.float32: (np.uint32, 0x7F800001), np.float64: (np.uint64, 0x7FF0000000000001)}
+    kind, value = bits[dtype]
+    return np.array([value], dtype=kind).view(dtype)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax", "tensorflow"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["", "1"])
+def test_a_signalling_nan_is_a_nan_row_without_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: str, dtype: type, framework: str
+) -> None:
+    # pytest turns any warning into an error (pyproject.toml): a RuntimeWarning of numpy's
+    # cast on stderr fails here
+    monkeypatch.setenv("CECHECK_NO_KERNEL", kernel)
+    z = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0.5, 0.25, 1.0]], dtype=dtype)
+    z[0, 1] = _signalling_nan(dtype)[0]
+    z[2, 0] = -_signalling_nan(dtype)[0]
+    dtypes = "float16,bfloat16,float32,float64"
+    for labels in (np.array([0, 1, 2]), np.eye(3)[[0, 1, 2]]):
+        for fmt in ("json", "csv", "table"):
+            result = _compare(
+                tmp_path, z, labels, "--dtypes", dtypes, "--framework", framework, "--format", fmt
+            )
+            assert result.exit_code == 0, result.stderr
+            assert "Warning" not in result.stderr, result.stderr
+        data = strict_json(_compare(tmp_path, z, labels, "--format", "json").stdout)
+        assert data["counts"]["nonfinite_input"] == 2
+    for task_z, label in ((z[0], 1), (z[0], np.array([0.0, 1.0, 1.0])), (z[0, 1], 1.0)):
+        t = trace(task_z, label, dtypes=dtypes, framework=framework)
+        assert t.path("reference", "float64").first_bad is not None
