@@ -71,15 +71,19 @@ otherwise, and for float64. cecheck computes one model per format, whatever the 
   20,001, the tree sum's splits above 1,600 classes included) and on the rows of
   tests/jaxtf_cases.py (seeds 0, 1, 3, 7, 11: -inf masks, ties, subnormal probabilities)
   but 16 of 6,390,000, where that file rounds a float64 logit straight to float16 and
-  :meth:`~cecheck.precision.Precision.cast` through float32 (twice); the naive index and
-  soft losses there bit for bit. Eigen's packet ``1 / Σ`` is
-  ``_mm256_rcp_ps`` and one Newton step, whose first guess differs between CPU makers;
-  it rounded to float16 as the exact ``1 / Σ`` on every row probed. Where float16 goes to
+  :meth:`~cecheck.precision.Precision.cast` rounds it to float32 first; the naive index
+  and soft losses there bit for bit. Eigen's packet ``1 / Σ`` is
+  ``_mm256_rcp_ps`` and one Newton step (2 float32 ulp at worst), its scalar path a
+  division: on every float16 ``Σ`` (at least 1) the exact ``1 / Σ`` is 2.0 float32 ulp
+  or more from a float16 midpoint, and both round to it (probed with the Zen 4's
+  ``rcp``, whose first guess differs between CPU makers); the exp likewise
+  (:func:`~cecheck.frameworks.eigen_half.exp_float32`). Where float16 goes to
   oneDNN instead, TensorFlow computes float32 throughout and rounds once (probed on an
   AVX-512 FP16 Intel machine: equal to that on all but 25 to 61 of 3,000,000
-  float16/bfloat16 probabilities, each one ulp); the Eigen model is then up to about 11
-  float16 ulp from TensorFlow (a probability; 39% of them differ), and
-  tests/test_tf_paths.py skips that comparison, naming the CPU's flags.
+  float16/bfloat16 probabilities, each one ulp); the Eigen model then differs from
+  TensorFlow on 39% of the probabilities, by up to 11 float16 ulp (20,000 rows of 50
+  logits N(0, 5²)), and tests/test_tf_paths.py skips that comparison, naming the CPU's
+  flags.
 - bfloat16 and float32: oneDNN, float32 throughout, rounded once (as above), its exp 0
   below ``2**-125`` (:data:`ONEDNN_EXP_MIN`). Where bfloat16 goes to Eigen (no AVX-512
   and no AVX-NE-CONVERT) or oneDNN is off (``TF_ENABLE_ONEDNN_OPTS=0``), TensorFlow
@@ -87,7 +91,11 @@ otherwise, and for float64. cecheck computes one model per format, whatever the 
   finiteness on a row), and the test skips.
 
 Sums over classes elsewhere accumulate in float32, rounded once, except ``tf.reduce_sum`` in
-float16 (the naive soft loss), which is Eigen's float16 lane sum (bit for bit, probed).
+float16 (the naive soft loss), which is Eigen's float16 lane sum (bit for bit, probed on
+widths 2 to 20,001). One exception TensorFlow's thread count decides: a batch of one row is
+a full reduction, which Eigen splits over the intra-op threads (``FullReducer`` on the
+``ThreadPoolDevice``): with 8 threads, 1 of 3 rows of 200,000 classes and 3 of 3 of
+1,000,000 summed otherwise (probed; with 2, none).
 
 Order of the float32/float64 sums: Eigen adds in vector lanes and its exp/log are its own
 polynomials, so float32 and float64 agree to a few ``eps · max(1, |L|)``, not bit for bit
