@@ -41,6 +41,8 @@ def _bound(dtype: str) -> float:
 
 # The backend tf_paths models tf.nn.softmax by, per format (its module docstring).
 MODELLED_SOFTMAX = {"float16": "eigen", "bfloat16": "onednn", "float32": "onednn"}
+# The CPU features TensorFlow's choice reads (Linux's names for them).
+ONEDNN_FLAGS = {"avx512f", "avx512bw", "avx512_fp16", "amx_fp16", "avx_ne_convert"}
 
 
 def _cpu_flags() -> set[str]:
@@ -97,10 +99,12 @@ def test_same_finiteness_and_values_as_tensorflow(tk, family: str, dtype: str, p
     backend = tf_softmax_backend(dtype, _cpu_flags(), os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
     softmax = path == "naive" and family in ("index", "soft") and dtype in MODELLED_SOFTMAX
     if softmax and backend != MODELLED_SOFTMAX[dtype]:
+        seen = sorted(_cpu_flags() & ONEDNN_FLAGS)
         pytest.skip(
-            f"tf.nn.softmax in {dtype} runs {backend} on this CPU (flags avx512f, avx512bw, "
-            "avx512_fp16, amx_fp16, avx_ne_convert; TF_ENABLE_ONEDNN_OPTS); cecheck "
-            f"models it as {MODELLED_SOFTMAX[dtype]}"
+            f"tf.nn.softmax in {dtype} runs {backend} here (CPU flags {seen} of "
+            f"{sorted(ONEDNN_FLAGS)}, TF_ENABLE_ONEDNN_OPTS="
+            f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}); cecheck models it as "
+            f"{MODELLED_SOFTMAX[dtype]}"
         )
     for z, t in cases.blocks(family, 3000, seed=1):
         ours = tf_paths.PATHS[(path, family)](z, t, p).loss.astype(np.float64)
@@ -206,13 +210,20 @@ def test_eigen_exp_float32() -> None:
 
 def test_eigen_half_sum_order() -> None:
     """Lanes of 8 then one by one, every addition rounded to float16: 1024 then six halves
-    one by one stays 1024 (each 1024.5 ties to even), where a float32 sum gives 1027; a
-    row past 1,600 values goes through the tree split and still sums small integers
-    exactly."""
+    one by one stays 1024 (each 1024.5 ties to even), where a float32 sum gives 1027. Past
+    1,600 values the tree splits a row after the packet boundary past its middle (3,001
+    values: at 1,504): 2048 and seven ones in the same lane stay 2048 within one leaf, and
+    give 2056 (2055 ties to even) with the ones beyond the split."""
     e = np.zeros((1, 15), dtype=np.float32)
     e[0, 8] = 1024
     e[0, 9:] = 0.5
     assert eigen_half.row_sums(e)[0] == 1024
     assert e.sum() == 1027
-    ones = np.ones((3, 3001), dtype=np.float32)
-    np.testing.assert_array_equal(eigen_half.row_sums(ones), 3000)  # 3001 rounds to even
+    leaf = np.zeros((1, 1600), dtype=np.float32)
+    leaf[0, 0] = 2048
+    leaf[0, 32:256:32] = 1
+    assert eigen_half.row_sums(leaf)[0] == 2048
+    tree = np.zeros((1, 3001), dtype=np.float32)
+    tree[0, 0] = 2048
+    tree[0, 1504 : 1504 + 7 * 32 : 32] = 1
+    assert eigen_half.row_sums(tree)[0] == 2056
