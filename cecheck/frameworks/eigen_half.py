@@ -18,6 +18,7 @@ from cecheck.precision import PRECISIONS
 
 LANES = 8  # Packet8h
 LEAF = 200  # TensorReduction.h, LeafSize<half>(): packets per leaf of the tree reduction
+BLOCK = 1 << 14  # values per block of exp_float32
 
 _H = PRECISIONS["float16"].round
 _F = np.float32
@@ -36,8 +37,19 @@ def exp_float32(x: Array) -> Array:
     numpy's float32 exp: an exact exp comes within 0.47 float32 ulp of a float16 midpoint
     (at ``-0.0416259765625``), and numpy's error varies with the SIMD code it picks for
     the CPU."""
+    x = np.asarray(x, dtype=_F)
+    flat = x.reshape(-1)
+    out = np.empty_like(flat)
+    # in blocks that stay in cache: the twenty-odd passes over memory cost more than the
+    # arithmetic (2.6 s in one pass over 32,000,000 values)
+    for i in range(0, flat.size, BLOCK):
+        out[i : i + BLOCK] = _exp_block(flat[i : i + BLOCK])
+    return out.reshape(x.shape)
+
+
+def _exp_block(x: Array) -> Array:
+    """:func:`exp_float32` of one block of values."""
     f = _F
-    x = np.asarray(x, dtype=f)
     with np.errstate(invalid="ignore", over="ignore"):  # -inf masks, NaN rows: masked below
         zero = x < f(-104)
         xc = np.minimum(x, f(88.723))
@@ -74,12 +86,10 @@ def _leaf_sum(e: Array) -> Array:
     start = 0
     if c >= 4 * LANES:
         start = c // (4 * LANES) * (4 * LANES)
-        four = [np.zeros((n, LANES), dtype=_F) for _ in range(4)]
-        for j in range(0, start, 4 * LANES):
-            for k in range(4):
-                lo = j + k * LANES
-                four[k] = _H(four[k] + e[:, lo : lo + LANES])
-        acc = _H(_H(_H(four[0] + four[1]) + four[2]) + four[3])
+        four = np.zeros((n, 4, LANES), dtype=_F)  # the four accumulators side by side
+        for block in np.moveaxis(e[:, :start].reshape(n, -1, 4, LANES), 1, 0):
+            four = _H(four + block)
+        acc = _H(_H(_H(four[:, 0] + four[:, 1]) + four[:, 2]) + four[:, 3])
     whole = c // LANES * LANES
     for j in range(start, whole, LANES):
         acc = _H(acc + e[:, j : j + LANES])
