@@ -20,7 +20,7 @@ import mp_reference as mp
 import numpy as np
 import pytest
 
-from cecheck.frameworks import tf_paths
+from cecheck.frameworks import eigen_half, tf_paths
 from cecheck.precision import get
 
 
@@ -39,12 +39,73 @@ def _bound(dtype: str) -> float:
     return 2.0 if get(dtype).emulated else 16.0
 
 
+# The backend tf_paths models tf.nn.softmax by, per format (its module docstring).
+MODELLED_SOFTMAX = {"float16": "eigen", "bfloat16": "onednn", "float32": "onednn"}
+# The CPU features TensorFlow's choice reads (Linux's names for them).
+ONEDNN_FLAGS = {"avx512f", "avx512bw", "avx512_fp16", "amx_fp16", "avx_ne_convert"}
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux names them (empty where /proc/cpuinfo has none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def tf_softmax_backend(dtype: str, flags: set[str], onednn_opts: str | None) -> str:
+    """Where TensorFlow 2.21 on x86 sends ``tf.nn.softmax`` in ``dtype``: oneDNN unless
+    ``TF_ENABLE_ONEDNN_OPTS`` is off, and for float16/bfloat16 only on the CPUs
+    tensorflow/core/util/util.cc, ``IsDataTypeSupportedByOneDNNOnThisCPU``, accepts;
+    Eigen otherwise."""
+    if dtype == "float64" or (onednn_opts or "1").strip().lower() in ("0", "false"):
+        return "eigen"
+    if dtype == "float16":
+        fp16 = "avx512bw" in flags and bool({"avx512_fp16", "amx_fp16"} & flags)
+        return "onednn" if fp16 or "avx_ne_convert" in flags else "eigen"
+    if dtype == "bfloat16":
+        return "onednn" if {"avx512f", "avx_ne_convert"} & flags else "eigen"
+    return "onednn"
+
+
+def test_tf_softmax_backend_follows_tensorflows_cpu_rule() -> None:
+    """This machine's kind (AVX-512 without FP16: Zen 4, Ice Lake), Sapphire Rapids, a CPU
+    without AVX-512, and oneDNN turned off."""
+    zen4 = {"avx512f", "avx512bw", "avx512_bf16"}
+    spr = zen4 | {"avx512_fp16", "amx_bf16", "amx_fp16"}
+    assert [tf_softmax_backend(d, zen4, None) for d in cases.DTYPES] == [
+        "eigen",
+        "onednn",
+        "onednn",
+        "eigen",
+    ]
+    assert tf_softmax_backend("float16", spr, None) == "onednn"
+    assert tf_softmax_backend("float16", {"avx2", "avx_ne_convert"}, None) == "onednn"
+    assert tf_softmax_backend("bfloat16", {"avx2", "f16c"}, "1") == "eigen"
+    assert tf_softmax_backend("float32", spr, "0") == "eigen"
+    assert tf_softmax_backend("float16", spr, "false") == "eigen"
+
+
 @pytest.mark.parametrize("path", cases.PATHS)
 @pytest.mark.parametrize("dtype", cases.DTYPES)
 @pytest.mark.parametrize("family", cases.FAMILIES)
 def test_same_finiteness_and_values_as_tensorflow(tk, family: str, dtype: str, path: str) -> None:
     tf, keras = tk
     p = get(dtype)
+    backend = tf_softmax_backend(dtype, _cpu_flags(), os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
+    softmax = path == "naive" and family in ("index", "soft") and dtype in MODELLED_SOFTMAX
+    if softmax and backend != MODELLED_SOFTMAX[dtype]:
+        seen = sorted(_cpu_flags() & ONEDNN_FLAGS)
+        pytest.skip(
+            f"tf.nn.softmax in {dtype} runs {backend} here (CPU flags {seen} of "
+            f"{sorted(ONEDNN_FLAGS)}, TF_ENABLE_ONEDNN_OPTS="
+            f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}); cecheck models it as "
+            f"{MODELLED_SOFTMAX[dtype]}"
+        )
     for z, t in cases.blocks(family, 3000, seed=1):
         ours = tf_paths.PATHS[(path, family)](z, t, p).loss.astype(np.float64)
         theirs = cases.tf_loss(tf, keras, path, family, z, t, dtype)
@@ -132,3 +193,37 @@ def test_sigmoid_cross_entropy_with_logits_is_accurate_for_hard_labels(dtype: st
     assert keep.sum() > 300
     err = np.abs(ours - exact)[keep] / (p.eps * exact[keep])
     assert err.max() <= 4, err.max()
+
+
+def test_eigen_exp_float32() -> None:
+    """Eigen's pexp_float: within 2 float32 ulp of exp, 1 at 0, 0 below -104 and at -inf,
+    NaN kept."""
+    x = np.linspace(-104, 88, 200_001, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        ours = eigen_half.exp_float32(x).astype(np.float64)
+    exact = np.exp(x.astype(np.float64))
+    normal = exact >= np.finfo(np.float32).tiny
+    assert np.all(np.abs(ours - exact)[normal] <= 2 * np.spacing(exact[normal].astype(np.float32)))
+    special = eigen_half.exp_float32(np.float32([0, -104.5, -np.inf, np.nan]))
+    np.testing.assert_array_equal(special, [1, 0, 0, np.nan])
+
+
+def test_eigen_half_sum_order() -> None:
+    """Lanes of 8 then one by one, every addition rounded to float16: 1024 then six halves
+    one by one stays 1024 (each 1024.5 ties to even), where a float32 sum gives 1027. Past
+    1,600 values the tree splits a row after the packet boundary past its middle (3,001
+    values: at 1,504): 2048 and seven ones in the same lane stay 2048 within one leaf, and
+    give 2056 (2055 ties to even) with the ones beyond the split."""
+    e = np.zeros((1, 15), dtype=np.float32)
+    e[0, 8] = 1024
+    e[0, 9:] = 0.5
+    assert eigen_half.row_sums(e)[0] == 1024
+    assert e.sum() == 1027
+    leaf = np.zeros((1, 1600), dtype=np.float32)
+    leaf[0, 0] = 2048
+    leaf[0, 32:256:32] = 1
+    assert eigen_half.row_sums(leaf)[0] == 2048
+    tree = np.zeros((1, 3001), dtype=np.float32)
+    tree[0, 0] = 2048
+    tree[0, 1504 : 1504 + 7 * 32 : 32] = 1
+    assert eigen_half.row_sums(tree)[0] == 2056

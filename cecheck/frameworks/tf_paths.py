@@ -49,12 +49,53 @@ Sources (the installed wheel: Python in ``tensorflow/python``, kernels' headers 
 
 float16, bfloat16 and subnormals on CPU
 ---------------------------------------
-Eigen computes a float16/bfloat16 elementwise op in float32 and rounds its result, and sums
-over classes accumulate in float32 (probed): ``p.round`` after every op, as
-:mod:`cecheck.precision` does. TensorFlow's CPU threads flush subnormal results to zero
-(probed: ``tf.exp(float32(-88.7))`` is 0; ``tf.nn.softmax`` gives a probability 0 where it
-is a float32 subnormal), so a float32, bfloat16 or float64 result below the smallest normal
-is 0; float16's subnormals, converted from a normal float32, are kept.
+Eigen computes a float16/bfloat16 elementwise op in float32 and rounds its result (probed):
+``p.round`` after every op, as :mod:`cecheck.precision` does. TensorFlow's CPU threads flush
+subnormal results to zero (probed: ``tf.exp(float32(-88.7))`` is 0; ``tf.nn.softmax`` gives
+a probability 0 where it is a float32 subnormal), so a float32, bfloat16 or float64 result
+below the smallest normal is 0; float16's subnormals, converted from a normal float32, are
+kept.
+
+``tf.nn.softmax`` runs oneDNN or Eigen by format and CPU. With oneDNN on (the default on
+x86), ``core/util/util.cc``, ``IsDataTypeSupportedByOneDNNOnThisCPU`` (called by
+``core/graph/mkl_graph_util.h``, ``IsMklOp``) sends float32 to oneDNN always, bfloat16 where
+the CPU has AVX512F or AVX-NE-CONVERT, float16 only where it has AVX512BW with AVX512-FP16
+or AMX-FP16 (Sapphire Rapids and later) or AVX-NE-CONVERT; Eigen's ``SoftmaxEigenImpl``
+otherwise, and for float64. cecheck computes one model per format, whatever the CPU:
+
+- float16: Eigen, the common case (every AMD CPU, Intel before Sapphire Rapids), operation
+  by operation (:mod:`cecheck.frameworks.eigen_half`): ``d = z - max``, ``e = exp(d)`` by
+  Eigen's ``pexp_float``, the sum over classes in eight float16 lanes, ``1 / Σ`` and
+  ``e · (1 / Σ)``, each rounded to float16. Probed on an AMD EPYC (Zen 4: AVX-512 without
+  FP16): equal to ``tf.nn.softmax`` on all of about 56,000,000 probabilities (widths 2 to
+  20,001, the tree sum's splits above 1,600 classes included) and on the rows of
+  tests/jaxtf_cases.py (seeds 0, 1, 3, 7, 11: -inf masks, ties, subnormal probabilities)
+  but 16 of 6,390,000, where that file rounds a float64 logit straight to float16 and
+  :meth:`~cecheck.precision.Precision.cast` rounds it to float32 first; the naive index
+  and soft losses there bit for bit. Eigen's packet ``1 / Σ`` is
+  ``_mm256_rcp_ps`` and one Newton step (2 float32 ulp at worst), its scalar path a
+  division: on every float16 ``Σ`` (at least 1) the exact ``1 / Σ`` is 2.0 float32 ulp
+  or more from a float16 midpoint, and both round to it (probed with the Zen 4's
+  ``rcp``, whose first guess differs between CPU makers); the exp likewise
+  (:func:`~cecheck.frameworks.eigen_half.exp_float32`). Where float16 goes to
+  oneDNN instead, TensorFlow computes float32 throughout and rounds once (probed on an
+  AVX-512 FP16 Intel machine: equal to that on all but 25 to 61 of 3,000,000
+  float16/bfloat16 probabilities, each one ulp); the Eigen model then differs from
+  TensorFlow on 39% of the probabilities, by up to 11 float16 ulp (20,000 rows of 50
+  logits N(0, 5²)), and tests/test_tf_paths.py skips that comparison, naming the CPU's
+  flags.
+- bfloat16 and float32: oneDNN, float32 throughout, rounded once (as above), its exp 0
+  below ``2**-125`` (:data:`ONEDNN_EXP_MIN`). Where bfloat16 goes to Eigen (no AVX-512
+  and no AVX-NE-CONVERT) or oneDNN is off (``TF_ENABLE_ONEDNN_OPTS=0``), TensorFlow
+  differs (probed with oneDNN off: bfloat16 and float32 naive soft losses differ in
+  finiteness on a row), and the test skips.
+
+Sums over classes elsewhere accumulate in float32, rounded once, except ``tf.reduce_sum`` in
+float16 (the naive soft loss), which is Eigen's float16 lane sum (bit for bit, probed on
+widths 2 to 20,001). One exception TensorFlow's thread count decides: a batch of one row is
+a full reduction, which Eigen splits over the intra-op threads (``FullReducer`` on the
+``ThreadPoolDevice``): with 8 threads, 1 of 3 rows of 200,000 classes and 3 of 3 of
+1,000,000 summed otherwise (probed; with 2, none).
 
 Order of the float32/float64 sums: Eigen adds in vector lanes and its exp/log are its own
 polynomials, so float32 and float64 agree to a few ``eps · max(1, |L|)``, not bit for bit
@@ -69,6 +110,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cecheck.arraytypes import Array
+from cecheck.frameworks import eigen_half
 from cecheck.losses import PathResult, Recorder, ignore, negate
 from cecheck.precision import PRECISIONS, Precision
 
@@ -97,13 +139,30 @@ def _rounder(p: Precision) -> Callable[[Array], Array]:
     return r
 
 
+def _softmax_float16(zc: Array, rec: Recorder) -> tuple[Array, Array]:
+    """``tf.nn.softmax(z)`` in float16 by Eigen's ``SoftmaxEigenImpl`` on ``Eigen::half``:
+    every op rounded to float16, Eigen's own exp, the sum over classes in 8 float16 lanes
+    (:mod:`cecheck.frameworks.eigen_half`); see the module docstring."""
+    r = PRECISIONS["float16"].round
+    m = zc.max(axis=1, keepdims=True)
+    rec("max", "max(z)", m[:, 0])
+    d = rec("shifted", "z - max", r(zc - m))
+    e = rec("exp", "exp(z - max)", r(eigen_half.exp_float32(d)))
+    inv = r(1 / eigen_half.row_sums(e))[:, None]
+    rec("inv_sum", "1 / Σ exp(z - max)", inv[:, 0])
+    return e, rec("p", "p = exp(z - max) · (1 / Σ)", r(e * inv))
+
+
 def _softmax(zc: Array, p: Precision, rec: Recorder) -> tuple[Array, Array]:
     """``tf.nn.softmax(z)``: ``exp(z - max) * (1 / Σ)``; returns (exp, probabilities).
 
-    float16, bfloat16 and float32 run oneDNN's softmax (on by default on x86): float32
-    throughout, rounded once (probed: equal to that on all but 25 to 61 of 3,000,000
-    float16/bfloat16 probabilities, each one ulp), its exp 0 below ``2**-125``
-    (:data:`ONEDNN_EXP_MIN`); float64 as Eigen's ``SoftmaxEigenImpl``."""
+    float16 as :func:`_softmax_float16`. bfloat16 and float32 run oneDNN's softmax (on by
+    default on x86): float32 throughout, rounded once (probed: equal to that on all but 25
+    to 61 of 3,000,000 float16/bfloat16 probabilities where both go to oneDNN, each one
+    ulp), its exp 0 below ``2**-125`` (:data:`ONEDNN_EXP_MIN`); float64 as Eigen's
+    ``SoftmaxEigenImpl``."""
+    if p.name == "float16":
+        return _softmax_float16(zc, rec)
     r = _rounder(PRECISIONS["float32"] if p.emulated else p)
     m = zc.max(axis=1, keepdims=True)
     rec("max", "max(z)", m[:, 0])
@@ -129,14 +188,16 @@ def naive_index(z: Array, y: Array, p: Precision, rec: Recorder = ignore) -> Pat
 
 
 def naive_soft(z: Array, t: Array, p: Precision, rec: Recorder = ignore) -> PathResult:
-    """``-tf.reduce_sum(t * log(tf.nn.softmax(z)), -1)``: NaN from 0 · log 0."""
+    """``-tf.reduce_sum(t * log(tf.nn.softmax(z)), -1)``: NaN from 0 · log 0; in float16
+    the sum is Eigen's, in float16 lanes (``SumReducer<half>``, as in the softmax)."""
     r = _rounder(p)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         tc = rec("t", f"t as {p.name}", p.cast(t), shown=False)
         e, prob = _softmax(rec("z", f"z as {p.name}", p.cast(z)), p, rec)
         log_p = rec("log_p", "log p", r(np.log(prob)))
         t_log_p = rec("t_log_p", "t · log p", r(tc * log_p))
-        loss = rec("loss", "loss = -Σ t · log p", negate(r(t_log_p.sum(axis=1))))
+        total = eigen_half.row_sums(t_log_p) if p.name == "float16" else r(t_log_p.sum(axis=1))
+        loss = rec("loss", "loss = -Σ t · log p", negate(total))
     return PathResult(
         loss,
         exp_overflow=np.any(np.isinf(e), axis=1),
