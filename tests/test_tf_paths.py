@@ -227,3 +227,15 @@ def test_eigen_half_sum_order() -> None:
     tree[0, 0] = 2048
     tree[0, 1504 : 1504 + 7 * 32 : 32] = 1
     assert eigen_half.row_sums(tree)[0] == 2056
+
+
+def test_a_float16_row_sums_alike_wherever_it_sits() -> None:
+    """A row of 2,001 classes (more than one leaf of Eigen's tree, not a multiple of 8) is
+    summed alike alone and as the second row of a batch, where in TensorFlow it starts one
+    value past a packet boundary and the tree splits it elsewhere (3,200 there, 3,202 at a
+    boundary, for this row): a row's loss may not depend on how cecheck cuts the input into
+    chunks or shards."""
+    rng = np.random.default_rng(1)
+    row = get("float16").round(rng.uniform(0, 1, (1, 2001)).astype(np.float32) ** 4 * 8)
+    assert eigen_half.row_sums(row)[0] == 3202
+    np.testing.assert_array_equal(eigen_half.row_sums(np.repeat(row, 3, axis=0)), [3202] * 3)

@@ -68,7 +68,8 @@ otherwise, and for float64. cecheck computes one model per format, whatever the 
   Eigen's ``pexp_float``, the sum over classes in eight float16 lanes, ``1 / Σ`` and
   ``e · (1 / Σ)``, each rounded to float16. Probed on an AMD EPYC (Zen 4: AVX-512 without
   FP16): equal to ``tf.nn.softmax`` on all of about 56,000,000 probabilities (widths 2 to
-  20,001, the tree sum's splits above 1,600 classes included) and on the rows of
+  20,001, the tree sum's splits above 1,600 classes included, on rows starting on a
+  packet boundary: :func:`~cecheck.frameworks.eigen_half.row_sums`) and on the rows of
   tests/jaxtf_cases.py (seeds 0, 1, 3, 7, 11: -inf masks, ties, subnormal probabilities)
   but 16 of 6,390,000, where that file rounds a float64 logit straight to float16 and
   :meth:`~cecheck.precision.Precision.cast` rounds it to float32 first; the naive index
