@@ -43,7 +43,9 @@ class ExactSum:
     def add(self, values: Array) -> None:
         """Add ``values`` (finite float64) exactly."""
         v = np.asarray(values, dtype=np.float64).ravel()
-        if v.size >= _BATCH:
+        # Summed at once: a large part, and a NaN or inf (not a number this sum can hold: the
+        # headroom's squares of huge log-partitions), as ever, under the caller's errstate.
+        if v.size >= _BATCH or not np.isfinite(v).all():
             self._sum(v)
             return
         self._kept.append(v.copy())  # a copy: the caller's array may change
