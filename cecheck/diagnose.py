@@ -282,10 +282,12 @@ def diagnose(
     # mechanism broke which path); allocated when a path has a cause
     by_path: dict[str, Array] = {}
 
-    def raise_flag(name: str, rows: Array) -> None:
+    def raise_flag(name: str, rows: Array) -> bool:
+        """Set the flag's column; whether it holds a row."""
         j = col[name]
         flags[:, j] = rows
         flag_counts[j] = np.count_nonzero(flags[:, j])
+        return bool(flag_counts[j])
 
     def add_cause(cause: str, rows: Array, hit: Array, path: str | None = None) -> None:
         if hit.any():  # most evidence is all False on the flagged rows: skip the scatter
@@ -332,37 +334,32 @@ def diagnose(
     # Buffers reused from path to path (a fresh array per path pays page faults): the
     # relative error, and |L - L64| and atol + rtol * |L64| for ``diverged``.
     rel, gap, tol, err = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    all_scored = bool(scored.all())
 
     for (path, dtype), result in results.items():
         loss, ok = losses[(path, dtype)], finite[(path, dtype)]
         all_finite = bool(ok.all())
-        flagged = np.zeros(n, dtype=bool)
+        held = []  # this path and dtype's flags: (name, rows)
         if not all_finite:  # a NaN/inf flag needs a non-finite loss: skip the passes otherwise
-            nan = np.isnan(loss) & scored
-            inf = np.isinf(loss) & scored
-            flagged = nan | inf
-            raise_flag(f"{path}_nan:{dtype}", nan)
-            raise_flag(f"{path}_inf:{dtype}", inf)
+            held.append((f"{path}_nan:{dtype}", np.isnan(loss) & scored))
+            held.append((f"{path}_inf:{dtype}", np.isinf(loss) & scored))
         _relative_error(loss, ok, ref, out=rel)
-        worst[f"{path}_{dtype}"] = _worst(_accuracy_error(loss, rel, ref, err), scored)
+        worst[f"{path}_{dtype}"] = _worst(_accuracy_error(loss, rel, ref, err), scored, all_scored)
         with np.errstate(invalid="ignore"):
             # fewer than half the bits: -log2(rel) < bits / 2
             inaccurate = normal[dtype] & (rel > 2.0 ** (-precisions[dtype].bits / 2))
-        raise_flag(f"inaccurate:{path}_{dtype}", inaccurate)
-        flagged |= inaccurate
-        if dtype != "float64" and (path, "float64") in results:
-            l64 = losses[(path, "float64")]
-            both = scored & ok & finite[(path, "float64")]
-            with np.errstate(invalid="ignore"):
+            held.append((f"inaccurate:{path}_{dtype}", inaccurate))
+            if dtype != "float64" and (path, "float64") in results:
+                l64 = losses[(path, "float64")]
+                both = scored & ok & finite[(path, "float64")]
                 np.abs(np.subtract(loss, l64, out=gap), out=gap)
                 np.multiply(np.abs(l64, out=tol), _of(rtol, dtype), out=tol)
                 tol += _of(atol, dtype)
-                diverged = both & (gap > tol)
-            raise_flag(f"diverged:{path}_{dtype}", diverged)
-            flagged |= diverged
-        rows = np.flatnonzero(flagged)
-        if rows.size == 0:
+                held.append((f"diverged:{path}_{dtype}", both & (gap > tol)))
+        raised = [rows for name, rows in held if raise_flag(name, rows)]
+        if not raised:  # the common chunk: no flag, no row to read
             continue
+        rows = np.flatnonzero(functools.reduce(np.logical_or, raised))
         # The error and the causes concern the flagged rows only (usually a few percent of
         # the chunk): read and write just those rows.
         flagged_error = rel[rows]
@@ -472,9 +469,10 @@ def _accuracy_error(loss: Array, rel: Array, ref: _Reference, out: Array) -> Arr
     return out
 
 
-def _worst(rel: Array, judged: Array) -> float | None:
-    """The largest finite ``rel`` on the ``judged`` rows, None when there is none."""
-    if rel.size and judged.all():
+def _worst(rel: Array, judged: Array, every_row: bool) -> float | None:
+    """The largest finite ``rel`` on the ``judged`` rows (``every_row``: all of them), None
+    when there is none."""
+    if rel.size and every_row:
         largest = rel.max()  # NaN if any is NaN: then the masked maximum below
         if np.isfinite(largest):
             return float(largest)

@@ -449,8 +449,8 @@ def _run_parts(part: Callable[[int, int], None], n: int) -> None:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="cecheck")
         pool = _pool
-    bounds = [n * i // k for i in range(k + 1)]
-    futures = [pool.submit(part, bounds[i], bounds[i + 1]) for i in range(k)]
+    futures = [pool.submit(part, n * i // k, n * (i + 1) // k) for i in range(1, k)]
+    part(0, n // k)  # the first range on this thread: a hand-off to the pool fewer (~50 µs)
     for future in futures:
         future.result()
 

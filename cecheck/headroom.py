@@ -174,9 +174,12 @@ class _Rows:
         parts += [_block(logits, y, todo[i : i + step]) for i in range(0, todo.size, step)]
         if not parts or not sum(p[0].size for p in parts):
             return None
-        at, lse, m, zy, rest, delta = (np.concatenate([p[k] for p in parts]) for k in range(6))
-        order = np.argsort(at, kind="stable")
-        at, lse, m, zy, rest, delta = (x[order] for x in (at, lse, m, zy, rest, delta))
+        if len(parts) == 1:  # the common chunk: its rows in order already
+            at, lse, m, zy, rest, delta = parts[0]
+        else:
+            at, lse, m, zy, rest, delta = (np.concatenate([p[k] for p in parts]) for k in range(6))
+            order = np.argsort(at, kind="stable")
+            at, lse, m, zy, rest, delta = (x[order] for x in (at, lse, m, zy, rest, delta))
         with np.errstate(divide="ignore", invalid="ignore"):
             lead = np.where((zy == m) & (c > 1), zy - rest, 0.0)
             lead_log = np.where(lead > 0, -np.log(delta), -np.inf)

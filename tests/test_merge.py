@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cecheck import engine, pipeline
+from cecheck import engine, exactsum, pipeline
 from cecheck.exactsum import ExactSum
 from cecheck.frameworks import BatchMeans
 from cecheck.inputs import Source, from_arrays
@@ -158,6 +158,21 @@ def test_exact_sum_is_the_exact_sum_in_any_split(values: list[float], cut: int) 
     if values:
         mean = exact / len(values)
         assert whole.mean(len(values)) == (float(mean) if abs(mean) < 2**1024 else math.inf)
+
+
+def test_exact_sum_kept_values_are_summed_in_batches_exactly() -> None:
+    rng = np.random.default_rng(5)
+    parts = [rng.standard_normal(k) * 2.0 ** rng.integers(-1070, 1000) for k in range(1, 300)]
+    parts.append(rng.standard_normal(exactsum._BATCH + 3))  # summed as it comes, not kept
+    exact = sum((Fraction(v) for p in parts for v in p.tolist()), Fraction(0))
+    total, halves = ExactSum(), (ExactSum(), ExactSum())
+    for i, p in enumerate(parts):
+        total.add(p)
+        halves[i % 2].add(p)
+        p[:] = np.nan  # the caller's array changes after the add: the sum does not
+    halves[0].merge(halves[1])
+    assert Fraction(total.total, 2**1126) == exact
+    assert total == halves[0]
 
 
 def test_shard_rows_are_global_with_their_shard_and_row_there() -> None:
