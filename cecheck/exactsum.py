@@ -26,11 +26,17 @@ _SLICE = 1 << 25  # values a bincount at most: 2**25 halves below 2**27 sum belo
 _BATCH = 1 << 14  # values kept before they are summed (128 KB of float64)
 
 
+# The non-finite values an ExactSum has seen, as bits: its sum is then theirs (IEEE's).
+_NAN, _PLUS_INF, _MINUS_INF = 1, 2, 4
+
+
 class ExactSum:
-    """The exact sum of the finite float64 values added (the caller leaves NaN and inf out)."""
+    """The exact sum of the float64 values added: NaN once a NaN (or both infinities) is in,
+    ±inf once an infinity is, as a float64 sum gives them."""
 
     def __init__(self, total: int = 0) -> None:
-        self._total = total  # in units of 2**-1126, of the values summed so far
+        self._total = total  # in units of 2**-1126, of the finite values summed so far
+        self._special = 0  # _NAN | _PLUS_INF | _MINUS_INF: the non-finite values seen
         self._kept: list[Array] = []  # values added, not summed yet
         self._kept_size = 0
 
@@ -41,11 +47,9 @@ class ExactSum:
         return self._total
 
     def add(self, values: Array) -> None:
-        """Add ``values`` (finite float64) exactly."""
+        """Add ``values`` (float64) exactly."""
         v = np.asarray(values, dtype=np.float64).ravel()
-        # Summed at once: a large part, and a NaN or inf (not a number this sum can hold: the
-        # headroom's squares of huge log-partitions), as ever, under the caller's errstate.
-        if v.size >= _BATCH or not np.isfinite(v).all():
+        if v.size >= _BATCH:
             self._sum(v)
             return
         self._kept.append(v.copy())  # a copy: the caller's array may change
@@ -59,27 +63,48 @@ class ExactSum:
             self._kept, self._kept_size = [], 0
 
     def _sum(self, v: Array) -> None:
+        finite = np.isfinite(v)
+        if not finite.all():  # the headroom's squares of log-partitions past 1e154, say
+            odd = v[~finite]
+            self._special |= (
+                _NAN * bool(np.isnan(odd).any())
+                | _PLUS_INF * bool((odd == np.inf).any())
+                | _MINUS_INF * bool((odd == -np.inf).any())
+            )
+            v = v[finite]
         for i in range(0, v.size, _SLICE):
             self._total += _exact(v[i : i + _SLICE])
 
     def merge(self, other: ExactSum) -> None:
         self._total += other.total
+        self._special |= other._special
 
     def value(self) -> float:
         """The sum, rounded once to float64 (inf past float64's range)."""
-        return _divide(self.total, 1)
+        return self.mean(1)
 
     def mean(self, n: int) -> float:
         """The sum divided by ``n``, rounded once (NaN for ``n`` 0)."""
-        return _divide(self.total, n) if n else float("nan")
+        if not n:
+            return float("nan")
+        self._sum_kept()
+        if self._special:
+            both = _PLUS_INF | _MINUS_INF
+            nan = self._special & _NAN or self._special & both == both
+            return float("nan") if nan else float("inf" if self._special & _PLUS_INF else "-inf")
+        return _divide(self.total, n)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ExactSum) and self.total == other.total
+        return (
+            isinstance(other, ExactSum)
+            and self.total == other.total  # sums what is kept
+            and self._special == other._special
+        )
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
 
     def __repr__(self) -> str:
-        return f"ExactSum(total={self.total})"
+        return f"ExactSum(total={self.total}, special={self._special})"
 
 
 def _divide(total: int, n: int) -> float:

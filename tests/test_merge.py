@@ -175,6 +175,43 @@ def test_exact_sum_kept_values_are_summed_in_batches_exactly() -> None:
     assert total == halves[0]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(width=64), min_size=1, max_size=40),
+    st.integers(0, 40),
+)
+def test_exact_sum_of_non_finite_values_is_ieees(values: list[float], cut: int) -> None:
+    """NaN and ±inf sum as float64 sums them (in any order and split): NaN from a NaN or
+    both infinities, else the infinity; the finite values exactly otherwise."""
+    whole, a, b = ExactSum(), ExactSum(), ExactSum()
+    whole.add(np.array(values))
+    a.add(np.array(values[:cut]))
+    b.add(np.array(values[cut:]))
+    a.merge(b)
+    assert whole == a
+    odd = [v for v in values if not math.isfinite(v)]
+    exact = sum((Fraction(v) for v in values if math.isfinite(v)), Fraction(0))
+    if any(map(math.isnan, odd)) or {math.inf, -math.inf} <= set(odd):
+        assert math.isnan(whole.value())
+    elif odd:
+        assert whole.value() == odd[0]
+    else:
+        assert whole.value() == (
+            float(exact) if abs(exact) < 2**1024 else math.copysign(math.inf, exact)
+        )
+
+
+def test_z_loss_is_inf_where_a_squared_log_partition_overflows() -> None:
+    """A row whose log-partition is 1e160: its square is past float64's range, so PaLM's
+    z-loss is inf (it was a finite, even negative, number from the inf's bits)."""
+    z = np.array([[1e160, 0.0, 3.0], [1.0, 2.0, 3.0]])
+    r = engine.run(from_arrays(z, np.array([0, 1])), Settings(("float64",)))
+    assert r.headroom is not None
+    assert r.headroom.log_partition is not None
+    assert r.headroom.log_partition.z_loss == math.inf
+    assert r.headroom.log_partition.mean == 5e159
+
+
 def test_shard_rows_are_global_with_their_shard_and_row_there() -> None:
     z, y = _input("multiclass", 40, 7)
     s = Settings(("float32", "float64"), top=40)
