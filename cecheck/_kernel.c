@@ -64,7 +64,11 @@ enum {
 #define BLOCK 256     /* terms of a block, LANES at a time */
 #define SMALL 16      /* the block of a row of at most this many classes */
 #define BATCH 8       /* rows of at most SMALL classes computed together */
-#define MAX_BLOCK 256 /* logits per block of the row max */
+#define MAX_BLOCK 256 /* logits per block of the row max (as merged for a zero max or min) */
+#define SCAN_BLOCK 4096 /* logits per block of the row max (as merged for the others) */
+#ifndef PREFETCH_LOCALITY
+#define PREFETCH_LOCALITY 3
+#endif
 #define LEVELS 40     /* levels of the pairwise merge of block results */
 #define TAME_MIN (-300.0) /* exp(z) * exp(-m) stays normal; */
 #define TAME_MAX 80.0     /* ... and no float32 exp overflows */
@@ -485,7 +489,7 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
 
 /* ------------------------------------------------------------------ one row */
 
-/* Per lane of a block of MAX_BLOCK logits: the max, the min, and whether any is NaN, inf
+/* Per lane of a block of logits: the max, the min, and whether any is NaN, inf
  * or beyond the float32 range; in the logits' own type (twice the lanes for float32). */
 #define LANE_SCAN(T, ABS, AT)                                                               \
     T top[LANES], bottom[LANES];                                                            \
@@ -516,15 +520,15 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
         bad |= odd[l];                                                                      \
     }
 
-/* The max, its first index, the min and the row's status: SPECIAL (with NONFINITE for a NaN
- * or +inf logit, an input problem; a -inf is a masked class, SPECIAL alone) or tame or not. */
-INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *lowest,
-                   int *tame)
+/* The max, the min, the first block of `span` logits holding the max and whether any logit
+ * is odd: blocks of LANE_SCAN, each lane's results merged after every block. */
+INLINE void scan_blocks(const void *z, int narrow, int c, int span, double *m, int *kb_out,
+                        double *lowest, int *bad_out)
 {
     double best = load(z, narrow, 0), low = best;
     int bad = 0, kb = 0;
-    for (int lo = 0; lo < c; lo += MAX_BLOCK) {
-        int size = c - lo < MAX_BLOCK ? c - lo : MAX_BLOCK;
+    for (int lo = 0; lo < c; lo += span) {
+        int size = c - lo < span ? c - lo : span;
         double block_top = best;
 #define AT_F32(i) (((const float *)z)[i])
 #define AT_BF16(i) bf16_float(((const uint16_t *)z)[i])
@@ -541,6 +545,26 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *
             kb = lo;
         }
     }
+    *m = best;
+    *kb_out = kb;
+    *lowest = low;
+    *bad_out = bad;
+}
+
+/* The max, its first index, the min and the row's status: SPECIAL (with NONFINITE for a NaN
+ * or +inf logit, an input problem; a -inf is a masked class, SPECIAL alone) or tame or not.
+ * The lanes are merged every SCAN_BLOCK logits (merging every MAX_BLOCK cost 5% of the
+ * kernel), which finds the same max and min: equal values have the same bits, but for a
+ * zero's sign, which depends on the order of the merges. A row whose max or min is zero is
+ * scanned again with the blocks of MAX_BLOCK that row_max has always used. */
+INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *lowest,
+                   int *tame)
+{
+    double best, low;
+    int bad, kb;
+    scan_blocks(z, narrow, c, SCAN_BLOCK, &best, &kb, &low, &bad);
+    if (!bad && (best == 0.0 || low == 0.0))
+        scan_blocks(z, narrow, c, MAX_BLOCK, &best, &kb, &low, &bad);
     if (bad) {
         int nonfinite = 0;
         for (int j = 0; j < c; j++) {
@@ -549,7 +573,15 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *
         }
         return SPECIAL | (nonfinite ? NONFINITE : 0);
     }
+    /* the max's first index, from its block: LANES logits a time, then one by one */
     int j = kb;
+    for (; j + LANES <= c; j += LANES) {
+        int hit = 0;
+        for (int l = 0; l < LANES; l++)
+            hit |= load(z, narrow, j + l) == best;
+        if (hit)
+            break;
+    }
     while (load(z, narrow, j) != best)
         j++;
     *k = j;
@@ -605,8 +637,10 @@ typedef struct {
 } RowPass;
 
 /* The first pass over a row of c logits: 0, or its status (SPECIAL) if it holds a logit the
- * kernel leaves to the numpy specification. */
-INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
+ * kernel leaves to the numpy specification. `ahead`: the next row's logits (or NULL), fetched
+ * into the cache a block at a time while this row's exps are computed, so that the next
+ * row's max scan reads the cache, not memory. */
+INLINE int row_pass(const void *z, int narrow, int c, RowPass *r, const char *ahead)
 {
     int status = row_max(z, narrow, c, &r->m64, &r->k, &r->low, &r->tame);
     if (status)
@@ -627,6 +661,9 @@ INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
         for (int lo = 0; lo < c; lo += BLOCK) {
             const void *zb = (const char *)z + (size_t)lo * item;
             int size = c - lo < BLOCK ? c - lo : BLOCK;
+            if (ahead)
+                for (size_t o = 0; o < (size_t)size * item; o += 64)
+                    __builtin_prefetch(ahead + (size_t)lo * item + o, 0, PREFETCH_LOCALITY);
             if (size == BLOCK && (k < lo || k >= lo + BLOCK))
                 block(zb, narrow, tame, BLOCK, 0, BLOCK, -1, m64, m32, em, &r->over32,
                       &r->over64, &b);
@@ -678,10 +715,10 @@ INLINE void store_ends(double *ends, Py_ssize_t stride, double m, double low, do
 }
 
 INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, double *ends,
-                Py_ssize_t stride, uint16_t *bits)
+                Py_ssize_t stride, uint16_t *bits, const char *ahead)
 {
     RowPass r;
-    int status = row_pass(z, narrow, c, &r);
+    int status = row_pass(z, narrow, c, &r, ahead);
     if (status) {
         *bits = (uint16_t)status;
         for (int q = 0; q < N_OUT; q++)
@@ -813,11 +850,12 @@ INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, doub
             if (!small_batch(zi, narrow, (int)c, y + i, loss + i, ends + i, n, bits + i))
                 for (Py_ssize_t b = i; b < i + BATCH; b++)
                     row((const char *)z + (size_t)b * row_bytes, narrow, (int)c, y[b], loss + b,
-                        ends + b, n, bits + b);
+                        ends + b, n, bits + b, NULL);
             i += BATCH;
         } else {
-            row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], loss + i,
-                ends + i, n, bits + i);
+            const char *zi = (const char *)z + (size_t)i * row_bytes;
+            row(zi, narrow, (int)c, y[i], loss + i, ends + i, n, bits + i,
+                i + 1 < hi ? zi + row_bytes : NULL);
             i++;
         }
     }
@@ -1139,7 +1177,7 @@ INLINE void soft_row(const void *z, int narrow, const double *t, int c, double *
                      Py_ssize_t stride, uint16_t *bits)
 {
     RowPass r = {0};
-    int status = row_pass(z, narrow, c, &r);
+    int status = row_pass(z, narrow, c, &r, NULL);
     int odd = 0;
     for (int j = 0; j < c; j++)
         odd |= !isfinite(t[j]);
