@@ -64,7 +64,8 @@ enum {
 #define BLOCK 256     /* terms of a block, LANES at a time */
 #define SMALL 16      /* the block of a row of at most this many classes */
 #define BATCH 8       /* rows of at most SMALL classes computed together */
-#define MAX_BLOCK 256 /* logits per block of the row max */
+#define MAX_BLOCK 256 /* logits per block of the row max (as merged for a zero max or min) */
+#define SCAN_BLOCK 4096 /* logits per block of the row max (as merged for the others) */
 #define LEVELS 40     /* levels of the pairwise merge of block results */
 #define TAME_MIN (-300.0) /* exp(z) * exp(-m) stays normal; */
 #define TAME_MAX 80.0     /* ... and no float32 exp overflows */
@@ -265,27 +266,45 @@ typedef struct {
 
 INLINE void lanes_zero(Lanes *a) { memset(a, 0, sizeof *a); }
 
-INLINE void lanes_add(Lanes *a, const Lanes *b)
+/* A tame multiclass row's blocks fill three of the sums (block_tame): `tame` (a row's
+ * constant) adds and copies only those, the others being unset there (this and the memset
+ * block_tame no longer does were 4% of the multiclass kernel). */
+INLINE void lanes_add(Lanes *a, const Lanes *b, int tame)
 {
     for (int l = 0; l < LANES; l++) {
-        a->n64[l] += b->n64[l];
-        a->s64[l] += b->s64[l];
         a->rest[l] += b->rest[l];
         a->n32[l] += b->n32[l];
         a->s32[l] += b->s32[l];
+    }
+    if (tame)
+        return;
+    for (int l = 0; l < LANES; l++) {
+        a->n64[l] += b->n64[l];
+        a->s64[l] += b->s64[l];
         a->f64[l] += b->f64[l];
         a->f32[l] += b->f32[l];
     }
 }
 
+INLINE void lanes_copy(Lanes *a, const Lanes *b, int tame)
+{
+    if (!tame) {
+        *a = *b;
+        return;
+    }
+    memcpy(a->rest, b->rest, sizeof a->rest);
+    memcpy(a->n32, b->n32, sizeof a->n32);
+    memcpy(a->s32, b->s32, sizeof a->s32);
+}
+
 /* Merge one block's lanes as a binary counter merges: equal-sized partial sums are added,
  * so a term passes through log2(blocks) additions after its block. */
-INLINE void pairwise_push(Pairwise *pw, Lanes *b)
+INLINE void pairwise_push(Pairwise *pw, Lanes *b, int tame)
 {
     int lvl = 0;
     for (; (pw->count >> lvl) & 1; lvl++)
-        lanes_add(b, &pw->level[lvl]);
-    pw->level[lvl] = *b;
+        lanes_add(b, &pw->level[lvl], tame);
+    lanes_copy(&pw->level[lvl], b, tame);
     pw->count++;
 }
 
@@ -305,14 +324,20 @@ INLINE float tree32(float *v)
     return v[0];
 }
 
-INLINE Sums lanes_total(Lanes *a)
+INLINE Sums lanes_total(Lanes *a, int tame)
 {
+    if (tame) { /* the sums a tame row's blocks leave unset: zero, as a direct row's */
+        memset(a->n64, 0, sizeof a->n64);
+        memset(a->s64, 0, sizeof a->s64);
+        memset(a->f64, 0, sizeof a->f64);
+        memset(a->f32, 0, sizeof a->f32);
+    }
     Sums s = {tree64(a->n64), tree64(a->s64), tree64(a->rest), tree32(a->n32), tree32(a->s32),
               tree64(a->f64), tree32(a->f32)};
     return s;
 }
 
-static Sums pairwise_total(Pairwise *pw)
+static Sums pairwise_total(Pairwise *pw, int tame)
 {
     Lanes total;
     int first = 1;
@@ -320,12 +345,12 @@ static Sums pairwise_total(Pairwise *pw)
         if (!((pw->count >> lvl) & 1))
             continue;
         if (first)
-            total = pw->level[lvl];
+            lanes_copy(&total, &pw->level[lvl], tame);
         else
-            lanes_add(&total, &pw->level[lvl]);
+            lanes_add(&total, &pw->level[lvl], tame);
         first = 0;
     }
-    return lanes_total(&total);
+    return lanes_total(&total, tame);
 }
 
 /* ------------------------------------------------------------------ one block */
@@ -400,13 +425,26 @@ INLINE double shifted_exp(double v, double e, int narrow, int tame, double m64, 
  * Without `masked` every term counts and none is the argmax.
  */
 INLINE void block_tame(const void *z, int narrow, int width, int masked, int size, int kk,
-                       double m64, float m32, double em, Lanes *b)
+                       double m64, float m32, double em, const char *ahead, Lanes *b)
 {
     /* The exps first, in a loop of their own: with the sums below in the same loop, AVX2's
-     * 16 registers spill (10% slower on x86-64-v3). */
+     * 16 registers spill (10% slower on x86-64-v3). With them, a prefetch of the next row's
+     * logits at the same place (`ahead`, or NULL), a cache line every LANES exps: spread
+     * so, not in a burst per block, they leave the loads room (float64 10% faster). Without,
+     * the loop whole: in pieces of LANES, bfloat16 logits' exps were 20% slower. */
     double exps[BLOCK];
-    for (int j = 0; j < width; j++)
-        exps[j] = exp_tame(load(z, narrow, j));
+    const size_t item = item_size(narrow);
+    if (ahead) {
+        for (int j0 = 0; j0 < width; j0 += LANES) {
+            for (size_t o = 0; o < LANES * item; o += 64)
+                __builtin_prefetch(ahead + (size_t)j0 * item + o);
+            for (int j = j0; j < j0 + LANES; j++)
+                exps[j] = exp_tame(load(z, narrow, j));
+        }
+    } else {
+        for (int j = 0; j < width; j++)
+            exps[j] = exp_tame(load(z, narrow, j));
+    }
     double rest[LANES] = {0};
     float n32[LANES] = {0}, s32[LANES] = {0};
     for (int j0 = 0; j0 < width; j0 += LANES) {
@@ -427,7 +465,6 @@ INLINE void block_tame(const void *z, int narrow, int width, int masked, int siz
             }
         }
     }
-    lanes_zero(b);
     memcpy(b->rest, rest, sizeof rest);
     memcpy(b->n32, n32, sizeof n32);
     memcpy(b->s32, s32, sizeof s32);
@@ -462,10 +499,11 @@ INLINE void block_direct(const void *z, int narrow, int width, int masked, int s
 }
 
 INLINE void block(const void *z, int narrow, int tame, int width, int masked, int size, int kk,
-                  double m64, float m32, double em, int *over32, int *over64, Lanes *b)
+                  double m64, float m32, double em, int *over32, int *over64, const char *ahead,
+                  Lanes *b)
 {
     if (tame)
-        block_tame(z, narrow, width, masked, size, kk, m64, m32, em, b);
+        block_tame(z, narrow, width, masked, size, kk, m64, m32, em, ahead, b);
     else
         block_direct(z, narrow, width, masked, size, kk, m64, m32, over32, over64, b);
 }
@@ -480,12 +518,12 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
     double pad[BLOCK];
     for (int j = 0; j < width; j++)
         pad[j] = j < size ? load(z, narrow, j) : m64;
-    block(pad, 0, tame, width, 1, size, kk, m64, m32, em, over32, over64, b);
+    block(pad, 0, tame, width, 1, size, kk, m64, m32, em, over32, over64, NULL, b);
 }
 
 /* ------------------------------------------------------------------ one row */
 
-/* Per lane of a block of MAX_BLOCK logits: the max, the min, and whether any is NaN, inf
+/* Per lane of a block of logits: the max, the min, and whether any is NaN, inf
  * or beyond the float32 range; in the logits' own type (twice the lanes for float32). */
 #define LANE_SCAN(T, ABS, AT)                                                               \
     T top[LANES], bottom[LANES];                                                            \
@@ -516,15 +554,15 @@ INLINE void block_masked(const void *z, int narrow, int tame, int width, int siz
         bad |= odd[l];                                                                      \
     }
 
-/* The max, its first index, the min and the row's status: SPECIAL (with NONFINITE for a NaN
- * or +inf logit, an input problem; a -inf is a masked class, SPECIAL alone) or tame or not. */
-INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *lowest,
-                   int *tame)
+/* The max, the min, the first block of `span` logits holding the max and whether any logit
+ * is odd: blocks of LANE_SCAN, each lane's results merged after every block. */
+INLINE void scan_blocks(const void *z, int narrow, int c, int span, double *m, int *kb_out,
+                        double *lowest, int *bad_out)
 {
     double best = load(z, narrow, 0), low = best;
     int bad = 0, kb = 0;
-    for (int lo = 0; lo < c; lo += MAX_BLOCK) {
-        int size = c - lo < MAX_BLOCK ? c - lo : MAX_BLOCK;
+    for (int lo = 0; lo < c; lo += span) {
+        int size = c - lo < span ? c - lo : span;
         double block_top = best;
 #define AT_F32(i) (((const float *)z)[i])
 #define AT_BF16(i) bf16_float(((const uint16_t *)z)[i])
@@ -541,6 +579,26 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *
             kb = lo;
         }
     }
+    *m = best;
+    *kb_out = kb;
+    *lowest = low;
+    *bad_out = bad;
+}
+
+/* The max, its first index, the min and the row's status: SPECIAL (with NONFINITE for a NaN
+ * or +inf logit, an input problem; a -inf is a masked class, SPECIAL alone) or tame or not.
+ * The lanes are merged every SCAN_BLOCK logits (merging every MAX_BLOCK cost 5% of the
+ * kernel), which finds the same max and min: equal values have the same bits, but for a
+ * zero's sign, which depends on the order of the merges. A row whose max or min is zero is
+ * scanned again with the blocks of MAX_BLOCK that row_max has always used. */
+INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *lowest,
+                   int *tame)
+{
+    double best, low;
+    int bad, kb;
+    scan_blocks(z, narrow, c, SCAN_BLOCK, &best, &kb, &low, &bad);
+    if (!bad && (best == 0.0 || low == 0.0))
+        scan_blocks(z, narrow, c, MAX_BLOCK, &best, &kb, &low, &bad);
     if (bad) {
         int nonfinite = 0;
         for (int j = 0; j < c; j++) {
@@ -549,7 +607,15 @@ INLINE int row_max(const void *z, int narrow, int c, double *m, int *k, double *
         }
         return SPECIAL | (nonfinite ? NONFINITE : 0);
     }
+    /* the max's first index, from its block: LANES logits a time, then one by one */
     int j = kb;
+    for (; j + LANES <= c; j += LANES) {
+        int hit = 0;
+        for (int l = 0; l < LANES; l++)
+            hit |= load(z, narrow, j + l) == best;
+        if (hit)
+            break;
+    }
     while (load(z, narrow, j) != best)
         j++;
     *k = j;
@@ -605,8 +671,10 @@ typedef struct {
 } RowPass;
 
 /* The first pass over a row of c logits: 0, or its status (SPECIAL) if it holds a logit the
- * kernel leaves to the numpy specification. */
-INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
+ * kernel leaves to the numpy specification. `ahead`: the next row's logits (or NULL), fetched
+ * into the cache a block at a time while this row's exps are computed, so that the next
+ * row's max scan reads the cache, not memory. */
+INLINE int row_pass(const void *z, int narrow, int c, RowPass *r, const char *ahead)
 {
     int status = row_max(z, narrow, c, &r->m64, &r->k, &r->low, &r->tame);
     if (status)
@@ -620,22 +688,30 @@ INLINE int row_pass(const void *z, int narrow, int c, RowPass *r)
     Lanes b;
     if (c <= SMALL) {
         block_masked(z, narrow, tame, SMALL, c, k, m64, m32, em, &r->over32, &r->over64, &b);
-        r->s = lanes_total(&b);
+        r->s = lanes_total(&b, tame);
     } else {
         Pairwise pw;
         pw.count = 0;
         for (int lo = 0; lo < c; lo += BLOCK) {
             const void *zb = (const char *)z + (size_t)lo * item;
             int size = c - lo < BLOCK ? c - lo : BLOCK;
-            if (size == BLOCK && (k < lo || k >= lo + BLOCK))
+            int whole = size == BLOCK && (k < lo || k >= lo + BLOCK);
+            const char *next = ahead ? ahead + (size_t)lo * item : NULL;
+            /* block_tame spreads its prefetches, but for bfloat16 (a block is 8 lines: in a
+             * burst) */
+            int spread = whole && tame && narrow != BF16;
+            if (next && !spread)
+                for (size_t o = 0; o < (size_t)size * item; o += 64)
+                    __builtin_prefetch(next + o);
+            if (whole)
                 block(zb, narrow, tame, BLOCK, 0, BLOCK, -1, m64, m32, em, &r->over32,
-                      &r->over64, &b);
+                      &r->over64, spread ? next : NULL, &b);
             else
                 block_masked(zb, narrow, tame, BLOCK, size, k - lo, m64, m32, em, &r->over32,
                              &r->over64, &b);
-            pairwise_push(&pw, &b);
+            pairwise_push(&pw, &b, tame);
         }
-        r->s = pairwise_total(&pw);
+        r->s = pairwise_total(&pw, tame);
     }
     if (tame)
         tame_sums(&r->s, exp_tame(m64), em);
@@ -678,10 +754,10 @@ INLINE void store_ends(double *ends, Py_ssize_t stride, double m, double low, do
 }
 
 INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, double *ends,
-                Py_ssize_t stride, uint16_t *bits)
+                Py_ssize_t stride, uint16_t *bits, const char *ahead)
 {
     RowPass r;
-    int status = row_pass(z, narrow, c, &r);
+    int status = row_pass(z, narrow, c, &r, ahead);
     if (status) {
         *bits = (uint16_t)status;
         for (int q = 0; q < N_OUT; q++)
@@ -813,11 +889,12 @@ INLINE void rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, doub
             if (!small_batch(zi, narrow, (int)c, y + i, loss + i, ends + i, n, bits + i))
                 for (Py_ssize_t b = i; b < i + BATCH; b++)
                     row((const char *)z + (size_t)b * row_bytes, narrow, (int)c, y[b], loss + b,
-                        ends + b, n, bits + b);
+                        ends + b, n, bits + b, NULL);
             i += BATCH;
         } else {
-            row((const char *)z + (size_t)i * row_bytes, narrow, (int)c, y[i], loss + i,
-                ends + i, n, bits + i);
+            const char *zi = (const char *)z + (size_t)i * row_bytes;
+            row(zi, narrow, (int)c, y[i], loss + i, ends + i, n, bits + i,
+                i + 1 < hi ? zi + row_bytes : NULL);
             i++;
         }
     }
@@ -1001,9 +1078,9 @@ INLINE void sigmoid_row(const void *z, int narrow, const double *t, int c, doubl
         if (j < size)
             sigmoid_tail((const char *)z + (size_t)(lo + j) * item, narrow, t + lo + j,
                          size - j, &b, &ev);
-        pairwise_push(&pw, &b);
+        pairwise_push(&pw, &b, 0);
     }
-    Sums s = pairwise_total(&pw);
+    Sums s = pairwise_total(&pw, 0);
     loss[0] = (double)(s.n32 / (float)c);
     loss[stride] = s.n64 / c;
     loss[2 * stride] = (double)(s.s32 / (float)c);
@@ -1139,7 +1216,7 @@ INLINE void soft_row(const void *z, int narrow, const double *t, int c, double *
                      Py_ssize_t stride, uint16_t *bits)
 {
     RowPass r = {0};
-    int status = row_pass(z, narrow, c, &r);
+    int status = row_pass(z, narrow, c, &r, NULL);
     int odd = 0;
     for (int j = 0; j < c; j++)
         odd |= !isfinite(t[j]);
@@ -1171,9 +1248,9 @@ INLINE void soft_row(const void *z, int narrow, const double *t, int c, double *
             }
             soft_lanes(zp, 0, tp, &r, lse64, lse32, l1, 1, size - j, &b, &ev);
         }
-        pairwise_push(&pw, &b);
+        pairwise_push(&pw, &b, 0);
     }
-    Sums s = pairwise_total(&pw);
+    Sums s = pairwise_total(&pw, 0);
     loss[0] = (double)(0.0f - s.n32);
     loss[stride] = 0.0 - s.n64;
     loss[2 * stride] = (double)(0.0f - s.s32);
