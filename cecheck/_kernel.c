@@ -1621,39 +1621,66 @@ FOR_EACH_ISA(DEF_NARROW)
     }
 FOR_EACH_ISA(DEF_APPLY)
 
-#pragma GCC pop_options
-
 /* ------------------------------------------------------------------ headroom */
 
-/* lse(lam z) of a row of c logits whose max is m, for lam > 0: lam m + log of the sum of
- * exp(lam z_j - lam m) (exp_full each), in LANES lanes, then a tree: the same bits on every
- * instruction set. cecheck.headroom's estimate of a scaled row's log-partition, to tell the
- * rows far from a threshold (at most a few ulp per term from the sum; numpy sums otherwise). */
-/* exp(x) for x <= 0, 0 below -300 (a term below exp(-300) of the largest one, 1). */
-INLINE double scaled_term(double x)
-{
-    double e = exp_tame(x > -300.0 ? x : -300.0);
-    return x > -300.0 ? e : 0.0;
-}
+/* lse(lam z) of a row of c logits whose max is m, for lam > 0: lam m + log S, S the sum of
+ * the terms exp(x_j), x_j = lam z_j - lam m in float64 as numpy computes it, rounded to
+ * float32 and taken by exp_approx32, 16 lanes of float32 summing SCALED_BLOCK terms, then
+ * float64 lanes and a tree: the same bits on every instruction set. cecheck.headroom's
+ * estimate of a scaled row's log-partition, to tell the rows far from a threshold; its
+ * relative error is at most scaled_eta(c) (NaN where lam m is not finite: numpy decides). */
+#define SCALED_BLOCK 256
 
 INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, double m)
 {
-    double lm = lam * m, acc[LANES], terms[BLOCK];
+    double lm = lam * m, acc[LANES];
+    float part[LANES], terms[SCALED_BLOCK];
+    if (!isfinite(lm))
+        return NAN;
     for (int l = 0; l < LANES; l++)
         acc[l] = 0.0;
-    for (int lo = 0; lo < c; lo += BLOCK) {
-        int size = c - lo < BLOCK ? c - lo : BLOCK;
-        /* the exps in a loop of their own, which vectorises on AVX2 too (block_tame) */
+    for (int lo = 0; lo < c; lo += SCALED_BLOCK) {
+        int size = c - lo < SCALED_BLOCK ? c - lo : SCALED_BLOCK;
+        const void *zb = (const char *)z + (size_t)lo * item_size(narrow);
         for (int j = 0; j < size; j++)
-            terms[j] = scaled_term(lam * load(z, narrow, lo + j) - lm);
+            terms[j] = exp_approx32((float)(lam * load(zb, narrow, j) - lm));
+        for (int l = 0; l < LANES; l++)
+            part[l] = 0.0f;
         int whole = size - size % LANES;
         for (int j = 0; j < whole; j += LANES)
             for (int l = 0; l < LANES; l++)
-                acc[l] += terms[j + l];
+                part[l] += terms[j + l];
         for (int j = whole; j < size; j++)
-            acc[j - whole] += terms[j];
+            part[j - whole] += terms[j];
+        for (int l = 0; l < LANES; l++)
+            acc[l] += (double)part[l];
     }
     return lm + log_pos(tree64(acc));
+}
+
+/* The bound of scaled_lse_row: S / E within 1 +- eta of 1, E the exact sum of exp(x_j) of
+ * the float64 x_j <= 0 (lam z_j and lam m each rounded, then their difference, exactly as
+ * numpy: that error is cecheck.headroom's ESTIMATE_SLACK), E >= 1 (the max's x is exactly 0).
+ * Rounding x_j to float32 moves it by 2**-24 |x_j| at most (2**-150 where subnormal), so its
+ * exp by a factor exp(+-2**-24 |x_j|) (1 + 2**-17 bounds (exp(a) - 1) / a for the a met);
+ * over the terms, Σ exp(x_j) |x_j| = E (H - log E) <= E log c (H the entropy of the weights
+ * exp(x_j) / E): 2**-24 log c relatively. exp_approx32 is within EXP32_ERROR of shifted32's
+ * float32 exp from APPROX_MIN up, itself within 2**-24 (1 + 2**-40) of exp (exp_tame's error
+ * included); below, it gives exp(APPROX_MIN) (1 + EXP32_ERROR) at most for a term in [0,
+ * exp(APPROX_MIN) (1 + 2**-17)]: 2**-123 off, c 2**-123 in all, relatively at most that as
+ * S and E are about 1 at least. The sum: each term passes SCALED_BLOCK / LANES float32
+ * additions (the first onto 0, exact, counted) and ceil(c / SCALED_BLOCK) + log2(LANES)
+ * float64 ones, so it is within (1 + g32)(1 + g64) of the exact sum of the terms, g = D u /
+ * (1 - D u), u the unit roundoff. The product of the factors, minus 1, plus c 2**-122;
+ * rounded up generously. */
+static double scaled_eta(Py_ssize_t c)
+{
+    double u = 0x1p-24, d32 = SCALED_BLOCK / LANES, d64 = (double)(c / SCALED_BLOCK + 1) + 4;
+    double arg = u * (1.0 + 0x1p-23) * log((double)c) * (1.0 + 0x1p-17) + 0x1p-149;
+    double expo = (1.0 + (double)EXP32_ERROR) * (1.0 + u * (1.0 + 0x1p-40)) - 1.0;
+    double g32 = d32 * u / (1.0 - d32 * u), g64 = d64 * 0x1p-53 / (1.0 - d64 * 0x1p-53);
+    double eta = (1.0 + arg) * (1.0 + expo) * (1.0 + g32) * (1.0 + g64) - 1.0;
+    return (eta + (double)c * 0x1p-122) * (1.0 + 0x1p-20);
 }
 
 INLINE void scaled_lse_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *rows,
@@ -1686,6 +1713,8 @@ INLINE void scaled_lse_rows(const void *z, int narrow, Py_ssize_t c, const int64
         scaled_lse_rows(z, BF16, c, rows, lam, m, out, lo, hi);                             \
     }
 FOR_EACH_ISA(DEF_SCALED)
+
+#pragma GCC pop_options
 
 /* ------------------------------------------------------------------ instruction sets */
 
@@ -2051,7 +2080,8 @@ PyDoc_STRVAR(scaled_lse_doc,
              "For k in lo..hi: out[k] = lse(lam[k] * z[rows[k]]), the log-sum-exp of row rows[k]\n"
              "of C-contiguous (n, c) logits z (float32 if itemsize is 4, float64 if 8, bfloat16\n"
              "bits if 2) scaled by lam[k] > 0, whose max is m[k]; rows int64, lam, m and out\n"
-             "float64 (k,).\n"
+             "float64 (k,). Returns eta: each out[k] is lam[k] m[k] + log S, S within a factor\n"
+             "1 +- eta of the exact sum of exp(x_j), x_j = lam z_j - lam m in float64.\n"
              "Releases the GIL.");
 
 static PyObject *py_scaled_lse(PyObject *self, PyObject *args)
@@ -2084,7 +2114,7 @@ static PyObject *py_scaled_lse(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     run(z.buf, c, rows.buf, lam.buf, m.buf, out.buf, lo, hi);
     Py_END_ALLOW_THREADS
-    result = Py_NewRef(Py_None);
+    result = PyFloat_FromDouble(scaled_eta(c));
 done:
     PyBuffer_Release(&z);
     PyBuffer_Release(&rows);
