@@ -1393,6 +1393,113 @@ __attribute__((target("arch=x86-64-v3"))) static int look_up_v3(const float *tab
 }
 #endif
 
+/* The first loop of narrow_row: logits from..c to the format fmt (p.cast: float64 ones first
+ * to float32), into zr, their table indices into index; the max of their keys (integers
+ * ordered as the floats: the bits of a negative float flipped, which vectorises where a float
+ * max does not) into *top, whether any is not finite into *odd (both merged). */
+INLINE void cast_narrow(const void *z, int narrow, int from, int c, int fmt, float *zr,
+                        uint32_t *index, int32_t *top, uint32_t *odd)
+{
+    int32_t t = *top;
+    uint32_t o = *odd;
+    for (int j = from; j < c; j++) {
+        float v = narrow ? ((const float *)z)[j] : (float)((const double *)z)[j];
+        float r = round_narrow(v, fmt);
+        uint32_t u = f32_bits(r);
+        int32_t key = (int32_t)(u ^ ((uint32_t)((int32_t)u >> 31) >> 1));
+        zr[j] = r;
+        index[j] = narrow_index(r, fmt);
+        t = key > t ? key : t;
+        o |= (u & 0x7fffffffu) >= 0x7f800000u;
+    }
+    *top = t;
+    *odd = o;
+}
+
+/* cast_narrow to float16 of the first logits, 16 (8) at a time by F16C's conversions in the
+ * x86-64-v4 (v3) copy: the float16 bits rounded to nearest even whatever MXCSR says, inf
+ * past 65504 (65520 and up), gradual underflow, the sign of zero kept, NaN quieted with its
+ * payload cut as round_narrow cuts it (and its row is left to numpy anyway); converted back,
+ * the same float32 as round_narrow's, and the bits are narrow_index's. How many were done:
+ * cast_narrow does the rest (all in the default copy). Not inlined: a function of its own
+ * instruction set, called once per row. */
+typedef int Cast16(const void *z, int narrow, int c, float *zr, uint32_t *index, int32_t *top,
+                   uint32_t *odd);
+
+static int cast16_base(const void *z, int narrow, int c, float *zr, uint32_t *index,
+                       int32_t *top, uint32_t *odd)
+{
+    (void)z, (void)narrow, (void)c, (void)zr, (void)index, (void)top, (void)odd;
+    return 0;
+}
+
+#ifdef X86_ISAS
+__attribute__((target("arch=x86-64-v4"))) static int cast16_v4(const void *z, int narrow, int c,
+                                                               float *zr, uint32_t *index,
+                                                               int32_t *top, uint32_t *odd)
+{
+    __m512i t = _mm512_set1_epi32(*top);
+    __mmask16 o = 0;
+    const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    int j = 0;
+    for (; j + 16 <= c; j += 16) {
+        __m512 v;
+        if (narrow)
+            v = _mm512_loadu_ps((const float *)z + j);
+        else {
+            __m256 a = _mm512_cvtpd_ps(_mm512_loadu_pd((const double *)z + j));
+            __m256 b = _mm512_cvtpd_ps(_mm512_loadu_pd((const double *)z + j + 8));
+            v = _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
+        }
+        __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512i u = _mm512_castps_si512(_mm512_cvtph_ps(h));
+        _mm512_storeu_si512(zr + j, u);
+        _mm512_storeu_si512(index + j, _mm512_cvtepu16_epi32(h));
+        __m512i flip = _mm512_srli_epi32(_mm512_srai_epi32(u, 31), 1);
+        t = _mm512_max_epi32(t, _mm512_xor_si512(u, flip));
+        o |= _mm512_cmpge_epu32_mask(_mm512_and_si512(u, abs), inf);
+    }
+    *top = _mm512_reduce_max_epi32(t);
+    *odd |= o != 0;
+    return j;
+}
+
+__attribute__((target("arch=x86-64-v3"))) static int cast16_v3(const void *z, int narrow, int c,
+                                                               float *zr, uint32_t *index,
+                                                               int32_t *top, uint32_t *odd)
+{
+    __m256i t = _mm256_set1_epi32(*top), o = _mm256_setzero_si256();
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff), big = _mm256_set1_epi32(0x7f7fffff);
+    int j = 0;
+    for (; j + 8 <= c; j += 8) {
+        __m256 v;
+        if (narrow)
+            v = _mm256_loadu_ps((const float *)z + j);
+        else {
+            __m128 a = _mm256_cvtpd_ps(_mm256_loadu_pd((const double *)z + j));
+            __m128 b = _mm256_cvtpd_ps(_mm256_loadu_pd((const double *)z + j + 4));
+            v = _mm256_insertf128_ps(_mm256_castps128_ps256(a), b, 1);
+        }
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256i u = _mm256_castps_si256(_mm256_cvtph_ps(h));
+        _mm256_storeu_si256((__m256i *)(zr + j), u);
+        _mm256_storeu_si256((__m256i *)(index + j), _mm256_cvtepu16_epi32(h));
+        __m256i flip = _mm256_srli_epi32(_mm256_srai_epi32(u, 31), 1);
+        t = _mm256_max_epi32(t, _mm256_xor_si256(u, flip));
+        o = _mm256_or_si256(o, _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), big));
+    }
+    int32_t k[8];
+    uint32_t a[8];
+    _mm256_storeu_si256((__m256i *)k, t);
+    _mm256_storeu_si256((__m256i *)a, o);
+    for (int l = 0; l < 8; l++) {
+        *top = k[l] > *top ? k[l] : *top;
+        *odd |= a[l] != 0; /* all ones where |u| >= inf */
+    }
+    return j;
+}
+#endif
+
 /* exp(d) for float32 d <= 0, approximately: cephes' expf (Cody-Waite reduction, a degree-5
  * polynomial) in float32 arithmetic without fma (the same bits in every copy), within
  * EXP32_ERROR of shifted32's float32 exp, relatively, from APPROX_MIN up (measured by
@@ -1434,7 +1541,7 @@ INLINE float shifted32(float z, float m)
 INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, const float *tab,
                        float *zr, float *et, float *es, uint32_t *index, double *loss,
                        Py_ssize_t stride, uint16_t *bits, const char *ahead, float eta,
-                       LookUp *look_up, Pairwise2 *pairwise2)
+                       LookUp *look_up, Pairwise2 *pairwise2, Cast16 *cast16)
 {
     const float *t_exp = tab, *t_log = tab + TABLE, *f_log = tab + 2 * TABLE;
     /* the logits in the format (p.cast), their table indices, their max and whether any is
@@ -1442,16 +1549,8 @@ INLINE void narrow_row(const void *z, int narrow, int c, int64_t t, int fmt, con
      * flipped), which vectorises where a float max does not */
     int32_t top = INT32_MIN;
     uint32_t odd = 0;
-    for (int j = 0; j < c; j++) {
-        float v = narrow ? ((const float *)z)[j] : (float)((const double *)z)[j];
-        float r = round_narrow(v, fmt);
-        uint32_t u = f32_bits(r);
-        int32_t key = (int32_t)(u ^ ((uint32_t)((int32_t)u >> 31) >> 1));
-        zr[j] = r;
-        index[j] = narrow_index(r, fmt);
-        top = key > top ? key : top;
-        odd |= (u & 0x7fffffffu) >= 0x7f800000u;
-    }
+    int done = fmt == FLOAT16 ? cast16(z, narrow, c, zr, index, &top, &odd) : 0;
+    cast_narrow(z, narrow, done, c, fmt, zr, index, &top, &odd);
     /* the textbook exps: table look-ups */
     int overflow = look_up(t_exp, index, et, c);
     float m = f32_from((uint32_t)(top ^ (int32_t)((uint32_t)(top >> 31) >> 1)));
@@ -1541,7 +1640,7 @@ static float narrow_eta(Py_ssize_t c)
  * format present, float16's first. 0 if the scratch could not be allocated. */
 INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y, int formats,
                        const float *tab, double *loss, Py_ssize_t n, uint16_t *bits,
-                       Py_ssize_t lo, Py_ssize_t hi, LookUp *look_up,
+                       Py_ssize_t lo, Py_ssize_t hi, LookUp *look_up, Cast16 *cast16,
                        Pairwise2 *pairwise2)
 {
     float *scratch = malloc(4 * (size_t)c * sizeof(float)); /* zr, et, es, index */
@@ -1559,11 +1658,12 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
         /* the format a constant in each call, so that narrow_row vectorises for it */
         if (formats & 1)
             narrow_row(zi, narrow, (int)c, y[i], FLOAT16, tab, scratch, scratch + c,
-                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i, ahead, eta, look_up, pairwise2);
+                       scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss + i, n, bits + i,
+                       ahead, eta, look_up, pairwise2, cast16);
         if (formats & 2)
             narrow_row(zi, narrow, (int)c, y[i], BFLOAT16, tab_bf, scratch, scratch + c,
                        scratch + 2 * c, (uint32_t *)(scratch + 3 * c), loss_bf + i, n,
-                       bits_bf + i, ahead, eta, look_up, pairwise2);
+                       bits_bf + i, ahead, eta, look_up, pairwise2, cast16);
     }
     free(scratch);
     return 1;
@@ -1575,22 +1675,41 @@ INLINE int narrow_rows(const void *z, int narrow, Py_ssize_t c, const int64_t *y
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,      \
-                           pairwise2_##isa);                                                \
+        return narrow_rows(z, 1, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,  \
+                           cast16_##isa, pairwise2_##isa);                                  \
     }                                                                                       \
     ATTR static int narrow64_##isa(const void *z, Py_ssize_t c, const int64_t *y, int formats,\
                                    const float *tab, double *loss, Py_ssize_t n,            \
                                    uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi)            \
     {                                                                                       \
-        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,      \
-                           pairwise2_##isa);                                                \
+        return narrow_rows(z, 0, c, y, formats, tab, loss, n, bits, lo, hi, look_up_##isa,  \
+                           cast16_##isa, pairwise2_##isa);                                  \
     }
 FOR_EACH_ISA(DEF_NARROW)
 
+/* apply's float16 rounding (bits 0) or bits (1) of each value of x as a float32: narrow_row's
+ * first loop over float32 logits (cast16, then cast_narrow), a piece at a time. */
+INLINE void apply_float16(Cast16 *cast16, int bits, const double *x, double *out, Py_ssize_t n)
+{
+    float xf[256], zr[256];
+    uint32_t index[256];
+    for (Py_ssize_t i = 0; i < n; i += 256) {
+        int k = n - i < 256 ? (int)(n - i) : 256, done;
+        int32_t top = INT32_MIN;
+        uint32_t odd = 0;
+        for (int j = 0; j < k; j++)
+            xf[j] = (float)x[i + j];
+        done = cast16(xf, F32, k, zr, index, &top, &odd);
+        cast_narrow(xf, F32, done, k, FLOAT16, zr, index, &top, &odd);
+        for (int j = 0; j < k; j++)
+            out[i + j] = bits ? (double)index[j] : (double)zr[j];
+    }
+}
+
 /* The elementary functions on their own, for tests: 0 exp_full, 1 exp_tame, 2 log_pos,
- * 3 log1p_pos, 4 and 5 round_narrow to float16 and bfloat16, 6 the float16 bits of the
- * rounded value (narrow_index; a float32 argument: its float32 value), 7 exp_approx32 (a
- * loop each, so that each vectorises). */
+ * 3 log1p_pos, 4 and 5 round_narrow to float16 and bfloat16 (float16 as narrow_row rounds it:
+ * apply_float16), 6 the float16 bits of the rounded value (narrow_index; a float32 argument:
+ * its float32 value), 7 exp_approx32 (a loop each, so that each vectorises). */
 #define DEF_APPLY(isa, name, ATTR)                                                          \
     ATTR static void apply_each_##isa(int which, const double *x, double *out, Py_ssize_t n) \
     {                                                                                       \
@@ -1607,14 +1726,12 @@ FOR_EACH_ISA(DEF_NARROW)
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = log1p_pos(x[i]);                                                   \
         else if (which == 4)                                                                \
-            for (Py_ssize_t i = 0; i < n; i++)                                              \
-                out[i] = (double)round_narrow((float)x[i], FLOAT16);                        \
+            apply_float16(cast16_##isa, 0, x, out, n);                                      \
         else if (which == 5)                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = (double)round_narrow((float)x[i], BFLOAT16);                       \
         else if (which == 6)                                                                \
-            for (Py_ssize_t i = 0; i < n; i++)                                              \
-                out[i] = (double)narrow_index(round_narrow((float)x[i], FLOAT16), FLOAT16); \
+            apply_float16(cast16_##isa, 1, x, out, n);                                      \
         else                                                                                \
             for (Py_ssize_t i = 0; i < n; i++)                                              \
                 out[i] = (double)exp_approx32((float)x[i]);                                 \
