@@ -49,9 +49,12 @@ PATHS = ("textbook", "naive", "stable")
 BREAKS = ("textbook", "naive")  # the paths whose cliff is a NaN or inf loss
 Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
-# The kernel's lse(λz) (_Rows.scaled_lse) and numpy's differ by a few ulp per term of
-# the sum and of λ·max z, λ·z_y: a row whose estimate is farther than this from a
-# threshold, relative to those terms, is on the side numpy finds it on.
+# numpy's lse(λz) - λ z_y is within a few float64 ulp per term of the sum and of λ·max z,
+# λ·z_y of its exact value on the same float64 λz_j - λ max z (each rounded as numpy rounds
+# it, which the kernel's estimate takes too): that error is at most this, relative to those
+# terms. The kernel's estimate (_Rows.scaled_lse) adds its float32 sum's: log(1 ± η), η
+# its bound (scaled_eta in _kernel.c). A row whose estimate is farther than both from a
+# threshold is on the side numpy finds it on.
 ESTIMATE_SLACK = 2.0**-30
 
 
@@ -208,23 +211,26 @@ class _Rows:
         log_c = math.log(self.logits.shape[1])
 
         def margin(i: Array, lam: float) -> Pair:
-            value: Array = self.scaled_lse(i, lam) - lam * zy[i]
+            lse, log_error = self.scaled_lse(i, lam)
+            value: Array = lse - lam * zy[i]
             terms = lam * (np.abs(self.m[i]) + np.abs(zy[i])) + log_c + np.abs(value)
-            return value, ESTIMATE_SLACK * (1 + terms)
+            return value, ESTIMATE_SLACK * (1 + terms) + log_error
 
         return margin
 
-    def scaled_lse(self, i: Array, lam: float) -> Array:
-        """``lse(λz)`` of the kept rows ``i`` by the kernel's exp and log, summed in its own
-        order (``scaled_lse`` in ``_kernel.c``): within a few ulp per term of numpy's."""
+    def scaled_lse(self, i: Array, lam: float) -> tuple[Array, float]:
+        """``lse(λz)`` of the kept rows ``i`` by the kernel (``scaled_lse`` in ``_kernel.c``:
+        float32 exps of numpy's float64 ``λz_j - λ max z``, summed in its own order), and how
+        far it may be from that of the exact exps of those: ``-log(1 - η)``, ``η`` the
+        relative error of its sum."""
         from cecheck import fast  # on the kernel's chunks only: the renderers import this module
 
         z, at, top = narrow.raw(self.logits), self.at[i], np.ascontiguousarray(self.m[i])
         out = np.empty(at.size)
-        fast.kernel().scaled_lse(
+        eta = fast.kernel().scaled_lse(
             z, z.itemsize, *z.shape, at, np.full(at.size, lam), top, out, 0, at.size
         )
-        return out
+        return out, -math.log1p(-eta)
 
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ

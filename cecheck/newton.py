@@ -88,8 +88,9 @@ def solve(
     the best so far), so chunks give the same answer however the rows are split. ``chord``:
     a convex ``fn``'s values at 1 and 0, for :func:`past`. ``estimate``: a convex ``fn``'s
     value by the kernel, for :func:`past`, and to leave out of Newton's method the rows
-    certainly not past ``target`` at the best λ found (:func:`below`): their crossing, and
-    so Newton's from above it, is after that λ.
+    certainly not past ``target`` at the best λ found, or before one is found at the least
+    ``hi`` (whose row crosses by then) (:func:`below`): their crossing, and so Newton's from
+    above it, is after that λ.
     """
     lo = np.minimum(lo, hi)  # ends that rounding crossed: the crossing is at hi
     bound = min(best.factor, float(hi.min(initial=math.inf)))
@@ -104,8 +105,9 @@ def solve(
         part = part[lo[part] <= best.factor]
         if not part.size:
             break  # sorted by lo: no later row can be first
-        if estimate is not None and 0 < best.factor < math.inf:
-            part = part[~below(part, estimate, best.factor, target)[0]]
+        cap = min(best.factor, bound)  # the row of the least hi crosses by then
+        if estimate is not None and 0 < cap < math.inf:
+            part = part[~below(part, estimate, cap, target)[0]]
         found = newton(get(part), zy[part], lo[part], hi[part], target, fn)
         offer_min(best, found, rows[part], cause)
         i += block

@@ -115,6 +115,27 @@ def test_a_rounded_value_indexes_its_float16_bits() -> None:
     assert_array_equal(out, half.view(np.uint16).astype(np.float64))
 
 
+def test_a_nan_rounds_to_float16_as_round_narrow_rounds_it() -> None:
+    """NaN (its row goes to numpy): quieted, the payload cut to float16's 10 bits, the sign
+    kept, in the F16C copies (x86-64-v4, v3) as in round_narrow (every length: vectors and
+    the tail after them)."""
+    rng = np.random.default_rng(3)
+    payload = np.concatenate([[1, 0x1FFF, 0x2000, 0x3FFFFF, 0x400000, 0x7FFFFF],
+                              rng.integers(1, 0x800000, 997)]).astype(np.uint32)  # fmt: skip
+    u = np.concatenate([payload, payload | np.uint32(0x80000000)]) | np.uint32(0x7F800000)
+    rounded, bits = np.empty(u.size), np.empty(u.size)
+    with np.errstate(invalid="ignore"):  # float32 NaN to float64 and back: the payload kept
+        x = u.view(np.float32).astype(np.float64)
+    _kernel.apply("round_float16", x, rounded)
+    _kernel.apply("float16_bits", x, bits)
+    want = ((u & np.uint32(0x7FFFFFFF)) | np.uint32(0x400000)) & np.uint32(0xFFFFE000)
+    want |= u & np.uint32(0x80000000)
+    with np.errstate(invalid="ignore"):
+        assert_array_equal(rounded.astype(np.float32).view(np.uint32), want)
+    want_bits = (want >> np.uint32(16)) & np.uint32(0x8000) | (want >> np.uint32(13)) & 0x7FFF
+    assert_array_equal(bits, (want_bits & np.uint32(0x83FF) | np.uint32(0x7C00)).astype(float))
+
+
 @pytest.mark.parametrize("c", [1, 7, 8, 9, 15, 16, 17, 31, 1000, 1 << 16])
 def test_table_look_ups_give_each_entry(c: int) -> None:
     """The table look-ups of the active copy (gathers in the x86-64-v4 and v3 copies, a loop
