@@ -744,13 +744,15 @@ INLINE double others_max(const void *z, int narrow, int c, int64_t t, double m, 
     return best;
 }
 
-/* A row's ends for the headroom and the casts (cecheck.rowends): its max, its min and the
- * other classes' max; NaN on a row left to numpy. */
-INLINE void store_ends(double *ends, Py_ssize_t stride, double m, double low, double rest)
+/* A row's ends for the headroom and the casts (cecheck.rowends): its max, its min, the
+ * other classes' max and the target's logit; NaN on a row left to numpy. */
+INLINE void store_ends(double *ends, Py_ssize_t stride, double m, double low, double rest,
+                       double zt)
 {
     ends[0] = m;
     ends[stride] = low;
     ends[2 * stride] = rest;
+    ends[3 * stride] = zt;
 }
 
 INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, double *ends,
@@ -762,11 +764,11 @@ INLINE void row(const void *z, int narrow, int c, int64_t t, double *loss, doubl
         *bits = (uint16_t)status;
         for (int q = 0; q < N_OUT; q++)
             loss[q * stride] = NAN;
-        store_ends(ends, stride, NAN, NAN, NAN);
+        store_ends(ends, stride, NAN, NAN, NAN, NAN);
         return;
     }
     double zt = load(z, narrow, (int)t);
-    store_ends(ends, stride, r.m64, r.low, others_max(z, narrow, c, t, r.m64, zt));
+    store_ends(ends, stride, r.m64, r.low, others_max(z, narrow, c, t, r.m64, zt), zt);
     float et32;
     double et = row_exp(zt, narrow, r.tame, &et32);
     float es32;
@@ -874,7 +876,7 @@ INLINE int small_batch(const void *z, int narrow, int c, const int64_t *y, doubl
         double rest = -INFINITY; /* the other classes' max, as others_max */
         for (int j = 0; j < c; j++)
             rest = j != y[b] && tile[j][b] > rest ? tile[j][b] : rest;
-        store_ends(ends + b, stride, m[b], low[b], zt[b] < m[b] ? m[b] : rest);
+        store_ends(ends + b, stride, m[b], low[b], zt[b] < m[b] ? m[b] : rest, zt[b]);
     }
     return 1;
 }
@@ -1818,12 +1820,18 @@ FOR_EACH_ISA(DEF_APPLY)
 /* ------------------------------------------------------------------ headroom */
 
 /* lse(lam z) of a row of c logits whose max is m, for lam > 0: lam m + log S, S the sum of
- * the terms exp(x_j), x_j = lam z_j - lam m in float64 as numpy computes it, rounded to
- * float32 and taken by exp_approx32, 16 lanes of float32 summing SCALED_BLOCK terms, then
- * float64 lanes and a tree: the same bits on every instruction set. cecheck.headroom's
- * estimate of a scaled row's log-partition, to tell the rows far from a threshold; its
- * relative error is at most scaled_eta(c) (NaN where lam m is not finite: numpy decides). */
+ * the terms exp(x_j), x_j = lam (z_j - m), taken by exp_approx32, 16 lanes of float32
+ * summing SCALED_BLOCK terms, then float64 lanes and a tree: the same bits on every
+ * instruction set. x_j in float32 (z_j - m, then times lam rounded to float32: three
+ * roundings) where the logits and m are float32 values and lam is a normal float32 well
+ * inside its range, which keeps every product finite or far below exp's range; else lam z_j
+ * - lam m in float64 as numpy computes it, rounded to float32 (one rounding, then exact on
+ * numpy's x_j). cecheck.headroom's estimate of a scaled row's log-partition, to tell the
+ * rows far from a threshold; its relative error is at most scaled_eta(c) (NaN where lam m is
+ * not finite: numpy decides). */
 #define SCALED_BLOCK 256
+#define SCALED_LAM_MIN 0x1p-60 /* lam's range for float32 x_j: lam (z_j - m) overflows only */
+#define SCALED_LAM_MAX 0x1p60  /* to -inf, and 2**-60 * 2 * float32's max is far below -86 */
 
 INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, double m)
 {
@@ -1833,11 +1841,21 @@ INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, doubl
         return NAN;
     for (int l = 0; l < LANES; l++)
         acc[l] = 0.0;
+    const int single = narrow != F64 && lam >= SCALED_LAM_MIN && lam <= SCALED_LAM_MAX &&
+                       fabs(lm) <= 0x1p24;
+    const float lam32 = (float)lam, m32 = (float)m; /* m: a logit, exact when single */
     for (int lo = 0; lo < c; lo += SCALED_BLOCK) {
         int size = c - lo < SCALED_BLOCK ? c - lo : SCALED_BLOCK;
         const void *zb = (const char *)z + (size_t)lo * item_size(narrow);
-        for (int j = 0; j < size; j++)
-            terms[j] = exp_approx32((float)(lam * load(zb, narrow, j) - lm));
+        if (single && narrow == BF16)
+            for (int j = 0; j < size; j++)
+                terms[j] = exp_approx32(lam32 * (bf16_float(((const uint16_t *)zb)[j]) - m32));
+        else if (single)
+            for (int j = 0; j < size; j++)
+                terms[j] = exp_approx32(lam32 * (((const float *)zb)[j] - m32));
+        else
+            for (int j = 0; j < size; j++)
+                terms[j] = exp_approx32((float)(lam * load(zb, narrow, j) - lm));
         for (int l = 0; l < LANES; l++)
             part[l] = 0.0f;
         int whole = size - size % LANES;
@@ -1862,7 +1880,12 @@ INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, doubl
  * float32 exp from APPROX_MIN up, itself within 2**-24 (1 + 2**-40) of exp (exp_tame's error
  * included); below, it gives exp(APPROX_MIN) (1 + EXP32_ERROR) at most for a term in [0,
  * exp(APPROX_MIN) (1 + 2**-17)]: 2**-123 off, c 2**-123 in all, relatively at most that as
- * S and E are about 1 at least. The sum: each term passes SCALED_BLOCK / LANES float32
+ * S and E are about 1 at least. Where x_j is taken in float32 (scaled_lse_row), three
+ * roundings (z_j - m, lam, their product: subnormal results exact, or off by 2**-150) move it
+ * by 3.01 2**-24 |x*_j| from x*_j = lam (z_j - m) exactly, and numpy's x_j is within 2**-52
+ * (lam |z_j| + lam |m|) + 2**-53 |x_j| of x*_j, where lam |z_j| <= lam |m| + |x*_j|: with
+ * the weights, 3.01 2**-24 log c + 2**-51 (log c + lam |m|) at most, lam |m| <= 2**24 there:
+ * 3.125 2**-24 log c + 2**-26 bounds both. The sum: each term passes SCALED_BLOCK / LANES float32
  * additions (the first onto 0, exact, counted) and ceil(c / SCALED_BLOCK) + log2(LANES)
  * float64 ones, so it is within (1 + g32)(1 + g64) of the exact sum of the terms, g = D u /
  * (1 - D u), u the unit roundoff. The product of the factors, minus 1, plus c 2**-122;
@@ -1870,7 +1893,7 @@ INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, doubl
 static double scaled_eta(Py_ssize_t c)
 {
     double u = 0x1p-24, d32 = SCALED_BLOCK / LANES, d64 = (double)(c / SCALED_BLOCK + 1) + 4;
-    double arg = u * (1.0 + 0x1p-23) * log((double)c) * (1.0 + 0x1p-17) + 0x1p-149;
+    double arg = (0x1.9p-23 * log((double)c) + 0x1p-26) * (1.0 + 0x1p-17) + 0x1p-149;
     double expo = (1.0 + (double)EXP32_ERROR) * (1.0 + u * (1.0 + 0x1p-40)) - 1.0;
     double g32 = d32 * u / (1.0 - d32 * u), g64 = d64 * 0x1p-53 / (1.0 - d64 * 0x1p-53);
     double eta = (1.0 + arg) * (1.0 + expo) * (1.0 + g32) * (1.0 + g64) - 1.0;
@@ -1914,7 +1937,7 @@ FOR_EACH_ISA(DEF_SCALED)
 
 enum { INDEX, SIGMOID, SOFT }; /* the kernels */
 
-/* ends: the INDEX kernel's (3, n) row ends (store_ends); unused by the others (NULL). */
+/* ends: the INDEX kernel's (4, n) row ends (store_ends); unused by the others (NULL). */
 typedef void KernelFn(const void *z, Py_ssize_t c, const void *labels, double *loss,
                       double *ends, Py_ssize_t n, uint16_t *bits, Py_ssize_t lo, Py_ssize_t hi);
 typedef void ApplyFn(int which, const double *x, double *out, Py_ssize_t n);
@@ -2031,7 +2054,7 @@ static PyObject *run_rows(PyObject *args, int kernel)
     if (!check_size(&z, n * c * itemsize, "z") ||
         !check_size(&y, (per_class ? n * c : n) * 8, "labels") ||
         !check_size(&loss, N_OUT * n * 8, "loss") || !check_size(&bits, n * 2, "bits") ||
-        (!per_class && !check_size(&ends, 3 * n * 8, "ends")))
+        (!per_class && !check_size(&ends, 4 * n * 8, "ends")))
         goto done;
     if (!per_class) {
         const int64_t *yy = y.buf;
@@ -2064,10 +2087,10 @@ PyDoc_STRVAR(multiclass_index_doc,
              "if 8, bfloat16 bits if 2) with int64 targets y in [0, c): losses into the\n"
              "float64 (7, n) buffer\n"
              "loss (textbook32, textbook64, stable32, stable64, reference, naive32, naive64;\n"
-             "naive and stable as PyTorch computes them), each row's max, min and largest logit\n"
-             "of the classes other than its target into the float64 (3, n) buffer ends (NaN on\n"
-             "a row left to numpy), and status bits into the uint16 (n,) buffer bits. Releases\n"
-             "the GIL.");
+             "naive and stable as PyTorch computes them), each row's max, min, largest logit\n"
+             "of the classes other than its target and target's logit into the float64 (4, n)\n"
+             "buffer ends (NaN on a row left to numpy), and status bits into the uint16 (n,)\n"
+             "buffer bits. Releases the GIL.");
 
 static PyObject *py_multiclass_index(PyObject *self, PyObject *args)
 {

@@ -270,7 +270,7 @@ def multiclass_index(
     """
     z = logits if isinstance(logits, narrow.Bfloat16Rows) else _logits(logits)
     y = np.ascontiguousarray(target, dtype=np.int64)
-    loss, bits = _run(kernel().multiclass_index, narrow.stored(z), y, ends := np.empty((3, len(z))))
+    loss, bits = _run(kernel().multiclass_index, narrow.stored(z), y, ends := np.empty((4, len(z))))
     results: dict[tuple[str, str], PathResult] = {}
     flags = {"float32": (_OVER32, _UNDER32, _NUNDER32), "float64": (_OVER64, _UNDER64, _NUNDER64)}
     for d, row in (("float32", 0), ("float64", 1)):
@@ -314,7 +314,7 @@ def _narrow_index(
     def part(lo: int, hi: int) -> None:
         kernel().narrow_index(z, z.itemsize, n, c, y, mask, tables, loss, bits, lo, hi)
 
-    _run_parts(part, n)
+    run_parts(part, n)
     results: dict[tuple[str, str], PathResult] = {}
     for d, out, status in zip(formats, loss, bits, strict=True):
         ours = {
@@ -434,11 +434,11 @@ def _run(kernel: Callable[..., None], z: Array, labels: Array, *ends: Array) -> 
     def part(lo: int, hi: int) -> None:
         kernel(z, z.itemsize, n, c, labels, loss, *ends, bits, lo, hi)
 
-    _run_parts(part, n)
+    run_parts(part, n)
     return loss, bits
 
 
-def _run_parts(part: Callable[[int, int], None], n: int) -> None:
+def run_parts(part: Callable[[int, int], None], n: int) -> None:
     """``part(lo, hi)`` over ``[0, n)`` split into one range per core, run in parallel."""
     global _pool
     k = min(threads(), max(1, n))

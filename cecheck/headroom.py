@@ -51,9 +51,9 @@ Z_LOSS_WEIGHT = 1e-4  # PaLM's z-loss coefficient
 BLOCK_ELEMENTS = 1 << 18  # logits per block of float64 work (2 MB a temporary)
 # numpy's lse(λz) - λ z_y is within a few float64 ulp per term of the sum and of λ·max z,
 # λ·z_y of its exact value on the same float64 λz_j - λ max z (each rounded as numpy rounds
-# it, which the kernel's estimate takes too): that error is at most this, relative to those
-# terms. The kernel's estimate (_Rows.scaled_lse) adds its float32 sum's: log(1 ± η), η
-# its bound (scaled_eta in _kernel.c). A row whose estimate is farther than both from a
+# it): that error is at most this, relative to those terms. The kernel's estimate
+# (_Rows.scaled_lse) adds its own, from those arguments: log(1 ± η), η its bound
+# (scaled_eta in _kernel.c). A row whose estimate is farther than both from a
 # threshold is on the side numpy finds it on.
 ESTIMATE_SLACK = 2.0**-30
 
@@ -226,11 +226,13 @@ class _Rows:
         from cecheck import fast  # on the kernel's chunks only: the renderers import this module
 
         z, at, top = narrow.raw(self.logits), self.at[i], np.ascontiguousarray(self.m[i])
-        out = np.empty(at.size)
-        eta = fast.kernel().scaled_lse(
-            z, z.itemsize, *z.shape, at, np.full(at.size, lam), top, out, 0, at.size
-        )
-        return out, -math.log1p(-eta)
+        out, lams, eta = np.empty(at.size), np.full(at.size, lam), [0.0]
+
+        def part(lo: int, hi: int) -> None:
+            eta[0] = fast.kernel().scaled_lse(z, z.itemsize, *z.shape, at, lams, top, out, lo, hi)
+
+        fast.run_parts(part, at.size)
+        return out, -math.log1p(-eta[0])
 
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
@@ -259,15 +261,15 @@ def _from_reference(
 ) -> Stats:
     """:func:`_block` from the rows' finite float64 reference ``lse - z_y``: ``lse`` is
     ``reference + z_y`` and, where the target is the maximum, ``δ = expm1(reference)``. The
-    rows' maximum, minimum and, where the target is the maximum, the other classes' maximum
-    are the kernel's ``ends``, or else read from the logits, a few rows at a time (while they
-    are in the cache)."""
-    z = logits if at.size == logits.shape[0] else logits[at]
+    rows' maximum, minimum, target's logit and, where the target is the maximum, the other
+    classes' maximum are the kernel's ``ends``, or else read from the logits, a few rows at a
+    time (while they are in the cache)."""
     y, r = labels[at], np.asarray(ref[at], dtype=np.float64)
-    zy = np.asarray(z[np.arange(y.size), y], dtype=np.float64)
     if ends is not None:
-        m, low, rest = ends.max[at], ends.min[at], ends.rest[at]
+        m, low, rest, zy = ends.max[at], ends.min[at], ends.rest[at], ends.target[at]
     else:
+        z = logits if at.size == logits.shape[0] else logits[at]
+        zy = np.asarray(z[np.arange(y.size), y], dtype=np.float64)
         m, low, rest = _ends(z, y, zy, c)
     k = np.flatnonzero(np.isfinite(m) & np.isfinite(low))  # no NaN, ±inf (a masked class)
     with np.errstate(under="ignore"):

@@ -97,6 +97,8 @@ def solve(
     if not math.isfinite(bound):
         return
     pick = np.flatnonzero(lo <= bound)
+    if math.isfinite(best.factor) and pick.size > NEWTON_ROWS:  # a best from the rows before
+        pick = past(pick, get, step, zy, best, target, fn, chord, estimate)
     pick = pick[np.argsort(lo[pick], kind="stable")]
     block = min(step, NEWTON_ROWS)
     i = 0

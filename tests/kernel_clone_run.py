@@ -102,14 +102,14 @@ def run() -> dict[str, np.ndarray]:
         loss = np.empty((7, n))  # textbook 32, 64, stable 32, 64, reference, naive 32, 64
         bits = np.empty(n, dtype=np.uint16)
         outputs = (loss,)
-        if kernel == "multiclass_index":  # and each row's max, min and other classes' max
-            outputs = (loss, np.empty((3, n)))
+        if kernel == "multiclass_index":  # and each row's max, min, other classes' max, target
+            outputs = (loss, np.empty((4, n)))
             out[f"{name}-ends"] = outputs[1]
         getattr(_kernel, kernel)(z, z.itemsize, n, c, labels, *outputs, bits, 0, n)
         out[f"{name}-loss"], out[f"{name}-bits"] = loss, bits
         if kernel == "multiclass_index" and z.dtype == np.float32:  # as bfloat16 bits
             stored = (z.view(np.uint32) >> 16).astype(np.uint16)
-            loss, ends = np.empty((7, n)), np.empty((3, n))
+            loss, ends = np.empty((7, n)), np.empty((4, n))
             bits = np.empty(n, dtype=np.uint16)
             _kernel.multiclass_index(stored, 2, n, c, labels, loss, ends, bits, 0, n)
             out[f"{name}-as-bfloat16-loss"], out[f"{name}-as-bfloat16-bits"] = loss, bits

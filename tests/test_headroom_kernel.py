@@ -57,19 +57,24 @@ def rows_of(c: int, rng: np.random.Generator) -> np.ndarray:
     return z
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, "bfloat16"])
 @pytest.mark.parametrize("c", [1, 2, 15, 16, 17, 300, 513, 32000])
-def test_the_kernels_scaled_lse_is_within_its_bound(dtype: type, c: int) -> None:
+def test_the_kernels_scaled_lse_is_within_its_bound(dtype: type | str, c: int) -> None:
     """|lse - exact| <= -log(1 - η): the rows the estimate puts past its error from a
     threshold are there. The bound is not loose by more than 64 times on these rows (a
-    bound too small by that much, say EXP32_ERROR alone, fails)."""
+    bound too small by that much, say EXP32_ERROR alone, fails). bfloat16: the kernel reads
+    the stored bits."""
     rng = np.random.default_rng(c)
-    z = rows_of(c, rng).astype(dtype)
+    z = rows_of(c, rng).astype(np.float32 if dtype == "bfloat16" else dtype)
+    stored = z
+    if dtype == "bfloat16":
+        stored = (z.view(np.uint32) >> 16).astype(np.uint16)
+        z = (stored.astype(np.uint32) << 16).view(np.float32)
     rows = rng.permutation(len(z))
     lam = rng.choice([1e-3, 0.38, 1.0, 1.0 + 2**-20, 2.5, 37.0], rows.size)
     lam[z[rows, 0] == -86.0] = 1.0
     top = z.max(axis=1).astype(np.float64)[rows]
-    mine, eta = scaled_lse(z, rows, lam, top)
+    mine, eta = scaled_lse(stored, rows, lam, top)
     exact = exact_lse(z[rows], lam, top)
     bound = -math.log1p(-eta) + 2**-48 * (1 + np.abs(exact))
     err = np.abs(mine - exact)
@@ -131,7 +136,7 @@ def test_most_rows_are_told_by_the_kernels_estimate(monkeypatch: pytest.MonkeyPa
     numpy_ = headroom_of(z, y, 100, kernel=False)
     by_numpy, evaluated[0] = evaluated[0], 0
     assert headroom_of(z, y, 100, kernel=True) == numpy_
-    assert by_numpy > 400  # every row once, then Newton's method
+    assert by_numpy > 300  # most rows once (the chord tells the others), then Newton's
     assert evaluated[0] < by_numpy / 4
     assert "cause='sum_overflow'" in numpy_
 

@@ -146,7 +146,7 @@ def test_the_kernel_reads_bfloat16_bits_as_their_float32_values(c: int) -> None:
     y = rng.integers(0, c, n).astype(np.int64)
 
     def run(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        loss, ends, status = np.empty((7, n)), np.empty((3, n)), np.empty(n, dtype=np.uint16)
+        loss, ends, status = np.empty((7, n)), np.empty((4, n)), np.empty(n, dtype=np.uint16)
         fast.kernel().multiclass_index(z, z.itemsize, n, c, y, loss, ends, status, 0, n)
         return loss, ends, status
 
