@@ -1438,56 +1438,42 @@ typedef float Pairwise1(const float *a, Py_ssize_t n);
     }
 FOR_EACH_ISA(DEF_PAIRWISE)
 
-/* out[j] = tab[index[j]] for j < c (every index below TABLE); whether one is inf. GCC 12
- * does not vectorise these look-ups for these CPUs (nor did a look-up in the loop that makes
- * the indices keep that loop scalar): the x86-64-v4 and v3 copies gather 16 and 8 at a time
- * (a load each, the same bits as the default copy's loop). Not inlined: a function of its
- * own instruction set, called once per row. */
+/* out[j] = tab[index[j]] for j < c (every index below TABLE); whether one is inf. Scalar
+ * loads, four a loop, then the test of out for inf, which vectorises: on this machine's
+ * AMD EPYC, 0.25 ns a look-up against 0.35 by AVX-512 gathers, 0.48 by AVX2 gathers and
+ * 0.55 by a loop testing each value as it loads it (GCC 12 does not vectorise these
+ * look-ups). A copy per instruction set: not inlined, a function of its own, called once
+ * per row. */
 typedef int LookUp(const float *tab, const uint32_t *index, float *out, int c);
 
-static int look_up_base(const float *tab, const uint32_t *index, float *out, int c)
+INLINE int look_up_each(const float *tab, const uint32_t *index, float *out, int c)
 {
-    int overflow = 0;
-    for (int j = 0; j < c; j++) {
-        float e = tab[index[j]];
-        out[j] = e;
-        overflow |= e == INFINITY;
+    int j = 0;
+    for (; j + 4 <= c; j += 4) {
+        float a = tab[index[j]], b = tab[index[j + 1]], d = tab[index[j + 2]];
+        float e = tab[index[j + 3]];
+        out[j] = a;
+        out[j + 1] = b;
+        out[j + 2] = d;
+        out[j + 3] = e;
     }
+    for (; j < c; j++)
+        out[j] = tab[index[j]];
+    int overflow = 0;
+    for (j = 0; j < c; j++)
+        overflow |= out[j] == INFINITY;
     return overflow;
 }
 
+#define DEF_LOOK_UP(isa, name, ATTR)                                                        \
+    ATTR static int look_up_##isa(const float *tab, const uint32_t *index, float *out, int c) \
+    {                                                                                       \
+        return look_up_each(tab, index, out, c);                                            \
+    }
+FOR_EACH_ISA(DEF_LOOK_UP)
+
 #ifdef X86_ISAS
 #include <immintrin.h>
-
-__attribute__((target("arch=x86-64-v4"))) static int look_up_v4(const float *tab,
-                                                                 const uint32_t *index,
-                                                                 float *out, int c)
-{
-    const __m512 inf = _mm512_set1_ps(INFINITY);
-    __mmask16 over = 0;
-    int j = 0;
-    for (; j + 16 <= c; j += 16) {
-        __m512 e = _mm512_i32gather_ps(_mm512_loadu_si512(index + j), tab, 4);
-        _mm512_storeu_ps(out + j, e);
-        over |= _mm512_cmp_ps_mask(e, inf, _CMP_EQ_OQ);
-    }
-    return look_up_base(tab, index + j, out + j, c - j) | (over != 0);
-}
-
-__attribute__((target("arch=x86-64-v3"))) static int look_up_v3(const float *tab,
-                                                                 const uint32_t *index,
-                                                                 float *out, int c)
-{
-    const __m256 inf = _mm256_set1_ps(INFINITY);
-    __m256 over = _mm256_setzero_ps();
-    int j = 0;
-    for (; j + 8 <= c; j += 8) {
-        __m256 e = _mm256_i32gather_ps(tab, _mm256_loadu_si256((const __m256i *)(index + j)), 4);
-        _mm256_storeu_ps(out + j, e);
-        over = _mm256_or_ps(over, _mm256_cmp_ps(e, inf, _CMP_EQ_OQ));
-    }
-    return look_up_base(tab, index + j, out + j, c - j) | (_mm256_movemask_ps(over) != 0);
-}
 #endif
 
 /* The first loop of narrow_row: logits from..c to the format fmt (p.cast: float64 ones first
