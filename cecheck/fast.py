@@ -307,12 +307,12 @@ def _narrow_index(
     while it is in the cache) by the kernel's narrow_index, with the specification's bits
     (:mod:`cecheck.narrow`); a row with a logit not finite in the format by numpy."""
     n, c = z.shape
-    loss = np.empty((len(formats), 3, n), dtype=np.float64)
-    bits = np.empty((len(formats), n), dtype=np.uint16)
+    loss, bits = np.empty((len(formats), 3, n)), np.empty((len(formats), n), dtype=np.uint16)
     mask, tables = sum(1 << NARROW.index(d) for d in formats), narrow.tables(formats)
+    over_at = narrow.exp_overflow_at(formats)
 
     def part(lo: int, hi: int) -> None:
-        kernel().narrow_index(z, z.itemsize, n, c, y, mask, tables, loss, bits, lo, hi)
+        kernel().narrow_index(z, z.itemsize, n, c, y, mask, tables, over_at, loss, bits, lo, hi)
 
     run_parts(part, n)
     results: dict[tuple[str, str], PathResult] = {}

@@ -12,9 +12,10 @@ float64 exp rounded to float32, as the specification rounds numpy's float64 exp 
 by an ulp of float64 in places, which changes the float32 rounding only for an exp within
 that ulp of a float32 tie: none in 10**7 samples); only the target's is needed exactly when
 a float32 exp's sum, within a proven bound of the exact one, decides the rounded sum and
-probability the paths take (else the row takes the exact exps). Rows with a logit that is
-not finite in the format (NaN, inf, a -inf mask, beyond 65504 in float16) are recomputed by
-numpy.
+probability the paths take (else the row takes the exact exps); the textbook exps of a row
+whose max reaches :func:`exp_overflow_at` sum to inf, and only the target's is looked up.
+Rows with a logit that is not finite in the format (NaN, inf, a -inf mask, beyond 65504 in
+float16) are recomputed by numpy.
 """
 
 from __future__ import annotations
@@ -39,11 +40,40 @@ def tables(formats: tuple[str, ...]) -> Array:
 
     blocks = []
     for d in formats:
-        p = prec.get(d)
-        x = np.arange(1 << 16, dtype=np.uint16).view(p.storage).astype(np.float32)
+        p, x = prec.get(d), _values(d)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             blocks.append((p.round(np.exp(x)), p.round(np.log(x)), p.round(elementary(np.log, x))))
     return np.ascontiguousarray(np.array(blocks), dtype=np.float32)
+
+
+def _values(d: str) -> Array:
+    """Every value of the format ``d`` (float16 or bfloat16), by its bits, as float32."""
+    return np.arange(1 << 16, dtype=np.uint16).view(prec.get(d).storage).astype(np.float32)
+
+
+@functools.cache
+def exp_overflow_at(formats: tuple[str, ...]) -> Array:
+    """float32 (k,): for each format of ``formats`` (as :func:`tables`), the least value
+    whose textbook exp in :func:`tables` is inf (:func:`overflow_threshold`), from which on
+    the kernel knows a row's exp overflows from its max alone, without its look-ups (inf
+    where the table does not overflow so: then the look-ups tell)."""
+    exps = tables(formats)[:, 0]
+    at = [overflow_threshold(_values(d), e) for d, e in zip(formats, exps, strict=True)]
+    return np.array(at, dtype=np.float32)
+
+
+def overflow_threshold(x: Array, e: Array) -> float:
+    """The least of the values ``x`` whose exp ``e`` is inf, if the inf exps are exactly
+    those of the values at or above it and every other exp of a value that is not NaN is
+    >= 0 (so that a row of such values, one of them at or above it, has an exp sum of inf
+    exactly); else inf (for every row finite in the format: never)."""
+    ordered = ~np.isnan(x)
+    x, e = x[ordered], e[ordered]
+    over = e == np.inf
+    if not over.any() or not (e >= 0).all():
+        return np.inf
+    at = x[over].min()
+    return float(at) if np.array_equal(over, x >= at) else np.inf
 
 
 def widen_bfloat16(bits: Array) -> Array:

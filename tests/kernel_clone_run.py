@@ -29,6 +29,11 @@ def _logits(rng: np.random.Generator, n: int, c: int) -> Iterator[tuple[str, np.
     # -15 in float32, -37 in float64) or saturates (clamped at 100); probabilities of 0
     yield "below", -rng.uniform(0.0, 120.0, (n, c)) * rng.choice([1.0, 8.0], (n, 1))
     yield "ties", rng.integers(-2, 3, (n, c)).astype(np.float64)  # ties at the max
+    # a logit where the textbook exp overflows in float16 or bfloat16 (narrow_row decides it
+    # from the max), or a value of the format below: at the target or elsewhere
+    edge = rng.standard_normal((n, c)) * 2
+    edge[np.arange(n), rng.integers(0, c, n)] = rng.choice([11.0859375, 11.09375, 88.5, 89.0], n)
+    yield "edge", edge
     yield "tiny", rng.standard_normal((n, c)) * 1e-40  # float32 subnormals and zeros
     odd = rng.standard_normal((n, c)) * 10
     picks = rng.integers(0, n * c, 4 * n)
@@ -126,8 +131,10 @@ def run() -> dict[str, np.ndarray]:
             for mask, formats in ((1, ("float16",)), (2, ("bfloat16",)), (3, fast.NARROW)):
                 k = len(formats)
                 loss, bits = np.empty((k, 3, n)), np.empty((k, n), dtype=np.uint16)
-                tables = narrow.tables(formats)
-                _kernel.narrow_index(z, z.itemsize, n, c, labels, mask, tables, loss, bits, 0, n)
+                tables, over_at = narrow.tables(formats), narrow.exp_overflow_at(formats)
+                _kernel.narrow_index(
+                    z, z.itemsize, n, c, labels, mask, tables, over_at, loss, bits, 0, n
+                )
                 for d, d_loss, d_bits in zip(formats, loss, bits, strict=True):
                     key = f"{name}-{d}" if k == 1 else f"{name}-both-{d}"
                     out[f"{key}-loss"], out[f"{key}-bits"] = d_loss, d_bits
@@ -138,6 +145,10 @@ def run() -> dict[str, np.ndarray]:
         result = np.empty_like(arg)
         _kernel.apply(fn, arg, result)
         out[f"apply-{fn}"] = result
+    rng = np.random.default_rng(16)  # terms of mixed magnitudes, so that the order shows
+    terms = rng.standard_normal(70_000) * 10.0 ** rng.uniform(-4, 4, 70_000)
+    for n in (7, 128, 250, 256, 1000, 4099, 32000, 65543):  # halves equal or not
+        out[f"pairwise_sum-{n}"] = np.float32([_kernel.pairwise_sum(terms[:n].astype(np.float32))])
     patterns = np.random.default_rng(15).integers(0, 1 << 32, 1 << 16, dtype=np.uint64)
     with np.errstate(invalid="ignore"):  # NaN patterns
         x32 = patterns.astype(np.uint32).view(np.float32).astype(np.float64)

@@ -138,10 +138,10 @@ def test_a_nan_rounds_to_float16_as_round_narrow_rounds_it() -> None:
 
 @pytest.mark.parametrize("c", [1, 7, 8, 9, 15, 16, 17, 31, 1000, 1 << 16])
 def test_table_look_ups_give_each_entry(c: int) -> None:
-    """The table look-ups of the active copy (gathers in the x86-64-v4 and v3 copies, a loop
-    in the default one): every entry of a table, NaN payloads and signed zeros bit for bit,
-    in any order and at any length (the tail after the last full vector), and whether one is
-    inf."""
+    """The table look-ups of the active copy (four a loop, then the test for inf, which
+    vectorises): every entry of a table, NaN payloads and signed zeros bit for bit, in any
+    order and at any length (the tail after the last four, and the test's after its last
+    vector), and whether one is inf."""
     rng = np.random.default_rng(c)
     tab = rng.integers(0, 1 << 32, 1 << 16, dtype=np.uint64).astype(np.uint32).view(np.float32)
     tab[rng.integers(0, 1 << 16, 64)] = np.inf
