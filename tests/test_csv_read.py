@@ -59,13 +59,50 @@ def test_the_line_ends_are_counted_in_c_as_in_numpy(
             break
 
 
+# every class of byte the counter tells apart: plain ones, line ends, separators, and bytes
+# below '#' (or next to it, or past 127: unsigned) that make a text not plain
+BYTE_CLASSES = st.sampled_from(b"0123456789.,e-" + b"\n" * 4 + b'\t\t !"#\r\x00\x7f\x80\xff')
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(
+    plain=st.lists(st.sampled_from(b"0123456789.,e-\n\n\n"), max_size=400),
+    odd=st.lists(st.tuples(st.integers(0, 400), BYTE_CLASSES), max_size=3),
+    start=st.integers(0, 16),
+    tsv=st.booleans(),
+    last=st.sampled_from([ord("\n"), ord("1"), ord("\t")]),
+)
+def test_the_c_counter_of_16_bytes_at_once_agrees_with_numpy(
+    plain: list[int], odd: list[tuple[int, int]], start: int, tsv: bool, last: int
+) -> None:
+    # long enough texts for the 16-byte vectors (and the bytes one by one before and after
+    # them), each starting anywhere in a vector: a byte of any class anywhere in them
+    text = bytearray(plain)
+    for at, byte in odd:
+        text.insert(min(at, len(text)), byte)
+    piece = memoryview(bytes(text))[start:]
+    assert _csvtext.plain_lines(piece, tsv, last) == csv_arrow.plain_lines(piece, tsv, last)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(text=st.binary(max_size=300), tsv=st.booleans(), last=st.integers(0, 255))
+def test_the_c_counter_agrees_with_numpy_on_any_bytes(text: bytes, tsv: bool, last: int) -> None:
+    assert _csvtext.plain_lines(text, tsv, last) == csv_arrow.plain_lines(text, tsv, last)
+
+
 @needs_c
 def test_the_c_counter_looks_at_every_byte_of_a_long_text() -> None:
-    # past its pieces of 4096 bytes, and a piece's first byte against the one before it
+    # past its 255 vectors of 16 bytes counted at once (each line end in a lane's byte),
+    # and each vector's first byte against the one before it
     line = b"1.5,-2e3,7\n"
     text = line * 1000
     assert _csvtext.plain_lines(text, False, ord("\n")) == (1000, ord("\n"))
-    for at in [0, 4095, 4096, 4097, len(text) - 1]:
+    assert _csvtext.plain_lines(b"\n" * 9000, False, ord("1"))[0] == -1
+    ends = (b"1\n" * 5000)[1:]  # a line end in every other byte: 255 in a lane's byte
+    assert _csvtext.plain_lines(ends, False, ord("1")) == (5000, ord("\n"))
+    for at in [0, 1, 15, 16, 17, 4080, 4081, 4095, 4096, 4097, len(text) - 1]:
         for byte in [b" ", b'"', b"\r", b"\t", b"\x00"]:
             bad = text[:at] + byte + text[at + 1 :]
             assert _csvtext.plain_lines(bad, False, ord("\n"))[0] == -1, (at, byte)
