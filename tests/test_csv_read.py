@@ -247,3 +247,30 @@ def test_windows_past_the_first_are_read_on_a_thread_one_ahead(
     got = np.concatenate([b[0] for b in [first, *rest] if b is not None])
     np.testing.assert_array_equal(got, z)
     assert np.isnan(first[2]).all()  # a column not used
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [("a,b,label\n1.5,2,0\n3,4,1\n", True), ('a,b,label\n"1.5",2,0\n3,4,1\n', False)],
+)
+def test_only_a_plain_file_is_parsed_without_quoting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, plain: bool
+) -> None:
+    # a plain file holds no quote (its count says so): split without quoting, its cells are
+    # the same; any other file is split with quoting, as pandas splits it
+    import pyarrow.csv as pacsv
+
+    quoting: list[object] = []
+    read_csv = pacsv.read_csv
+
+    def spy(*args: object, parse_options: pacsv.ParseOptions, **kwargs: object) -> object:
+        quoting.append(parse_options.quote_char)
+        return read_csv(*args, parse_options=parse_options, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pacsv, "read_csv", spy)
+    (tmp_path / "x.csv").write_text(text)
+    source = open_inputs(tmp_path / "x.csv")
+    x, _ = next(source.chunks(10))
+    np.testing.assert_array_equal(x, [[1.5, 2.0], [3.0, 4.0]])
+    assert quoting
+    assert set(quoting) == ({False} if plain else {'"'})
