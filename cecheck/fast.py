@@ -314,7 +314,7 @@ def _narrow_index(
     def part(lo: int, hi: int) -> None:
         kernel().narrow_index(z, z.itemsize, n, c, y, mask, tables, over_at, loss, bits, lo, hi)
 
-    run_parts(part, n)
+    _run_parts(part, n)
     results: dict[tuple[str, str], PathResult] = {}
     for d, out, status in zip(formats, loss, bits, strict=True):
         ours = {
@@ -434,11 +434,11 @@ def _run(kernel: Callable[..., None], z: Array, labels: Array, *ends: Array) -> 
     def part(lo: int, hi: int) -> None:
         kernel(z, z.itemsize, n, c, labels, loss, *ends, bits, lo, hi)
 
-    run_parts(part, n)
+    _run_parts(part, n)
     return loss, bits
 
 
-def run_parts(part: Callable[[int, int], None], n: int) -> None:
+def _run_parts(part: Callable[[int, int], None], n: int) -> None:
     """``part(lo, hi)`` over ``[0, n)`` split into one range per core, run in parallel."""
     global _pool
     k = min(threads(), max(1, n))

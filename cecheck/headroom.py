@@ -226,13 +226,11 @@ class _Rows:
         from cecheck import fast  # on the kernel's chunks only: the renderers import this module
 
         z, at, top = narrow.raw(self.logits), self.at[i], np.ascontiguousarray(self.m[i])
-        out, lams, eta = np.empty(at.size), np.full(at.size, lam), [0.0]
-
-        def part(lo: int, hi: int) -> None:
-            eta[0] = fast.kernel().scaled_lse(z, z.itemsize, *z.shape, at, lams, top, out, lo, hi)
-
-        fast.run_parts(part, at.size)
-        return out, -math.log1p(-eta[0])
+        out = np.empty(at.size)
+        eta = fast.kernel().scaled_lse(
+            z, z.itemsize, *z.shape, at, np.full(at.size, lam), top, out, 0, at.size
+        )
+        return out, -math.log1p(-eta)
 
 
 Stats = tuple[Array, Array, Array, Array, Array, Array]  # at, lse, max, z_y, rest, δ
