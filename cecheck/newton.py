@@ -83,8 +83,9 @@ def solve(
     ``target``, each row's crossing bracketed in ``[lo, hi]`` (inf: none).
 
     Only the rows that can beat the best so far are iterated: those whose ``lo`` is at most
-    the smallest ``hi`` (and the best), in the order of ``lo``, a few at a time, until the
-    next ``lo`` is past the best found. A row's crossing depends on that row only (never on
+    the smallest ``hi`` (and the best) and, with a best from the rows before, not told by
+    :func:`past` to cross after it, in the order of ``lo``, a few at a time, until the next
+    ``lo`` is past the best found. A row's crossing depends on that row only (never on
     the best so far), so chunks give the same answer however the rows are split. ``chord``:
     a convex ``fn``'s values at 1 and 0, for :func:`past`. ``estimate``: a convex ``fn``'s
     value by the kernel, for :func:`past`, and to leave out of Newton's method the rows

@@ -83,6 +83,35 @@ def test_the_kernels_scaled_lse_is_within_its_bound(dtype: type | str, c: int) -
         assert err.max() > bound.max() / 64
 
 
+@pytest.mark.parametrize("dtype", [np.float32, "bfloat16"])
+def test_the_kernels_scaled_lse_is_within_its_bound_at_the_float32_arguments_edges(
+    dtype: type | str,
+) -> None:
+    """Where the kernel takes ``λ (z_j - m)`` in float32: λ |m| near 2**24 (numpy's own
+    ``λ z_j - λ m`` then off by up to 2**-29 a term), λ at both ends of its range and past
+    them (the float64 arguments), logits far from 0 with small gaps, and float32's extremes."""
+    rng = np.random.default_rng(7)
+    c = 4000
+    z = np.empty((8, c), dtype=np.float32)
+    z[:4] = 1e6 + rng.uniform(-64, 0, (4, c))  # gaps of a few ulp of 1e6 (0.0625)
+    z[4:6] = -1e6 + rng.uniform(-64, 0, (2, c))
+    z[6] = rng.standard_normal(c) * 3e37  # differences beyond float32: -inf, clamped
+    z[7] = rng.standard_normal(c) * 1e-30
+    stored = z
+    if dtype == "bfloat16":
+        stored = (z.view(np.uint32) >> 16).astype(np.uint16)
+        z = (stored.astype(np.uint32) << 16).view(np.float32)
+    rows = np.arange(8)
+    top = z.max(axis=1).astype(np.float64)
+    lam = np.array([16.7, 16.8, 2.0**-60, 2.0**60 / 1e7, 8.0, 2.0**-61, 1.0, 2.0**60])
+    lam[4] = 2.0**24 / 1e6 * 0.999  # just inside, the other sign
+    mine, eta = scaled_lse(stored, rows, lam, top)
+    exact = exact_lse(z, lam, top)
+    bound = -math.log1p(-eta) + 2**-48 * (1 + np.abs(exact))
+    ok = np.isfinite(exact)
+    assert (np.abs(mine - exact)[ok] <= bound[ok]).all()
+
+
 def test_the_kernels_scaled_lse_is_nan_where_the_scale_overflows() -> None:
     """λ max z beyond float64: numpy's pass (NaN or inf) decides, not the estimate."""
     z = np.array([[1e300, -1e300, 0.0]])
