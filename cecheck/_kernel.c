@@ -1903,8 +1903,8 @@ INLINE double scaled_lse_row(const void *z, int narrow, int c, double lam, doubl
  * by 3.01 2**-24 |x*_j| from x*_j = lam (z_j - m) exactly, and numpy's x_j is within 2**-52
  * (lam |z_j| + lam |m|) + 2**-53 |x_j| of x*_j, where lam |z_j| <= lam |m| + |x*_j|: with
  * the weights, 3.01 2**-24 log c + 2**-51 (log c + lam |m|) at most, lam |m| <= 2**24 there:
- * 3.125 2**-24 log c + 2**-26 bounds both. The sum: each term passes SCALED_BLOCK / LANES float32
- * additions (the first onto 0, exact, counted) and ceil(c / SCALED_BLOCK) + log2(LANES)
+ * 3.125 2**-24 log c + 2**-26 bounds both. The sum: each term passes SCALED_BLOCK / LANES
+ * float32 additions (the first onto 0, exact, counted) and ceil(c / SCALED_BLOCK) + log2(LANES)
  * float64 ones, so it is within (1 + g32)(1 + g64) of the exact sum of the terms, g = D u /
  * (1 - D u), u the unit roundoff. The product of the factors, minus 1, plus c 2**-122;
  * rounded up generously. */
