@@ -17,6 +17,7 @@ kernel on its share of the cores (``CECHECK_THREADS``). Dask (:func:`run_dask`, 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
+from typing import Any
 
 from cecheck import engine, pipeline
 from cecheck.errors import InputError
@@ -34,6 +36,10 @@ from cecheck.settings import Settings
 
 DASK_RETRIES = 2  # a failed shard task runs at most 1 + this many times
 DASK_INSTALL = "pip install 'cecheck[dask]'"
+# How often the local client looks for a worker process that ended unseen: one killed while
+# it sends its result leaves the pool's reader waiting for the rest of the message, forever
+# (CPython's ProcessPoolExecutor), so the pool never reports it broken.
+WATCH_SECONDS = 1.0
 
 
 class ShardFailed(Exception):
@@ -142,18 +148,23 @@ def run_local(
         server.set_forkserver_preload([__name__])  # imported once, before the workers fork
         context = server
     merged, done = InOrder(), 0
-    pool = ProcessPoolExecutor(workers, context, initializer=_worker_start, initargs=(threads,))
+    pids = context.Array("q", max(1, len(work)), lock=False)  # each shard's worker, once begun
+    pool = ProcessPoolExecutor(
+        workers, context, initializer=_worker_start, initargs=(threads, pids)
+    )
     try:
         running: dict[Future[Partial], int] = {}
         queue = iter(enumerate(work))
         while True:
             for i, task in queue:
-                running[pool.submit(run_shard, task)] = i
+                running[pool.submit(_run_shard_at, i, task)] = i
                 if len(running) >= 2 * workers:
                     break
             if not running:
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, timeout=WATCH_SECONDS, return_when=FIRST_COMPLETED)
+            if not finished:
+                _check_workers(pool, running, pids, work)
             for future in finished:
                 i = running.pop(future)
                 merged.add(i, _result(future, work[i].shard.name))
@@ -161,12 +172,41 @@ def run_local(
                 if progress is not None:
                     progress(done)
     except BaseException:  # a failed shard or Ctrl-C: stop every worker now
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop(pool)
         raise
     pool.shutdown()
     return merged.result()
+
+
+def _check_workers(
+    pool: ProcessPoolExecutor, running: dict[Future[Partial], int], pids: Any, work: list[ShardTask]
+) -> None:
+    """A :class:`ShardFailed` if a worker process ended while shards are in flight (the pool
+    would report it, but may wait forever: :data:`WATCH_SECONDS`), naming the shard that
+    worker was computing (else the first in flight)."""
+    ended = [p for p in list(getattr(pool, "_processes", {}).values()) if p.exitcode is not None]
+    if not ended:
+        return
+    begun = {pids[i]: i for f, i in running.items() if not f.done()}
+    i = next((begun[p.pid] for p in ended if p.pid in begun), min(running.values()))
+    codes = ", ".join(str(p.exitcode) for p in ended)
+    raise ShardFailed(work[i].shard.name, f"its worker process ended: exit code {codes}")
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker now; then close this process's end of the pool's result pipe, so
+    that a reader left waiting for the rest of a killed worker's message reads its end and
+    stops (else this process would wait for it as it exits)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=WATCH_SECONDS)
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(OSError):
+            writer.close()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _result(future: Future[Partial], name: str) -> Partial:
@@ -179,10 +219,21 @@ def _result(future: Future[Partial], name: str) -> Partial:
         raise ShardFailed(name, f"its worker process ended: {why}") from None
 
 
-def _worker_start(threads: int) -> None:
+_pids: Any = None  # a local worker's: each shard's worker process id (run_local's ``pids``)
+
+
+def _worker_start(threads: int, pids: Any) -> None:
     """A local worker: Ctrl-C is the client's to handle; the kernel on its share of cores."""
+    global _pids
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["CECHECK_THREADS"] = str(threads)
+    _pids = pids
+
+
+def _run_shard_at(i: int, task: ShardTask) -> Partial:
+    """:func:`run_shard` in a local worker, shard ``i`` marked as this process's first."""
+    _pids[i] = os.getpid()
+    return run_shard(task)
 
 
 def _cores() -> int:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +391,50 @@ def test_a_killed_worker_process_names_its_shard_or_the_report_is_complete(tmp_p
         assert killed, "a shard failed with no worker killed"
         assert failed.shard in {t.shard.name for t in work}
         assert "its worker process ended" in str(failed)
+
+
+class _StuckPool(ProcessPoolExecutor):
+    """A pool whose result reader is left waiting for the rest of a message, as when a worker
+    is killed while it sends its result; and whose workers are then killed."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        if not getattr(self, "stuck", False):
+            self.stuck = True
+            writer = self._result_queue._writer  # type: ignore[attr-defined]
+            os.write(writer.fileno(), struct.pack("!i", 1 << 20) + b"part of a result")
+            for process in list(self._processes.values()):  # type: ignore[attr-defined]
+                process.kill()
+        return future
+
+
+def test_a_worker_killed_while_it_sends_its_result_names_a_shard_and_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPython's pool waits for the rest of the message forever and never reports the pool
+    broken: the client sees the worker gone, names the shard and stops the pool, whose reader
+    then ends too (the process can exit)."""
+    work, _ = _tasks(tmp_path, n=2)
+    monkeypatch.setattr(scaleout, "ProcessPoolExecutor", _StuckPool)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            scaleout.run_local(work, 1)
+        except BaseException as e:
+            raised.append(e)
+
+    client = threading.Thread(target=run, daemon=True)
+    client.start()
+    client.join(timeout=60)
+    assert not client.is_alive(), "run_local waited for a dead worker"
+    assert isinstance(raised[0], scaleout.ShardFailed)
+    assert raised[0].shard == work[0].shard.name
+    assert "its worker process ended: exit code -9" in str(raised[0])
+    managers = [t for t in threading.enumerate() if type(t).__name__ == "_ExecutorManagerThread"]
+    for t in managers:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in managers), "the pool's reader still waits"
 
 
 @pytest.fixture(scope="module")
