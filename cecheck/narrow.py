@@ -67,8 +67,8 @@ def overflow_threshold(x: Array, e: Array) -> float:
     those of the values at or above it and every other exp of a value that is not NaN is
     >= 0 (so that a row of such values, one of them at or above it, has an exp sum of inf
     exactly); else inf (for every row finite in the format: never)."""
-    ordered = ~np.isnan(x)
-    x, e = x[ordered], e[ordered]
+    numbers = ~np.isnan(x)  # NaN is not ordered: never a row's max in the kernel
+    x, e = x[numbers], e[numbers]
     over = e == np.inf
     if not over.any() or not (e >= 0).all():
         return np.inf
